@@ -1,0 +1,71 @@
+"""The one call shape every method in the comparison has (DESIGN §6).
+
+``method.fit(train, val, blur)`` (a no-op where nothing is learned or tuned), then
+``method.restore(y, blur) -> x_hat``.  Adapters live one per file in this package and
+expose their class as ``METHOD``; the registry discovers them, so adding a method is
+adding a file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import torch
+
+from benchmarks.pairs import PairSet
+from benchmarks.presets import Preset
+
+
+class BlurLike(Protocol):
+    """What a method may use of the degradation: the linear operator and its adjoint."""
+
+    def A(self, x: torch.Tensor) -> torch.Tensor: ...
+    def A_adjoint(self, y: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class MethodContext:
+    """Everything a method needs besides data: budget, device, seed, where to write."""
+
+    preset: Preset
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    seed: int = 0
+    work_dir: Path | None = None          # per-method folder for curves, figures, caches
+    quiet: bool = False                   # no progress bars when True
+    blur_meta: dict[str, Any] = field(default_factory=dict)   # degradation settings
+    options: dict[str, Any] = field(default_factory=dict)     # CLI overrides (epochs, ...)
+
+
+class Method:
+    """Base class: subclasses set the class attributes and override what they need."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    sees_psf: ClassVar[bool] = False     # non-blind methods use ``blur``
+    learns: ClassVar[bool] = False       # learns from (blurred, sharp) pairs
+    checkpointable: ClassVar[bool] = False
+
+    def __init__(self, ctx: MethodContext) -> None:
+        self.ctx = ctx
+
+    def fit(self, train: PairSet, val: PairSet, blur: BlurLike) -> None:
+        """Learn or tune on ``train``/``val``. Default: nothing to do."""
+
+    def restore(self, y: torch.Tensor, blur: BlurLike) -> torch.Tensor:
+        """Restore a batch ``y`` (N, C, H, W) in [0, 1]; returns the same shape on CPU."""
+        raise NotImplementedError
+
+    def save(self, path: str | Path) -> None:
+        raise NotImplementedError(f"method {self.name!r} has nothing to save")
+
+    def load(self, path: str | Path) -> None:
+        raise NotImplementedError(f"method {self.name!r} takes no checkpoint")
+
+    def info(self) -> dict[str, Any]:
+        """JSON-able facts for run.json (chosen parameters, parameter count, ...)."""
+        return {}
+
+    def figures(self, out_dir: Path) -> list[Path]:
+        """Write method-specific figures (loss curves, atoms) and return their paths."""
+        return []
