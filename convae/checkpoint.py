@@ -1,0 +1,263 @@
+"""Checkpoints: atomic save, safe load, and the checks that keep a resume honest.
+
+A checkpoint is a plain dict saved with ``torch.save`` and loaded with
+``torch.load(weights_only=True)`` (no arbitrary pickles), holding:
+
+``format``/``format_version``, ``architecture`` + ``model_kwargs`` (to rebuild the model),
+``model_state``, ``optimizer_state`` / ``scaler_state`` (absent in inference-only files),
+``config`` (the training config as a plain dict), ``epoch`` (epochs completed),
+``best_val_loss``/``best_epoch``, ``history`` (one dict per epoch: losses, seconds,
+images/s), ``rng`` (torch CPU, CUDA, numpy, python and the shuffling generator) and ``meta``
+(caller's settings, e.g. the blur that made the training pairs).
+
+Files are written to a temporary file in the same folder and renamed with ``os.replace``,
+so a crash never leaves a half-written checkpoint under the real name.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from convae.models import architecture_of, build_model, unwrap_model
+
+FORMAT = "convae-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: unreadable, or made for another model."""
+
+
+class MetaMismatchWarning(UserWarning):
+    """The checkpoint was trained with other settings (blur) than the caller expects."""
+
+
+# --------------------------------------------------------------------------- writing
+
+def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save(obj)`` to a temporary file beside ``path``, fsync, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def normalize_meta(meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``meta`` as plain JSON types (tuples become lists), or a TypeError naming the problem.
+
+    Only JSON-able values are allowed so that ``weights_only`` loading can read them back.
+    """
+    if meta is None:
+        return {}
+    try:
+        return json.loads(json.dumps(dict(meta), sort_keys=True))
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"checkpoint meta must hold JSON-able values only: {e}") from None
+
+
+def capture_rng_state(shuffle_generator: torch.Generator | None = None) -> dict[str, Any]:
+    """Snapshot of every RNG a training run touches, in ``weights_only``-loadable types."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+        "numpy": {"bit_generator": str(np_state[0]),
+                  "key": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
+                  "cached_gaussian": float(np_state[4])},
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+        "shuffle": shuffle_generator.get_state() if shuffle_generator is not None else None,
+    }
+
+
+def restore_rng_state(state: Mapping[str, Any],
+                      shuffle_generator: torch.Generator | None = None) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    torch.set_rng_state(state["torch"].cpu())
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        cuda_states = [s.cpu() for s in state["cuda"]]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+    n = state["numpy"]
+    np.random.set_state((n["bit_generator"], n["key"].cpu().numpy().astype(np.uint32),
+                         n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
+    if shuffle_generator is not None and state.get("shuffle") is not None:
+        shuffle_generator.set_state(state["shuffle"].cpu())
+
+
+def _cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in unwrap_model(model).state_dict().items()}
+
+
+def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, *,
+                    optimizer: torch.optim.Optimizer | None = None,
+                    scaler: Any | None = None,
+                    config: Mapping[str, Any] | None = None,
+                    epoch: int = 0,
+                    best_val_loss: float | None = None,
+                    best_epoch: int | None = None,
+                    history: list[dict[str, Any]] | None = None,
+                    meta: Mapping[str, Any] | None = None,
+                    rng: Mapping[str, Any] | None = None,
+                    model_state: Mapping[str, torch.Tensor] | None = None) -> Path:
+    """Write a checkpoint atomically and return its path.
+
+    ``model`` gives the architecture and (unless ``model_state`` is passed) the weights.
+    Leave ``optimizer`` out for an inference-only file (it then cannot be resumed).
+    """
+    arch, kwargs = architecture_of(model)
+    ckpt: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": arch,
+        "model_kwargs": kwargs,
+        "model_state": dict(model_state) if model_state is not None else _cpu_state_dict(model),
+        "config": dict(config or {}),
+        "epoch": int(epoch),
+        "best_val_loss": None if best_val_loss is None else float(best_val_loss),
+        "best_epoch": best_epoch,
+        "history": list(history or []),
+        "meta": normalize_meta(meta),
+        "rng": dict(rng) if rng is not None else None,
+        "torch_version": torch.__version__,
+    }
+    if optimizer is not None:
+        ckpt["optimizer_state"] = optimizer.state_dict()
+    if scaler is not None:
+        ckpt["scaler_state"] = scaler.state_dict()
+    return atomic_save(ckpt, path)
+
+
+# --------------------------------------------------------------------------- reading
+
+def read_checkpoint(path: str | os.PathLike[str],
+                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint dict with ``weights_only=True``; clear errors naming ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile,
+            ValueError, OSError) as e:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: the file is truncated, corrupt or not a "
+            f"checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a convae checkpoint (no '{FORMAT}' format tag)")
+    if ckpt.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format version "
+                              f"{ckpt['format_version']}; this code reads up to {FORMAT_VERSION}")
+    return ckpt
+
+
+def _channels_word(n: Any) -> str:
+    return {1: "1 channel (gray)", 3: "3 channels (RGB)"}.get(n, f"{n} channels")
+
+
+def check_compatible(ckpt: Mapping[str, Any], architecture: str, model_kwargs: Mapping[str, Any],
+                     path: str | os.PathLike[str] = "<checkpoint>") -> None:
+    """Refuse a checkpoint made for another architecture, channel count or model shape.
+
+    Image size is not checked: the models are fully convolutional.
+    """
+    if ckpt["architecture"] != architecture:
+        raise CheckpointError(
+            f"checkpoint {path} was made for architecture {ckpt['architecture']!r}, "
+            f"not {architecture!r}; build a {ckpt['architecture']!r} model or use load_model()")
+    c_ck = ckpt["model_kwargs"].get("in_channels")
+    c_want = model_kwargs.get("in_channels")
+    if c_ck != c_want:
+        raise CheckpointError(
+            f"checkpoint {path} was trained on images with {_channels_word(c_ck)}, but the "
+            f"model expects {_channels_word(c_want)} (RGB/gray mismatch)")
+    if dict(ckpt["model_kwargs"]) != dict(model_kwargs):
+        raise CheckpointError(
+            f"checkpoint {path} was made for {architecture!r} with {dict(ckpt['model_kwargs'])}, "
+            f"but the model was built with {dict(model_kwargs)}")
+
+
+def check_meta(ckpt_meta: Mapping[str, Any] | None, expected: Mapping[str, Any] | None,
+               path: str | os.PathLike[str] = "<checkpoint>") -> bool:
+    """Warn (:class:`MetaMismatchWarning`) when the checkpoint's meta differ from ``expected``.
+
+    Only keys present in ``expected`` are compared. Returns True when they agree.
+    """
+    if not expected:
+        return True
+    have = normalize_meta(ckpt_meta)
+    want = normalize_meta(expected)
+    diffs = [f"{k}: checkpoint {have.get(k, '<missing>')!r} vs expected {v!r}"
+             for k, v in sorted(want.items()) if have.get(k, "<missing>") != v]
+    if diffs:
+        warnings.warn(f"checkpoint {path} was trained with other settings (blur) than "
+                      f"expected: {'; '.join(diffs)}", MetaMismatchWarning, stacklevel=3)
+        return False
+    return True
+
+
+def model_from_checkpoint(ckpt: Mapping[str, Any],
+                          path: str | os.PathLike[str] = "<checkpoint>") -> nn.Module:
+    """Rebuild the model recorded in a checkpoint dict and load its weights."""
+    model = build_model(ckpt["architecture"], **ckpt["model_kwargs"])
+    try:
+        model.load_state_dict(ckpt["model_state"])
+    except RuntimeError as e:
+        raise CheckpointError(f"weights in {path} do not fit {ckpt['architecture']!r}: {e}") from e
+    return model
+
+
+def load_model(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu",
+               expect_architecture: str | None = None,
+               expect_in_channels: int | None = None,
+               expect_meta: Mapping[str, Any] | None = None) -> nn.Module:
+    """Rebuild the model saved in ``path`` (any registered architecture), on ``map_location``.
+
+    Raises :class:`CheckpointError` if the file is unreadable or, when given, the
+    architecture or channel count differ; warns (:class:`MetaMismatchWarning`) when
+    ``expect_meta`` (e.g. blur settings) differ from the checkpoint's ``meta``.
+    The model is returned in eval mode; ``model.checkpoint`` holds the checkpoint's
+    ``history``, ``epoch``, ``best_val_loss``, ``best_epoch``, ``config`` and ``meta``.
+    """
+    ckpt = read_checkpoint(path, map_location="cpu")
+    if expect_architecture is not None and ckpt["architecture"] != expect_architecture:
+        raise CheckpointError(f"checkpoint {path} was made for architecture "
+                              f"{ckpt['architecture']!r}, not {expect_architecture!r}")
+    if expect_in_channels is not None:
+        c = ckpt["model_kwargs"].get("in_channels")
+        if c != expect_in_channels:
+            raise CheckpointError(f"checkpoint {path} was trained on images with "
+                                  f"{_channels_word(c)}, not {_channels_word(expect_in_channels)}")
+    check_meta(ckpt.get("meta"), expect_meta, path)
+    model = model_from_checkpoint(ckpt, path).to(map_location).eval()
+    model.checkpoint = {k: ckpt.get(k) for k in  # type: ignore[assignment]
+                        ("architecture", "model_kwargs", "history", "epoch", "best_val_loss",
+                         "best_epoch", "config", "meta")}
+    return model
