@@ -1,0 +1,45 @@
+"""Method registry: every module in this package that defines ``METHOD`` is a method.
+
+Adding a method to the comparison is adding one small file here.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import warnings
+from functools import lru_cache
+
+from benchmarks.methods.base import Method, MethodContext
+
+# The order methods appear in tables (others follow alphabetically).
+ORDER = ["identity", "wiener", "richardson-lucy", "nmf-coupled", "dnmf-coupled",
+         "dnmf-prior", "convae", "convae-unet"]
+
+
+@lru_cache(maxsize=1)
+def registry() -> dict[str, type[Method]]:
+    """Name -> class for every discovered method adapter."""
+    found: dict[str, type[Method]] = {}
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_") or info.name == "base":
+            continue
+        try:
+            module = importlib.import_module(f"{__name__}.{info.name}")
+        except ImportError as exc:  # one broken adapter must not hide the others
+            warnings.warn(f"method module {info.name!r} failed to import: {exc}", stacklevel=2)
+            continue
+        cls = getattr(module, "METHOD", None)
+        if cls is not None:
+            found[cls.name] = cls
+    rank = {n: i for i, n in enumerate(ORDER)}
+    return dict(sorted(found.items(), key=lambda kv: (rank.get(kv[0], len(ORDER)), kv[0])))
+
+
+def get_method(name: str) -> type[Method]:
+    reg = registry()
+    if name not in reg:
+        raise ValueError(f"unknown method {name!r}; available: {', '.join(reg)}")
+    return reg[name]
+
+
+__all__ = ["Method", "MethodContext", "registry", "get_method", "ORDER"]

@@ -1,0 +1,195 @@
+"""``deblur-bench``: one ``cmd_<name>(args)`` function per subcommand (pyperf's habit)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from benchmarks import __version__
+from benchmarks.presets import PRESETS
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", choices=sorted(PRESETS), default="fast",
+                   help="data size and training budget (default: fast)")
+    p.add_argument("--data-dir", help="folder of face images, searched recursively "
+                   "(default: data/faces/, else the embedded photographs)")
+    p.add_argument("--size", type=int, help="square image side in px (overrides the preset)")
+    p.add_argument("--gray", action="store_true", default=None, help="grayscale instead of RGB")
+    p.add_argument("--max-images", type=int, help="cap on images loaded (overrides the preset)")
+    p.add_argument("--seed", type=int, default=0, help="split / noise / training seed")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+
+
+def _blur_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sigma", type=float, default=3.0, help="Gaussian blur sigma (default 3)")
+    p.add_argument("--kernel-size", type=int, default=25, help="Gaussian kernel side (default 25)")
+    p.add_argument("--psf", help="user PSF (.npy or grayscale image), replaces the Gaussian")
+
+
+def _parse_checkpoints(items: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"error: --checkpoint expects METHOD=PATH, got {item!r}")
+        out[name] = path
+    return out
+
+
+# --------------------------------------------------------------------------- run
+def cmd_run(args: argparse.Namespace) -> int:
+    from benchmarks.runner import RunConfig, run_benchmark
+
+    cfg = RunConfig(preset=args.preset, data_dir=args.data_dir, size=args.size, gray=args.gray,
+                    methods=args.methods, sigma=args.sigma, kernel_size=args.kernel_size,
+                    psf=args.psf, noise=args.noise, seed=args.seed, out=args.out,
+                    overwrite=args.overwrite, device=args.device, threads=args.threads,
+                    checkpoints=_parse_checkpoints(args.checkpoint),
+                    save_images=args.save_images, quiet=args.quiet, epochs=args.epochs,
+                    max_minutes=args.max_minutes, max_images=args.max_images)
+    run_benchmark(cfg)
+    return 0
+
+
+# --------------------------------------------------------------------------- restore
+def cmd_restore(args: argparse.Namespace) -> int:
+    from benchmarks.restore_cmd import restore_files
+
+    restore_files(args)
+    return 0
+
+
+# --------------------------------------------------------------------------- report
+def cmd_report(args: argparse.Namespace) -> int:
+    from benchmarks.merge import merge_runs
+
+    md = merge_runs(args.runs, baseline=args.baseline)
+    if args.out:
+        from benchmarks.io_utils import write_text
+
+        write_text(args.out, md)
+    print(md)
+    return 0
+
+
+# --------------------------------------------------------------------------- list
+def cmd_list(args: argparse.Namespace) -> int:
+    from benchmarks.methods import registry
+
+    print("methods:")
+    print(f"  {'name':18s} {'sees PSF':9s} {'learns':7s} description")
+    for name, cls in registry().items():
+        print(f"  {name:18s} {'yes' if cls.sees_psf else 'no':9s} "
+              f"{'yes' if cls.learns else 'no':7s} {cls.description}")
+    print("\npresets:")
+    for p in PRESETS.values():
+        print(f"  {p.name:6s} {p.size:4d}px  max images {p.max_images or 'all'}, epochs "
+              f"{p.epochs}, max minutes {p.max_minutes or '-'} — {p.description}")
+    return 0
+
+
+# --------------------------------------------------------------------------- delegated
+def _delegate(module: str):
+    def run(args: argparse.Namespace) -> int:
+        return int(importlib.import_module(module).main(args) or 0)
+    return run
+
+
+def _add_delegated(sub, name: str, module: str, help_: str) -> None:
+    p = sub.add_parser(name, help=help_)
+    _common(p)
+    try:
+        importlib.import_module(module).add_arguments(p)
+    except ImportError as exc:  # keep the rest of the CLI usable
+        p.set_defaults(func=lambda a, e=exc: _missing(name, e))
+        return
+    p.set_defaults(func=_delegate(module))
+
+
+def _missing(name: str, exc: Exception) -> int:
+    print(f"error: {name} is unavailable: {exc}", file=sys.stderr)
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deblur-bench",
+        description="Deep NMF vs ConvAE vs classical deconvolution on blurred faces.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run methods on held-out people and write tables")
+    _common(p)
+    _data_args(p)
+    _blur_args(p)
+    p.add_argument("--methods", nargs="+", help="methods to run (default: all; see `list`)")
+    p.add_argument("--noise", type=float, default=0.0,
+                   help="Gaussian noise std on the [0, 1] scale, added before quantization")
+    p.add_argument("--out", help="run folder (default results/<date-time>-<preset>/)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--checkpoint", action="append", metavar="METHOD=PATH",
+                   help="load a trained method instead of training it (repeatable)")
+    p.add_argument("--save-images", action="store_true", help="write restored test images")
+    p.add_argument("--epochs", type=int, help="CNN training epochs (overrides the preset)")
+    p.add_argument("--max-minutes", type=float, help="CNN training time cap per method")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("restore", help="deblur your own images with one method")
+    _common(p)
+    _blur_args(p)
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    p.add_argument("--method", required=True, help="method name (see `list`)")
+    p.add_argument("--checkpoint", help="trained checkpoint for learned methods")
+    p.add_argument("--out", required=True, help="folder for the restored PNGs")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--gray", action="store_true", help="process as grayscale")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--balance", type=float, help="wiener: regularisation balance")
+    p.add_argument("--iterations", type=int, help="richardson-lucy: iterations")
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("report", help="merge finished runs into one table")
+    _common(p)
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--baseline", default="identity", help="method for paired differences")
+    p.add_argument("--out", help="also write the merged markdown table to this file")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("list", help="show methods and presets")
+    _common(p)
+    p.set_defaults(func=cmd_list)
+
+    _add_delegated(sub, "train", "benchmarks.train_cmd", "train a CNN (convae, convae-unet)")
+    _add_delegated(sub, "nmf-speed", "benchmarks.nmf_speed",
+                   "time dnmf against scikit-learn and torchnmf")
+    _add_delegated(sub, "factorize", "benchmarks.factorize_faces",
+                   "Deep NMF of a folder of images, one image per column")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
+            RuntimeError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

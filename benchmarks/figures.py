@@ -1,0 +1,55 @@
+"""Figures of a run: example restorations (rows: sharp, blurred, each method)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks.io_utils import atomic_write  # noqa: E402
+
+
+def to_hwc(img: torch.Tensor) -> np.ndarray:
+    """(C, H, W) tensor in [0, 1] -> (H, W[, 3]) array for imshow/imsave."""
+    a = img.detach().cpu().float().clamp(0, 1).numpy()
+    return a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
+
+
+def examples_figure(path: Path, rows: dict[str, torch.Tensor], psnrs: dict[str, list[float]]
+                    ) -> Path:
+    """Grid of images: one row per entry of ``rows`` (each (K, C, H, W)), K columns."""
+    names = list(rows)
+    k = min(int(v.shape[0]) for v in rows.values())
+    fig, axes = plt.subplots(len(names), k, figsize=(1.6 * k + 1.2, 1.6 * len(names)),
+                             squeeze=False)
+    for i, name in enumerate(names):
+        for j in range(k):
+            ax = axes[i][j]
+            img = to_hwc(rows[name][j])
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if name in psnrs:
+                ax.set_title(f"{psnrs[name][j]:.2f} dB", fontsize=7)
+            if j == 0:
+                ax.set_ylabel(name, fontsize=8)
+    fig.tight_layout()
+
+    def write(p: Path) -> None:
+        fig.savefig(p, dpi=110, format="png")
+
+    atomic_write(path, write)
+    plt.close(fig)
+    return path
+
+
+def save_png(path: Path, img: torch.Tensor) -> Path:
+    """Write one (C, H, W) image in [0, 1] as an 8-bit PNG (atomically)."""
+    from PIL import Image
+
+    a = np.round(to_hwc(img) * 255.0).astype(np.uint8)
+    return atomic_write(path, lambda p: Image.fromarray(a).save(p, format="PNG"))

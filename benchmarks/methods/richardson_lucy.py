@@ -1,0 +1,41 @@
+"""``richardson-lucy``: RL with the reflect-boundary operator, iterations chosen on validation."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from benchmarks.classical import richardson_lucy
+from benchmarks.methods.base import BlurLike, Method
+from benchmarks.metrics import psnr
+from benchmarks.pairs import PairSet
+
+
+class RichardsonLucy(Method):
+    name = "richardson-lucy"
+    description = "classical Richardson-Lucy, reflect boundary, iterations tuned on validation"
+    sees_psf = True
+
+    n_iter: int = 30
+    scores: list[float] | None = None
+
+    def max_iter(self) -> int:
+        return int(self.ctx.options.get("max_iter", 20 if self.ctx.preset.tiny else 200))
+
+    def fit(self, train: PairSet, val: PairSet, blur: BlurLike) -> None:
+        sharp = val.sharp.to(self.ctx.device)
+        scores: list[float] = []
+        richardson_lucy(val.blurred.to(self.ctx.device), blur, self.max_iter(),
+                        callback=lambda k, x: scores.append(float(psnr(x, sharp).mean())))
+        self.scores = scores
+        self.n_iter = 1 + max(range(len(scores)), key=scores.__getitem__)
+
+    def restore(self, y: torch.Tensor, blur: BlurLike) -> torch.Tensor:
+        return richardson_lucy(y.to(self.ctx.device), blur, self.n_iter).to("cpu", torch.float32)
+
+    def info(self) -> dict[str, Any]:
+        return {"n_iter": self.n_iter, "max_iter_searched": self.max_iter(),
+                "val_psnr_by_iter": self.scores}
+
+
+METHOD = RichardsonLucy

@@ -1,0 +1,225 @@
+"""``deblur-bench run``: every method on the same held-out people, scored and written out."""
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from benchmarks import __version__
+from benchmarks.blur import make_blur
+from benchmarks.figures import examples_figure, save_png
+from benchmarks.io_utils import prepare_out_dir, write_json, write_text
+from benchmarks.methods import MethodContext, get_method, registry
+from benchmarks.metrics import all_metrics
+from benchmarks.pipeline import prepare_splits
+from benchmarks.presets import Preset, get_preset
+from benchmarks.report import summarize, to_markdown
+
+FORMAT_VERSION = 1
+N_EXAMPLES = 6
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; CLI flags map onto these fields one to one."""
+
+    preset: str = "fast"
+    data_dir: str | None = None
+    size: int | None = None
+    gray: bool | None = None
+    methods: list[str] | None = None
+    sigma: float = 3.0
+    kernel_size: int = 25
+    psf: str | None = None
+    noise: float = 0.0
+    seed: int = 0
+    out: str | None = None
+    overwrite: bool = False
+    device: str = "cpu"
+    threads: int | None = None
+    checkpoints: dict[str, str] = field(default_factory=dict)
+    save_images: bool = False
+    quiet: bool = False
+    epochs: int | None = None
+    max_minutes: float | None = None
+    max_images: int | None = None
+
+    def resolved_preset(self) -> Preset:
+        return get_preset(self.preset).with_overrides(
+            size=self.size, gray=self.gray, epochs=self.epochs, max_minutes=self.max_minutes,
+            max_images=self.max_images)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu`` or ``cuda[:k]``, with a clear error when CUDA is asked for but absent."""
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was requested but no CUDA device is available")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu or cuda, got {name!r}")
+    return dev
+
+
+def git_commit() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, timeout=5).stdout
+        return (sha + ("-dirty" if dirty.strip() else "")) if sha else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict[str, str]:
+    import numpy
+    import scipy
+    import skimage
+    import sklearn
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "scipy": scipy.__version__,
+            "scikit-image": skimage.__version__, "scikit-learn": sklearn.__version__,
+            "deblur-toolkit": __version__, "platform": platform.platform()}
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def default_out(preset: str) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("results") / f"{stamp}-{preset}"
+
+
+def log(cfg: RunConfig, msg: str) -> None:
+    if not cfg.quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
+    """Run every requested method, write the run folder, return the run record."""
+    preset = cfg.resolved_preset()
+    device = resolve_device(cfg.device)
+    names = cfg.methods or list(registry())
+    for n in names:
+        get_method(n)                      # unknown names fail before any work is done
+    for n in cfg.checkpoints:
+        if n not in names:
+            raise ValueError(f"--checkpoint given for {n!r}, which is not among --methods")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = prepare_out_dir(cfg.out or default_out(preset.name), cfg.overwrite)
+    torch.manual_seed(cfg.seed)
+
+    blur = make_blur(kernel_size=cfg.kernel_size, sigma=cfg.sigma, psf=cfg.psf)
+    t0 = time.perf_counter()
+    splits = prepare_splits(preset, cfg.data_dir, seed=cfg.seed, blur=blur, noise=cfg.noise)
+    data_seconds = time.perf_counter() - t0
+    log(cfg, f"data: {splits.source} — {splits.meta['n_images']} images of "
+             f"{splits.meta['n_identities']} identities, {preset.size}px "
+             f"{'gray' if preset.gray else 'RGB'}; train/val/test images "
+             f"{splits.meta['n_train']}/{splits.meta['n_val']}/{splits.meta['n_test']}")
+    if splits.source.startswith("embedded"):
+        print(f"No --data-dir given and data/faces/ is empty: using the {splits.source} "
+              f"(not faces; see data/README.md to use a face set).", flush=True)
+    blur_meta = {**blur.meta(), "noise": cfg.noise, "quantization": "8-bit"}
+
+    test = splits.test
+    rows: list[dict[str, Any]] = []
+    fit_seconds: dict[str, float] = {}
+    infos: dict[str, Any] = {}
+    examples: dict[str, torch.Tensor] = {"sharp": test.sharp[:N_EXAMPLES],
+                                         "blurred": test.blurred[:N_EXAMPLES]}
+    figures: list[str] = []
+    for name in names:
+        cls = get_method(name)
+        work = out / "methods" / name
+        ctx = MethodContext(preset=preset, device=device, seed=cfg.seed, work_dir=work,
+                            quiet=cfg.quiet, blur_meta=blur_meta,
+                            options={k: v for k, v in {"epochs": cfg.epochs,
+                                                       "max_minutes": cfg.max_minutes}.items()
+                                     if v is not None})
+        method = cls(ctx)
+        t0 = time.perf_counter()
+        if name in cfg.checkpoints:
+            method.load(cfg.checkpoints[name])
+            log(cfg, f"[{name}] loaded {cfg.checkpoints[name]}")
+        else:
+            log(cfg, f"[{name}] fitting ...")
+            method.fit(splits.train, splits.val, blur)
+        fit_seconds[name] = time.perf_counter() - t0
+        outputs = []
+        t0 = time.perf_counter()
+        batches = list(zip(test.blurred.split(64), test.sharp.split(64)))
+        for yb, _ in tqdm(batches, desc=f"restore {name}", disable=cfg.quiet, leave=False):
+            outputs.append(method.restore(yb, blur).to("cpu", torch.float32).clamp(0, 1))
+        restore_seconds = time.perf_counter() - t0
+        x_hat = torch.cat(outputs)
+        if x_hat.shape != test.sharp.shape:
+            raise RuntimeError(f"method {name} returned {tuple(x_hat.shape)}, expected "
+                               f"{tuple(test.sharp.shape)}")
+        scores = all_metrics(x_hat, test.sharp)
+        per_img_sec = restore_seconds / max(1, len(test))
+        for i in range(len(test)):
+            rows.append({"method": name, "image": test.names[i], "identity": test.identities[i],
+                         "mse": float(scores["mse"][i]), "psnr": float(scores["psnr"][i]),
+                         "ssim": float(scores["ssim"][i]), "seconds": per_img_sec})
+        examples[name] = x_hat[:N_EXAMPLES]
+        if cfg.save_images:
+            for i in range(len(test)):
+                save_png(out / "images" / name / (Path(test.names[i]).stem + ".png"), x_hat[i])
+        infos[name] = {"fit_seconds": fit_seconds[name], "restore_seconds": restore_seconds,
+                       "sec_per_image": per_img_sec, "sees_psf": cls.sees_psf,
+                       "learns": cls.learns, **method.info()}
+        figures += [str(p.relative_to(out)) for p in method.figures(work)]
+        log(cfg, f"[{name}] PSNR {float(scores['psnr'].mean()):.2f} dB, "
+                 f"SSIM {float(scores['ssim'].mean()):.4f} "
+                 f"(fit {fit_seconds[name]:.1f}s, {per_img_sec * 1000:.1f} ms/image)")
+
+    per_image = pd.DataFrame(rows)
+    summary = summarize(per_image, fit_seconds, order=names)
+    md = to_markdown(summary)
+    header = (f"# deblur-bench run — preset {preset.name}, {preset.size}px "
+              f"{'gray' if preset.gray else 'RGB'}, seed {cfg.seed}\n\n"
+              f"Data: {splits.source}; test: {len(test)} images of "
+              f"{len(splits.meta['test_ids'])} held-out identities. Blur: {blur_meta['kind']} "
+              f"{blur_meta['kernel_shape'][0]}×{blur_meta['kernel_shape'][1]}"
+              f"{', sigma ' + str(blur.sigma) if blur.sigma else ''}, noise {cfg.noise}, "
+              f"8-bit. Means ± 95% t-interval over test images.\n\n")
+    write_text(out / "summary.md", header + md)
+    from benchmarks.io_utils import atomic_write
+    atomic_write(out / "summary.csv", lambda p: summary.to_csv(p, index=False))
+    atomic_write(out / "per_image.csv", lambda p: per_image.to_csv(p, index=False))
+    psnrs = {n: per_image[per_image.method == n]["psnr"].tolist()[:N_EXAMPLES] for n in names}
+    examples_figure(out / "examples.png", examples, psnrs)
+
+    record = {
+        "format_version": FORMAT_VERSION, "command": sys.argv,
+        "config": asdict(cfg), "preset": preset.to_dict(), "blur": blur_meta,
+        "data": {"source": splits.source, **splits.meta},
+        "versions": versions(), "git_commit": git_commit(),
+        "device": str(device), "threads": torch.get_num_threads(),
+        "seeds": {"split": cfg.seed, "noise": cfg.seed + 1, "torch": cfg.seed},
+        "timings": {"data_seconds": data_seconds, "fit_seconds": fit_seconds},
+        "memory": {"peak_rss_mib": peak_rss_mib(),
+                   "cuda_max_allocated_mib": (torch.cuda.max_memory_allocated() / 2**20
+                                              if device.type == "cuda" else None)},
+        "methods": infos, "figures": ["examples.png", *figures],
+    }
+    write_json(out / "run.json", record)
+    print(header + md, flush=True)
+    log(cfg, f"results written to {out}")
+    return {"out": out, "summary": summary, "per_image": per_image, "record": record}
