@@ -145,7 +145,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, *,
         "history": list(history or []),
         "meta": normalize_meta(meta),
         "rng": dict(rng) if rng is not None else None,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),   # TorchVersion is not weights_only-safe
     }
     if optimizer is not None:
         ckpt["optimizer_state"] = optimizer.state_dict()
@@ -166,10 +166,15 @@ def read_checkpoint(path: str | os.PathLike[str],
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile,
             ValueError, OSError) as e:
+        msg = str(e)
+        if "Weights only load failed" in msg:
+            detail = next((ln.strip() for ln in msg.splitlines() if "WeightsUnpickler" in ln),
+                          msg.splitlines()[0])
+            raise CheckpointError(f"checkpoint {path} holds objects that safe loading "
+                                  f"(weights_only=True) refuses: {detail}") from e
         raise CheckpointError(
             f"cannot read checkpoint {path}: the file is truncated, corrupt or not a "
-            f"checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-        ) from e
+            f"checkpoint ({type(e).__name__}: {msg.splitlines()[0] if msg else ''})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a convae checkpoint (no '{FORMAT}' format tag)")
     if ckpt.get("format_version", 0) > FORMAT_VERSION:

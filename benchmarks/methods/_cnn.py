@@ -1,0 +1,182 @@
+"""Shared adapter for the learned CNN methods (``convae``, ``convae-unet``, ...).
+
+A concrete method only names its architecture and constructor keywords::
+
+    class ConvAEMethod(_CNNMethod):
+        name = "convae"
+        architecture = "convae"
+        tiny_model_kwargs = {"base_channels": 8}
+
+Training budget comes from ``ctx.preset`` (epochs, max_minutes, batch_size), overridden by
+``ctx.options`` keys ``epochs``, ``max_minutes``, ``batch_size``, ``lr`` (also ``amp``,
+``compile``).  All training, checkpoint and model code lives in :mod:`convae`.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+import convae
+from benchmarks.methods.base import BlurLike, Method, MethodContext
+from benchmarks.pairs import PairSet
+
+CURVE_NAME = "training_curve.png"
+
+
+class _CNNMethod(Method):
+    """Train a registered :mod:`convae` architecture on the pairs; restore by inference."""
+
+    learns: ClassVar[bool] = True
+    checkpointable: ClassVar[bool] = True
+    architecture: ClassVar[str] = ""                       # a convae registry name
+    model_kwargs: ClassVar[dict[str, Any]] = {}            # constructor kwargs (not in_channels)
+    tiny_model_kwargs: ClassVar[dict[str, Any]] = {}       # applied on top when preset.tiny
+    infer_batch_size: ClassVar[int] = 32
+
+    def __init__(self, ctx: MethodContext) -> None:
+        super().__init__(ctx)
+        self.model: nn.Module | None = None
+        self.result: convae.TrainResult | None = None
+        self.history: list[dict[str, Any]] = []
+        self.best_val_loss: float | None = None
+        self.epochs_run: int | None = None
+        self.train_seconds: float | None = None
+        self.train_images_per_s: float | None = None
+        self.image_shape: tuple[int, int, int] | None = None
+        self.loaded_from: str | None = None
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.ctx.device)
+
+    def build_model(self, in_channels: int) -> nn.Module:
+        """A fresh model for ``in_channels``, initialised from ``ctx.seed`` (global RNG untouched)."""
+        kwargs = dict(self.model_kwargs)
+        if self.ctx.preset.tiny:
+            kwargs.update(self.tiny_model_kwargs)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.ctx.seed)
+            return convae.build_model(self.architecture, in_channels=in_channels, **kwargs)
+
+    def train_config(self) -> convae.TrainConfig:
+        """The TrainConfig this run uses: preset budget, then ``ctx.options`` overrides."""
+        p, o = self.ctx.preset, self.ctx.options
+        cfg = convae.TrainConfig(epochs=p.epochs, max_minutes=p.max_minutes,
+                                 batch_size=p.batch_size, seed=self.ctx.seed,
+                                 device=str(self.device))
+        for key, conv in (("epochs", int), ("max_minutes", float), ("batch_size", int),
+                          ("lr", float), ("amp", bool), ("compile", bool)):
+            if o.get(key) is not None:
+                setattr(cfg, key, conv(o[key]))
+        cfg.validate()
+        return cfg
+
+    def _need_model(self) -> nn.Module:
+        if self.model is None:
+            raise RuntimeError(f"method {self.name!r} has no model: call fit() or load() first")
+        return self.model
+
+    # ------------------------------------------------------------------ Method API
+    def fit(self, train: PairSet, val: PairSet, blur: BlurLike) -> None:
+        """Train on ``train``, select the best epoch on ``val``; ``blur`` is not used (blind)."""
+        if self.model is not None and self.loaded_from is not None:
+            return   # a checkpoint was loaded (--checkpoint): no retraining
+        c = int(train.blurred.shape[1])
+        model = self.build_model(c)
+        work = Path(self.ctx.work_dir) if self.ctx.work_dir is not None else None
+        val_data = (val.blurred, val.sharp) if val is not None and len(val) else None
+        result = convae.train(model, (train.blurred, train.sharp), val_data, self.train_config(),
+                              checkpoint_dir=work, meta=self.ctx.blur_meta,
+                              progress=not self.ctx.quiet)
+        self.model = model.eval()
+        self.result = result
+        self.history = result.history
+        self.best_val_loss = result.best_val_loss
+        self.epochs_run = result.epochs_completed
+        self.train_seconds = result.train_seconds
+        self.train_images_per_s = result.images_per_s
+        self.image_shape = tuple(int(v) for v in train.blurred.shape[1:])  # type: ignore[assignment]
+        if work is not None and self.history:
+            convae.plot_history(self.history, work / CURVE_NAME,
+                                title=f"{self.name} ({self.ctx.preset.name} preset)")
+
+    @torch.no_grad()
+    def restore(self, y: torch.Tensor, blur: BlurLike) -> torch.Tensor:
+        """Run the network on ``y`` (N, C, H, W) in batches; CPU float32 in [0, 1]."""
+        model = self._need_model()
+        if y.ndim != 4:
+            raise ValueError(f"restore expects (N, C, H, W), got {tuple(y.shape)}")
+        want = getattr(convae.unwrap_model(model), "in_channels", y.shape[1])
+        if y.shape[1] != want:
+            raise ValueError(f"{self.name} was trained on {want}-channel images, got "
+                             f"{y.shape[1]} channels (RGB/gray mismatch)")
+        model.eval()
+        outs = []
+        for chunk in y.split(self.infer_batch_size):
+            out = model(chunk.to(self.device, torch.float32))
+            outs.append(out.float().clamp_(0.0, 1.0).cpu())
+        return torch.cat(outs) if outs else y.new_empty(y.shape, dtype=torch.float32)
+
+    def save(self, path: str | Path) -> None:
+        """Write the (best) model with its history and blur meta; loadable with ``load``."""
+        model = self._need_model()
+        r = self.result
+        convae.save_checkpoint(path, model, history=self.history,
+                               config=r.config if r else {},
+                               epoch=self.epochs_run or 0,
+                               best_val_loss=self.best_val_loss,
+                               best_epoch=r.best_epoch if r else None,
+                               meta=self.ctx.blur_meta)
+
+    def load(self, path: str | Path) -> None:
+        """Load a checkpoint of this method's architecture (warns if blur settings differ)."""
+        model = convae.load_model(path, map_location=self.device,
+                                  expect_architecture=self.architecture,
+                                  expect_meta=self.ctx.blur_meta)
+        info = getattr(model, "checkpoint", {})
+        self.model = model
+        self.loaded_from = str(path)
+        self.history = list(info.get("history") or [])
+        self.best_val_loss = info.get("best_val_loss")
+        self.epochs_run = info.get("epoch")
+        self.train_seconds = float(sum(h.get("seconds", 0.0) for h in self.history)) or None
+        ips = [h["images_per_s"] for h in self.history if h.get("images_per_s")]
+        self.train_images_per_s = sum(ips) / len(ips) if ips else None
+
+    def info(self) -> dict[str, Any]:
+        """Parameters, training time/throughput, epochs, best validation loss, MACs/image."""
+        d: dict[str, Any] = {"architecture": self.architecture}
+        if self.model is None:
+            return d
+        base = convae.unwrap_model(self.model)
+        d.update(
+            model_kwargs=dict(getattr(base, "init_kwargs", {})),
+            parameters=convae.count_parameters(base),
+            train_seconds=self.train_seconds,
+            epochs_run=self.epochs_run,
+            train_images_per_s=self.train_images_per_s,
+            best_val_loss=self.best_val_loss,
+            best_epoch=self.result.best_epoch if self.result else None,
+            stopped_reason=self.result.stopped_reason if self.result else None,
+            loaded_from=self.loaded_from,
+        )
+        shape = self.image_shape or (getattr(base, "in_channels", 3), self.ctx.preset.size,
+                                     self.ctx.preset.size)
+        try:
+            d["macs_per_image"] = convae.count_macs(base, shape)
+            d["macs_image_shape"] = list(shape)
+        except Exception:   # MACs are a nicety; never fail a run over them
+            d["macs_per_image"] = None
+        return d
+
+    def figures(self, out_dir: Path) -> list[Path]:
+        """The training curve (train/val loss per epoch), when there is a history."""
+        if not self.history:
+            return []
+        return [convae.plot_history(self.history, Path(out_dir) / f"{self.name}_{CURVE_NAME}",
+                                    title=self.name)]
