@@ -178,5 +178,5 @@ class _CNNMethod(Method):
         """The training curve (train/val loss per epoch), when there is a history."""
         if not self.history:
             return []
-        return [convae.plot_history(self.history, Path(out_dir) / f"{self.name}_{CURVE_NAME}",
-                                    title=self.name)]
+        return [convae.plot_history(self.history, Path(out_dir) / CURVE_NAME,
+                                    title=f"{self.name} ({self.ctx.preset.name} preset)")]
