@@ -141,8 +141,10 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     fit_seconds: dict[str, float] = {}
     infos: dict[str, Any] = {}
-    examples: dict[str, torch.Tensor] = {"sharp": test.sharp[:N_EXAMPLES],
-                                         "blurred": test.blurred[:N_EXAMPLES]}
+    # Example columns spread over the test set, so several people are shown.
+    ex_idx = torch.linspace(0, len(test) - 1, min(N_EXAMPLES, len(test))).round().long()
+    examples: dict[str, torch.Tensor] = {"sharp": test.sharp[ex_idx],
+                                         "blurred (input)": test.blurred[ex_idx]}
     figures: list[str] = []
     for name in names:
         cls = get_method(name)
@@ -177,7 +179,8 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
             rows.append({"method": name, "image": test.names[i], "identity": test.identities[i],
                          "mse": float(scores["mse"][i]), "psnr": float(scores["psnr"][i]),
                          "ssim": float(scores["ssim"][i]), "seconds": per_img_sec})
-        examples[name] = x_hat[:N_EXAMPLES]
+        if name != "identity":         # the "blurred (input)" row already shows it
+            examples[name] = x_hat[ex_idx]
         if cfg.save_images:
             for i in range(len(test)):
                 save_png(out / "images" / name / (Path(test.names[i]).stem + ".png"), x_hat[i])
@@ -203,7 +206,10 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
     from benchmarks.io_utils import atomic_write
     atomic_write(out / "summary.csv", lambda p: summary.to_csv(p, index=False))
     atomic_write(out / "per_image.csv", lambda p: per_image.to_csv(p, index=False))
-    psnrs = {n: per_image[per_image.method == n]["psnr"].tolist()[:N_EXAMPLES] for n in names}
+    psnrs = {n: [per_image[per_image.method == n]["psnr"].iloc[int(i)] for i in ex_idx]
+             for n in names}
+    if "identity" in psnrs:
+        psnrs["blurred (input)"] = psnrs.pop("identity")
     examples_figure(out / "examples.png", examples, psnrs)
 
     record = {

@@ -1,6 +1,7 @@
 """``richardson-lucy``: RL with the reflect-boundary operator, iterations chosen on validation."""
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -20,7 +21,7 @@ class RichardsonLucy(Method):
     scores: list[float] | None = None
 
     def max_iter(self) -> int:
-        return int(self.ctx.options.get("max_iter", 20 if self.ctx.preset.tiny else 200))
+        return int(self.ctx.options.get("max_iter", 20 if self.ctx.preset.tiny else 400))
 
     def fit(self, train: PairSet, val: PairSet, blur: BlurLike) -> None:
         sharp = val.sharp.to(self.ctx.device)
@@ -29,6 +30,9 @@ class RichardsonLucy(Method):
                         callback=lambda k, x: scores.append(float(psnr(x, sharp).mean())))
         self.scores = scores
         self.n_iter = 1 + max(range(len(scores)), key=scores.__getitem__)
+        if self.n_iter == len(scores) and not self.ctx.quiet:
+            warnings.warn(f"richardson-lucy: best validation PSNR at the last searched "
+                          f"iteration ({self.n_iter}); more iterations might help", stacklevel=2)
 
     def restore(self, y: torch.Tensor, blur: BlurLike) -> torch.Tensor:
         return richardson_lucy(y.to(self.ctx.device), blur, self.n_iter).to("cpu", torch.float32)

@@ -1,0 +1,103 @@
+"""The CLI end to end, in a subprocess, as a user runs it."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+CLASSICAL = ["identity", "wiener", "richardson-lucy"]
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "benchmarks", *args], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "smoke"
+    r = cli("run", "--preset", "smoke", "--methods", *CLASSICAL, "--out", str(out),
+            "--save-images", "--quiet")
+    return r, out
+
+
+def test_run_smoke_writes_everything(smoke_run):
+    r, out = smoke_run
+    assert r.returncode == 0, r.stderr
+    assert "| wiener |" in r.stdout and "PSNR (dB)" in r.stdout
+    assert "embedded" in r.stdout                      # the default data is announced
+    for f in ["summary.md", "summary.csv", "per_image.csv", "run.json", "examples.png"]:
+        assert (out / f).is_file(), f
+    per_image = pd.read_csv(out / "per_image.csv")
+    assert set(per_image["method"]) == set(CLASSICAL)
+    assert per_image.groupby("method").size().nunique() == 1
+    record = json.loads((out / "run.json").read_text())
+    assert record["format_version"] == 1 and record["preset"]["name"] == "smoke"
+    assert record["methods"]["wiener"]["balance"] > 0
+    assert record["memory"]["peak_rss_mib"] > 0 and record["versions"]["torch"]
+    assert not set(record["data"]["test_ids"]) & set(record["data"]["train_ids"])
+    n_test = record["data"]["n_test"]
+    assert len(list((out / "images" / "wiener").glob("*.png"))) == n_test
+
+
+def test_run_refuses_overwrite(smoke_run):
+    _, out = smoke_run
+    r = cli("run", "--preset", "smoke", "--methods", "identity", "--out", str(out), "--quiet")
+    assert r.returncode == 1 and "--overwrite" in r.stderr
+    assert (out / "run.json").is_file()               # nothing was lost
+
+
+def test_run_bad_inputs(tmp_path):
+    r = cli("run", "--preset", "smoke", "--methods", "nope", "--out", str(tmp_path / "x"))
+    assert r.returncode == 1 and "unknown method" in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = cli("run", "--preset", "smoke", "--data-dir", str(tmp_path / "empty"),
+            "--methods", "identity", "--out", str(tmp_path / "y"))
+    assert r.returncode == 1 and "no images" in r.stderr
+    r = cli("run", "--preset", "smoke", "--data-dir", str(tmp_path / "missing"),
+            "--methods", "identity", "--out", str(tmp_path / "z"))
+    assert r.returncode == 1 and "not found" in r.stderr
+
+
+def test_report_merges_two_runs(smoke_run, tmp_path):
+    _, out = smoke_run
+    second = tmp_path / "seed1"
+    r = cli("run", "--preset", "smoke", "--methods", "identity", "wiener", "--seed", "1",
+            "--out", str(second), "--quiet")
+    assert r.returncode == 0, r.stderr
+    r = cli("report", str(out), str(second), "--out", str(tmp_path / "merged.md"))
+    assert r.returncode == 0, r.stderr
+    assert "Merged report of 2 runs" in r.stdout and "ΔPSNR vs identity" in r.stdout
+    wiener_row = [ln for ln in r.stdout.splitlines() if ln.startswith("| wiener |")][0]
+    n1 = len(pd.read_csv(out / "per_image.csv").query("method == 'wiener'"))
+    n2 = len(pd.read_csv(second / "per_image.csv").query("method == 'wiener'"))
+    assert f"| wiener | {n1 + n2} |" in wiener_row
+    assert (tmp_path / "merged.md").is_file()
+    r = cli("report", str(tmp_path))
+    assert r.returncode == 1 and "not a finished run" in r.stderr
+
+
+def test_restore_folder_of_two_images(tmp_path, make_image):
+    make_image(tmp_path / "in" / "a.jpg", size=(40, 52))
+    make_image(tmp_path / "in" / "b.png", size=(37, 31), seed=2)
+    r = cli("restore", str(tmp_path / "in"), "--method", "wiener", "--out", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    from PIL import Image
+
+    assert Image.open(tmp_path / "o" / "a.png").size == (52, 40)
+    assert Image.open(tmp_path / "o" / "b.png").size == (31, 37)
+    r = cli("restore", str(tmp_path / "in"), "--method", "wiener", "--out", str(tmp_path / "o"))
+    assert r.returncode == 1 and "--overwrite" in r.stderr
+
+
+def test_list_version_help():
+    r = cli("list")
+    assert r.returncode == 0 and "wiener" in r.stdout and "smoke" in r.stdout
+    r = cli("--version")
+    assert r.returncode == 0 and "deblur-bench" in r.stdout
+    r = cli()
+    assert r.returncode == 2

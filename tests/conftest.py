@@ -1,0 +1,72 @@
+"""Shared fixtures: devices, the face set (skipped when absent), tiny image folders."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+DEVICES = ["cpu", pytest.param("cuda", marks=[
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")])]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    """CPU always; CUDA when a GPU is present."""
+    return torch.device(request.param)
+
+
+def _faces_dir() -> Path | None:
+    env = os.environ.get("DEBLUR_FACES_DIR")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO.parent / "shared" / "data" / "gt_faces")
+    for c in candidates:
+        if c.is_dir() and any(c.glob("*.jpg")):
+            return c
+    return None
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    """The development face set (DEBLUR_FACES_DIR or ../shared/data/gt_faces); skip if absent."""
+    d = _faces_dir()
+    if d is None:
+        pytest.skip("face set not found: set DEBLUR_FACES_DIR to ../shared/data/gt_faces")
+    return d
+
+
+def write_image(path: Path, size: tuple[int, int] = (40, 48), seed: int = 0,
+                mode: str = "RGB") -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = 0.5 + 0.4 * np.sin(xx / (3 + seed % 5)) * np.cos(yy / 4.0)
+    arr = np.clip(base[..., None] + 0.05 * rng.standard_normal((h, w, 3)), 0, 1)
+    img = Image.fromarray((arr * 255).astype(np.uint8))
+    img = img.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
+
+
+@pytest.fixture
+def tiny_faces(tmp_path) -> Path:
+    """A folder of 4 people x 3 synthetic 40x48 images named like the Kaggle set."""
+    root = tmp_path / "faces"
+    for p in range(4):
+        for k in range(3):
+            write_image(root / f"Person {p}_{k}.jpg", seed=10 * p + k)
+    return root
+
+
+@pytest.fixture
+def make_image():
+    """The :func:`write_image` helper, as a fixture (tests are not an importable package)."""
+    return write_image
