@@ -1,0 +1,36 @@
+"""`deblur-bench train` on the smoke preset: interrupted + resumed == straight run."""
+import os
+import subprocess
+import sys
+
+import torch
+
+
+def cli(*args):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "benchmarks", *args], capture_output=True,
+                          text=True, env=env, timeout=600)
+
+
+def test_train_resume_equals_straight_run(tmp_path):
+    common = ["train", "convae", "--preset", "smoke", "--quiet", "--threads", "1"]
+    r = cli(*common, "--epochs", "2", "--out", str(tmp_path / "straight"))
+    assert r.returncode == 0, r.stderr
+    r = cli(*common, "--epochs", "1", "--out", str(tmp_path / "cut"))
+    assert r.returncode == 0, r.stderr
+    r = cli(*common, "--epochs", "2", "--resume", str(tmp_path / "cut" / "last.pt"))
+    assert r.returncode == 0, r.stderr
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2
+    for k, v in a["model_state"].items():
+        assert torch.equal(v, b["model_state"][k]), k
+    assert (tmp_path / "cut" / "training_curve.png").is_file()
+    assert (tmp_path / "cut" / "train.json").is_file()
+
+
+def test_train_rejects_non_cnn_and_missing_resume(tmp_path):
+    r = cli("train", "wiener", "--preset", "smoke", "--out", str(tmp_path / "w"))
+    assert r.returncode == 1 and "CNN" in r.stderr
+    r = cli("train", "convae", "--preset", "smoke", "--resume", str(tmp_path / "none.pt"))
+    assert r.returncode == 1 and "not found" in r.stderr
