@@ -467,6 +467,7 @@ def plot_history(history: Sequence[Mapping[str, Any]], path: str | Path, *,
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -480,8 +481,10 @@ def plot_history(history: Sequence[Mapping[str, Any]], path: str | Path, *,
         ax.plot([be], [bl], "k*", ms=10, label=f"best (epoch {be})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss  (MSE + λ(1 − SSIM))")
-    if len(ep) and min(h["train_loss"] for h in history) > 0:
+    losses = [h["train_loss"] for h in history] + [v for _, v in val]
+    if losses and min(losses) > 0 and max(losses) / min(losses) > 5:   # log only if it helps
         ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, alpha=0.3)
     ax.legend()
     ax.set_title(title or "training curve")

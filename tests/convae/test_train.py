@@ -218,3 +218,15 @@ def test_cuda_training_and_resume(pairs, tmp_path, amp):
     a, bb = m.state_dict(), m2.state_dict()
     for k in a:   # cuDNN may pick non-deterministic kernels: close, not bitwise
         torch.testing.assert_close(a[k], bb[k], atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("os").environ.get("CONVAE_SLOW_TESTS"),
+                    reason="torch.compile takes about a minute on CPU; set CONVAE_SLOW_TESTS=1")
+def test_compile_matches_eager(pairs):
+    b, s = pairs(8)
+    eager, comp = tiny_model(), tiny_model()
+    train(eager, (b, s), None, cfg(epochs=1, batch_size=4), progress=False)
+    train(comp, (b, s), None, cfg(epochs=1, batch_size=4, compile=True), progress=False)
+    for k, v in eager.state_dict().items():
+        torch.testing.assert_close(comp.state_dict()[k], v, atol=1e-5, rtol=1e-4)
