@@ -1,0 +1,479 @@
+"""Multiplicative-update solvers for ``V ≈ W1 W2 … Wk H`` (pure tensor code, no autograd).
+
+Notation: ``V`` is ``(…, m, n)`` (a leading batch dimension is optional), ``W1`` is
+``(…, m, r1)``, ``Wl`` is ``(…, r(l-1), rl)`` and ``H`` is ``(…, rk, n)``. For layer ``l`` the
+model reads ``Λ = P Wl S`` with the prefix ``P = W1…W(l-1)`` and the suffix
+``S = W(l+1)…Wk H``; its multiplicative update (Févotte & Idier 2011) is
+
+    Wl ← Wl ⊙ [Pᵀ (M ⊙ V ⊙ Λ^(β-2)) Sᵀ / (Pᵀ (M ⊙ Λ^(β-1)) Sᵀ + l1 + l2·Wl)]^γ(β)
+
+with the mask ``M`` (ones when absent) and γ(β) = 1/(2-β) for β < 1, 1 for 1 ≤ β ≤ 2 and
+1/(β-1) for β > 2. Factors are updated in the order W1, …, Wk, H (so one layer is exactly
+scikit-learn's ``_fit_multiplicative_update``).
+
+Two solvers share that update:
+
+* ``_FrobeniusSolver`` (β = 2, no mask): touches ``V`` only through the two products ``V Hᵀ``
+  and ``Pᵀ V`` per sweep. With ``Sᵀ = Hᵀ Tᵀ`` (``T = W(l+1)…Wk``) every layer's numerator is
+  ``(Pᵀ V Hᵀ) Tᵀ`` and every denominator ``(PᵀP) Wl (S Sᵀ)``, all built from carried
+  ``(m+n)·r``-sized products and small Gram matrices. The loss comes for free from
+  ``‖V‖² − 2⟨PᵀV, H⟩ + ⟨PᵀP, H Hᵀ⟩``, accumulated in float64. No ``m × n`` temporary exists.
+* ``_GeneralSolver`` (any β, optional mask): forms ``Λ`` and one elementwise ``m × n`` work
+  buffer, reused across layers and iterations.
+
+Both update the factors in place and freeze converged matrices of a batch (their ratio is
+set to 1), so a converged matrix stops changing while the others go on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+#: scikit-learn's floor for Λ and for zero denominators (float32 machine epsilon).
+EPSILON = float(np.finfo(np.float32).eps)
+#: Factors below this are set to 0 for β < 1 (W) / β ≤ 1 (H), as scikit-learn does for stability.
+_TINY = float(np.finfo(np.float64).eps)
+
+
+def mu_exponent(beta: float) -> float:
+    """γ(β) of Févotte & Idier (2011), which makes the multiplicative update monotone."""
+    if beta < 1:
+        return 1.0 / (2.0 - beta)
+    if beta > 2:
+        return 1.0 / (beta - 1.0)
+    return 1.0
+
+
+def _mT(x: torch.Tensor) -> torch.Tensor:
+    return x.transpose(-1, -2)
+
+
+def _chain(mats: Sequence[torch.Tensor]) -> torch.Tensor | None:
+    """Right-to-left product of small factors (``None`` for the empty product, i.e. identity)."""
+    out = None
+    for A in reversed(mats):
+        out = A if out is None else A @ out
+    return out
+
+
+@dataclass
+class Penalties:
+    """L1/L2 weights per factor, in the order (W1, …, Wk, H)."""
+
+    l1: list[float]
+    l2: list[float]
+
+    @classmethod
+    def none(cls, n_factors: int) -> "Penalties":
+        return cls([0.0] * n_factors, [0.0] * n_factors)
+
+    def value(self, factors: Sequence[torch.Tensor]) -> torch.Tensor | float:
+        """Σ l1·ΣF + ½·l2·‖F‖² over the factors, in float64 (one value per matrix)."""
+        total: torch.Tensor | float = 0.0
+        for F, a, b in zip(factors, self.l1, self.l2):
+            if a:
+                total = total + a * F.sum(dim=(-2, -1), dtype=torch.float64)
+            if b:
+                total = total + 0.5 * b * F.square().sum(dim=(-2, -1), dtype=torch.float64)
+        return total
+
+
+def _chunk_rows(m: int, n: int, batch: int) -> int:
+    return max(1, (1 << 20) // max(1, n * batch))
+
+
+def squared_norm(V: torch.Tensor) -> torch.Tensor:
+    """‖V‖² per matrix in float64, a block of rows at a time (no full-size float64 copy)."""
+    step = _chunk_rows(V.shape[-2], V.shape[-1], int(np.prod(V.shape[:-2], dtype=np.int64)))
+    total = torch.zeros(V.shape[:-2], dtype=torch.float64, device=V.device)
+    for i in range(0, V.shape[-2], step):
+        total += V[..., i:i + step, :].double().square().sum(dim=(-2, -1))
+    return total
+
+
+def beta_divergence(
+    V: torch.Tensor,
+    L: torch.Tensor,
+    beta: float,
+    mask: torch.Tensor | None = None,
+    eps: float = EPSILON,
+) -> torch.Tensor:
+    """β-divergence D(V | L) per matrix, accumulated in float64 over blocks of rows.
+
+    β = 2 gives ½‖V − L‖² (scikit-learn's convention), β = 1 the generalized Kullback–Leibler
+    divergence, β = 0 Itakura–Saito. ``L`` is floored at ``eps`` where it is divided by or
+    its logarithm is taken. With a mask, each entry's term is weighted (weight 0 = ignored).
+    """
+    step = _chunk_rows(V.shape[-2], V.shape[-1], int(np.prod(V.shape[:-2], dtype=np.int64)))
+    total = torch.zeros(V.shape[:-2], dtype=torch.float64, device=V.device)
+    for i in range(0, V.shape[-2], step):
+        v = V[..., i:i + step, :].double()
+        lam = L[..., i:i + step, :].double()
+        if beta == 2:
+            t = 0.5 * (v - lam).square()
+        elif beta == 1:
+            t = torch.xlogy(v, v / lam.clamp_min(eps)) - v + lam
+        elif beta == 0:
+            ratio = v / lam.clamp_min(eps)
+            t = ratio - torch.log(ratio) - 1
+        else:
+            lc = lam.clamp_min(eps) if beta < 1 else lam
+            t = (v.pow(beta) + (beta - 1) * lam.pow(beta) - beta * v * lc.pow(beta - 1))
+            t = t / (beta * (beta - 1))
+        if mask is not None:
+            w = mask[..., i:i + step, :].double()
+            t = torch.where(w > 0, t * w, torch.zeros((), dtype=t.dtype, device=t.device))
+        total += t.sum(dim=(-2, -1))
+    return total
+
+
+class _Base:
+    """What both solvers share: the guarded, in-place multiplicative step."""
+
+    def __init__(self, V, pen: Penalties, update: list[bool], eps: float, beta: float):
+        self.V = V
+        self.pen = pen
+        self.update = update  # one flag per factor (W1..Wk, H)
+        self.eps = eps
+        self.beta = beta
+        self.gamma = mu_exponent(beta)
+
+    def _step(self, F, N, D, idx: int, active: torch.Tensor | None) -> None:
+        """F ← F ⊙ (N / (D + l1 + l2·F))^γ, writing the ratio into D's storage."""
+        l1, l2 = self.pen.l1[idx], self.pen.l2[idx]
+        if l1:
+            D.add_(l1)
+        if l2:
+            D.add_(F, alpha=l2)
+        D.masked_fill_(D == 0, self.eps)  # 0/0 would poison the factor with NaN
+        torch.div(N, D, out=D)
+        if self.gamma != 1:
+            D.pow_(self.gamma)
+        if active is not None:
+            D.masked_fill_(~active.view(-1, 1, 1), 1.0)
+        F.mul_(D)
+        is_H = idx == len(self.update) - 1
+        if self.beta < 1 or (is_H and self.beta <= 1):
+            small = F < _TINY
+            if active is not None:
+                small &= active.view(-1, 1, 1)
+            F.masked_fill_(small, 0.0)
+
+
+class _FrobeniusSolver(_Base):
+    """β = 2 without a mask: two products with V per sweep, loss from carried Gram matrices."""
+
+    def __init__(self, V, Ws, H, pen, update, eps):
+        super().__init__(V, pen, update, eps, 2.0)
+        self.k = len(Ws)
+        self.vnorm2 = squared_norm(V)
+        self.A: torch.Tensor | None = None  # V Hᵀ for the current H
+        self.G: torch.Tensor | None = None  # H Hᵀ for the current H
+        self.fixed: tuple | None = None  # (PᵀV, PᵀP) while no W changes
+        lead = tuple(V.shape[:-2])
+        m, n, r1, rk = V.shape[-2], V.shape[-1], Ws[0].shape[-1], H.shape[-2]
+        kw = dict(dtype=V.dtype, device=V.device)
+        # Preallocated outputs of the products that scale with m or n.
+        self.bufA = torch.empty((*lead, m, rk), **kw)
+        self.bufN1 = torch.empty((*lead, m, r1), **kw) if self.k > 1 else None
+        self.bufD1 = torch.empty((*lead, m, r1), **kw)
+        self.bufP = torch.empty((*lead, m, rk), **kw) if self.k > 1 else None
+        self.bufPtV = torch.empty((*lead, rk, n), **kw)
+        self.bufDH = torch.empty((*lead, rk, n), **kw)
+        self.bufG = torch.empty((*lead, rk, rk), **kw)
+
+    def sweep(self, Ws, H, active, need_loss: bool):
+        V, k, upd = self.V, self.k, self.update
+        update_ws = any(upd[:k])
+        if update_ws:
+            self.fixed = None
+            if self.A is None:
+                self.A = torch.matmul(V, _mT(H), out=self.bufA)
+            if self.G is None:
+                self.G = torch.matmul(H, _mT(H), out=self.bufG)
+            # Suffix factors T_l = W(l+1)…Wk and S_l Sᵀ_l = T_l (H Hᵀ) T_lᵀ, from the
+            # not-yet-updated layers to the right of l.
+            T: list[torch.Tensor | None] = [None] * k
+            SS: list[torch.Tensor] = [self.G] * k
+            for l in range(k - 2, -1, -1):
+                Wn = Ws[l + 1]
+                T[l] = Wn if T[l + 1] is None else Wn @ T[l + 1]
+                SS[l] = Wn @ SS[l + 1] @ _mT(Wn)
+            B = self.A  # Pᵀ V Hᵀ, with P = I before the first layer
+            Q = None  # Pᵀ P
+            for l in range(k):
+                W = Ws[l]
+                if upd[l]:
+                    if l == 0:
+                        N = B if T[0] is None else torch.matmul(B, _mT(T[0]), out=self.bufN1)
+                        D = torch.matmul(W, SS[0], out=self.bufD1)
+                    else:
+                        N = B if T[l] is None else B @ _mT(T[l])
+                        D = Q @ W @ SS[l]
+                    self._step(W, N, D, l, active)
+                if l < k - 1:
+                    B = _mT(W) @ B
+                Q = _mT(W) @ W if Q is None else _mT(W) @ (Q @ W)
+            Qf = Q
+            PtV = self._ptv(Ws)
+        else:
+            if self.fixed is None:
+                Qf = None
+                for W in Ws:
+                    Qf = _mT(W) @ W if Qf is None else _mT(W) @ (Qf @ W)
+                self.fixed = (self._ptv(Ws).clone(), Qf)
+            PtV, Qf = self.fixed
+        if upd[k]:
+            D = torch.matmul(Qf, H, out=self.bufDH)
+            self._step(H, PtV, D, k, active)
+            self.A = None
+            self.G = None
+        if not need_loss:
+            return None
+        if self.G is None:
+            self.G = torch.matmul(H, _mT(H), out=self.bufG)
+        return self._loss(PtV, Qf, Ws, H)
+
+    def _ptv(self, Ws) -> torch.Tensor:
+        """(W1…Wk)ᵀ V with the cheaper association: one product with V of inner size min(r1, rk)."""
+        V, W1, R = self.V, Ws[0], _chain(Ws[1:])
+        if R is None:
+            return torch.matmul(_mT(W1), V, out=self.bufPtV)
+        if W1.shape[-1] <= R.shape[-1]:
+            return torch.matmul(_mT(R), _mT(W1) @ V, out=self.bufPtV)
+        P = torch.matmul(W1, R, out=self.bufP)
+        return torch.matmul(_mT(P), V, out=self.bufPtV)
+
+    def _loss(self, PtV, Qf, Ws, H) -> torch.Tensor:
+        # ½(‖V‖² − 2⟨PᵀV, H⟩ + ⟨PᵀP, HHᵀ⟩): products in the working dtype, sums in float64.
+        cross = torch.mul(PtV, H).sum(dim=(-2, -1), dtype=torch.float64)
+        quad = torch.mul(Qf, self.G).sum(dim=(-2, -1), dtype=torch.float64)
+        loss = (0.5 * (self.vnorm2 - 2.0 * cross + quad)).clamp_min(0.0)
+        return loss + self.pen.value([*Ws, H])
+
+    def loss(self, Ws, H) -> torch.Tensor:
+        """Loss of the current factors (used once, before the first sweep)."""
+        Qf = None
+        for W in Ws:
+            Qf = _mT(W) @ W if Qf is None else _mT(W) @ (Qf @ W)
+        self.G = torch.matmul(H, _mT(H), out=self.bufG)
+        return self._loss(self._ptv(Ws), Qf, Ws, H)
+
+
+class _GeneralSolver(_Base):
+    """Any β, optional mask: one Λ buffer and one elementwise work buffer of V's size."""
+
+    def __init__(self, V, Ws, H, beta, mask, pen, update, eps):
+        super().__init__(V, pen, update, eps, beta)
+        self.k = len(Ws)
+        self.mask = mask
+        self.L = torch.empty_like(V, memory_format=torch.contiguous_format)
+        self.Z = torch.empty_like(self.L)
+        self.L_valid = False  # does self.L hold Λ for the current factors?
+        # β = 2 with a mask: the numerator's elementwise part M ⊙ V never changes.
+        self.MV = mask * V if (beta == 2 and mask is not None) else None
+
+    def _lambda(self, P, W, S) -> None:
+        left = W if P is None else P @ W
+        torch.matmul(left, S, out=self.L)
+        self.L_valid = True
+
+    @staticmethod
+    def _sandwich(X, P, S) -> torch.Tensor:
+        """Pᵀ X Sᵀ (``None`` = identity), multiplying X by the thinner side first."""
+        if P is None:
+            return X @ _mT(S)
+        if S is None:
+            return _mT(P) @ X
+        if S.shape[-2] <= P.shape[-1]:
+            return _mT(P) @ (X @ _mT(S))
+        return (_mT(P) @ X) @ _mT(S)
+
+    def _num_den(self, P, S) -> tuple[torch.Tensor, torch.Tensor]:
+        V, L, Z, M, beta, eps = self.V, self.L, self.Z, self.mask, self.beta, self.eps
+        # Denominator first: it needs Λ before the numerator's floor is applied.
+        if beta == 1 and M is None:
+            # Pᵀ 1 Sᵀ is an outer product of column sums of P and row sums of S.
+            cs = P.sum(dim=-2) if P is not None else V.new_ones((*V.shape[:-2], V.shape[-2]))
+            rs = S.sum(dim=-1) if S is not None else V.new_ones((*V.shape[:-2], V.shape[-1]))
+            den = cs.unsqueeze(-1) * rs.unsqueeze(-2)
+        else:
+            if beta == 1:
+                Zd = M
+            elif beta == 2:
+                Zd = torch.mul(L, M, out=Z) if M is not None else L
+            else:
+                if beta < 1:
+                    torch.clamp(L, min=eps, out=Z)
+                    Z.pow_(beta - 1)
+                else:
+                    torch.pow(L, beta - 1, out=Z)
+                if M is not None:
+                    Z.mul_(M)
+                Zd = Z
+            den = self._sandwich(Zd, P, S)
+        if beta == 2:
+            Zn = self.MV if self.MV is not None else V
+        else:
+            L.clamp_min_(eps)  # Λ is stale after this step anyway
+            self.L_valid = False
+            if beta == 1:
+                torch.div(V, L, out=Z)
+            elif beta == 0:
+                torch.mul(L, L, out=Z)
+                torch.div(V, Z, out=Z)
+            else:
+                torch.pow(L, beta - 2, out=Z)
+                Z.mul_(V)
+            if M is not None:
+                Z.mul_(M)
+            Zn = Z
+        num = self._sandwich(Zn, P, S)
+        return num, den
+
+    def sweep(self, Ws, H, active, need_loss: bool):
+        k = self.k
+        T: list[torch.Tensor | None] = [None] * k
+        for l in range(k - 2, -1, -1):
+            T[l] = Ws[l + 1] if T[l + 1] is None else Ws[l + 1] @ T[l + 1]
+        P = None
+        for l in range(k):
+            W = Ws[l]
+            if self.update[l]:
+                S = H if T[l] is None else T[l] @ H
+                if not self.L_valid:
+                    self._lambda(P, W, S)
+                num, den = self._num_den(P, S)
+                self._step(W, num, den.contiguous(), l, active)
+                self.L_valid = False
+            P = W if P is None else P @ W
+        if self.update[k]:
+            if not self.L_valid:
+                self._lambda(None, P, H)
+            num, den = self._num_den(P, None)
+            self._step(H, num, den.contiguous(), k, active)
+            self.L_valid = False
+        return self.loss(Ws, H) if need_loss else None
+
+    def loss(self, Ws, H) -> torch.Tensor:
+        if not self.L_valid:
+            self._lambda(None, _chain(Ws), H)
+        div = beta_divergence(self.V, self.L, self.beta, self.mask, self.eps)
+        return div + self.pen.value([*Ws, H])
+
+
+@dataclass
+class MUOutcome:
+    """What a run of multiplicative updates reports (factors are updated in place)."""
+
+    loss_history: np.ndarray  # (T,) or (T, B), float64
+    loss_iters: np.ndarray  # (T,) iteration of each recorded loss (0 = initial factors)
+    n_iter: np.ndarray  # () or (B,): iterations run per matrix
+    converged: np.ndarray  # () or (B,)
+    stopped_by_callback: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def run_mu(
+    V: torch.Tensor,
+    Ws: list[torch.Tensor],
+    H: torch.Tensor,
+    *,
+    beta: float = 2.0,
+    mask: torch.Tensor | None = None,
+    max_iter: int = 200,
+    tol: float = 1e-4,
+    penalties: Penalties | None = None,
+    eps: float = EPSILON,
+    update: Sequence[bool] | None = None,
+    check_every: int = 10,
+    loss_every: int | None = None,
+    callback: Callable[[int, object], object] | None = None,
+    verbose: bool = False,
+) -> MUOutcome:
+    """Run multiplicative updates on checked tensors, updating ``Ws`` and ``H`` in place.
+
+    ``update`` has one flag per factor (W1..Wk, H); frozen factors are kept (e.g. ``H`` alone
+    is solved with all ``Ws`` fixed). Every ``check_every`` iterations, a matrix whose loss fell
+    by less than ``tol`` relative to the previous check is declared converged (``tol = 0``
+    never checks). The loss is recorded every ``loss_every`` iterations (default: every
+    iteration for β = 2 without a mask, where it is free; every check otherwise) and always at
+    the start and the end. ``callback(n_iter, loss)`` is called whenever a loss is recorded;
+    returning ``True`` stops the run.
+    """
+    k = len(Ws)
+    pen = penalties or Penalties.none(k + 1)
+    update = [True] * (k + 1) if update is None else list(update)
+    batched = V.ndim == 3
+    n_mat = V.shape[0] if batched else 1
+    if beta == 2 and mask is None:
+        solver: _Base = _FrobeniusSolver(V, Ws, H, pen, update, eps)
+        # The loss is free here, but an H-only solve is so cheap that recording it would dominate.
+        loss_every = (1 if any(update[:k]) else check_every) if loss_every is None else loss_every
+    else:
+        solver = _GeneralSolver(V, Ws, H, beta, mask, pen, update, eps)
+        loss_every = check_every if loss_every is None else loss_every
+
+    history = []
+    iters = []
+    converged = torch.zeros(n_mat, dtype=torch.bool)
+    n_iter = torch.full((n_mat,), max_iter, dtype=torch.int64)
+    active: torch.Tensor | None = None
+    stopped = False
+    it = 0
+    with torch.no_grad():
+        loss = solver.loss(Ws, H)
+        history.append(loss)
+        iters.append(0)
+        prev = loss.reshape(-1).cpu()
+        if verbose:
+            _report(0, loss)
+        for it in range(1, max_iter + 1):
+            check = tol > 0 and it % check_every == 0
+            need = check or it % loss_every == 0 or it == max_iter
+            loss = solver.sweep(Ws, H, active, need)
+            if loss is None:
+                continue
+            history.append(loss)
+            iters.append(it)
+            if verbose and (check or it == max_iter):
+                _report(it, loss)
+            if check:
+                cur = loss.reshape(-1).cpu()
+                rel = (prev - cur) / prev.clamp_min(np.finfo(np.float64).tiny)
+                newly = (rel < tol) & ~converged
+                n_iter[newly] = it
+                converged |= newly
+                prev = cur
+                if bool(converged.all()):
+                    break
+                if batched and bool(converged.any()):
+                    active = (~converged).to(V.device)
+            if callback is not None and callback(it, _to_host(loss)) is True:
+                stopped = True
+                break
+    n_iter[~converged] = it
+    hist = torch.stack([h.reshape(-1) for h in history]).cpu().numpy()
+    if not batched:
+        return MUOutcome(hist[:, 0], np.asarray(iters), np.asarray(int(n_iter[0])),
+                         np.asarray(bool(converged[0])), stopped)
+    return MUOutcome(hist, np.asarray(iters), n_iter.numpy(), converged.numpy(), stopped)
+
+
+def _to_host(loss: torch.Tensor):
+    arr = loss.detach().cpu().numpy()
+    return float(arr) if arr.ndim == 0 else arr
+
+
+def _report(it: int, loss: torch.Tensor) -> None:
+    vals = loss.reshape(-1).cpu().numpy()
+    text = f"{vals[0]:.6e}" if vals.size == 1 else f"mean {vals.mean():.6e} max {vals.max():.6e}"
+    print(f"iter {it:6d}  loss {text}")
+
+
+__all__ = ["EPSILON", "MUOutcome", "Penalties", "beta_divergence", "mu_exponent", "run_mu",
+           "squared_norm"]
+

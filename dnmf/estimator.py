@@ -1,0 +1,250 @@
+"""``DeepNMF``: a scikit-learn estimator over :func:`dnmf.factorize`.
+
+scikit-learn's orientation: ``X`` is ``(n_samples, n_features)`` and the model is
+``X ≈ H (W1 W2 … Wk)ᵀ``, i.e. ``V = Xᵀ ≈ W1 … Wk Hᵀ`` in :func:`dnmf.factorize`'s terms.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.validation import check_array, check_is_fitted
+
+from . import _validation as val
+from ._mu import beta_divergence
+from .factorize import factorize, solve_h
+
+try:  # scikit-learn >= 1.6
+    from sklearn.utils.validation import validate_data as _validate_data
+except ImportError:  # pragma: no cover - older scikit-learn
+    def _validate_data(est, X, **kw):
+        return est._validate_data(X, **kw)
+
+
+class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Deep NMF ``X ≈ H (W1 W2 … Wk)ᵀ`` with nonnegative factors, fitted by multiplicative updates.
+
+    Parameters
+    ----------
+    n_components : int, sequence of int or None, default=None
+        Ranks ``[r1, …, rk]`` of the layers (an int is one layer, i.e. plain NMF). ``None`` is one
+        layer with ``n_features`` components, as scikit-learn's ``NMF``.
+    beta_loss : float or {'frobenius', 'kullback-leibler', 'itakura-saito'}, default='frobenius'
+        β-divergence minimized (2, 1, 0 or any real number).
+    init : {None, 'nndsvd', 'nndsvda', 'nndsvdar', 'random'}, default=None
+        ``None`` is 'nndsvda' when ``r1 <= min(n_samples, n_features)``, else 'random'.
+    max_iter : int, default=200
+        Joint iterations of fit (and of ``transform``'s solve for the codes).
+    tol : float, default=1e-4
+        Relative loss decrease under which the fit has converged (checked every 10 iterations).
+        Codes (``transform``, and the final refinement in ``fit_transform``) are solved to
+        ``tol / 100``: the loss is flat near the optimum, so a loose test would stop the codes
+        early.
+    transform_max_iter : int or None, default=None
+        Iteration budget for solving the codes with the factors fixed (``None``: 5 × max_iter).
+        These iterations are cheap for β = 2 (no product with the data).
+    pretrain : bool or int, default=True
+        Layer-wise pretraining before the joint fine-tuning (int: iterations per layer).
+    l1, l2 : float or sequence of k + 1 floats, default=0.0
+        Penalty ``l1·ΣF + ½·l2·‖F‖²`` per factor (order W1, …, Wk, H), as in ``dnmf.factorize``.
+        Unlike scikit-learn's ``alpha_W``, they are not scaled by the data's size.
+    random_state : int, RandomState or None, default=None
+        Seeds the initialization.
+    device : str or None, default=None
+        Torch device to compute on ('cpu', 'cuda', …); fitted attributes are numpy arrays.
+    verbose : int, default=0
+        Print the loss at each convergence check.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (rk, n_features)
+        ``(W1 … Wk)ᵀ``: the atoms in feature space.
+    Ws_ : list of ndarray
+        The factors in :func:`dnmf.factorize`'s orientation: ``W1`` is ``(n_features, r1)``,
+        ``Wl`` is ``(r(l-1), rl)``.
+    n_components_ : int
+        ``rk``, the size of the codes.
+    n_iter_ : int
+        Joint iterations run by ``fit``.
+    reconstruction_err_ : float
+        ``sqrt(2 · D_β(X | H components_))`` (the Frobenius norm for β = 2), as scikit-learn's NMF.
+    loss_history_ : ndarray
+        Objective at the iterations listed in ``loss_iters_``.
+    n_features_in_, feature_names_in_ : see scikit-learn's glossary.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_components: Any = None,
+        beta_loss: Any = "frobenius",
+        init: str | None = None,
+        max_iter: int = 200,
+        tol: float = 1e-4,
+        transform_max_iter: int | None = None,
+        pretrain: Any = True,
+        l1: Any = 0.0,
+        l2: Any = 0.0,
+        random_state: Any = None,
+        device: str | None = None,
+        verbose: int = 0,
+    ) -> None:
+        self.n_components = n_components
+        self.beta_loss = beta_loss
+        self.init = init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.transform_max_iter = transform_max_iter
+        self.pretrain = pretrain
+        self.l1 = l1
+        self.l2 = l2
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _check_X(self, X: Any, reset: bool) -> np.ndarray:
+        X = _validate_data(self, X, accept_sparse=("csr", "csc"), dtype=[np.float64, np.float32],
+                           reset=reset)
+        if hasattr(X, "toarray"):
+            X = X.toarray()
+        xmin = float(X.min()) if X.size else 0.0
+        if xmin < 0:  # scikit-learn's checks look for "Negative values in data"
+            raise ValueError(
+                f"Negative values in data passed to DeepNMF (X): found {int((X < 0).sum())} "
+                f"negative entries (minimum {xmin:.6g}); X must be nonnegative"
+            )
+        return X
+
+    def _ranks(self, X: np.ndarray) -> list[int]:
+        if self.n_components is None:
+            return [X.shape[1]]
+        return val.parse_ranks(self.n_components)
+
+    def _init_name(self, ranks: list[int], X: np.ndarray) -> str:
+        if self.init is None:
+            return "nndsvda" if ranks[0] <= min(X.shape) else "random"
+        if self.init == "custom" or self.init not in val.INITS:
+            raise ValueError(
+                f"init must be one of (None, 'nndsvd', 'nndsvda', 'nndsvdar', 'random'), got {self.init!r}"
+            )
+        if self.init.startswith("nndsvd") and ranks[0] > min(X.shape):
+            # scikit-learn's check_fit2d_1sample looks for "n_samples = 1" in this message.
+            raise ValueError(
+                f"init={self.init!r} needs n_components <= min(n_samples, n_features) = "
+                f"{min(X.shape)} (n_samples = {X.shape[0]}, n_features = {X.shape[1]}); "
+                "use init='random' or fewer components"
+            )
+        return self.init
+
+    def _h_iter(self) -> int:
+        if self.transform_max_iter is None:
+            return 5 * val.check_positive_int(self.max_iter, "max_iter")
+        return val.check_positive_int(self.transform_max_iter, "transform_max_iter")
+
+    def _seed(self) -> int | None:
+        rs = self.random_state
+        if rs is None or isinstance(rs, numbers.Integral):
+            return rs
+        if isinstance(rs, np.random.RandomState):
+            return int(rs.randint(np.iinfo(np.int32).max))
+        raise ValueError(f"random_state must be None, an int or a RandomState, got {rs!r}")
+
+    # -- API -------------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any = None) -> "DeepNMF":
+        """Learn the factors from ``X`` (n_samples, n_features); ``y`` is ignored."""
+        self.fit_transform(X)
+        return self
+
+    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
+        """Learn the factors and return the codes ``H`` (n_samples, rk) of the training data.
+
+        The codes are those of the joint fit, refined with the factors fixed (warm start), so
+        they are what ``transform(X)`` converges to.
+        """
+        X = self._check_X(X, reset=True)
+        ranks = self._ranks(X)
+        init = self._init_name(ranks, X)
+        res = factorize(
+            X.T,  # a transposed view: no copy, matmul takes either layout
+            ranks,
+            beta=self.beta_loss,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            init=init,
+            pretrain=self.pretrain,
+            l1=self.l1,
+            l2=self.l2,
+            seed=self._seed(),
+            device=self.device,
+            verbose=bool(self.verbose),
+        )
+        # The jointly fitted H lags one half-step behind the last Ws; polishing it with the Ws
+        # fixed (warm start, same budget) makes fit_transform(X) agree with transform(X) and
+        # can only lower the loss.
+        polished = solve_h(X.T, res.Ws, beta=res.beta, H=res.H, max_iter=self._h_iter(),
+                           tol=self.tol / 100, device=self.device, warn=False)
+        res.H = polished.H
+        self.Ws_ = [np.ascontiguousarray(W) for W in res.Ws]
+        W = res.W()
+        self.components_ = np.ascontiguousarray(W.T)
+        self.n_components_ = int(self.components_.shape[0])
+        self.ranks_ = tuple(ranks)
+        self.n_iter_ = int(res.n_iter)
+        self.loss_history_ = res.loss_history
+        self.loss_iters_ = res.loss_iters
+        self._beta = res.beta
+        codes = np.ascontiguousarray(res.H.T)
+        self.reconstruction_err_ = self._error(X, codes)
+        return codes
+
+    def _error(self, X: np.ndarray, codes: np.ndarray) -> float:
+        Xt = torch.from_numpy(X)
+        L = torch.from_numpy(codes @ self.components_)
+        div = float(beta_divergence(Xt, L, self._beta))
+        return float(np.sqrt(2 * max(div, 0.0)))
+
+    def transform(self, X: Any, mask: Any = None) -> np.ndarray:
+        """Codes of ``X`` with the fitted factors fixed (``mask``: X-shaped weights in [0, 1])."""
+        check_is_fitted(self)
+        X = self._check_X(X, reset=False)
+        if mask is not None:
+            M = np.asarray(mask.toarray() if hasattr(mask, "toarray") else mask)
+            if M.shape != X.shape:
+                raise ValueError(f"mask must have X's shape {X.shape}, got {M.shape}")
+            mask = M.T
+        res = solve_h(
+            X.T,
+            [W.astype(X.dtype, copy=False) for W in self.Ws_],
+            beta=self._beta,
+            mask=mask,
+            max_iter=self._h_iter(),
+            tol=self.tol / 100,
+            device=self.device,
+            verbose=bool(self.verbose),
+        )
+        return np.ascontiguousarray(res.H.T)
+
+    def inverse_transform(self, X: Any) -> np.ndarray:
+        """Map codes (n_samples, rk) back to feature space: ``X @ components_``."""
+        check_is_fitted(self)
+        X = check_array(X, accept_sparse=("csr", "csc"), dtype=[np.float64, np.float32])
+        if X.ndim != 2 or X.shape[1] != self.n_components_:
+            raise ValueError(
+                f"X must have shape (n_samples, {self.n_components_}) (the codes), got {X.shape}"
+            )
+        return np.asarray(X @ self.components_.astype(X.dtype, copy=False))
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.components_.shape[0]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
