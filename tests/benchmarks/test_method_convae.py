@@ -1,26 +1,17 @@
 """The ``convae`` benchmark adapter on tiny random pair sets with the smoke preset."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-# tests/convae/ (no __init__.py) would shadow the real `convae` package under plain
-# `pytest`; a regular package anywhere on sys.path wins, so put the repository root there.
-_REPO = str(Path(__file__).resolve().parents[2])
-if _REPO not in sys.path:
-    sys.path.append(_REPO)
-if "convae" in sys.modules and getattr(sys.modules["convae"], "__file__", None) is None:
-    del sys.modules["convae"]
+import pytest
+import torch
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-import convae  # noqa: E402
-from benchmarks.methods import get_method  # noqa: E402
-from benchmarks.methods.base import MethodContext  # noqa: E402
-from benchmarks.methods.convae import METHOD, ConvAEMethod  # noqa: E402
-from benchmarks.pairs import PairSet  # noqa: E402
-from benchmarks.presets import get_preset  # noqa: E402
+import convae
+from benchmarks.methods import get_method
+from benchmarks.methods.base import MethodContext
+from benchmarks.methods.convae import METHOD, ConvAEMethod
+from benchmarks.pairs import PairSet
+from benchmarks.presets import get_preset
 
 BLUR = {"kind": "gaussian", "kernel_shape": [25, 25], "sigma": 3.0, "noise": 0.0}
 

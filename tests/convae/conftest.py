@@ -1,22 +1,9 @@
 """Fixtures for convae tests: tiny deterministic (blurred, sharp) pairs."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
-
-# Plain `pytest` puts tests/ on sys.path, where the folder tests/convae/ (no __init__.py)
-# would be imported as a namespace package named `convae`, shadowing the real one (the
-# editable install's finder comes after sys.path). A regular package anywhere on sys.path
-# wins over a namespace portion, so make sure the repository root is there.
-_REPO = str(Path(__file__).resolve().parents[2])
-if _REPO not in sys.path:
-    sys.path.append(_REPO)
-if "convae" in sys.modules and getattr(sys.modules["convae"], "__file__", None) is None:
-    del sys.modules["convae"]
 
 
 def make_pairs(n: int, c: int = 3, h: int = 32, w: int = 32,
