@@ -2,7 +2,8 @@
 
 Every model class registered here follows one small contract:
 
-* it is decorated with :func:`register` (which sets the class attribute ``arch_name``);
+* it lives in a module of the ``convae`` package (found automatically) and is decorated
+  with :func:`register` (which sets the class attribute ``arch_name``);
 * its ``__init__`` takes keyword arguments only, including ``in_channels``;
 * it stores those keyword arguments, JSON-able, in ``self.init_kwargs`` and the channel
   count in ``self.in_channels``.
@@ -13,6 +14,8 @@ model (:func:`build_model`, :func:`convae.checkpoint.load_model`), and the train
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any, Callable, TypeVar
 
 import torch
@@ -37,13 +40,32 @@ def register(name: str) -> Callable[[M], M]:
     return deco
 
 
+_DISCOVERED = False
+
+
+def _discover() -> None:
+    """Import every module of the ``convae`` package once, so that a model file only needs
+    the :func:`register` decorator to be found (no list to keep in sync)."""
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    _DISCOVERED = True
+    import convae
+    for info in pkgutil.iter_modules(convae.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"convae.{info.name}")
+
+
 def available_architectures() -> list[str]:
     """Names accepted by :func:`build_model`."""
+    _discover()
     return sorted(_REGISTRY)
 
 
 def get_architecture(name: str) -> type[nn.Module]:
     """The class registered under ``name``, with an error listing the valid names."""
+    if name not in _REGISTRY:
+        _discover()
     try:
         return _REGISTRY[name]
     except KeyError:
