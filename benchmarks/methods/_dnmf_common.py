@@ -1,0 +1,127 @@
+"""Shared plumbing of the Deep NMF adapters (``nmf-coupled``, ``dnmf-coupled``, ``dnmf-prior``).
+
+Models live in :mod:`dnmf.deblur`; this file only caches fitted dictionaries in the run's
+work folder (keyed by settings and training data), draws the loss curves and atoms, and
+stores what was chosen on validation.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from benchmarks.methods.base import MethodContext
+from benchmarks.metrics import psnr, ssim
+
+LOSS_FIG = "dnmf_loss.png"
+ATOMS_FIG = "dnmf_atoms.png"
+
+
+def data_key(*tensors: torch.Tensor) -> str:
+    """A short fingerprint of training tensors (shape and a few moments)."""
+    h = hashlib.sha1()
+    for t in tensors:
+        t = t.detach().to("cpu", torch.float64)
+        h.update(str(tuple(t.shape)).encode())
+        h.update(np.asarray([float(t.sum()), float(t.square().sum()),
+                             float(t.flatten()[:: max(1, t.numel() // 997)].sum())]).tobytes())
+    return h.hexdigest()[:12]
+
+
+def cache_path(ctx: MethodContext, name: str, settings: dict[str, Any], key: str) -> Path | None:
+    """Where a fitted dictionary with these settings is cached (``None`` without a work dir)."""
+    if ctx.work_dir is None:
+        return None
+    blob = json.dumps({"settings": settings, "data": key, "blur": ctx.blur_meta}, sort_keys=True,
+                      default=str)
+    digest = hashlib.sha1(blob.encode()).hexdigest()[:12]
+    return Path(ctx.work_dir) / f"{name}-dictionary-{digest}.npz"
+
+
+def mean_scores(x: torch.Tensor, sharp: torch.Tensor) -> tuple[float, float]:
+    x = x.to("cpu", torch.float32).clamp(0, 1)
+    s = sharp.to("cpu", torch.float32)
+    return float(psnr(x, s).mean()), float(ssim(x, s).mean())
+
+
+def pick(grid: list[Any], run: Callable[[Any], torch.Tensor], sharp: torch.Tensor
+         ) -> tuple[Any, list[dict[str, Any]]]:
+    """Score every candidate on validation; return the best by mean PSNR and all scores."""
+    scores = []
+    for cand in grid:
+        p, s = mean_scores(run(cand), sharp)
+        scores.append({"value": cand, "val_psnr": p, "val_ssim": s})
+    best = max(range(len(scores)), key=lambda i: scores[i]["val_psnr"])
+    return grid[best], scores
+
+
+# ---------------------------------------------------------------------------- figures
+def plot_losses(path: Path, title: str, joint: np.ndarray | None,
+                pretrain: list[np.ndarray]) -> Path | None:
+    """Loss curves: layer-wise pretraining (if any) and the joint fine-tuning."""
+    if joint is None or len(np.atleast_1d(joint)) == 0:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for i, h in enumerate(pretrain):
+        h = np.asarray(h).reshape(-1)
+        if h.size:
+            ax.plot(np.arange(1, h.size + 1), h, lw=1, ls="--", label=f"pretrain layer {i + 1}")
+    j = np.asarray(joint).reshape(-1)
+    ax.plot(np.arange(1, j.size + 1), j, lw=1.5, color="k", label="joint (W1…Wk, H)")
+    ax.set_yscale("log")
+    ax.set_xlabel("recorded iteration")
+    ax.set_ylabel("½‖V − W1…Wk H‖² (+ penalties)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def tile_atoms(W: torch.Tensor, channels: int, side: int, max_atoms: int = 64) -> np.ndarray:
+    """First ``max_atoms`` columns of ``W`` (C·side² rows) as a grid image, each atom scaled to [0, 1]."""
+    W = W.detach().to("cpu", torch.float32)[: channels * side * side, :max_atoms]
+    n = W.shape[1]
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    pad = 1
+    out = np.ones((rows * (side + pad) + pad, cols * (side + pad) + pad, 3), dtype=np.float32)
+    for j in range(n):
+        a = W[:, j].reshape(channels, side, side)
+        lo, hi = float(a.min()), float(a.max())
+        a = (a - lo) / (hi - lo) if hi > lo else torch.zeros_like(a)
+        img = a.permute(1, 2, 0).numpy()
+        if channels == 1:
+            img = np.repeat(img, 3, axis=2)
+        r, c = divmod(j, cols)
+        out[pad + r * (side + pad): pad + r * (side + pad) + side,
+            pad + c * (side + pad): pad + c * (side + pad) + side] = img
+    return out
+
+
+def plot_atoms(path: Path, panels: list[tuple[str, np.ndarray]], title: str) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.6), squeeze=False)
+    for ax, (name, img) in zip(axes[0], panels):
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title(name, fontsize=8)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
