@@ -343,7 +343,14 @@ def solve_h(
         P = Wt[0]
         for W in Wt[1:]:
             P = P @ W
-        scale = Vt.mean(dim=(-2, -1), keepdim=True) / P.sum(dim=-1).mean(dim=-1, keepdim=True).unsqueeze(-1).clamp_min(eps)
+        if M is None:
+            vmean = Vt.mean(dim=(-2, -1), keepdim=True)
+        else:  # the mean of the observed entries only: masked values must not matter
+            vmean = (M * Vt).sum(dim=(-2, -1), keepdim=True) / M.sum(dim=(-2, -1), keepdim=True)
+        # A constant start whose reconstruction has the data's mean: MU keeps the scale it starts at
+        # only up to a slow drift, so starting at the right one saves iterations.
+        pmean = P.sum(dim=-1).mean(dim=-1, keepdim=True).unsqueeze(-1)
+        scale = vmean / pmean.clamp_min(eps)
         Ht = scale.expand(*Vt.shape[:-2], rk, Vt.shape[-1]).contiguous()
     else:
         Ht = val.to_tensor(H, "H", dtype=Vt.dtype, device=Vt.device).clone()

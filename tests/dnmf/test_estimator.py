@@ -1,0 +1,120 @@
+"""DeepNMF: scikit-learn's estimator contract, orientation, Pipeline, clone, masks."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.decomposition import NMF
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import dnmf
+from dnmf import DeepNMF
+
+# Checks skipped and why. One layer passes every check. With two layers the product W1 W2 is
+# worse conditioned, and multiplicative updates converge sublinearly on the codes' subproblem:
+# after the default budget, the codes of fit_transform (warm start) and transform (cold start)
+# agree to about 0.1, not to the 0.01 these two checks ask for.
+_CODES_REASON = ("MU solves the codes of a 2-layer model only to about 0.1 within the default "
+                 "budget (ill-conditioned W1 W2); fit_transform and transform differ by that much")
+EXPECTED_FAILED_CHECKS = {
+    "check_transformer_general": _CODES_REASON,
+    "check_transformer_data_not_an_array": _CODES_REASON,
+}
+
+
+def _expected_failures(est):
+    return EXPECTED_FAILED_CHECKS if np.ndim(est.n_components) and len(est.n_components) > 1 else {}
+
+
+@parametrize_with_checks(
+    [DeepNMF(n_components=2, random_state=0), DeepNMF(n_components=(3, 2), random_state=0)],
+    expected_failed_checks=_expected_failures,
+)
+def test_sklearn_compatible(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dnmf.ConvergenceWarning)
+        check(estimator)
+
+
+@pytest.fixture
+def X(rng):
+    return rng.random((40, 12))
+
+
+def test_orientation_and_attributes(X):
+    est = DeepNMF(n_components=[6, 3], max_iter=300, random_state=0)
+    codes = est.fit_transform(X)
+    assert codes.shape == (40, 3)
+    assert est.components_.shape == (3, 12)
+    assert [W.shape for W in est.Ws_] == [(12, 6), (6, 3)]
+    np.testing.assert_allclose(est.components_, (est.Ws_[0] @ est.Ws_[1]).T)
+    assert est.n_components_ == 3 and est.n_features_in_ == 12 and 1 <= est.n_iter_ <= 300
+    err = np.linalg.norm(X - codes @ est.components_)
+    np.testing.assert_allclose(est.reconstruction_err_, err, rtol=1e-8)
+    np.testing.assert_allclose(est.inverse_transform(codes), codes @ est.components_)
+    assert list(est.get_feature_names_out()) == ["deepnmf0", "deepnmf1", "deepnmf2"]
+
+
+def test_one_layer_matches_sklearn_nmf_quality(X):
+    ours = DeepNMF(n_components=4, max_iter=2000, tol=1e-6, random_state=0).fit(X)
+    ref = NMF(n_components=4, solver="mu", max_iter=2000, tol=1e-6, random_state=0).fit(X)
+    assert ours.reconstruction_err_ <= ref.reconstruction_err_ * 1.01
+
+
+def test_clone_and_params():
+    est = DeepNMF(n_components=(5, 2), beta_loss="kullback-leibler", l1=0.1, random_state=3)
+    c = clone(est)
+    assert c.get_params() == est.get_params() and c is not est
+    c.set_params(max_iter=7)
+    assert c.max_iter == 7 and est.max_iter == 200
+    with pytest.raises(TypeError):
+        DeepNMF(3)  # keyword-only
+
+
+def test_in_a_pipeline_next_to_sklearn_nmf(X):
+    pipe = make_pipeline(FunctionTransformer(lambda a: a * 2), DeepNMF(n_components=3, random_state=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dnmf.ConvergenceWarning)
+        out = pipe.fit_transform(X)
+        assert out.shape == (40, 3)
+        assert pipe.transform(X[:5]).shape == (5, 3)
+        stacked = make_pipeline(DeepNMF(n_components=6, random_state=0), NMF(n_components=2, max_iter=500))
+        assert stacked.fit_transform(X).shape == (40, 2)
+
+
+@pytest.mark.parametrize("beta", [2, 1])
+def test_transform_with_mask_ignores_missing(X, beta):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dnmf.ConvergenceWarning)
+        est = DeepNMF(n_components=[5, 3], beta_loss=beta, random_state=0).fit(X)
+        mask = (np.random.default_rng(1).random(X.shape) > 0.3).astype(float)
+        X2 = np.where(mask > 0, X, 50.0)
+        a = est.transform(X, mask=mask)
+        b = est.transform(X2, mask=mask)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"mask must have X's shape \(40, 12\)"):
+        est.transform(X, mask=np.ones((12, 40)))
+
+
+def test_float32_preserved(X):
+    est = DeepNMF(n_components=3, random_state=0, max_iter=50, tol=0)
+    assert est.fit_transform(X.astype(np.float32)).dtype == np.float32
+    assert est.components_.dtype == np.float32
+    assert est.transform(X.astype(np.float32)).dtype == np.float32
+
+
+def test_errors_name_parameters(X):
+    with pytest.raises(ValueError, match="Negative values in data passed to DeepNMF"):
+        DeepNMF(n_components=2).fit(X - 1)
+    with pytest.raises(ValueError, match=r"init='nndsvd' needs n_components <= min\(n_samples, n_features\)"):
+        DeepNMF(n_components=20, init="nndsvd").fit(X)
+    with pytest.raises(ValueError, match="init must be one of"):
+        DeepNMF(n_components=2, init="custom").fit(X)
+    with pytest.raises(ValueError, match="random_state must be None, an int or a RandomState"):
+        DeepNMF(n_components=2, random_state="x").fit(X)
+    with pytest.raises(ValueError, match=r"X must have shape \(n_samples, 2\)"):
+        DeepNMF(n_components=2, max_iter=5).fit(X).inverse_transform(np.ones((3, 4)))
