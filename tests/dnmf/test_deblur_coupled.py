@@ -1,0 +1,64 @@
+"""Blind coupled-dictionary (Deep) NMF deblurring on a tiny synthetic set."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from dnmf.deblur.coupled import CoupledDeblur
+
+# the synthetic data and operator of the prior tests (tests are not an importable package)
+_spec = importlib.util.spec_from_file_location("_deblur_prior_helpers",
+                                               Path(__file__).with_name("test_deblur_prior.py"))
+_h = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_h)
+ConvBlur, psnr, quant, synthetic = _h.ConvBlur, _h.psnr, _h.quant, _h.synthetic
+
+
+@pytest.fixture(scope="module")
+def data():
+    op = ConvBlur(sigma=1.2)
+    xtr, xte = synthetic(16, seed=1), synthetic(4, seed=2)
+    return quant(op.A(xtr)), xtr, quant(op.A(xte)), xte
+
+
+@pytest.mark.parametrize("ranks", [(24,), (32, 16)])
+def test_beats_blurred_input(data, ranks):
+    ytr, xtr, yte, xte = data
+    m = CoupledDeblur(size=4, context=2, stride=2, ranks=ranks, n_patches=3000, fit_iter=40,
+                      code_iter=40, seed=0).fit(ytr, xtr)
+    out = m.restore(yte)
+    assert out.shape == yte.shape and out.min() >= 0 and out.max() <= 1
+    assert psnr(out, xte) > psnr(yte, xte) + 0.5
+    assert len(m.Ws_) == len(ranks) and all((W >= 0).all() for W in m.Ws_)
+
+
+@pytest.mark.parametrize("kw", [dict(target="sharp", normalise="mean", context=0),
+                                dict(target="residual", normalise="none", refit=False)])
+def test_variants_run(data, kw):
+    ytr, xtr, yte, _ = data
+    m = CoupledDeblur(size=4, stride=2, ranks=(16,), n_patches=1500, fit_iter=10, code_iter=10,
+                      **{"context": 1, **kw}).fit(ytr, xtr)
+    assert m.restore(yte).shape == yte.shape
+
+
+def test_save_load_round_trip(data, tmp_path):
+    ytr, xtr, yte, _ = data
+    m = CoupledDeblur(size=4, context=1, stride=2, ranks=(16, 8), n_patches=1500, fit_iter=10,
+                      code_iter=10).fit(ytr, xtr)
+    m.save(tmp_path / "c.npz")
+    back = CoupledDeblur.load(tmp_path / "c.npz")
+    assert back.get_params() == m.get_params()
+    assert torch.allclose(back.restore(yte), m.restore(yte), atol=1e-6)
+
+
+def test_errors(data):
+    ytr, xtr, _, _ = data
+    with pytest.raises(ValueError, match="target"):
+        CoupledDeblur(target="edges")
+    with pytest.raises(ValueError, match="normalise"):
+        CoupledDeblur(normalise="yes")
+    with pytest.raises(RuntimeError, match="not fitted"):
+        CoupledDeblur().restore(ytr)
+    with pytest.raises(ValueError, match="shapes"):
+        CoupledDeblur().fit(ytr, xtr[:2])
