@@ -32,12 +32,12 @@ class DNMFPrior(Method):
     learns = True          # from sharp images only
     checkpointable = True
 
-    settings: ClassVar[dict[str, Any]] = dict(size=8, stride=4, ranks=(256, 128), n_patches=20000,
-                                              fit_iter=100, normalise=True, dc_atoms=True,
-                                              init="x0", code_iter=60, accelerate=True)
+    settings: ClassVar[dict[str, Any]] = dict(size=8, stride=4, ranks=(192, 96), n_patches=8000,
+                                              fit_iter=50, normalise=True, dc_atoms=True,
+                                              init="x0", code_iter=200, accelerate=True)
     tiny_settings: ClassVar[dict[str, Any]] = dict(size=4, stride=2, ranks=(16, 8), n_patches=2000,
                                                    fit_iter=15, code_iter=15)
-    iter_grid: ClassVar[list[int]] = [0, 10, 20, 40, 80]
+    iter_grid: ClassVar[list[int]] = [0, 10, 20, 40]
     tiny_iter_grid: ClassVar[list[int]] = [0, 5, 10]
     l1_grid: ClassVar[list[float]] = [0.0]
     max_val_images: ClassVar[int] = 20

@@ -26,9 +26,9 @@ class NMFCoupled(Method):
     checkpointable = True
 
     #: model settings for full-size presets (picked on validation, see the module docstring)
-    settings: ClassVar[dict[str, Any]] = dict(size=8, context=4, stride=4, ranks=(256,),
+    settings: ClassVar[dict[str, Any]] = dict(size=8, context=4, stride=4, ranks=(128,),
                                               target="residual", normalise="contrast",
-                                              refit=True, n_patches=20000, fit_iter=100,
+                                              refit=True, n_patches=12000, fit_iter=80,
                                               code_iter=60)
     tiny_settings: ClassVar[dict[str, Any]] = dict(size=4, context=2, stride=2, ranks=(16,),
                                                    n_patches=2000, fit_iter=15, code_iter=15)

@@ -1,0 +1,1 @@
+"""Experiments that produce the numbers quoted in notes/ (run on validation people only)."""
