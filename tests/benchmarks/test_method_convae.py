@@ -13,6 +13,16 @@ from benchmarks.methods.convae import METHOD, ConvAEMethod
 from benchmarks.pairs import PairSet
 from benchmarks.presets import get_preset
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread is as fast and avoids OpenMP spin-waits on a
+    shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 BLUR = {"kind": "gaussian", "kernel_shape": [25, 25], "sigma": 3.0, "noise": 0.0}
 
 

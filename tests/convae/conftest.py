@@ -20,3 +20,13 @@ def make_pairs(n: int, c: int = 3, h: int = 32, w: int = 32,
 def pairs():
     return make_pairs
 
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The models here are tiny: one intra-op thread is as fast, and it avoids OpenMP
+    spin-waiting when the 2-core CI machine is shared (observed: 10x slower tests)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
