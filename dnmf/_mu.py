@@ -90,7 +90,8 @@ def squared_norm(V: torch.Tensor) -> torch.Tensor:
     step = _chunk_rows(V.shape[-2], V.shape[-1], int(np.prod(V.shape[:-2], dtype=np.int64)))
     total = torch.zeros(V.shape[:-2], dtype=torch.float64, device=V.device)
     for i in range(0, V.shape[-2], step):
-        total += V[..., i:i + step, :].double().square().sum(dim=(-2, -1))
+        # squares rounded in V's dtype (relative error 2⁻²⁴ each, unbiased), summed in float64
+        total += V[..., i:i + step, :].square().sum(dim=(-2, -1), dtype=torch.float64)
     return total
 
 
@@ -148,8 +149,11 @@ class _Base:
             D.add_(l1)
         if l2:
             D.add_(F, alpha=l2)
-        D.masked_fill_(D == 0, self.eps)  # 0/0 would poison the factor with NaN
         torch.div(N, D, out=D)
+        # D == 0 only where the factor entry is already 0 (a zero row of P or S also zeroes N,
+        # and Λ ≥ P·F·S), so scikit-learn's D := eps there gives F·ratio = 0. One in-place
+        # pass does the same: 0/0 → 0 and N/0 → 0.
+        D.nan_to_num_(nan=0.0, posinf=0.0)
         if self.gamma != 1:
             D.pow_(self.gamma)
         if active is not None:

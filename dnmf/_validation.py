@@ -124,14 +124,14 @@ def check_matrix(V: torch.Tensor, name: str = "V", *, allow_batch: bool = True) 
         raise ValueError(f"{name} must be {dims}; got ndim={V.ndim} with shape {tuple(V.shape)}")
     if V.numel() == 0:
         raise ValueError(f"{name} is empty: shape {tuple(V.shape)}; every dimension must be >= 1")
-    finite = torch.isfinite(V)
-    if not bool(finite.all()):
-        bad = int((~finite).sum())
+    # One pass, no temporaries: NaN propagates into the min/max, infinities show up in them.
+    vmin_t, vmax_t = torch.aminmax(V)
+    vmin, vmax = float(vmin_t), float(vmax_t)
+    if not (np.isfinite(vmin) and np.isfinite(vmax)):
+        bad = int((~torch.isfinite(V)).sum())
         raise ValueError(
             f"{name} contains NaN or infinity ({bad} entries); factorization needs finite values"
         )
-    del finite
-    vmin = float(V.min())
     if vmin < 0:
         count = int((V < 0).sum())
         raise ValueError(
@@ -275,12 +275,13 @@ def check_custom_factors(
 
 
 def _check_factor(t: torch.Tensor, name: str) -> None:
-    if not bool(torch.isfinite(t).all()):
+    tmin, tmax = (float(x) for x in torch.aminmax(t))
+    if not (np.isfinite(tmin) and np.isfinite(tmax)):
         raise ValueError(f"{name} contains NaN or infinity")
-    if float(t.min()) < 0:
+    if tmin < 0:
         raise ValueError(
             f"{name} must be nonnegative: found {int((t < 0).sum())} negative entries "
-            f"(minimum {float(t.min()):.6g})"
+            f"(minimum {tmin:.6g})"
         )
 
 

@@ -213,7 +213,7 @@ def factorize(
         Penalty ``l1·ΣF + ½·l2·‖F‖²`` on each factor; a float applies to every factor, a
         sequence gives one weight per factor in the order (W1, …, Wk, H).
     eps : float
-        Floor for Λ where it is divided by, and the value that replaces zero denominators.
+        Floor for Λ where it is divided by or raised to a negative power (β < 2).
     seed : int, optional
         Seeds initialization (the updates themselves are deterministic).
     device, dtype : optional

@@ -1,0 +1,415 @@
+"""``deblur-bench nmf-speed``: per-iteration cost of dnmf next to scikit-learn and torchnmf.
+
+One run, one random nonnegative matrix, the same initial factors for every method, the same
+number of iterations (``tol=0``), threads pinned. Reports the median over repeats of the time
+per iteration of the *public* call of each library (validation and set-up included, spread
+over the iterations), the final loss ½‖V − WH‖² (float64, computed the same way for all), the
+ratios to scikit-learn, a batched comparison, and on CUDA the achieved TFLOP/s next to a plain
+``torch.matmul`` of the same shape. Importable: :func:`run_nmf_speed` returns the JSON dict.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+FORMAT_VERSION = 1
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time(fn: Callable[[], Any], repeats: int, device: torch.device) -> tuple[float, list[float], Any]:
+    """Median wall time of ``fn`` over ``repeats`` runs after one warm-up run."""
+    out = fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        out = fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times, out
+
+
+def _fro_loss(V: np.ndarray, W: np.ndarray, H: np.ndarray) -> float:
+    """½‖V − W H‖² in float64, by blocks of rows (same code for every method)."""
+    total = 0.0
+    Wd, Hd = W.astype(np.float64), H.astype(np.float64)
+    for i in range(0, V.shape[0], 512):
+        R = V[i:i + 512].astype(np.float64) - Wd[i:i + 512] @ Hd
+        total += float(np.einsum("ij,ij->", R, R))
+    return 0.5 * total
+
+
+def _chain(Ws: list[np.ndarray]) -> np.ndarray:
+    out = Ws[-1]
+    for W in reversed(Ws[:-1]):
+        out = W @ out
+    return out
+
+
+def _np(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def _environment(threads: int, device: torch.device) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "threads": threads,
+        "device": str(device),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
+                                           "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS") if k in os.environ},
+    }
+    try:
+        env["loadavg_1min_at_start"] = os.getloadavg()[0]
+    except OSError:  # pragma: no cover - not on every OS
+        pass
+    try:
+        import sklearn
+        env["sklearn"] = sklearn.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import threadpoolctl
+        env["blas"] = [{k: i.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
+                       for i in threadpoolctl.threadpool_info()]
+    except ImportError:  # pragma: no cover
+        pass
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+# --------------------------------------------------------------------------------------------
+# the methods
+def _dnmf_fit(V, Ws0, H0, n_iter, device):
+    import dnmf
+
+    def run():
+        return dnmf.factorize(V, [W.shape[-1] for W in Ws0], init="custom", Ws=Ws0, H=H0,
+                              max_iter=n_iter, tol=0, device=device)
+    return run
+
+
+def _sklearn_fit(V, W0, H0, n_iter):
+    from sklearn.decomposition import NMF
+
+    def run():
+        est = NMF(n_components=W0.shape[1], solver="mu", init="custom", max_iter=n_iter, tol=0)
+        W = est.fit_transform(V, W=W0.copy(), H=H0.copy())
+        return W, est.components_, est.n_iter_
+    return run
+
+
+def _torchnmf_fit(V, W0, H0, n_iter, device):
+    from torchnmf.nmf import NMF  # torchnmf writes V ≈ H Wᵀ: its H is our W, its W our Hᵀ
+
+    Vt = torch.from_numpy(V).to(device)
+
+    def run():
+        model = NMF(W=torch.from_numpy(H0.T.copy()).to(device), H=torch.from_numpy(W0.copy()).to(device))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            n = model.fit(Vt, beta=2, tol=0, max_iter=n_iter)
+        return model.H.detach(), model.W.detach().T, n
+    return run
+
+
+def _deep_init(W0: np.ndarray, H0: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
+    """W1 = W0 and near-identity positive W2…Wk (W1…Wk H0 stays close to W0 H0)."""
+    r = W0.shape[1]
+    rng = np.random.default_rng(seed + 1)
+    Ws = [W0]
+    for _ in range(k - 1):
+        Ws.append((0.9 * np.eye(r) + 0.1 * rng.random((r, r)) * 2 / r).astype(W0.dtype))
+    return Ws
+
+
+def _flops_per_iter(m: int, n: int, ranks: list[int]) -> float:
+    """Multiply-adds ×2 of one dnmf Frobenius sweep (two products with V dominate)."""
+    r1, rk = ranks[0], ranks[-1]
+    big = 2 * m * n * rk + 2 * m * n * min(r1, rk)
+    small = 2 * n * rk * rk * 2 + 2 * m * r1 * (rk + r1 + r1)
+    small += sum(2 * ranks[l - 1] * ranks[l] * (rk + ranks[l] + ranks[l - 1]) for l in range(1, len(ranks)))
+    return float(big + small)
+
+
+# --------------------------------------------------------------------------------------------
+def run_nmf_speed(
+    m: int = 4096,
+    n: int = 2048,
+    rank: int = 64,
+    n_iter: int = 60,
+    repeats: int = 5,
+    threads: int | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    seed: int = 0,
+    layers: tuple[int, ...] = (2, 3),
+    batch: tuple[int, int, int, int] | None = (256, 64, 96, 8),
+    batch_iter: int = 200,
+    include_sklearn: bool = True,
+    include_torchnmf: bool = True,
+    log: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
+    """Run the benchmark and return a JSON-ready dict (``markdown`` holds the tables)."""
+    log = log or (lambda s: None)
+    dev = torch.device(device)
+    threads = threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    np_dtype = np.dtype(dtype)
+    rng = np.random.default_rng(seed)
+    V = rng.random((m, n), dtype=np.float64).astype(np_dtype)
+    avg = np.sqrt(V.mean() / rank)
+    W0 = (avg * rng.random((m, rank)) * 2).astype(np_dtype)
+    H0 = (avg * rng.random((rank, n)) * 2).astype(np_dtype)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        threadpool_limits = None
+
+    results: list[dict[str, Any]] = []
+    notes: list[str] = []
+
+    def record(name, per_iter, times, W, H, n_done, **extra):
+        loss = _fro_loss(V, W, H)
+        row = {"method": name, "ms_per_iter": 1e3 * per_iter, "repeat_ms_per_iter": [1e3 * t / n_iter for t in times],
+               "final_loss": loss, "iterations": int(n_done), **extra}
+        results.append(row)
+        log(f"  {name:<22} {1e3 * per_iter:8.2f} ms/iter  loss {loss:.6e}")
+
+    log(f"nmf-speed: V {m}x{n} rank {rank} {dtype} on {dev}, {n_iter} iterations, "
+        f"median of {repeats}, {threads} threads")
+    Vdev = torch.from_numpy(V).to(dev)
+    # dnmf k = 1 (the tensor input keeps the data on the device, as a user would)
+    t, times, res = _time(_dnmf_fit(Vdev, [W0], H0, n_iter, dev), repeats, dev)
+    record("dnmf k=1", t / n_iter, times, _np(res.Ws[0]), _np(res.H), res.n_iter, ranks=[rank])
+    dnmf_k1 = t / n_iter
+
+    if include_sklearn and dev.type == "cpu":
+        try:
+            ctx = threadpool_limits(limits=threads) if threadpool_limits else _nullcontext()
+            with ctx:
+                t, times, (W, H, n_done) = _time(_sklearn_fit(V, W0, H0, n_iter), repeats, dev)
+            record("sklearn NMF(mu)", t / n_iter, times, W, H, n_done)
+        except ImportError:
+            notes.append("scikit-learn not importable: skipped")
+    elif include_sklearn:
+        notes.append("scikit-learn runs on the CPU only: not timed on this device")
+
+    if include_torchnmf:
+        try:
+            import torchnmf  # noqa: F401
+            t, times, (W, H, n_done) = _time(_torchnmf_fit(V, W0, H0, n_iter, dev), repeats, dev)
+            record("torchnmf", t / n_iter, times, _np(W), _np(H), n_done)
+        except ImportError:
+            notes.append("torchnmf not importable (pip install 'deblur-toolkit[bench]'): skipped")
+
+    for k in layers:
+        Ws0 = _deep_init(W0, H0, k, seed)
+        t, times, res = _time(_dnmf_fit(Vdev, Ws0, H0, n_iter, dev), repeats, dev)
+        record(f"dnmf k={k}", t / n_iter, times, _chain([_np(W) for W in res.Ws]), _np(res.H),
+               res.n_iter, ranks=[rank] * k)
+
+    ref = next((r for r in results if r["method"].startswith("sklearn")), None)
+    for r in results:
+        r["ratio_to_sklearn"] = r["ms_per_iter"] / ref["ms_per_iter"] if ref else None
+        r["loss_rel_to_sklearn"] = (r["final_loss"] / ref["final_loss"] - 1) if ref else None
+        r["ratio_to_dnmf_k1"] = r["ms_per_iter"] / (1e3 * dnmf_k1)
+
+    out: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "benchmark": "nmf-speed",
+        "config": {"m": m, "n": n, "rank": rank, "n_iter": n_iter, "repeats": repeats, "threads": threads,
+                   "device": str(dev), "dtype": dtype, "seed": seed, "layers": list(layers)},
+        "environment": _environment(threads, dev),
+        "results": results,
+        "notes": notes,
+    }
+
+    if dev.type == "cuda":
+        A = Vdev
+        B = torch.from_numpy(H0.T.copy()).to(dev)
+        t_mm, _, _ = _time(lambda: torch.matmul(A, B), max(repeats, 10), dev)
+        mm_tflops = 2 * m * n * rank / t_mm / 1e12
+        for r in results:
+            if r["method"].startswith("dnmf"):
+                r["tflops"] = _flops_per_iter(m, n, r["ranks"]) / (r["ms_per_iter"] / 1e3) / 1e12
+                r["fraction_of_matmul"] = r["tflops"] / mm_tflops
+        out["matmul_tflops"] = mm_tflops
+
+    if batch:
+        out["batched"] = _batched(batch, batch_iter, repeats, np_dtype, seed, dev, threads,
+                                  threadpool_limits, include_sklearn and dev.type == "cpu", log)
+    out["goals"] = _goals(out)
+    out["markdown"] = to_markdown(out)
+    return out
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _batched(batch, n_iter, repeats, np_dtype, seed, dev, threads, threadpool_limits, with_sklearn, log):
+    import dnmf
+
+    B, m, n, r = batch
+    rng = np.random.default_rng(seed + 7)
+    V = rng.random((B, m, n)).astype(np_dtype)
+    avg = np.sqrt(V.mean() / r)
+    W0 = (avg * 2 * rng.random((B, m, r))).astype(np_dtype)
+    H0 = (avg * 2 * rng.random((B, r, n))).astype(np_dtype)
+    Vdev = torch.from_numpy(V).to(dev)
+    fit = lambda: dnmf.factorize(Vdev, r, init="custom", Ws=[W0], H=H0, max_iter=n_iter, tol=0)  # noqa: E731
+    t_b, _, res = _time(fit, repeats, dev)
+    Wb, Hb = _np(res.Ws[0]), _np(res.H)
+    loss_b = np.array([_fro_loss(V[i], Wb[i], Hb[i]) for i in range(B)])
+    row: dict[str, Any] = {"B": B, "m": m, "n": n, "rank": r, "n_iter": n_iter,
+                           "dnmf_batched_s": t_b, "dnmf_mean_loss": float(loss_b.mean())}
+    log(f"  batched {B} x ({m}x{n}) rank {r}: dnmf {t_b:.3f} s")
+    if with_sklearn:
+        from sklearn.decomposition import NMF
+
+        def loop():
+            out = []
+            for i in range(B):
+                est = NMF(n_components=r, solver="mu", init="custom", max_iter=n_iter, tol=0)
+                Wi = est.fit_transform(V[i], W=W0[i].copy(), H=H0[i].copy())
+                out.append((Wi, est.components_))
+            return out
+        ctx = threadpool_limits(limits=threads) if threadpool_limits else _nullcontext()
+        with ctx:
+            t_s, _, outs = _time(loop, max(1, min(repeats, 3)), dev)
+        loss_s = np.array([_fro_loss(V[i], *outs[i]) for i in range(B)])
+        row.update(sklearn_loop_s=t_s, sklearn_mean_loss=float(loss_s.mean()), speedup=t_s / t_b,
+                   max_loss_rel_diff=float(np.max(np.abs(loss_b / loss_s - 1))))
+        log(f"  batched: sklearn loop {t_s:.3f} s, speed-up {t_s / t_b:.1f}x")
+    return row
+
+
+def _goals(out: dict[str, Any]) -> dict[str, Any]:
+    by = {r["method"]: r for r in out["results"]}
+    g: dict[str, Any] = {}
+    k1, sk, tn = by.get("dnmf k=1"), by.get("sklearn NMF(mu)"), by.get("torchnmf")
+    if k1 and sk:
+        g["k1_over_sklearn<=1.0"] = k1["ratio_to_sklearn"] <= 1.0
+        g["k1_loss_within_0.5%"] = abs(k1["loss_rel_to_sklearn"]) <= 0.005
+    if k1 and tn:
+        g["torchnmf_over_k1>=4"] = tn["ms_per_iter"] / k1["ms_per_iter"] >= 4
+    if k1 and "dnmf k=3" in by:
+        g["k3_over_k1<=1.5"] = by["dnmf k=3"]["ratio_to_dnmf_k1"] <= 1.5
+    if "batched" in out and "speedup" in out["batched"]:
+        g["batched_speedup>=10"] = out["batched"]["speedup"] >= 10
+    if "matmul_tflops" in out and k1:
+        g["k1_fraction_of_matmul>=0.5"] = k1.get("fraction_of_matmul", 0) >= 0.5
+    return g
+
+
+def to_markdown(out: dict[str, Any]) -> str:
+    """The results as markdown tables."""
+    c, e = out["config"], out["environment"]
+    lines = [f"V {c['m']}×{c['n']}, rank {c['rank']}, {c['dtype']}, {c['n_iter']} iterations, "
+             f"median of {c['repeats']} repeats, {c['threads']} threads, device {c['device']}"
+             + (f" ({e['gpu']})" if "gpu" in e else ""), ""]
+    cuda = "matmul_tflops" in out
+    head = "| method | ms / iteration | × scikit-learn | × dnmf k=1 | final ½‖V−WH‖² | loss vs scikit-learn |"
+    if cuda:
+        head += " TFLOP/s | × torch.matmul |"
+    lines += [head, "|" + "---|" * (8 if cuda else 6)]
+    for r in out["results"]:
+        ratio = f"{r['ratio_to_sklearn']:.2f}" if r.get("ratio_to_sklearn") is not None else "–"
+        rel = f"{100 * r['loss_rel_to_sklearn']:+.3f}%" if r.get("loss_rel_to_sklearn") is not None else "–"
+        line = (f"| {r['method']} | {r['ms_per_iter']:.2f} | {ratio} | {r['ratio_to_dnmf_k1']:.2f} | "
+                f"{r['final_loss']:.6e} | {rel} |")
+        if cuda:
+            tf = r.get("tflops")
+            line += (f" {tf:.2f} | {r['fraction_of_matmul']:.2f} |" if tf is not None else " – | – |")
+        lines.append(line)
+    if cuda:
+        lines.append(f"\ntorch.matmul ({c['m']}×{c['n']} @ {c['n']}×{c['rank']}): {out['matmul_tflops']:.2f} TFLOP/s")
+    b = out.get("batched")
+    if b:
+        lines += ["", f"Batched: {b['B']} independent {b['m']}×{b['n']} matrices, rank {b['rank']}, "
+                      f"{b['n_iter']} iterations", "",
+                  "| method | seconds | speed-up | mean final loss |", "|---|---|---|---|",
+                  f"| dnmf, one batched call | {b['dnmf_batched_s']:.3f} | "
+                  f"{b.get('speedup', float('nan')):.1f}× | {b['dnmf_mean_loss']:.6e} |"]
+        if "sklearn_loop_s" in b:
+            lines.append(f"| scikit-learn NMF(mu), loop | {b['sklearn_loop_s']:.3f} | 1.0× | {b['sklearn_mean_loss']:.6e} |")
+            lines.append(f"\nlargest per-matrix loss difference: {100 * b['max_loss_rel_diff']:.3f}%")
+    for note in out.get("notes", []):
+        lines.append(f"\nNote: {note}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# CLI glue (wired as `deblur-bench nmf-speed` by benchmarks/cli.py)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``deblur-bench nmf-speed``."""
+    parser.add_argument("--m", type=int, default=4096, help="rows of V (default 4096)")
+    parser.add_argument("--n", type=int, default=2048, help="columns of V (default 2048)")
+    parser.add_argument("--rank", type=int, default=64, help="rank (default 64)")
+    parser.add_argument("--iters", type=int, default=60, help="iterations per fit (default 60)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported (default 5)")
+    parser.add_argument("--threads", type=int, default=None, help="threads for torch and BLAS (default: all cores)")
+    parser.add_argument("--device", default="cpu", help="torch device for dnmf/torchnmf (default cpu)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layers", type=int, nargs="*", default=[2, 3],
+                        help="deeper dnmf models to time, all ranks = --rank (default 2 3)")
+    parser.add_argument("--batch", type=int, nargs=4, default=[256, 64, 96, 8], metavar=("B", "M", "N", "RANK"),
+                        help="batched comparison (default 256 64 96 8)")
+    parser.add_argument("--batch-iters", type=int, default=200)
+    parser.add_argument("--no-batch", action="store_true", help="skip the batched comparison")
+    parser.add_argument("--no-torchnmf", action="store_true", help="skip torchnmf even if installed")
+    parser.add_argument("--json", type=Path, default=None, help="write the results as JSON to this file")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``deblur-bench nmf-speed``: print the markdown table, optionally write JSON."""
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("error: --device cuda but no CUDA device is available", file=sys.stderr)
+        return 2
+    out = run_nmf_speed(
+        m=args.m, n=args.n, rank=args.rank, n_iter=args.iters, repeats=args.repeats, threads=args.threads,
+        device=args.device, dtype=args.dtype, seed=args.seed, layers=tuple(args.layers),
+        batch=None if args.no_batch else tuple(args.batch), batch_iter=args.batch_iters,
+        include_torchnmf=not args.no_torchnmf, log=lambda s: print(s, file=sys.stderr),
+    )
+    print(out["markdown"])
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2))
+        print(f"\nwrote {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    p = argparse.ArgumentParser(prog="nmf-speed", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    raise SystemExit(main(p.parse_args()))
