@@ -325,6 +325,7 @@ def _save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     try:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
+        os.chmod(tmp, 0o644)          # mkstemp creates 0600 files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
