@@ -100,3 +100,12 @@ def test_cuda_forward_matches_cpu():
     out = m.cuda()(x.cuda()).cpu()
     assert out.shape == ref.shape
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_convae_never_imports_benchmarks_or_dnmf():
+    import subprocess
+    import sys
+    code = ("import sys, convae; convae.available_architectures(); "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('benchmarks', 'dnmf')]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
