@@ -100,8 +100,9 @@ def main(args: argparse.Namespace) -> int:
         "history": result.history, "versions": versions(), "git_commit": git_commit(),
         "device": str(device), "threads": torch.get_num_threads(),
         "peak_rss_mib": peak_rss_mib()})
+    best = ("none" if result.best_val_loss is None
+            else f"{result.best_val_loss:.5f} at epoch {result.best_epoch}")
     print(f"{args.model}: {result.epochs_completed} epochs ({result.stopped_reason}), best val "
-          f"loss {result.best_val_loss:.5f} at epoch {result.best_epoch}, "
-          f"{result.images_per_s:.1f} images/s; checkpoints in {out} "
+          f"loss {best}, {result.images_per_s:.1f} images/s; checkpoints in {out} "
           f"(use --checkpoint {args.model}={out / 'best.pt'})")
     return 0
