@@ -70,3 +70,12 @@ def tiny_faces(tmp_path) -> Path:
 def make_image():
     """The :func:`write_image` helper, as a fixture (tests are not an importable package)."""
     return write_image
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tests use tiny tensors: one thread is faster than two fighting over a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
