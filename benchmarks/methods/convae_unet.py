@@ -1,0 +1,20 @@
+"""``convae-unet``: residual U-Net with NAFNet blocks (issue 7), blind, learned."""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from benchmarks.methods._cnn import _CNNMethod
+
+
+class ConvAEUNetMethod(_CNNMethod):
+    """Residual U-Net (pixel unshuffle, 3 levels, NAF blocks), same loss and loop as convae."""
+
+    name: ClassVar[str] = "convae-unet"
+    description: ClassVar[str] = "residual NAF U-Net, predicts the correction (MSE + 0.1(1-SSIM))"
+    architecture: ClassVar[str] = "convae-unet"
+    model_kwargs: ClassVar[dict[str, Any]] = {}                     # the model's defaults
+    tiny_model_kwargs: ClassVar[dict[str, Any]] = {"width": 8, "depth": 2,   # smoke preset
+                                                   "middle_blocks": 1}
+
+
+METHOD = ConvAEUNetMethod
