@@ -5,7 +5,7 @@ budget on the training split of the runner's ``prepare_splits`` and reports its 
 validation loss and the validation PSNR of that epoch's weights::
 
     python -m benchmarks.experiments.unet_ablation --data-dir ../shared/data/gt_faces \\
-        --size 128 --minutes 3 --out /tmp/unet_ablation.md
+        --size 128 --minutes 2.5 --threads 1 --out /tmp/unet_ablation.md
 
 Used to pick the defaults of ``convae/unet_model.py`` and the training batch size
 (notes/README-unet.md).  On a shared CPU the budget is wall-clock, so rows are comparable
@@ -50,8 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-images", type=int, default=750)
     p.add_argument("--minutes", type=float, default=3.0)
     p.add_argument("--only", type=int, nargs="*", help="variant indices to run")
+    p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy CPU)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     preset = get_preset("fast").with_overrides(size=args.size, max_images=args.max_images)
     splits = prepare_splits(preset, args.data_dir, seed=0, blur=make_blur())
