@@ -51,11 +51,19 @@ def _mT(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(-1, -2)
 
 
+def _mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Matrix product; 3-D operands go straight to ``bmm`` (matmul's reshapes cost more than
+    the small products of a batch of small matrices)."""
+    if a.ndim == 3 and b.ndim == 3 and a.shape[0] == b.shape[0]:
+        return torch.bmm(a, b) if out is None else torch.bmm(a, b, out=out)
+    return torch.matmul(a, b) if out is None else torch.matmul(a, b, out=out)
+
+
 def _chain(mats: Sequence[torch.Tensor]) -> torch.Tensor | None:
     """Right-to-left product of small factors (``None`` for the empty product, i.e. identity)."""
     out = None
     for A in reversed(mats):
-        out = A if out is None else A @ out
+        out = A if out is None else _mm(A, out)
     return out
 
 
@@ -195,66 +203,68 @@ class _FrobeniusSolver(_Base):
         if update_ws:
             self.fixed = None
             if self.A is None:
-                self.A = torch.matmul(V, _mT(H), out=self.bufA)
+                self.A = _mm(V, _mT(H), out=self.bufA)
             if self.G is None:
-                self.G = torch.matmul(H, _mT(H), out=self.bufG)
+                self.G = _mm(H, _mT(H), out=self.bufG)
             # Suffix factors T_l = W(l+1)…Wk and S_l Sᵀ_l = T_l (H Hᵀ) T_lᵀ, from the
             # not-yet-updated layers to the right of l.
             T: list[torch.Tensor | None] = [None] * k
             SS: list[torch.Tensor] = [self.G] * k
             for l in range(k - 2, -1, -1):
                 Wn = Ws[l + 1]
-                T[l] = Wn if T[l + 1] is None else Wn @ T[l + 1]
-                SS[l] = Wn @ SS[l + 1] @ _mT(Wn)
+                T[l] = Wn if T[l + 1] is None else _mm(Wn, T[l + 1])
+                SS[l] = _mm(_mm(Wn, SS[l + 1]), _mT(Wn))
             B = self.A  # Pᵀ V Hᵀ, with P = I before the first layer
             Q = None  # Pᵀ P
             for l in range(k):
                 W = Ws[l]
                 if upd[l]:
                     if l == 0:
-                        N = B if T[0] is None else torch.matmul(B, _mT(T[0]), out=self.bufN1)
-                        D = torch.matmul(W, SS[0], out=self.bufD1)
+                        N = B if T[0] is None else _mm(B, _mT(T[0]), out=self.bufN1)
+                        D = _mm(W, SS[0], out=self.bufD1)
                     else:
-                        N = B if T[l] is None else B @ _mT(T[l])
-                        D = Q @ W @ SS[l]
+                        N = B if T[l] is None else _mm(B, _mT(T[l]))
+                        D = _mm(_mm(Q, W), SS[l])
                     self._step(W, N, D, l, active)
                 if l < k - 1:
-                    B = _mT(W) @ B
-                Q = _mT(W) @ W if Q is None else _mT(W) @ (Q @ W)
+                    B = _mm(_mT(W), B)
+                Q = _mm(_mT(W), W) if Q is None else _mm(_mT(W), _mm(Q, W))
             Qf = Q
             PtV = self._ptv(Ws)
         else:
             if self.fixed is None:
                 Qf = None
                 for W in Ws:
-                    Qf = _mT(W) @ W if Qf is None else _mT(W) @ (Qf @ W)
+                    Qf = _mm(_mT(W), W) if Qf is None else _mm(_mT(W), _mm(Qf, W))
                 self.fixed = (self._ptv(Ws).clone(), Qf)
             PtV, Qf = self.fixed
         if upd[k]:
-            D = torch.matmul(Qf, H, out=self.bufDH)
+            D = _mm(Qf, H, out=self.bufDH)
             self._step(H, PtV, D, k, active)
             self.A = None
             self.G = None
         if not need_loss:
             return None
         if self.G is None:
-            self.G = torch.matmul(H, _mT(H), out=self.bufG)
+            self.G = _mm(H, _mT(H), out=self.bufG)
         return self._loss(PtV, Qf, Ws, H)
 
     def _ptv(self, Ws) -> torch.Tensor:
         """(W1…Wk)ᵀ V with the cheaper association: one product with V of inner size min(r1, rk)."""
         V, W1, R = self.V, Ws[0], _chain(Ws[1:])
         if R is None:
-            return torch.matmul(_mT(W1), V, out=self.bufPtV)
+            return _mm(_mT(W1), V, out=self.bufPtV)
         if W1.shape[-1] <= R.shape[-1]:
-            return torch.matmul(_mT(R), _mT(W1) @ V, out=self.bufPtV)
-        P = torch.matmul(W1, R, out=self.bufP)
-        return torch.matmul(_mT(P), V, out=self.bufPtV)
+            return _mm(_mT(R), _mm(_mT(W1), V), out=self.bufPtV)
+        P = _mm(W1, R, out=self.bufP)
+        return _mm(_mT(P), V, out=self.bufPtV)
 
     def _loss(self, PtV, Qf, Ws, H) -> torch.Tensor:
         # ½(‖V‖² − 2⟨PᵀV, H⟩ + ⟨PᵀP, HHᵀ⟩): products in the working dtype, sums in float64.
-        cross = torch.mul(PtV, H).sum(dim=(-2, -1), dtype=torch.float64)
-        quad = torch.mul(Qf, self.G).sum(dim=(-2, -1), dtype=torch.float64)
+        # Row sums in the working dtype (cascade summation), the rest in float64: a float64
+        # copy of the whole product would cost more than the loss is worth.
+        cross = torch.mul(PtV, H).sum(dim=-1).sum(dim=-1, dtype=torch.float64)
+        quad = torch.mul(Qf, self.G).sum(dim=-1).sum(dim=-1, dtype=torch.float64)
         loss = (0.5 * (self.vnorm2 - 2.0 * cross + quad)).clamp_min(0.0)
         return loss + self.pen.value([*Ws, H])
 
@@ -262,8 +272,8 @@ class _FrobeniusSolver(_Base):
         """Loss of the current factors (used once, before the first sweep)."""
         Qf = None
         for W in Ws:
-            Qf = _mT(W) @ W if Qf is None else _mT(W) @ (Qf @ W)
-        self.G = torch.matmul(H, _mT(H), out=self.bufG)
+            Qf = _mm(_mT(W), W) if Qf is None else _mm(_mT(W), _mm(Qf, W))
+        self.G = _mm(H, _mT(H), out=self.bufG)
         return self._loss(self._ptv(Ws), Qf, Ws, H)
 
 
@@ -282,7 +292,7 @@ class _GeneralSolver(_Base):
 
     def _lambda(self, P, W, S) -> None:
         left = W if P is None else P @ W
-        torch.matmul(left, S, out=self.L)
+        _mm(left, S, out=self.L)
         self.L_valid = True
 
     @staticmethod
