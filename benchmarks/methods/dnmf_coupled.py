@@ -14,7 +14,7 @@ class DNMFCoupled(NMFCoupled):
     name = "dnmf-coupled"
     description = ("blind coupled patch dictionary, Deep NMF (k >= 2 layers): contrast-normalised "
                    "blurred context -> nonnegative split of the residual")
-    settings: ClassVar[dict[str, Any]] = {**NMFCoupled.settings, "ranks": (128, 64)}
+    settings: ClassVar[dict[str, Any]] = {**NMFCoupled.settings, "ranks": (256, 128)}
     tiny_settings: ClassVar[dict[str, Any]] = {**NMFCoupled.tiny_settings, "ranks": (24, 16)}
 
 

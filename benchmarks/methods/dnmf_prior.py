@@ -32,20 +32,26 @@ class DNMFPrior(Method):
     learns = True          # from sharp images only
     checkpointable = True
 
-    settings: ClassVar[dict[str, Any]] = dict(size=8, stride=4, ranks=(192, 96), n_patches=8000,
+    settings: ClassVar[dict[str, Any]] = dict(size=6, stride=2, ranks=(128, 96), n_patches=12000,
                                               fit_iter=50, normalise=True, dc_atoms=True,
-                                              init="x0", code_iter=200, accelerate=True)
+                                              init="x0", coder="hals", code_iter=10,
+                                              accelerate=True)
     tiny_settings: ClassVar[dict[str, Any]] = dict(size=4, stride=2, ranks=(16, 8), n_patches=2000,
-                                                   fit_iter=15, code_iter=15)
-    iter_grid: ClassVar[list[int]] = [0, 10, 20, 40]
-    tiny_iter_grid: ClassVar[list[int]] = [0, 5, 10]
+                                                   fit_iter=15, code_iter=5)
+    #: MU iterations through the blur (at least a few: the restoration is MU, not the start)
+    iter_grid: ClassVar[list[int]] = [5, 10, 20, 30]
+    tiny_iter_grid: ClassVar[list[int]] = [5, 10]
+    #: Wiener balances tried for the START (relative to the balance best for Wiener itself):
+    #: the NMF coding removes some of a sharper Wiener estimate's noise
+    start_factors: ClassVar[list[float]] = [0.3, 0.56, 1.0]
     l1_grid: ClassVar[list[float]] = [0.0]
     max_val_images: ClassVar[int] = 20
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
         self.model: DeepNMFPrior | None = None
-        self.balance: float | None = None
+        self.balance: float | None = None          # best balance for Wiener itself (on val)
+        self.start_balance: float | None = None    # balance of the Wiener start (on val)
         self.cache_file: str | None = None
         self.cache_hit = False
         self.val_scores: list[dict[str, Any]] | None = None
@@ -93,19 +99,24 @@ class DNMFPrior(Method):
             outs = wiener_padded(yv, self._kernel(blur), BALANCES)
             self.balance_scores = [common.mean_scores(o, sv)[0] for o in outs]
             self.balance = BALANCES[int(np.argmax(self.balance_scores))]
-        # iterations and l1 on (up to) max_val_images validation images, one run per l1
+        # start balance, iterations and l1 on (up to) max_val_images validation images
         idx = torch.linspace(0, len(val) - 1, min(len(val), self.max_val_images)).round().long()
         ys, ss = yv[idx], sv[idx]
-        x0 = self._x0(ys, blur, self.balance)
         grid = self.tiny_iter_grid if self.ctx.preset.tiny else self.iter_grid
+        starts = ([None] if self.balance is None else
+                  [self.balance * f for f in self.start_factors])
         scores = []
-        for l1 in self.l1_grid:
-            res = self.model.restore(ys, blur, x0=x0, n_iter=max(grid), l1=l1, snapshots=grid)
-            for n in grid:
-                p, s = common.mean_scores(res.snapshots[n], ss)
-                scores.append({"n_iter": n, "l1": l1, "val_psnr": p, "val_ssim": s})
+        for bal in starts:
+            x0 = self._x0(ys, blur, bal)
+            for l1 in self.l1_grid:
+                res = self.model.restore(ys, blur, x0=x0, n_iter=max(grid), l1=l1, snapshots=grid)
+                for n in grid:
+                    p, s = common.mean_scores(res.snapshots[n], ss)
+                    scores.append({"start_balance": bal, "n_iter": n, "l1": l1,
+                                   "val_psnr": p, "val_ssim": s})
         best = max(scores, key=lambda d: d["val_psnr"])
         self.model.n_iter, self.model.l1 = int(best["n_iter"]), float(best["l1"])
+        self.start_balance = best["start_balance"]
         self.val_scores = scores
         self.select_seconds = time.perf_counter() - t0
 
@@ -115,27 +126,29 @@ class DNMFPrior(Method):
             raise RuntimeError(f"{self.name}: call fit() or load() first")
         dev = torch.device(self.ctx.device)
         y = y.to(dev, torch.float32)
-        return self.model.restore(y, blur, x0=self._x0(y, blur, self.balance)).x.clamp(0, 1).to("cpu")
+        bal = self.start_balance if self.start_balance is not None else self.balance
+        return self.model.restore(y, blur, x0=self._x0(y, blur, bal)).x.clamp(0, 1).to("cpu")
 
     def save(self, path: str | Path) -> None:
         if self.model is None:
             raise RuntimeError(f"{self.name}: nothing to save, call fit() first")
         self.model.save(path)
-        if self.balance is not None:   # keep the Wiener balance beside the dictionary
-            np.save(str(path) + ".balance.npy", np.asarray(self.balance))
+        bal = self.start_balance if self.start_balance is not None else self.balance
+        if bal is not None:   # keep the start's Wiener balance beside the dictionary
+            np.save(str(path) + ".balance.npy", np.asarray(bal))
 
     def load(self, path: str | Path) -> None:
         self.model = DeepNMFPrior.load(path, device=torch.device(self.ctx.device))
         self.loaded_from = str(path)
         bal = Path(str(path) + ".balance.npy")
         if bal.is_file():
-            self.balance = float(np.load(bal))
+            self.balance = self.start_balance = float(np.load(bal))
 
     def info(self) -> dict[str, Any]:
         if self.model is None:
             return {}
         return {"params": self.model.get_params(), "n_parameters": self.model.n_parameters(),
-                "wiener_init_balance": self.balance, "dictionary_fit_seconds": self.model.fit_seconds_,
+                "wiener_balance": self.balance, "wiener_init_balance": self.start_balance, "dictionary_fit_seconds": self.model.fit_seconds_,
                 "cache_file": self.cache_file, "cache_hit": self.cache_hit,
                 "iter_l1_val": self.val_scores, "select_seconds": self.select_seconds,
                 "loaded_from": self.loaded_from}

@@ -21,19 +21,21 @@ from dnmf.deblur.coupled import CoupledDeblur
 class NMFCoupled(Method):
     name = "nmf-coupled"
     description = ("blind coupled patch dictionary, 1-layer NMF: contrast-normalised blurred "
-                   "context -> nonnegative split of the residual, output block refit on test-time codes")
+                   "context -> nonnegative split of the residual, output block refit on test-time "
+                   "codes, HALS coding")
     learns = True
     checkpointable = True
 
     #: model settings for full-size presets (picked on validation, see the module docstring)
-    settings: ClassVar[dict[str, Any]] = dict(size=8, context=4, stride=4, ranks=(128,),
+    settings: ClassVar[dict[str, Any]] = dict(size=6, context=3, stride=3, ranks=(256,),
                                               target="residual", normalise="contrast",
-                                              refit=True, n_patches=12000, fit_iter=80,
-                                              code_iter=60)
+                                              refit=True, n_patches=16000, fit_iter=60,
+                                              coder="hals", code_iter=10)
     tiny_settings: ClassVar[dict[str, Any]] = dict(size=4, context=2, stride=2, ranks=(16,),
-                                                   n_patches=2000, fit_iter=15, code_iter=15)
-    code_iter_grid: ClassVar[list[int]] = [30, 60, 120]
-    tiny_code_iter_grid: ClassVar[list[int]] = [10, 20]
+                                                   n_patches=2000, fit_iter=15, code_iter=10)
+    #: HALS sweeps for the codes of the blurred patches, chosen on ``val``
+    code_iter_grid: ClassVar[list[int]] = [5, 10, 20]
+    tiny_code_iter_grid: ClassVar[list[int]] = [5, 10]
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .patches import PatchGrid
-from .prior import _save_npz, code_patches, sample_patches
+from .prior import _save_npz, code_patches, code_patches_hals, sample_patches
 
 __all__ = ["CoupledDeblur"]
 
@@ -45,6 +45,7 @@ class CoupledDeblur:
                  normalise: str = "contrast", contrast_floor: float = 0.02,
                  blur_weight: float = 1.0, l1: float = 0.0, refit: bool = True,
                  n_patches: int = 20000, fit_iter: int = 100, code_iter: int = 100,
+                 coder: str = "mu", restore_stride: int | None = None,
                  seed: int = 0, device=None, batch_size: int = 16) -> None:
         if target not in ("sharp", "residual"):
             raise ValueError(f"target must be 'sharp' or 'residual', got {target!r}")
@@ -58,6 +59,10 @@ class CoupledDeblur:
         self.contrast_floor = float(contrast_floor)
         self.l1, self.refit = float(l1), bool(refit)
         self.n_patches, self.fit_iter, self.code_iter = int(n_patches), int(fit_iter), int(code_iter)
+        if coder not in ("mu", "hals"):
+            raise ValueError(f"coder must be 'mu' or 'hals', got {coder!r}")
+        self.coder = coder
+        self.restore_stride = None if restore_stride is None else int(restore_stride)
         self.seed, self.batch_size = int(seed), int(batch_size)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.Ws_: list[torch.Tensor] | None = None       # joint factors W1 (stacked), W2, …
@@ -104,6 +109,12 @@ class CoupledDeblur:
             Vb, Vo = Vb[:, idx], Vo[:, idx]
         return Vb.contiguous(), Vo.contiguous()
 
+    def _code(self, Vb: torch.Tensor, n_iter: int, l1: float) -> torch.Tensor:
+        """Codes of blurred features with the blurred block alone (MU or HALS sweeps)."""
+        if self.coder == "hals":
+            return code_patches_hals(Vb, self.W_blur_, n_iter=n_iter, l1=l1)
+        return code_patches(Vb, self.W_blur_, n_iter=n_iter, l1=l1)
+
     # ------------------------------------------------------------------ fit
     def fit(self, blurred: torch.Tensor, sharp: torch.Tensor) -> "CoupledDeblur":
         """Learn the coupled dictionary from (blurred, sharp) batches ``(N, C, H, W)``."""
@@ -129,7 +140,8 @@ class CoupledDeblur:
         mb = Vb.shape[0]
         W_blur, W_out = W[:mb].contiguous(), W[mb:].contiguous()
         if self.refit:
-            H = code_patches(Vb, W_blur, n_iter=self.code_iter, l1=self.l1)
+            self.W_blur_ = W_blur
+            H = self._code(Vb, self.code_iter, self.l1)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", category=dnmf.ConvergenceWarning)
                 W_out = dnmf.solve_h(Vo.T.contiguous(), [H.T.contiguous()], H=W_out.T.contiguous(),
@@ -144,7 +156,7 @@ class CoupledDeblur:
     # ------------------------------------------------------------------ restore
     @torch.no_grad()
     def restore(self, blurred: torch.Tensor, *, code_iter: int | None = None,
-                l1: float | None = None) -> torch.Tensor:
+                l1: float | None = None, stride: int | None = None) -> torch.Tensor:
         """Restore a batch ``(N, C, H, W)`` in [0, 1]; returns float32 on ``self.device``."""
         if self.W_blur_ is None:
             raise RuntimeError("CoupledDeblur is not fitted: call fit() or load() first")
@@ -153,11 +165,12 @@ class CoupledDeblur:
         n_it = self.code_iter if code_iter is None else int(code_iter)
         lam = self.l1 if l1 is None else float(l1)
         h, w = blurred.shape[-2:]
-        grid = PatchGrid(h, w, self.size, self.stride)
+        st = stride if stride is not None else (self.restore_stride or self.stride)
+        grid = PatchGrid(h, w, self.size, int(st))
         outs = []
         for y in blurred.to(self.device, torch.float32).split(self.batch_size):
             Vb, Bc, mu = self._features(y, grid)
-            H = code_patches(Vb, self.W_blur_, n_iter=n_it, l1=lam)
+            H = self._code(Vb, n_it, lam)
             O = self.W_out_ @ H
             if self.target == "sharp":
                 P = O * mu
@@ -174,7 +187,7 @@ class CoupledDeblur:
                     contrast_floor=self.contrast_floor,
                     blur_weight=self.blur_weight, l1=self.l1, refit=self.refit,
                     n_patches=self.n_patches, fit_iter=self.fit_iter, code_iter=self.code_iter,
-                    seed=self.seed, batch_size=self.batch_size)
+                    coder=self.coder, restore_stride=self.restore_stride, seed=self.seed, batch_size=self.batch_size)
 
     def n_parameters(self) -> int:
         return int(sum(W.numel() for W in self.Ws_ or []))

@@ -22,11 +22,12 @@ def data():
     return quant(op.A(xtr)), xtr, quant(op.A(xte)), xte
 
 
-@pytest.mark.parametrize("ranks", [(24,), (32, 16)])
-def test_beats_blurred_input(data, ranks):
+@pytest.mark.parametrize("ranks,coder,code_iter", [((24,), "mu", 40), ((32, 16), "mu", 40),
+                                                   ((32, 16), "hals", 10)])
+def test_beats_blurred_input(data, ranks, coder, code_iter):
     ytr, xtr, yte, xte = data
     m = CoupledDeblur(size=4, context=2, stride=2, ranks=ranks, n_patches=3000, fit_iter=40,
-                      code_iter=40, seed=0).fit(ytr, xtr)
+                      code_iter=code_iter, coder=coder, seed=0).fit(ytr, xtr)
     out = m.restore(yte)
     assert out.shape == yte.shape and out.min() >= 0 and out.max() <= 1
     assert psnr(out, xte) > psnr(yte, xte) + 0.5
@@ -40,6 +41,7 @@ def test_variants_run(data, kw):
     m = CoupledDeblur(size=4, stride=2, ranks=(16,), n_patches=1500, fit_iter=10, code_iter=10,
                       **{"context": 1, **kw}).fit(ytr, xtr)
     assert m.restore(yte).shape == yte.shape
+    assert m.restore(yte, stride=1).shape == yte.shape      # denser overlap at restore time
 
 
 def test_save_load_round_trip(data, tmp_path):
@@ -58,6 +60,8 @@ def test_errors(data):
         CoupledDeblur(target="edges")
     with pytest.raises(ValueError, match="normalise"):
         CoupledDeblur(normalise="yes")
+    with pytest.raises(ValueError):
+        CoupledDeblur(coder="lbfgs")
     with pytest.raises(RuntimeError, match="not fitted"):
         CoupledDeblur().restore(ytr)
     with pytest.raises(ValueError, match="shapes"):
