@@ -39,7 +39,7 @@ class DNMFPrior(Method):
     tiny_settings: ClassVar[dict[str, Any]] = dict(size=4, stride=2, ranks=(16, 8), n_patches=2000,
                                                    fit_iter=15, code_iter=5)
     #: MU iterations through the blur (at least a few: the restoration is MU, not the start)
-    iter_grid: ClassVar[list[int]] = [5, 10, 20, 30]
+    iter_grid: ClassVar[list[int]] = [5, 10, 20]
     tiny_iter_grid: ClassVar[list[int]] = [5, 10]
     #: Wiener balances tried for the START (relative to the balance best for Wiener itself):
     #: the NMF coding removes some of a sharper Wiener estimate's noise

@@ -17,6 +17,12 @@ Options (each measured in the ablation):
 * ``normalise`` divides every column by the mean of its blurred patch (contrast
   normalisation) and multiplies the output back.
 * ``blur_weight`` (``w``) weights the blurred block in the joint factorization.
+* ``coder`` computes the codes of the blurred features: ``"mu"`` (multiplicative updates,
+  ``code_iter`` iterations) or ``"hals"`` (exact coordinate descent, ``code_iter`` sweeps;
+  reaches the NNLS optimum far faster). ``restore_stride`` overrides the grid's stride at
+  restoration (denser overlap averages more predictions per pixel).
+* ``stages > 1`` makes a cascade: the next stage (same settings, seed + 1) is trained on this
+  stage's outputs of the training images and restores this stage's output.
 * ``refit`` re-learns the output block on the codes the blurred block alone gives (the codes
   restoration will see), with :func:`dnmf.solve_h` on the transposed problem.
 """
@@ -45,7 +51,7 @@ class CoupledDeblur:
                  normalise: str = "contrast", contrast_floor: float = 0.02,
                  blur_weight: float = 1.0, l1: float = 0.0, refit: bool = True,
                  n_patches: int = 20000, fit_iter: int = 100, code_iter: int = 100,
-                 coder: str = "mu", restore_stride: int | None = None,
+                 coder: str = "mu", restore_stride: int | None = None, stages: int = 1,
                  seed: int = 0, device=None, batch_size: int = 16) -> None:
         if target not in ("sharp", "residual"):
             raise ValueError(f"target must be 'sharp' or 'residual', got {target!r}")
@@ -62,6 +68,10 @@ class CoupledDeblur:
         if coder not in ("mu", "hals"):
             raise ValueError(f"coder must be 'mu' or 'hals', got {coder!r}")
         self.coder = coder
+        if int(stages) < 1:
+            raise ValueError(f"stages must be >= 1, got {stages!r}")
+        self.stages = int(stages)
+        self.next_: "CoupledDeblur | None" = None         # the following stage (stages > 1)
         self.restore_stride = None if restore_stride is None else int(restore_stride)
         self.seed, self.batch_size = int(seed), int(batch_size)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
@@ -150,6 +160,11 @@ class CoupledDeblur:
         self.channels_ = int(blurred.shape[1])
         self.loss_history_ = np.asarray(res.loss_history)
         self.pretrain_histories_ = [np.asarray(h) for h in res.pretrain_loss_histories]
+        if self.stages > 1:
+            # cascade: the next stage learns to restore this stage's outputs of the training set
+            x1 = self._restore_one(blurred, self.code_iter, self.l1, None)
+            params = {**self.get_params(), "stages": self.stages - 1, "seed": self.seed + 1}
+            self.next_ = CoupledDeblur(**params, device=self.device).fit(x1, sharp)
         self.fit_seconds_ = time.perf_counter() - t0
         return self
 
@@ -164,6 +179,13 @@ class CoupledDeblur:
             raise ValueError(f"expected (N, {self.channels_}, H, W), got {tuple(blurred.shape)}")
         n_it = self.code_iter if code_iter is None else int(code_iter)
         lam = self.l1 if l1 is None else float(l1)
+        x = self._restore_one(blurred, n_it, lam, stride)
+        if self.next_ is not None:
+            x = self.next_.restore(x, code_iter=code_iter, l1=l1, stride=stride)
+        return x
+
+    def _restore_one(self, blurred: torch.Tensor, n_it: int, lam: float,
+                     stride: int | None) -> torch.Tensor:
         h, w = blurred.shape[-2:]
         st = stride if stride is not None else (self.restore_stride or self.stride)
         grid = PatchGrid(h, w, self.size, int(st))
@@ -187,14 +209,14 @@ class CoupledDeblur:
                     contrast_floor=self.contrast_floor,
                     blur_weight=self.blur_weight, l1=self.l1, refit=self.refit,
                     n_patches=self.n_patches, fit_iter=self.fit_iter, code_iter=self.code_iter,
-                    coder=self.coder, restore_stride=self.restore_stride, seed=self.seed, batch_size=self.batch_size)
+                    coder=self.coder, restore_stride=self.restore_stride, stages=self.stages,
+                    seed=self.seed, batch_size=self.batch_size)
 
     def n_parameters(self) -> int:
-        return int(sum(W.numel() for W in self.Ws_ or []))
+        own = int(sum(W.numel() for W in self.Ws_ or []))
+        return own + (self.next_.n_parameters() if self.next_ is not None else 0)
 
-    def save(self, path: str | os.PathLike) -> None:
-        if self.Ws_ is None:
-            raise RuntimeError("nothing to save: the model is not fitted")
+    def _arrays(self) -> dict[str, np.ndarray]:
         arrays = {f"W{i + 1}": W.cpu().numpy() for i, W in enumerate(self.Ws_)}
         arrays.update(W_blur=self.W_blur_.cpu().numpy(), W_out=self.W_out_.cpu().numpy(),
                       params=np.asarray(json.dumps(self.get_params())),
@@ -202,19 +224,33 @@ class CoupledDeblur:
                       loss_history=np.asarray(self.loss_history_ if self.loss_history_ is not None else []))
         for i, h in enumerate(self.pretrain_histories_):
             arrays[f"pretrain_{i + 1}"] = h
-        _save_npz(path, arrays)
+        if self.next_ is not None:
+            arrays.update({f"next_{k}": v for k, v in self.next_._arrays().items()})
+        return arrays
+
+    @classmethod
+    def _from_arrays(cls, z: Any, device=None, prefix: str = "") -> "CoupledDeblur":
+        params = json.loads(str(z[prefix + "params"]))
+        obj = cls(**params, device=device)
+        k = len(params["ranks"])
+        dev = obj.device
+        obj.Ws_ = [torch.from_numpy(z[f"{prefix}W{i + 1}"]).to(dev) for i in range(k)]
+        obj.W_blur_ = torch.from_numpy(z[prefix + "W_blur"]).to(dev)
+        obj.W_out_ = torch.from_numpy(z[prefix + "W_out"]).to(dev)
+        obj.channels_ = int(z[prefix + "channels"])
+        obj.loss_history_ = z[prefix + "loss_history"]
+        obj.pretrain_histories_ = [z[f"{prefix}pretrain_{i + 1}"] for i in range(k)
+                                   if f"{prefix}pretrain_{i + 1}" in z]
+        if obj.stages > 1:
+            obj.next_ = cls._from_arrays(z, device=device, prefix=prefix + "next_")
+        return obj
+
+    def save(self, path: str | os.PathLike) -> None:
+        if self.Ws_ is None:
+            raise RuntimeError("nothing to save: the model is not fitted")
+        _save_npz(path, self._arrays())
 
     @classmethod
     def load(cls, path: str | os.PathLike, device=None) -> "CoupledDeblur":
         with np.load(path, allow_pickle=False) as z:
-            params = json.loads(str(z["params"]))
-            obj = cls(**params, device=device)
-            k = len(params["ranks"])
-            dev = obj.device
-            obj.Ws_ = [torch.from_numpy(z[f"W{i + 1}"]).to(dev) for i in range(k)]
-            obj.W_blur_ = torch.from_numpy(z["W_blur"]).to(dev)
-            obj.W_out_ = torch.from_numpy(z["W_out"]).to(dev)
-            obj.channels_ = int(z["channels"])
-            obj.loss_history_ = z["loss_history"]
-            obj.pretrain_histories_ = [z[f"pretrain_{i + 1}"] for i in range(k) if f"pretrain_{i + 1}" in z]
-        return obj
+            return cls._from_arrays(z, device=device)

@@ -54,6 +54,21 @@ def test_save_load_round_trip(data, tmp_path):
     assert torch.allclose(back.restore(yte), m.restore(yte), atol=1e-6)
 
 
+def test_two_stage_cascade_improves_and_round_trips(data, tmp_path):
+    ytr, xtr, yte, xte = data
+    one = CoupledDeblur(size=4, context=2, stride=2, ranks=(24, 12), n_patches=2000, fit_iter=20,
+                        coder="hals", code_iter=10, seed=0).fit(ytr, xtr)
+    two = CoupledDeblur(size=4, context=2, stride=2, ranks=(24, 12), n_patches=2000, fit_iter=20,
+                        coder="hals", code_iter=10, stages=2, seed=0).fit(ytr, xtr)
+    assert two.next_ is not None and two.n_parameters() == 2 * one.n_parameters()
+    out = two.restore(yte)
+    assert psnr(out, xte) > psnr(yte, xte) + 0.5
+    assert torch.allclose(two.next_.restore(one.restore(yte)), out, atol=1e-6)
+    two.save(tmp_path / "c.npz")
+    back = CoupledDeblur.load(tmp_path / "c.npz")
+    assert back.next_ is not None and torch.allclose(back.restore(yte), out, atol=1e-6)
+
+
 def test_errors(data):
     ytr, xtr, _, _ = data
     with pytest.raises(ValueError, match="target"):
@@ -62,6 +77,8 @@ def test_errors(data):
         CoupledDeblur(normalise="yes")
     with pytest.raises(ValueError):
         CoupledDeblur(coder="lbfgs")
+    with pytest.raises(ValueError):
+        CoupledDeblur(stages=0)
     with pytest.raises(RuntimeError, match="not fitted"):
         CoupledDeblur().restore(ytr)
     with pytest.raises(ValueError, match="shapes"):
