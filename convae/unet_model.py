@@ -107,10 +107,12 @@ class ConvAEUNet(nn.Module):
     small to reflect), and the output is cropped back to the input size.  The output is the
     input plus the predicted correction and is not clamped (the benchmark clamps to [0, 1]);
     the last convolution starts at zero, so an untrained model returns its input.
-    The defaults (width 32, depth 3, 1/2/1 blocks) have 1,601,708 parameters for RGB.
+    The defaults (width 16, depth 3, 1/2/1 blocks) have 410,204 parameters for RGB and cost
+    82 M multiply-accumulates per 128x128 image; ``width=32`` has 1,601,708 (289 M MACs).
+    Width 16 won the short validation comparison on this CPU (notes/README-unet.md).
     """
 
-    def __init__(self, *, in_channels: int = 3, width: int = 32, depth: int = 3,
+    def __init__(self, *, in_channels: int = 3, width: int = 16, depth: int = 3,
                  enc_blocks: int | Sequence[int] = 1, middle_blocks: int = 2,
                  dec_blocks: int | Sequence[int] = 1, shuffle: int = 2) -> None:
         super().__init__()

@@ -7,7 +7,7 @@ from benchmarks.methods._cnn import _CNNMethod
 
 
 class ConvAEUNetMethod(_CNNMethod):
-    """Residual U-Net (pixel unshuffle, 3 levels, NAF blocks), same loss and loop as convae."""
+    """Residual NAF U-Net (pixel unshuffle, 3 levels, width 16); same loss and loop as convae."""
 
     name: ClassVar[str] = "convae-unet"
     description: ClassVar[str] = "residual NAF U-Net, predicts the correction (MSE + 0.1(1-SSIM))"

@@ -45,9 +45,10 @@ def test_full_resolution_and_deeper_variants_keep_shapes():
 def test_default_is_under_two_million_parameters():
     m = ConvAEUNet()
     n = convae.count_parameters(m)
-    assert n == 1_601_708 and n < 2_000_000
+    assert n == 410_204 and n < 2_000_000
+    assert convae.count_parameters(ConvAEUNet(width=32)) == 1_601_708
     assert convae.count_parameters(ConvAEUNet(in_channels=1)) < n
-    assert m.init_kwargs == {"in_channels": 3, "width": 32, "depth": 3, "enc_blocks": [1, 1, 1],
+    assert m.init_kwargs == {"in_channels": 3, "width": 16, "depth": 3, "enc_blocks": [1, 1, 1],
                              "middle_blocks": 2, "dec_blocks": [1, 1, 1], "shuffle": 2}
     assert 0 < convae.count_macs(m, (3, 128, 128)) < convae.count_macs(convae.ConvAE(),
                                                                       (3, 128, 128))
