@@ -27,9 +27,9 @@ from benchmarks.presets import get_preset
 
 # (label, model kwargs, batch size)
 VARIANTS: list[tuple[str, dict[str, Any], int]] = [
-    ("default (w32, depth 3, unshuffle 2), batch 16", {}, 16),
-    ("default, batch 64 (the preset's)", {}, 64),
-    ("width 16, batch 16", {"width": 16}, 16),
+    ("width 32, depth 3, unshuffle 2, batch 16", {"width": 32}, 16),
+    ("width 32, batch 64 (the preset's)", {"width": 32}, 64),
+    ("width 16 (the default since), batch 16", {"width": 16}, 16),
     ("full resolution (unshuffle 1), width 16, depth 4, batch 16",
      {"width": 16, "depth": 4, "shuffle": 1, "middle_blocks": 1}, 16),
 ]
