@@ -103,8 +103,8 @@ class DNMFPrior(Method):
         idx = torch.linspace(0, len(val) - 1, min(len(val), self.max_val_images)).round().long()
         ys, ss = yv[idx], sv[idx]
         grid = self.tiny_iter_grid if self.ctx.preset.tiny else self.iter_grid
-        starts = ([None] if self.balance is None else
-                  [self.balance * f for f in self.start_factors])
+        factors = [1.0] if self.ctx.preset.tiny else self.start_factors
+        starts = [None] if self.balance is None else [self.balance * f for f in factors]
         scores = []
         for bal in starts:
             x0 = self._x0(ys, blur, bal)

@@ -33,6 +33,9 @@ class NMFCoupled(Method):
                                               coder="hals", code_iter=10)
     tiny_settings: ClassVar[dict[str, Any]] = dict(size=4, context=2, stride=2, ranks=(16,),
                                                    n_patches=2000, fit_iter=15, code_iter=10)
+    #: a lighter fit budget for small images (the fast preset's default 64 px run must stay
+    #: within a few minutes for all methods together); 128 px and up use ``settings``
+    small_settings: ClassVar[dict[str, Any]] = dict(n_patches=8000, fit_iter=40)
     #: HALS sweeps for the codes of the blurred patches, chosen on ``val``
     code_iter_grid: ClassVar[list[int]] = [5, 10, 20]
     tiny_code_iter_grid: ClassVar[list[int]] = [5, 10]
@@ -50,6 +53,8 @@ class NMFCoupled(Method):
         s = dict(self.settings)
         if self.ctx.preset.tiny:
             s.update(self.tiny_settings)
+        elif self.ctx.preset.size <= 64:
+            s.update(self.small_settings)
         s.update(self.ctx.options.get(f"{self.name}_settings", {}))
         return s
 
