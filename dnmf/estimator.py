@@ -9,7 +9,6 @@ import numbers
 from typing import Any
 
 import numpy as np
-import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
@@ -202,8 +201,8 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return codes
 
     def _error(self, X: np.ndarray, codes: np.ndarray) -> float:
-        Xt = torch.from_numpy(X)
-        L = torch.from_numpy(codes @ self.components_)
+        Xt = val.to_tensor(X, "X")  # read-only and Fortran-ordered arrays are fine
+        L = val.to_tensor(codes @ self.components_, "X")
         div = float(beta_divergence(Xt, L, self._beta))
         return float(np.sqrt(2 * max(div, 0.0)))
 
