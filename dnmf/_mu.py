@@ -488,6 +488,88 @@ def _report(it: int, loss: torch.Tensor) -> None:
     print(f"iter {it:6d}  loss {text}")
 
 
-__all__ = ["EPSILON", "MUOutcome", "Penalties", "beta_divergence", "mu_exponent", "run_mu",
-           "squared_norm"]
+__all__ = ["EPSILON", "MUOutcome", "Penalties", "beta_divergence", "mu_exponent", "run_hals_codes",
+           "run_mu", "squared_norm"]
 
+
+
+def run_hals_codes(
+    V: torch.Tensor,
+    Ws: list[torch.Tensor],
+    H: torch.Tensor,
+    *,
+    max_iter: int = 200,
+    tol: float = 1e-4,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    check_every: int = 10,
+    verbose: bool = False,
+) -> MUOutcome:
+    """Codes ``H ≥ 0`` for β = 2 with the factors fixed, by HALS (exact row-wise coordinate descent).
+
+    The subproblem ``min_H ½‖V − P H‖² + l1·ΣH + ½·l2·‖H‖²`` (``P = W1…Wk``) is convex; each
+    sweep minimizes it exactly over one row of ``H`` at a time from the constant ``PᵀV`` and
+    ``PᵀP``, which converges linearly where multiplicative updates crawl on ill-conditioned
+    ``P``. Same bookkeeping as :func:`run_mu` (``H`` updated in place, per-matrix convergence).
+    """
+    batched = V.ndim == 3
+    n_mat = V.shape[0] if batched else 1
+    P = _chain(Ws)
+    PtV = _mm(_mT(P), V)
+    Q = _mm(_mT(P), P)
+    vnorm2 = squared_norm(V)
+    diag = Q.diagonal(dim1=-2, dim2=-1) + l2  # (…, r)
+    inv = torch.where(diag > 0, 1.0 / diag.clamp_min(torch.finfo(diag.dtype).tiny), torch.zeros_like(diag))
+    r = H.shape[-2]
+
+    def loss() -> torch.Tensor:
+        cross = torch.mul(PtV, H).sum(dim=-1).sum(dim=-1, dtype=torch.float64)
+        quad = torch.mul(Q, _mm(H, _mT(H))).sum(dim=-1).sum(dim=-1, dtype=torch.float64)
+        out = (0.5 * (vnorm2 - 2.0 * cross + quad)).clamp_min(0.0)
+        if l1:
+            out = out + l1 * H.sum(dim=(-2, -1), dtype=torch.float64)
+        if l2:
+            out = out + 0.5 * l2 * H.square().sum(dim=(-2, -1), dtype=torch.float64)
+        return out
+
+    history, iters = [], []
+    converged = torch.zeros(n_mat, dtype=torch.bool)
+    n_iter = torch.full((n_mat,), max_iter, dtype=torch.int64)
+    keep: torch.Tensor | None = None  # (B, 1) True where a matrix has converged
+    it = 0
+    with torch.no_grad():
+        cur = loss()
+        history.append(cur)
+        iters.append(0)
+        prev = cur.reshape(-1).cpu()
+        for it in range(1, max_iter + 1):
+            for j in range(r):
+                # row_j ← max(0, (PᵀV_j − Σ_{k≠j} Q_jk H_k − l1) / (Q_jj + l2))
+                g = PtV[..., j, :] - _mm(Q[..., j:j + 1, :], H).squeeze(-2)
+                new = (H[..., j, :] + (g - l1 - l2 * H[..., j, :]) * inv[..., j:j + 1]).clamp_min(0.0)
+                if keep is not None:
+                    new = torch.where(keep, H[..., j, :], new)
+                H[..., j, :] = new
+            if it % check_every == 0 or it == max_iter:
+                cur = loss()
+                history.append(cur)
+                iters.append(it)
+                if verbose:
+                    _report(it, cur)
+                if tol > 0 and it % check_every == 0:
+                    c = cur.reshape(-1).cpu()
+                    rel = (prev - c) / prev.clamp_min(np.finfo(np.float64).tiny)
+                    newly = (rel < tol) & ~converged
+                    n_iter[newly] = it
+                    converged |= newly
+                    prev = c
+                    if bool(converged.all()):
+                        break
+                    if batched and bool(converged.any()):
+                        keep = converged.to(V.device).view(-1, 1)
+    n_iter[~converged] = it
+    hist = torch.stack([h.reshape(-1) for h in history]).cpu().numpy()
+    if not batched:
+        return MUOutcome(hist[:, 0], np.asarray(iters), np.asarray(int(n_iter[0])),
+                         np.asarray(bool(converged[0])))
+    return MUOutcome(hist, np.asarray(iters), n_iter.numpy(), converged.numpy())

@@ -41,7 +41,8 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Relative loss decrease under which the fit has converged (checked every 10 iterations).
         Codes (``transform``, and the final refinement in ``fit_transform``) are solved to
         ``tol / 100``: the loss is flat near the optimum, so a loose test would stop the codes
-        early.
+        early. For β = 2 without a mask they are solved by HALS (exact coordinate descent on the
+        convex subproblem), else by multiplicative updates.
     transform_max_iter : int or None, default=None
         Iteration budget for solving the codes with the factors fixed (``None``: 5 × max_iter).
         These iterations are cheap for β = 2 (no product with the data).
@@ -185,7 +186,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         # fixed (warm start, same budget) makes fit_transform(X) agree with transform(X) and
         # can only lower the loss.
         polished = solve_h(X.T, res.Ws, beta=res.beta, H=res.H, max_iter=self._h_iter(),
-                           tol=self.tol / 100, device=self.device, warn=False)
+                           tol=self.tol / 100, device=self.device, warn=False, solver="auto")
         res.H = polished.H
         self.Ws_ = [np.ascontiguousarray(W) for W in res.Ws]
         W = res.W()
@@ -224,6 +225,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             tol=self.tol / 100,
             device=self.device,
             verbose=bool(self.verbose),
+            solver="auto",
         )
         return np.ascontiguousarray(res.H.T)
 

@@ -269,3 +269,19 @@ def test_beta_divergence_conventions():
     is_ = (0.5 - np.log(0.5) - 1) + (3 - np.log(3) - 1)
     assert float(dnmf.beta_divergence(V, L, 0)) == pytest.approx(is_)
     assert dnmf.mu_exponent(0) == 0.5 and dnmf.mu_exponent(1.5) == 1 and dnmf.mu_exponent(3) == 0.5
+
+
+def test_hals_codes_batched_equals_loop_and_penalties(rng):
+    W = [rng.random((20, 5)), rng.random((5, 3))]
+    V = rng.random((3, 20, 12))
+    b = dnmf.solve_h(V, W, solver="hals", max_iter=300, tol=1e-6)
+    for i in range(3):
+        one = dnmf.solve_h(V[i], W, solver="hals", max_iter=300, tol=1e-6)
+        np.testing.assert_allclose(b.H[i], one.H, rtol=1e-9, atol=1e-12)
+        assert b.n_iter[i] == one.n_iter
+    assert np.all(np.diff(b.loss_history, axis=0) <= 1e-12)
+    plain = dnmf.solve_h(V[0], W, solver="hals", max_iter=300, tol=0)
+    sparse = dnmf.solve_h(V[0], W, solver="hals", max_iter=300, tol=0, l1=5.0)
+    assert (sparse.H == 0).sum() > (plain.H == 0).sum()
+    ridge = dnmf.solve_h(V[0], W, solver="hals", max_iter=300, tol=0, l2=100.0)
+    assert np.linalg.norm(ridge.H) < np.linalg.norm(plain.H)
