@@ -54,6 +54,7 @@ COUPLED: list[tuple[str, dict[str, Any]]] = [
     ("6px k=1 r256, 16k patches, HALS 10 [nmf-coupled]", dict(SIX, **BIG, ranks=(256,))),
     ("6px k=2 r(256,128), 16k patches, HALS 10, one stage", dict(SIX, **BIG, ranks=(256, 128))),
     ("6px k=3 r(256,128,64), 16k patches, HALS 10", dict(SIX, **BIG, ranks=(256, 128, 64))),
+    ("6px k=1 r256, two stages", dict(SIX, **BIG, ranks=(256,), stages=2)),
     ("6px k=2 r(256,128), two stages (stage 2 trained on stage-1 outputs) [dnmf-coupled]",
      dict(SIX, **BIG, ranks=(256, 128), stages=2)),
 ]
@@ -85,6 +86,8 @@ PRIOR: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("6px k=2 r(128,96), HALS start, stride 2, 10 it", dict(P6), dict(init="x0", n_iter=10)),
     ("6px k=2 r(128,96), HALS start, stride 2, start balance 0.56x, 10 it [dnmf-prior]", dict(P6),
      dict(init="x0", n_iter=10, start_factor=0.56)),
+    ("6px k=1 r240 (≈ k=2 parameters), HALS start, stride 2, start balance 0.56x, 10 it",
+     dict(P6, ranks=(240,)), dict(init="x0", n_iter=10, start_factor=0.56)),
     ("6px k=3 r(128,96,64), HALS start, stride 2, start balance 0.56x, 10 it",
      dict(P6, ranks=(128, 96, 64)), dict(init="x0", n_iter=10, start_factor=0.56)),
 ]
