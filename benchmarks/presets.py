@@ -37,7 +37,7 @@ PRESETS: dict[str, Preset] = {
         description="tests and CI: a few 32x32 images, tiny models, seconds",
     ),
     "fast": Preset(
-        name="fast", size=64, gray=False, max_images=400, epochs=30, max_minutes=1.5,
+        name="fast", size=64, gray=False, max_images=400, epochs=30, max_minutes=1.0,
         batch_size=64, tiny=False,
         description="first run on a 2-core CPU: 64x64, hundreds of images, <= 5 min in all "
                     "(CNN rows are short trainings)",

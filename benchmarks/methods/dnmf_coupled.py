@@ -17,6 +17,8 @@ class DNMFCoupled(NMFCoupled):
     #: two stages: the second coupled Deep NMF is trained on the first one's outputs of the
     #: training images (+0.5 dB on the validation people, see notes/README-deblur.md)
     settings: ClassVar[dict[str, Any]] = {**NMFCoupled.settings, "ranks": (256, 128), "stages": 2}
+    #: fast preset at <= 64 px: half the ranks of the 128 px setting, lighter fit
+    small_settings: ClassVar[dict[str, Any]] = {**NMFCoupled.small_settings, "ranks": (128, 64)}
     #: smoke preset: one stage (plumbing only; the cascade has its own unit test)
     tiny_settings: ClassVar[dict[str, Any]] = {**NMFCoupled.tiny_settings, "ranks": (24, 16),
                                                "stages": 1}

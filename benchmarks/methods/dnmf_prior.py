@@ -38,6 +38,10 @@ class DNMFPrior(Method):
                                               accelerate=True)
     tiny_settings: ClassVar[dict[str, Any]] = dict(size=4, stride=2, ranks=(16, 8), n_patches=2000,
                                                    fit_iter=15, code_iter=5)
+    #: a lighter budget for small images (the fast preset's default 64 px run must stay
+    #: within a few minutes for all methods together); 128 px and up use ``settings``
+    small_settings: ClassVar[dict[str, Any]] = dict(n_patches=6000, fit_iter=30)
+    small_start_factors: ClassVar[list[float]] = [0.56]
     #: MU iterations through the blur (at least a few: the restoration is MU, not the start)
     iter_grid: ClassVar[list[int]] = [5, 10, 20]
     tiny_iter_grid: ClassVar[list[int]] = [5, 10]
@@ -63,6 +67,8 @@ class DNMFPrior(Method):
         s = dict(self.settings)
         if self.ctx.preset.tiny:
             s.update(self.tiny_settings)
+        elif self.ctx.preset.size <= 64:
+            s.update(self.small_settings)
         s.update(self.ctx.options.get(f"{self.name}_settings", {}))
         return s
 
@@ -102,8 +108,10 @@ class DNMFPrior(Method):
         # start balance, iterations and l1 on (up to) max_val_images validation images
         idx = torch.linspace(0, len(val) - 1, min(len(val), self.max_val_images)).round().long()
         ys, ss = yv[idx], sv[idx]
-        grid = self.tiny_iter_grid if self.ctx.preset.tiny else self.iter_grid
-        factors = [1.0] if self.ctx.preset.tiny else self.start_factors
+        small = self.ctx.preset.tiny or self.ctx.preset.size <= 64
+        grid = self.tiny_iter_grid if small else self.iter_grid
+        factors = ([1.0] if self.ctx.preset.tiny else self.small_start_factors if small
+                   else self.start_factors)
         starts = [None] if self.balance is None else [self.balance * f for f in factors]
         scores = []
         for bal in starts:

@@ -35,7 +35,7 @@ class NMFCoupled(Method):
                                                    n_patches=2000, fit_iter=15, code_iter=10)
     #: a lighter fit budget for small images (the fast preset's default 64 px run must stay
     #: within a few minutes for all methods together); 128 px and up use ``settings``
-    small_settings: ClassVar[dict[str, Any]] = dict(n_patches=8000, fit_iter=40)
+    small_settings: ClassVar[dict[str, Any]] = dict(n_patches=5000, fit_iter=25, ranks=(128,))
     #: HALS sweeps for the codes of the blurred patches, chosen on ``val``
     code_iter_grid: ClassVar[list[int]] = [5, 10, 20]
     tiny_code_iter_grid: ClassVar[list[int]] = [5, 10]
@@ -76,7 +76,8 @@ class NMFCoupled(Method):
         self.cache_file = str(path) if path is not None else None
         if val is not None and len(val):
             t0 = time.perf_counter()
-            grid = self.tiny_code_iter_grid if self.ctx.preset.tiny else self.code_iter_grid
+            grid = (self.tiny_code_iter_grid if self.ctx.preset.tiny or self.ctx.preset.size <= 64
+                    else self.code_iter_grid)
             best, self.val_scores = common.pick(
                 grid, lambda n: self.model.restore(val.blurred, code_iter=n), val.sharp)
             self.model.code_iter = int(best)
