@@ -101,3 +101,18 @@ def test_list_version_help():
     assert r.returncode == 0 and "deblur-bench" in r.stdout
     r = cli()
     assert r.returncode == 2
+
+
+def test_run_smoke_every_method(tmp_path):
+    """Every registered method runs in the smoke preset (DESIGN §8: every preset)."""
+    from benchmarks.methods import registry
+
+    out = tmp_path / "all"
+    r = cli("run", "--preset", "smoke", "--out", str(out), "--quiet", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    per_image = pd.read_csv(out / "per_image.csv")
+    assert set(per_image["method"]) == set(registry())
+    assert per_image[["psnr", "ssim", "mse"]].notna().all().all()
+    record = json.loads((out / "run.json").read_text())
+    for fig in record["figures"]:
+        assert (out / fig).is_file(), fig
