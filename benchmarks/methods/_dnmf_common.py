@@ -42,6 +42,20 @@ def cache_path(ctx: MethodContext, name: str, settings: dict[str, Any], key: str
     return Path(ctx.work_dir) / f"{name}-dictionary-{digest}.npz"
 
 
+def preset_settings(ctx: MethodContext, name: str, full: dict[str, Any],
+                    tiny: dict[str, Any], small: dict[str, Any]) -> dict[str, Any]:
+    """Model settings for the run's preset: ``full`` at 128 px and up, lightened by ``small``
+    at <= 64 px (the fast preset's few-minute budget) or ``tiny`` in the smoke preset, then
+    the ``<name>_settings`` entry of ``ctx.options``."""
+    s = dict(full)
+    if ctx.preset.tiny:
+        s.update(tiny)
+    elif ctx.preset.size <= 64:
+        s.update(small)
+    s.update(ctx.options.get(f"{name}_settings", {}))
+    return s
+
+
 def mean_scores(x: torch.Tensor, sharp: torch.Tensor) -> tuple[float, float]:
     x = x.to("cpu", torch.float32).clamp(0, 1)
     s = sharp.to("cpu", torch.float32)

@@ -64,13 +64,8 @@ class DNMFPrior(Method):
         self.loaded_from: str | None = None
 
     def model_settings(self) -> dict[str, Any]:
-        s = dict(self.settings)
-        if self.ctx.preset.tiny:
-            s.update(self.tiny_settings)
-        elif self.ctx.preset.size <= 64:
-            s.update(self.small_settings)
-        s.update(self.ctx.options.get(f"{self.name}_settings", {}))
-        return s
+        return common.preset_settings(self.ctx, self.name, self.settings, self.tiny_settings,
+                                      self.small_settings)
 
     @staticmethod
     def _kernel(blur: BlurLike) -> torch.Tensor | None:

@@ -50,13 +50,8 @@ class NMFCoupled(Method):
         self.loaded_from: str | None = None
 
     def model_settings(self) -> dict[str, Any]:
-        s = dict(self.settings)
-        if self.ctx.preset.tiny:
-            s.update(self.tiny_settings)
-        elif self.ctx.preset.size <= 64:
-            s.update(self.small_settings)
-        s.update(self.ctx.options.get(f"{self.name}_settings", {}))
-        return s
+        return common.preset_settings(self.ctx, self.name, self.settings, self.tiny_settings,
+                                      self.small_settings)
 
     def fit(self, train: PairSet, val: PairSet, blur: BlurLike) -> None:
         if self.model is not None and self.loaded_from is not None:
