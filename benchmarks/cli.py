@@ -21,7 +21,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
                    "(default: data/faces/, else the embedded photographs)")
     p.add_argument("--size", type=int, help="square image side in px (overrides the preset)")
     p.add_argument("--gray", action="store_true", default=None, help="grayscale instead of RGB")
-    p.add_argument("--max-images", type=int, help="cap on images loaded (overrides the preset)")
+    p.add_argument("--max-images", type=int, help="cap on images loaded (overrides the preset; 0 = all)")
     p.add_argument("--seed", type=int, default=0, help="split / noise / training seed")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, help="torch CPU threads")

@@ -23,8 +23,9 @@ class Preset:
     description: str
 
     def with_overrides(self, **kw: Any) -> "Preset":
-        """Return a copy with every non-``None`` keyword applied."""
-        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+        """Return a copy with every non-``None`` keyword applied (``max_images=0``: all)."""
+        new = replace(self, **{k: v for k, v in kw.items() if v is not None})
+        return replace(new, max_images=None) if new.max_images == 0 else new
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -92,3 +92,14 @@ def test_face_set_loads(faces_dir):
     s = load_face_folder(faces_dir, size=32, max_images=100)
     assert len(s) == 100 and len(set(s.identities)) == 50
     assert all(i.startswith("person") for i in s.identities)
+
+
+def test_preset_overrides():
+    from benchmarks.presets import get_preset
+
+    p = get_preset("fast")
+    assert p.with_overrides(size=128, max_images=None).size == 128
+    assert p.with_overrides(max_images=None).max_images == p.max_images   # None: not given
+    assert p.with_overrides(max_images=0).max_images is None              # 0: all images
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_preset("nope")
