@@ -53,7 +53,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     overwrite=args.overwrite, device=args.device, threads=args.threads,
                     checkpoints=_parse_checkpoints(args.checkpoint),
                     save_images=args.save_images, quiet=args.quiet, epochs=args.epochs,
-                    max_minutes=args.max_minutes, max_images=args.max_images)
+                    max_minutes=args.max_minutes, max_images=args.max_images,
+                    batch_size=args.batch_size)
     run_benchmark(cfg)
     return 0
 
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-images", action="store_true", help="write restored test images")
     p.add_argument("--epochs", type=int, help="CNN training epochs (overrides the preset)")
     p.add_argument("--max-minutes", type=float, help="CNN training time cap per method")
+    p.add_argument("--batch-size", type=int, help="CNN training batch (overrides the method's)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("restore", help="deblur your own images with one method")

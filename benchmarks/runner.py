@@ -53,6 +53,7 @@ class RunConfig:
     epochs: int | None = None
     max_minutes: float | None = None
     max_images: int | None = None
+    batch_size: int | None = None
 
     def resolved_preset(self) -> Preset:
         return get_preset(self.preset).with_overrides(
@@ -152,7 +153,8 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
         ctx = MethodContext(preset=preset, device=device, seed=cfg.seed, work_dir=work,
                             quiet=cfg.quiet, blur_meta=blur_meta,
                             options={k: v for k, v in {"epochs": cfg.epochs,
-                                                       "max_minutes": cfg.max_minutes}.items()
+                                                       "max_minutes": cfg.max_minutes,
+                                                       "batch_size": cfg.batch_size}.items()
                                      if v is not None})
         method = cls(ctx)
         t0 = time.perf_counter()

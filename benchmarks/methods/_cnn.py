@@ -36,6 +36,8 @@ class _CNNMethod(Method):
     model_kwargs: ClassVar[dict[str, Any]] = {}            # constructor kwargs (not in_channels)
     tiny_model_kwargs: ClassVar[dict[str, Any]] = {}       # applied on top when preset.tiny
     infer_batch_size: ClassVar[int] = 32
+    #: training batch that replaces the preset's (None: the preset's, e.g. 64 for convae)
+    train_batch_size: ClassVar[int | None] = None
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
@@ -67,7 +69,8 @@ class _CNNMethod(Method):
         """The TrainConfig this run uses: preset budget, then ``ctx.options`` overrides."""
         p, o = self.ctx.preset, self.ctx.options
         cfg = convae.TrainConfig(epochs=p.epochs, max_minutes=p.max_minutes,
-                                 batch_size=p.batch_size, seed=self.ctx.seed,
+                                 batch_size=self.train_batch_size or p.batch_size,
+                                 seed=self.ctx.seed,
                                  device=str(self.device))
         for key, conv in (("epochs", int), ("max_minutes", float), ("batch_size", int),
                           ("lr", float), ("amp", bool), ("compile", bool)):
