@@ -2,6 +2,18 @@
 
 The training loop is :func:`convae.train`; this command only supplies the data pipeline,
 checkpoint folder and resume handling (DESIGN §2: the training CLI needs the pipeline).
+
+Distributed data parallel (PyTorch's ``torch.distributed`` + ``DistributedDataParallel``)::
+
+    torchrun --standalone --nproc_per_node=2 -m benchmarks train convae-unet --out runs/u
+
+Under torchrun (``WORLD_SIZE`` > 1, or ``--distributed``) every process loads the same
+splits, joins the process group (gloo on CPU; nccl with ``--device cuda``, one GPU per
+process, ``cuda:LOCAL_RANK``), and trains its ``DistributedSampler`` share;
+``--batch-size`` is per process (global batch = batch size x processes).  Rank 0 alone
+checks/creates ``--out``, prints, and writes checkpoints, ``train.json`` and the curve; the
+other ranks wait for it at barriers.  ``--resume`` works the same way: every rank reads
+the one ``last.pt`` (on a shared filesystem when the run spans nodes).
 """
 from __future__ import annotations
 
@@ -9,6 +21,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import convae
 from benchmarks.blur import make_blur
@@ -18,6 +31,8 @@ from benchmarks.methods._cnn import CURVE_NAME, _CNNMethod
 from benchmarks.pipeline import prepare_splits
 from benchmarks.presets import PRESETS, get_preset
 from benchmarks.runner import default_out, git_commit, peak_rss_mib, resolve_device, versions
+from convae.train import (DistributedInfo, barrier, destroy_distributed, env_world_size,
+                          init_distributed)
 
 
 def cnn_methods() -> list[str]:
@@ -46,9 +61,53 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int)
     p.add_argument("--out", help="checkpoint folder (default results/<date-time>-train-MODEL/)")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--distributed", action="store_true",
+                   help="DistributedDataParallel training; on by itself under torchrun with "
+                        "WORLD_SIZE > 1 (start with: torchrun --nproc_per_node=N -m "
+                        "benchmarks train ...); --batch-size is then per process")
+
+
+def _shared_out_dir(args: argparse.Namespace, info: DistributedInfo | None) -> Path:
+    """The checkpoint folder, checked and created by rank 0 only; every rank gets its path.
+
+    An error on rank 0 (existing run folder, missing --resume file) is sent to the other
+    ranks so that all of them stop with it instead of waiting forever at a barrier.
+    """
+    error: BaseException | None = None
+    out: Path | None = None
+    if info is None or info.is_main:
+        try:
+            if args.resume:
+                resume = Path(args.resume)
+                if not resume.is_file():
+                    raise FileNotFoundError(f"--resume checkpoint not found: {resume}")
+                out = Path(args.out) if args.out else resume.parent
+                out.mkdir(parents=True, exist_ok=True)   # resuming continues in place
+            else:
+                out = prepare_out_dir(args.out or default_out(f"train-{args.model}"),
+                                      args.overwrite)
+        except (OSError, ValueError) as exc:
+            error = exc
+    if info is None:
+        if error is not None:
+            raise error
+        return out   # type: ignore[return-value]
+    import torch.distributed as dist
+
+    box: list[Any] = [None if error is not None else str(out),
+                      None if error is None else (type(error).__name__, str(error))]
+    dist.broadcast_object_list(box, src=0)
+    if box[1] is not None:
+        if error is not None:
+            raise error
+        kind = {"FileExistsError": FileExistsError,
+                "FileNotFoundError": FileNotFoundError}.get(box[1][0], RuntimeError)
+        raise kind(f"{box[1][1]} (reported by rank 0)")
+    return Path(box[0])
 
 
 def main(args: argparse.Namespace) -> int:
+    """Train ``args.model``; joins a DDP process group first when launched by torchrun."""
     import torch
 
     cls = get_method(args.model)
@@ -57,38 +116,78 @@ def main(args: argparse.Namespace) -> int:
                          f"{args.model!r} is not one (it is fitted inside `deblur-bench run`)")
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    if not (getattr(args, "distributed", False) or env_world_size() > 1):
+        return _train(args, cls, resolve_device(args.device), None)
+    resolve_device(args.device)          # same errors as the single-process command
+    info = init_distributed(args.device)
+    try:
+        return _train(args, cls, info.device, info)
+    finally:
+        destroy_distributed()
+
+
+def _train(args: argparse.Namespace, cls: type[_CNNMethod], device: "Any",
+           info: DistributedInfo | None) -> int:
+    import torch
+
+    is_main = info is None or info.is_main
+    quiet = args.quiet or not is_main
+    world = info.world_size if info is not None else 1
     preset = get_preset(args.preset).with_overrides(size=args.size, gray=args.gray,
                                                     max_images=args.max_images,
                                                     epochs=args.epochs,
                                                     max_minutes=args.max_minutes)
-    if args.resume:
-        resume = Path(args.resume)
-        if not resume.is_file():
-            raise FileNotFoundError(f"--resume checkpoint not found: {resume}")
-        out = Path(args.out) if args.out else resume.parent
-        out.mkdir(parents=True, exist_ok=True)   # resuming continues in place
-    else:
-        out = prepare_out_dir(args.out or default_out(f"train-{args.model}"), args.overwrite)
+    out = _shared_out_dir(args, info)
     blur = make_blur(kernel_size=args.kernel_size, sigma=args.sigma, psf=args.psf)
     blur_meta = {**blur.meta(), "noise": args.noise, "quantization": "8-bit"}
     splits = prepare_splits(preset, args.data_dir, seed=args.seed, blur=blur, noise=args.noise)
-    if not args.quiet:
+    if not quiet:
         print(f"data: {splits.source}; train {len(splits.train)} / val {len(splits.val)} images, "
               f"{preset.size}px", file=sys.stderr)
     options = {k: v for k, v in {"batch_size": args.batch_size, "lr": args.lr,
                                  "amp": args.amp or None}.items() if v is not None}
     method = cls(MethodContext(preset=preset, device=device, seed=args.seed, work_dir=out,
-                               quiet=args.quiet, blur_meta=blur_meta, options=options))
+                               quiet=quiet, blur_meta=blur_meta, options=options))
     model = method.build_model(int(splits.train.blurred.shape[1]))
+    config = method.train_config()
+    if info is not None and not quiet:
+        print(f"distributed: {world} processes ({info.backend}), batch {config.batch_size} per "
+              f"process = {config.batch_size * world} per step; rank 0 writes {out}",
+              file=sys.stderr)
     t0 = time.perf_counter()
     result = convae.train(model, (splits.train.blurred, splits.train.sharp),
-                          (splits.val.blurred, splits.val.sharp), method.train_config(),
+                          (splits.val.blurred, splits.val.sharp), config,
                           checkpoint_dir=out, resume_from=args.resume, meta=blur_meta,
-                          progress=not args.quiet)
+                          progress=not quiet)
     seconds = time.perf_counter() - t0
+    if is_main:
+        _write_outputs(args, cls, out, preset, blur_meta, splits, result, seconds, device, info)
+    barrier()   # the others leave only when rank 0's files are complete
+    if is_main:
+        best = ("none" if result.best_val_loss is None
+                else f"{result.best_val_loss:.5f} at epoch {result.best_epoch}")
+        procs = f" on {world} processes" if info is not None else ""
+        print(f"{args.model}: {result.epochs_completed} epochs ({result.stopped_reason}){procs}, "
+              f"best val loss {best}, {result.images_per_s:.1f} images/s; checkpoints in {out} "
+              f"(use --checkpoint {args.model}={out / 'best.pt'})")
+    return 0
+
+
+def _write_outputs(args: argparse.Namespace, cls: type[_CNNMethod], out: Path, preset: Any,
+                   blur_meta: dict[str, Any], splits: Any, result: convae.TrainResult,
+                   seconds: float, device: Any, info: DistributedInfo | None) -> None:
+    """Training curve and ``train.json`` (rank 0 only)."""
+    import torch
+
     if result.history:
         convae.plot_history(result.history, out / CURVE_NAME, title=f"{args.model} training")
+    distributed = None
+    if info is not None:
+        distributed = {"world_size": info.world_size, "backend": info.backend,
+                       "local_world_size": info.local_world_size,
+                       "batch_size_per_process": result.config.get("batch_size"),
+                       "global_batch_size": result.config.get("batch_size", 0) * info.world_size,
+                       "sampler": "torch.utils.data.distributed.DistributedSampler"}
     write_json(out / "train.json", {
         "format_version": 1, "command": sys.argv, "model": args.model,
         "architecture": cls.architecture, "parameters": result.parameters,
@@ -99,10 +198,4 @@ def main(args: argparse.Namespace) -> int:
         "images_per_s": result.images_per_s, "stopped_reason": result.stopped_reason,
         "history": result.history, "versions": versions(), "git_commit": git_commit(),
         "device": str(device), "threads": torch.get_num_threads(),
-        "peak_rss_mib": peak_rss_mib()})
-    best = ("none" if result.best_val_loss is None
-            else f"{result.best_val_loss:.5f} at epoch {result.best_epoch}")
-    print(f"{args.model}: {result.epochs_completed} epochs ({result.stopped_reason}), best val "
-          f"loss {best}, {result.images_per_s:.1f} images/s; checkpoints in {out} "
-          f"(use --checkpoint {args.model}={out / 'best.pt'})")
-    return 0
+        "distributed": distributed, "peak_rss_mib": peak_rss_mib()})

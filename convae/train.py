@@ -14,13 +14,33 @@ Usage on your own tensors (``blurred``/``sharp`` float32 (N, C, H, W) in [0, 1])
 The loop is nanoGPT-like (one function, config in one dataclass) with what nanoGPT leaves
 out: atomic checkpoints with RNG state, exact resume, best-on-validation selection and a
 wall-clock budget that stops at an epoch boundary (so a resumed run stays exact).
-It is written so ``DistributedDataParallel`` can be added by the caller: pass the wrapped
-model; shuffling is sharded per rank like ``DistributedSampler`` and only rank 0 writes.
+
+Multi-process training uses PyTorch's own engine (``torch.distributed`` +
+``DistributedDataParallel``).  Start every process under ``torchrun`` and call
+:func:`init_distributed` first; :func:`train` then wraps the model in DDP itself::
+
+    from convae.train import init_distributed, destroy_distributed
+    info = init_distributed("cpu")          # gloo on CPU; "cuda" -> nccl on cuda:LOCAL_RANK
+    try:
+        result = train(model, train_pairs, val_pairs,
+                       TrainConfig(device=str(info.device), batch_size=16),
+                       checkpoint_dir="runs/ae")
+    finally:
+        destroy_distributed()
+
+Under DDP: ``batch_size`` is per process (global batch = batch_size x world size, the
+learning rate is not rescaled); each epoch's training indices come from
+``torch.utils.data.distributed.DistributedSampler`` (seed = ``config.seed``, reshuffled per
+epoch with ``set_epoch``); validation is sharded over the ranks and its sums all-reduced;
+rank 0's numbers decide best epoch and stopping for every rank; only rank 0 writes
+checkpoints, which hold the unwrapped module's weights (they load in a single process).
 """
 from __future__ import annotations
 
 import contextlib
+import datetime
 import math
+import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
@@ -30,7 +50,9 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from convae.checkpoint import (CheckpointError, capture_rng_state, check_compatible,
@@ -104,7 +126,7 @@ class TrainResult:
     """What a :func:`train` call did. ``history`` has one dict per epoch since the start
     (including epochs done before a resume): ``epoch``, ``train_loss``, ``val_loss``,
     ``val_mse``, ``seconds`` (epoch wall time incl. validation), ``train_seconds``,
-    ``images_per_s`` (training throughput), ``lr``."""
+    ``images_per_s`` (training throughput, all ranks together under DDP), ``lr``."""
 
     history: list[dict[str, Any]]
     epochs_completed: int            # total, including epochs before a resume
@@ -118,6 +140,7 @@ class TrainResult:
     config: dict[str, Any] = field(default_factory=dict)
     best_path: Path | None = None
     last_path: Path | None = None
+    world_size: int = 1              # processes that trained (DDP); batch_size is per process
 
     @property
     def train_seconds(self) -> float:
@@ -197,24 +220,166 @@ class _PairData:
                    s.float().to(device, non_blocking=non_blocking))
 
 
+# --------------------------------------------------------------------------- distributed
+
+#: environment variables ``torchrun`` sets for every worker (``env://`` rendezvous)
+TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclass(frozen=True)
+class DistributedInfo:
+    """Where this process sits in a distributed run (see :func:`init_distributed`)."""
+
+    rank: int                 # global rank, 0 .. world_size - 1
+    local_rank: int           # rank on this node (picks the GPU)
+    world_size: int           # processes in all
+    local_world_size: int     # processes on this node
+    backend: str              # "gloo" (CPU) or "nccl" (CUDA)
+    device: torch.device      # this process's device: cpu, or cuda:LOCAL_RANK
+
+    @property
+    def is_main(self) -> bool:
+        """True on rank 0, the only rank that prints and writes files."""
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    """True when this process was started by ``torchrun`` (``RANK`` and ``WORLD_SIZE`` set)."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def env_world_size() -> int:
+    """``WORLD_SIZE`` from the environment (1 when unset), as torchrun sets it."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise ValueError(f"WORLD_SIZE must be an int, got {os.environ['WORLD_SIZE']!r}") from None
+
+
+def init_distributed(device: str | torch.device = "cpu", *, backend: str | None = None,
+                     timeout_minutes: float = 30.0) -> DistributedInfo:
+    """Join the process group described by torchrun's environment variables.
+
+    ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT`` must be set (``LOCAL_RANK``
+    and ``LOCAL_WORLD_SIZE`` default to ``RANK`` / ``WORLD_SIZE``).  ``device="cpu"``
+    uses the ``gloo`` backend; ``device="cuda"`` uses ``nccl`` and this process's GPU is
+    ``cuda:LOCAL_RANK`` (so a node needs as many visible GPUs as processes).  ``backend``
+    overrides the choice.  If a process group already exists it is reused.
+    """
+    dev = torch.device(device)
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"distributed training runs on cpu or cuda, got device {str(dev)!r}")
+    missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+               if k not in os.environ]
+    if missing and not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError(
+            f"distributed training needs the environment torchrun sets ({', '.join(missing)} "
+            f"missing); start it as `torchrun --nproc_per_node=N -m benchmarks train ...`")
+    if not dist.is_available():
+        raise RuntimeError("this torch build has no torch.distributed support")
+    rank = int(os.environ.get("RANK", "0"))
+    world = env_world_size()
+    local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda was requested but no CUDA device is available")
+        n_gpu = torch.cuda.device_count()
+        if dev.index is not None and world > 1:
+            raise ValueError(f"pass --device cuda (not {dev}) for distributed training: each "
+                             f"process uses cuda:LOCAL_RANK")
+        if local_rank >= n_gpu or local_world > n_gpu:
+            raise ValueError(f"--device cuda with {local_world} processes on this node needs "
+                             f"{local_world} GPUs, but {n_gpu} are visible; use "
+                             f"--nproc_per_node={n_gpu} or --device cpu")
+        dev = torch.device("cuda", local_rank if dev.index is None else dev.index)
+        torch.cuda.set_device(dev)
+    else:
+        dev = torch.device("cpu")
+    backend = backend or ("nccl" if dev.type == "cuda" else "gloo")
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend,
+                                timeout=datetime.timedelta(minutes=timeout_minutes))
+    else:
+        backend = str(dist.get_backend())
+    return DistributedInfo(rank=dist.get_rank(), local_rank=local_rank,
+                           world_size=dist.get_world_size(), local_world_size=local_world,
+                           backend=backend, device=dev)
+
+
+def destroy_distributed() -> None:
+    """Leave the process group (a no-op when none is initialized)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Wait for every rank (a no-op outside a process group)."""
+    if dist.is_available() and dist.is_initialized():
+        if dist.get_backend() == "nccl":
+            dist.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            dist.barrier()
+
+
 def _rank_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
 
-def _epoch_order(n: int, gen: torch.Generator) -> torch.Tensor:
-    """This rank's share of a seeded permutation (DistributedSampler's scheme: every rank
-    draws the same permutation, pads it by wrapping, and takes every world-th index)."""
-    order = torch.randperm(n, generator=gen)
+def _epoch_order(n: int, gen: torch.Generator, epoch: int,
+                 sampler: DistributedSampler | None = None) -> torch.Tensor:
+    """This process's training indices for ``epoch``.
+
+    Single process: a permutation drawn from the checkpointed generator ``gen``.  Under DDP:
+    ``DistributedSampler``'s share for this rank (seeded permutation, padded by wrapping so
+    every rank gets ``ceil(n / world)`` indices, then every world-th index).
+    """
+    if sampler is None:
+        return torch.randperm(n, generator=gen)
+    sampler.set_epoch(epoch)
+    return torch.as_tensor(list(sampler), dtype=torch.long)
+
+
+def _check_same_data(tr: "_PairData", va: "_PairData | None", device: torch.device) -> None:
+    """Refuse to train when the ranks hold different data (it would hang or silently differ)."""
+    def fingerprint(d: "_PairData | None") -> list[float]:
+        if d is None:
+            return [0.0, 0.0]
+        if d.dataset is not None:
+            return [float(d.n), 0.0]
+        return [float(d.n), float(d.blurred.double().sum() + 2.0 * d.sharp.double().sum())]
+    mine = torch.tensor(fingerprint(tr) + fingerprint(va), dtype=torch.float64, device=device)
     rank, world = _rank_world()
-    if world > 1:
-        total = math.ceil(n / world) * world
-        order = torch.cat([order, order[: total - n]])[rank::world]
-    return order
+    every = [torch.empty_like(mine) for _ in range(world)]
+    dist.all_gather(every, mine)
+    def same(a: torch.Tensor, b: torch.Tensor) -> bool:   # counts exact, pixel sums ~1e-9
+        return bool(torch.equal(a[0::2], b[0::2])
+                    and torch.allclose(a[1::2], b[1::2], rtol=1e-9, atol=1e-6))
+    if any(not same(every[0], t) for t in every[1:]):
+        rows = "; ".join(f"rank {r}: {int(t[0])} train / {int(t[2])} val images"
+                         for r, t in enumerate(every))
+        raise ValueError(f"the ranks hold different training data ({rows}, or the same "
+                         f"counts with other pixels); every process must load the same images "
+                         f"(same --data-dir, --seed, --max-images)")
 
 
 # --------------------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def _eval_sums(model: nn.Module, pairs: "_PairData", indices: torch.Tensor, batch_size: int,
+               ssim_weight: float, dev: torch.device) -> torch.Tensor:
+    """float64 ``[sum of loss, sum of MSE, count]`` over ``pairs[indices]`` (eval mode)."""
+    model.eval()
+    sums = torch.zeros(3, dtype=torch.float64, device=dev)
+    for b, s in pairs.batches(indices.split(batch_size) if len(indices) else [], dev):
+        out = model(b).float()
+        sums[0] += mse_ssim_loss(out, s, ssim_weight=ssim_weight, reduction="none").sum()
+        sums[1] += (out - s).pow(2).flatten(1).mean(1).sum()
+        sums[2] += len(b)
+    return sums
+
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Any, *, batch_size: int = 64,
@@ -223,18 +388,12 @@ def evaluate(model: nn.Module, data: Any, *, batch_size: int = 64,
     """Mean loss and MSE of ``model`` over ``data`` (same forms as :func:`train` takes).
 
     Returns ``{"loss": ..., "mse": ...}`` averaged per image.  The model is put in eval
-    mode and left there.
+    mode and left there.  Runs on this process alone (no collectives).
     """
     pairs = data if isinstance(data, _PairData) else _PairData(data, "data")
     dev = torch.device(device) if device is not None else next(model.parameters()).device
-    model.eval()
-    tot_loss = torch.zeros((), dtype=torch.float64, device=dev)
-    tot_mse = torch.zeros((), dtype=torch.float64, device=dev)
-    for b, s in pairs.batches(torch.arange(pairs.n).split(batch_size), dev):
-        out = model(b).float()
-        tot_loss += mse_ssim_loss(out, s, ssim_weight=ssim_weight, reduction="none").sum()
-        tot_mse += (out - s).pow(2).flatten(1).mean(1).sum()
-    return {"loss": tot_loss.item() / pairs.n, "mse": tot_mse.item() / pairs.n}
+    sums = _eval_sums(model, pairs, torch.arange(pairs.n), batch_size, ssim_weight, dev)
+    return {"loss": sums[0].item() / pairs.n, "mse": sums[1].item() / pairs.n}
 
 
 # --------------------------------------------------------------------------- training
@@ -257,9 +416,10 @@ def train(model: nn.Module, train_data: Any, val_data: Any = None,
     """Train ``model`` on (blurred, sharp) pairs with ``MSE + λ(1 − SSIM)`` and Adam.
 
     Args:
-        model: a registered convae architecture (see :mod:`convae.models`), optionally
-            wrapped in ``DistributedDataParallel``; trained in place and moved to
-            ``config.device``.
+        model: a registered convae architecture (see :mod:`convae.models`); trained in
+            place and moved to ``config.device``.  Inside an initialized process group of
+            two or more ranks it is wrapped in ``DistributedDataParallel`` here (a model
+            the caller already wrapped is used as is).
         train_data, val_data: a ``(blurred, sharp)`` pair of float32 (N, C, H, W) tensors
             in [0, 1], an object with ``.blurred``/``.sharp`` tensors, or a ``Dataset``
             yielding (C, H, W) pairs.  ``val_data=None`` selects "best" on training loss.
@@ -273,20 +433,34 @@ def train(model: nn.Module, train_data: Any, val_data: Any = None,
             difference from the checkpoint's ``meta`` is warned about.
         progress: show a tqdm bar with loss and images/s, and one line per epoch.
         callback: called after each epoch (after checkpoints are written) with that epoch's
-            history dict; returning ``True`` stops training.
+            history dict; returning ``True`` stops training (under DDP it runs on every
+            rank, and one rank's ``True`` stops them all).
 
     Training stops after ``config.epochs`` epochs or at the first epoch end at which
     ``config.max_minutes`` of this call's wall time are used up, whichever comes first.
+
+    Distributed (every rank calls this with the same data and config, after
+    :func:`init_distributed`): ``config.batch_size`` is per process, so one optimizer step
+    sees ``batch_size x world_size`` images; the epoch's indices come from
+    ``DistributedSampler`` (padded so ranks have equal shares); the validation set is split
+    over the ranks and the loss sums all-reduced; rank 0's numbers are broadcast so every
+    rank takes the same best-epoch and stop decisions (``max_minutes`` and ``callback``
+    flags are max-reduced: when one rank stops, all do); only rank 0 writes checkpoints,
+    holding the unwrapped weights; a resume reads the same ``last.pt`` on every rank.
+    ``history`` throughput (``images_per_s``) counts the images of all ranks.
     """
     config = config or TrainConfig()
     config.validate()
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("TrainConfig.device is 'cuda' but no CUDA device is available")
+    rank, world = _rank_world()
+    is_main = rank == 0
+    ddp = world > 1
+    if ddp and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     arch, model_kwargs = architecture_of(model)
     base = unwrap_model(model).to(device)
-    rank, _ = _rank_world()
-    is_main = rank == 0
 
     tr = _PairData(train_data, "train_data")
     va = _PairData(val_data, "val_data") if val_data is not None else None
@@ -295,6 +469,8 @@ def train(model: nn.Module, train_data: Any, val_data: Any = None,
         if d is not None and want_c is not None and d.channels != want_c:
             raise ValueError(f"{d.what} has {d.channels} channels but the model expects "
                              f"{want_c} (in_channels={want_c})")
+    if ddp:
+        _check_same_data(tr, va, device)
 
     if config.deterministic and device.type == "cuda":
         torch.backends.cudnn.deterministic = True
@@ -336,8 +512,17 @@ def train(model: nn.Module, train_data: Any, val_data: Any = None,
             best_loss, best_epoch = float(ckpt["best_val_loss"]), ckpt.get("best_epoch")
 
     step_model: nn.Module = model
+    sampler: DistributedSampler | None = None
+    if ddp:
+        if not isinstance(model, DistributedDataParallel):
+            # built after a resume has loaded the weights; DDP also broadcasts rank 0's
+            # parameters and buffers, so every rank starts from the same model
+            step_model = DistributedDataParallel(
+                base, device_ids=[device.index] if device.type == "cuda" else None)
+        sampler = DistributedSampler(range(tr.n), num_replicas=world, rank=rank,  # type: ignore[arg-type]
+                                     shuffle=True, seed=config.seed, drop_last=False)
     if config.compile:
-        step_model = torch.compile(model)  # type: ignore[assignment]
+        step_model = torch.compile(step_model)  # type: ignore[assignment]
 
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     best_path = ckpt_dir / BEST_NAME if ckpt_dir else None
@@ -354,7 +539,7 @@ def train(model: nn.Module, train_data: Any, val_data: Any = None,
         t0 = time.perf_counter()
         base.train()
         step_model.train()
-        order = _epoch_order(tr.n, gen)
+        order = _epoch_order(tr.n, gen, epoch, sampler)
         idx_batches = list(order.split(config.batch_size))
         if config.drop_last and len(idx_batches) > 1 and len(idx_batches[-1]) < config.batch_size:
             idx_batches.pop()
@@ -380,22 +565,30 @@ def train(model: nn.Module, train_data: Any, val_data: Any = None,
             now = time.perf_counter()
             if bar.disable is False and now - last_post > 1.0:   # .item() syncs; rarely
                 bar.set_postfix(loss=f"{loss_sum.item() / done:.5f}",
-                                img_s=f"{done / (now - t0):.1f}")
+                                img_s=f"{done * world / (now - t0):.1f}")
                 last_post = now
         bar.close()
-        if dist.is_available() and dist.is_initialized():
-            stats = torch.stack([loss_sum, torch.tensor(float(done), dtype=torch.float64,
-                                                        device=device)])
+        t_train = time.perf_counter() - t0
+
+        if ddp:   # validation split over the ranks; one all-reduce for train and val sums
+            mine = (torch.arange(rank, va.n, world) if va is not None
+                    else torch.zeros(0, dtype=torch.long))
+            vsum = (_eval_sums(base, va, mine, eval_bs, config.ssim_weight, device)
+                    if va is not None else torch.zeros(3, dtype=torch.float64, device=device))
+            stats = torch.cat([torch.stack([loss_sum, torch.tensor(
+                float(done), dtype=torch.float64, device=device)]), vsum])
             dist.all_reduce(stats)
+            dist.broadcast(stats, src=0)   # rank 0's numbers decide, bit for bit
             loss_sum, done = stats[0], int(stats[1].item())
+            val = ({"loss": stats[2].item() / va.n, "mse": stats[3].item() / va.n}
+                   if va is not None else None)
+        else:
+            val = evaluate(base, va, batch_size=eval_bs, ssim_weight=config.ssim_weight,
+                           device=device) if va is not None else None
         train_loss = loss_sum.item() / max(done, 1)
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"training loss became {train_loss} in epoch {epoch + 1}; "
                                      f"try a smaller lr (now {config.lr})")
-        t_train = time.perf_counter() - t0
-
-        val = evaluate(base, va, batch_size=eval_bs, ssim_weight=config.ssim_weight,
-                       device=device) if va is not None else None
         seconds = time.perf_counter() - t0
         rec = {"epoch": epoch + 1, "train_loss": train_loss,
                "val_loss": val["loss"] if val else None, "val_mse": val["mse"] if val else None,
@@ -426,11 +619,17 @@ def train(model: nn.Module, train_data: Any, val_data: Any = None,
             tqdm.write(f"epoch {epoch + 1}/{config.epochs}: train {train_loss:.5f}{vs}"
                        f"{' (best)' if improved else ''}  {seconds:.1f} s  "
                        f"{rec['images_per_s']:.1f} img/s")
-        if callback is not None and callback(rec):
+        stop_cb = bool(callback is not None and callback(rec))
+        stop_time = (config.max_minutes is not None
+                     and time.perf_counter() - t_start >= 60.0 * config.max_minutes)
+        if ddp:   # every rank must leave the loop at the same epoch, or the others hang
+            flags = torch.tensor([float(stop_cb), float(stop_time)], device=device)
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+            stop_cb, stop_time = bool(flags[0].item()), bool(flags[1].item())
+        if stop_cb:
             stopped = "callback"
             break
-        if (config.max_minutes is not None
-                and time.perf_counter() - t_start >= 60.0 * config.max_minutes):
+        if stop_time:
             stopped = "max_minutes"
             break
 
@@ -447,6 +646,8 @@ def train(model: nn.Module, train_data: Any, val_data: Any = None,
                               stacklevel=2)
         if best_state is not None:
             base.load_state_dict(best_state)
+    if ddp:
+        barrier()   # rank 0's files are complete before any rank returns
 
     return TrainResult(
         history=history, epochs_completed=history[-1]["epoch"] if history else start_epoch,
@@ -455,6 +656,7 @@ def train(model: nn.Module, train_data: Any, val_data: Any = None,
         seconds=time.perf_counter() - t_start,
         images_per_s=images_seen / train_time if train_time > 0 else float("nan"),
         stopped_reason=stopped, parameters=n_params, config=config.to_dict(),
+        world_size=world,
         best_path=best_path if best_path is not None and best_path.is_file() else None,
         last_path=last_path if last_path is not None and last_path.is_file() else None)
 
