@@ -4,6 +4,9 @@
   **column** (e.g. one flattened image per column).
 * :class:`DeepNMF` follows scikit-learn's orientation: ``X`` is ``n_samples × n_features``
   (``V = Xᵀ``), so it drops into a ``Pipeline`` next to ``sklearn.decomposition.NMF``.
+* :mod:`dnmf.distributed` (``factorize_columns``) splits ``V``'s columns across
+  ``torch.distributed`` processes; :mod:`dnmf.shards` reads one process's columns. Both are
+  imported on first use (so ``python -m dnmf.distributed`` runs cleanly).
 """
 from ._mu import EPSILON, beta_divergence, mu_exponent
 from .estimator import DeepNMF
@@ -19,4 +22,18 @@ __all__ = [
     "load",
     "mu_exponent",
     "solve_h",
+    "distributed",
+    "factorize_columns",
+    "shards",
 ]
+
+
+def __getattr__(name: str):
+    """Lazy access to :mod:`dnmf.distributed`, :mod:`dnmf.shards` and ``factorize_columns``."""
+    import importlib
+
+    if name in ("distributed", "shards"):
+        return importlib.import_module(f".{name}", __name__)
+    if name == "factorize_columns":
+        return importlib.import_module(".distributed", __name__).factorize_columns
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

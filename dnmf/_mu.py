@@ -23,6 +23,12 @@ Two solvers share that update:
 
 Both update the factors in place and freeze converged matrices of a batch (their ratio is
 set to 1), so a converged matrix stops changing while the others go on.
+
+Column shards (``dnmf.distributed``): with ``reduce`` set, ``V`` and ``H`` hold only some of
+the columns and ``reduce(t)`` sums ``t`` over all shards (an ``all_reduce``). Every quantity
+that sums over columns goes through it: ``‖V‖²``, ``V Hᵀ`` and ``H Hᵀ`` (β = 2), the W-layer
+numerators and denominators (other β), and the loss's data term and ``H`` penalty. The
+``W`` factors are then replicated and updated identically everywhere; ``H`` stays local.
 """
 from __future__ import annotations
 
@@ -142,13 +148,28 @@ def beta_divergence(
 class _Base:
     """What both solvers share: the guarded, in-place multiplicative step."""
 
-    def __init__(self, V, pen: Penalties, update: list[bool], eps: float, beta: float):
+    def __init__(self, V, pen: Penalties, update: list[bool], eps: float, beta: float,
+                 reduce: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.V = V
+        self.reduce = reduce  # sums over column shards; None: V holds every column
         self.pen = pen
         self.update = update  # one flag per factor (W1..Wk, H)
         self.eps = eps
         self.beta = beta
         self.gamma = mu_exponent(beta)
+
+    def _sum(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` summed over the column shards of ``V`` (``t`` itself for a whole ``V``)."""
+        return t if self.reduce is None else self.reduce(t)
+
+    def _objective(self, local: torch.Tensor, Ws, H) -> torch.Tensor:
+        """A column-additive data term of this shard plus the penalties, summed over shards."""
+        if self.reduce is None:
+            return local + self.pen.value([*Ws, H])
+        k = len(Ws)
+        h_pen = Penalties([self.pen.l1[k]], [self.pen.l2[k]]).value([H])
+        w_pen = Penalties(self.pen.l1[:k], self.pen.l2[:k]).value(Ws)
+        return self.reduce(local + h_pen) + w_pen
 
     def _step(self, F, N, D, idx: int, active: torch.Tensor | None) -> None:
         """F ← F ⊙ (N / (D + l1 + l2·F))^γ, writing the ratio into D's storage."""
@@ -178,10 +199,10 @@ class _Base:
 class _FrobeniusSolver(_Base):
     """β = 2 without a mask: two products with V per sweep, loss from carried Gram matrices."""
 
-    def __init__(self, V, Ws, H, pen, update, eps):
-        super().__init__(V, pen, update, eps, 2.0)
+    def __init__(self, V, Ws, H, pen, update, eps, reduce=None):
+        super().__init__(V, pen, update, eps, 2.0, reduce)
         self.k = len(Ws)
-        self.vnorm2 = squared_norm(V)
+        self.vnorm2 = self._sum(squared_norm(V))
         self.A: torch.Tensor | None = None  # V Hᵀ for the current H
         self.G: torch.Tensor | None = None  # H Hᵀ for the current H
         self.fixed: tuple | None = None  # (PᵀV, PᵀP) while no W changes
@@ -203,9 +224,9 @@ class _FrobeniusSolver(_Base):
         if update_ws:
             self.fixed = None
             if self.A is None:
-                self.A = _mm(V, _mT(H), out=self.bufA)
+                self.A = self._sum(_mm(V, _mT(H), out=self.bufA))
             if self.G is None:
-                self.G = _mm(H, _mT(H), out=self.bufG)
+                self.G = self._sum(_mm(H, _mT(H), out=self.bufG))
             # Suffix factors T_l = W(l+1)…Wk and S_l Sᵀ_l = T_l (H Hᵀ) T_lᵀ, from the
             # not-yet-updated layers to the right of l.
             T: list[torch.Tensor | None] = [None] * k
@@ -246,7 +267,7 @@ class _FrobeniusSolver(_Base):
         if not need_loss:
             return None
         if self.G is None:
-            self.G = _mm(H, _mT(H), out=self.bufG)
+            self.G = self._sum(_mm(H, _mT(H), out=self.bufG))
         return self._loss(PtV, Qf, Ws, H)
 
     def _ptv(self, Ws) -> torch.Tensor:
@@ -265,6 +286,13 @@ class _FrobeniusSolver(_Base):
         # copy of the whole product would cost more than the loss is worth.
         cross = torch.mul(PtV, H).sum(dim=-1).sum(dim=-1, dtype=torch.float64)
         quad = torch.mul(Qf, self.G).sum(dim=-1).sum(dim=-1, dtype=torch.float64)
+        if self.reduce is not None:  # shards: sum ⟨PᵀV, H⟩ (and H's penalty) over the columns
+            k = len(Ws)
+            h_pen = Penalties([self.pen.l1[k]], [self.pen.l2[k]]).value([H])
+            both = self.reduce(torch.stack([cross, torch.as_tensor(h_pen, dtype=torch.float64,
+                                                                   device=cross.device)]))
+            loss = (0.5 * (self.vnorm2 - 2.0 * both[0] + quad)).clamp_min(0.0)
+            return loss + both[1] + Penalties(self.pen.l1[:k], self.pen.l2[:k]).value(Ws)
         loss = (0.5 * (self.vnorm2 - 2.0 * cross + quad)).clamp_min(0.0)
         return loss + self.pen.value([*Ws, H])
 
@@ -273,15 +301,15 @@ class _FrobeniusSolver(_Base):
         Qf = None
         for W in Ws:
             Qf = _mm(_mT(W), W) if Qf is None else _mm(_mT(W), _mm(Qf, W))
-        self.G = _mm(H, _mT(H), out=self.bufG)
+        self.G = self._sum(_mm(H, _mT(H), out=self.bufG))
         return self._loss(self._ptv(Ws), Qf, Ws, H)
 
 
 class _GeneralSolver(_Base):
     """Any β, optional mask: one Λ buffer and one elementwise work buffer of V's size."""
 
-    def __init__(self, V, Ws, H, beta, mask, pen, update, eps):
-        super().__init__(V, pen, update, eps, beta)
+    def __init__(self, V, Ws, H, beta, mask, pen, update, eps, reduce=None):
+        super().__init__(V, pen, update, eps, beta, reduce)
         self.k = len(Ws)
         self.mask = mask
         self.L = torch.empty_like(V, memory_format=torch.contiguous_format)
@@ -361,6 +389,8 @@ class _GeneralSolver(_Base):
                 if not self.L_valid:
                     self._lambda(P, W, S)
                 num, den = self._num_den(P, S)
+                if self.reduce is not None:  # W's update sums over every column of V
+                    num, den = self.reduce(num.contiguous()), self.reduce(den.contiguous())
                 self._step(W, num, den.contiguous(), l, active)
                 self.L_valid = False
             P = W if P is None else P @ W
@@ -376,7 +406,7 @@ class _GeneralSolver(_Base):
         if not self.L_valid:
             self._lambda(None, _chain(Ws), H)
         div = beta_divergence(self.V, self.L, self.beta, self.mask, self.eps)
-        return div + self.pen.value([*Ws, H])
+        return self._objective(div, Ws, H)
 
 
 @dataclass
@@ -407,6 +437,7 @@ def run_mu(
     loss_every: int | None = None,
     callback: Callable[[int, object], object] | None = None,
     verbose: bool = False,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> MUOutcome:
     """Run multiplicative updates on checked tensors, updating ``Ws`` and ``H`` in place.
 
@@ -417,6 +448,11 @@ def run_mu(
     iteration for β = 2 without a mask, where it is free; every check otherwise) and always at
     the start and the end. ``callback(n_iter, loss)`` is called whenever a loss is recorded;
     returning ``True`` stops the run.
+
+    ``reduce`` (2-D ``V`` only) makes ``V`` and ``H`` one column shard of a larger problem:
+    ``reduce(t)`` must sum ``t`` over all shards in place and return it (``all_reduce``), be
+    called collectively, and give every shard the same sum, so that the replicated ``Ws``, the
+    loss and therefore every convergence decision agree everywhere.
     """
     k = len(Ws)
     pen = penalties or Penalties.none(k + 1)
@@ -424,11 +460,11 @@ def run_mu(
     batched = V.ndim == 3
     n_mat = V.shape[0] if batched else 1
     if beta == 2 and mask is None:
-        solver: _Base = _FrobeniusSolver(V, Ws, H, pen, update, eps)
+        solver: _Base = _FrobeniusSolver(V, Ws, H, pen, update, eps, reduce)
         # The loss is free here, but an H-only solve is so cheap that recording it would dominate.
         loss_every = (1 if any(update[:k]) else check_every) if loss_every is None else loss_every
     else:
-        solver = _GeneralSolver(V, Ws, H, beta, mask, pen, update, eps)
+        solver = _GeneralSolver(V, Ws, H, beta, mask, pen, update, eps, reduce)
         loss_every = check_every if loss_every is None else loss_every
 
     history = []

@@ -1,0 +1,229 @@
+"""Column shards of ``V``: which columns a process owns, and loaders that read only those.
+
+``V`` is ``m × n`` with one sample per column. In a run over ``world`` processes, process
+``rank`` owns the contiguous block of columns :func:`column_range` gives it (balanced: the
+first ``n % world`` ranks get one column more), and the loaders below read that block and
+nothing else, so no process ever holds the whole of ``V``:
+
+* :func:`load_npy_columns` maps a ``.npy`` file into memory (``np.load(mmap_mode='r')``) and
+  copies out its own columns (or, with ``samples_as_rows=True``, its own rows of a file that
+  stores ``Vᵀ``, which is one contiguous read per process);
+* :func:`load_image_columns` reads its own slice of the sorted image files of a folder, one
+  flattened image per column.
+
+Both return a :class:`ColumnShard` ``(V, col_offset, n_cols)`` ready for
+:func:`dnmf.distributed.factorize_columns`. ``rank``/``world`` default to the initialised
+``torch.distributed`` group, or to a single process.
+"""
+from __future__ import annotations
+
+import numbers
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+#: File name endings that :func:`load_image_columns` treats as images (case-insensitive).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+
+
+class ColumnShard(NamedTuple):
+    """This process's block of columns: ``V`` is ``m × (stop - start)``, numpy float."""
+
+    V: np.ndarray
+    col_offset: int  # global index of V's first column
+    n_cols: int  # number of columns of the whole matrix
+
+
+def _check_int(value, name: str, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < lo:
+        raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
+    return int(value)
+
+
+def resolve_rank_world(rank: int | None = None, world: int | None = None) -> tuple[int, int]:
+    """``(rank, world)`` as given, else from the initialised ``torch.distributed`` default
+    group, else ``(0, 1)``. Giving only one of the two is an error."""
+    if (rank is None) != (world is None):
+        raise ValueError(f"give both rank and world or neither, got rank={rank!r}, world={world!r}")
+    if rank is None:
+        try:
+            import torch.distributed as dist
+        except ImportError:  # pragma: no cover
+            return 0, 1
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+    world = _check_int(world, "world", 1)
+    rank = _check_int(rank, "rank", 0)
+    if rank >= world:
+        raise ValueError(f"rank must be in [0, world) = [0, {world}), got rank={rank}")
+    return rank, world
+
+
+def column_range(n_cols: int, rank: int, world: int) -> tuple[int, int]:
+    """``(start, stop)`` of the columns rank ``rank`` of ``world`` owns.
+
+    Balanced and contiguous: ranks ``0 … n_cols % world - 1`` own ``n_cols // world + 1``
+    columns, the others ``n_cols // world``; the ranges tile ``[0, n_cols)`` in rank order.
+    A rank owns no column (``start == stop``) only when ``n_cols < world``.
+    """
+    n_cols = _check_int(n_cols, "n_cols", 0)
+    rank, world = resolve_rank_world(rank, world)
+    base, extra = divmod(n_cols, world)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)
+
+
+def _own_range(n_cols: int, rank: int, world: int, what: str) -> tuple[int, int]:
+    if n_cols < world:
+        raise ValueError(
+            f"{what} has {n_cols} columns for {world} processes; every process needs at least "
+            "one column (use fewer processes)"
+        )
+    return column_range(n_cols, rank, world)
+
+
+def _check_values(V: np.ndarray, what: str) -> None:
+    if V.size == 0:
+        raise ValueError(f"{what} is empty: shape {V.shape}")
+    vmin, vmax = float(np.min(V)), float(np.max(V))
+    if not (np.isfinite(vmin) and np.isfinite(vmax)):
+        raise ValueError(
+            f"{what} contains NaN or infinity ({int(np.sum(~np.isfinite(V)))} entries); "
+            "factorization needs finite values"
+        )
+    if vmin < 0:
+        raise ValueError(
+            f"{what} must be nonnegative: found {int(np.sum(V < 0))} negative entries "
+            f"(minimum {vmin:.6g})"
+        )
+
+
+def load_npy_columns(
+    path: str | os.PathLike,
+    rank: int | None = None,
+    world: int | None = None,
+    *,
+    samples_as_rows: bool = False,
+    dtype: np.dtype | str | None = None,
+) -> ColumnShard:
+    """Read this rank's columns of a 2-D ``.npy`` file through a memory map.
+
+    The file holds ``V`` (``m × n``, samples as columns) or, with ``samples_as_rows=True``,
+    ``Vᵀ`` (``n × m``). Only the rank's block is copied into memory; the rest of the file is
+    never read into this process (a C-ordered ``V`` is read row by row in strided pieces, so
+    for big files store ``Vᵀ`` or a Fortran-ordered ``V``: then the block is one contiguous
+    read). ``dtype`` converts the block (default: float32/float64 kept, other real numbers
+    become float64). Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for an
+    unreadable file, a shape that is not 2-D, a non-real dtype, NaN/Inf or negative entries
+    in the block, or fewer columns than processes.
+    """
+    rank, world = resolve_rank_world(rank, world)
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no .npy file at {str(p)!r}")
+    try:
+        arr = np.load(p, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:  # truncated header, not an .npy at all, object arrays...
+        raise ValueError(f"could not read {str(p)!r} as a .npy array: {exc}") from None
+    if not isinstance(arr, np.ndarray):  # an .npz archive
+        raise ValueError(f"{str(p)!r} is not a single .npy array (got {type(arr).__name__})")
+    if arr.ndim != 2:
+        raise ValueError(f"{str(p)!r} must hold a 2-D matrix, got shape {arr.shape}")
+    if arr.dtype.kind not in "fiub":
+        raise ValueError(f"{str(p)!r} must hold real numbers, got dtype {arr.dtype}")
+    n_cols = arr.shape[0] if samples_as_rows else arr.shape[1]
+    start, stop = _own_range(n_cols, rank, world, str(p))
+    try:
+        block = np.asarray(arr[start:stop, :]).T if samples_as_rows else np.asarray(arr[:, start:stop])
+    except (OSError, ValueError) as exc:  # a file shorter than its header says
+        raise ValueError(f"could not read columns {start}:{stop} of {str(p)!r}: {exc}") from None
+    if dtype is not None:
+        out_dtype = np.dtype(dtype)
+    elif block.dtype in (np.float32, np.float64):
+        out_dtype = block.dtype
+    else:
+        out_dtype = np.dtype(np.float64)
+    block = np.ascontiguousarray(block, dtype=out_dtype)
+    del arr
+    _check_values(block, f"{str(p)!r} columns {start}:{stop}")
+    return ColumnShard(block, start, n_cols)
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """The image files of ``folder`` (not recursive), sorted by name: the column order."""
+    d = Path(folder)
+    if not d.is_dir():
+        raise FileNotFoundError(f"no image folder at {str(d)!r}")
+    files = sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise ValueError(f"{str(d)!r} holds no images (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    return files
+
+
+def _parse_size(size) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+        size = (size, size)
+    try:
+        h, w = (int(s) for s in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be an int or a (height, width) pair, got {size!r}") from None
+    if h < 1 or w < 1:
+        raise ValueError(f"size must be positive, got {size!r}")
+    return h, w
+
+
+def load_image_columns(
+    folder: str | os.PathLike,
+    rank: int | None = None,
+    world: int | None = None,
+    *,
+    size: int | tuple[int, int] | None = None,
+    gray: bool = True,
+    dtype: np.dtype | str = np.float32,
+) -> ColumnShard:
+    """Read this rank's images of ``folder`` as columns: ``V`` is ``(h·w·c) × n_own``.
+
+    Files are sorted by name and split with :func:`column_range`; only the rank's own files
+    are opened. Each image becomes one column in [0, 1] (row-major pixels, channels last):
+    gray (``c = 1``) by default, RGB with ``gray=False``; ``size`` (an int or
+    ``(height, width)``) resizes with bicubic filtering, otherwise every image must have the
+    size of the rank's first one (ranks then compare row counts when factorizing). Needs
+    Pillow. Raises ``FileNotFoundError``/``ValueError`` for a missing folder, a folder without
+    images, an unreadable image (named) or mismatched sizes.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    rank, world = resolve_rank_world(rank, world)
+    hw = _parse_size(size)
+    files = list_images(folder)
+    start, stop = _own_range(len(files), rank, world, f"{str(folder)!r} ({len(files)} images)")
+    cols = []
+    shape = None
+    for f in files[start:stop]:
+        try:
+            with Image.open(f) as im:
+                im = im.convert("L" if gray else "RGB")
+                if hw is not None:
+                    im = im.resize((hw[1], hw[0]), Image.BICUBIC)
+                a = np.asarray(im, dtype=np.float32) / 255.0
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise ValueError(f"could not read image {str(f)!r}: {exc}") from None
+        if shape is None:
+            shape = a.shape
+        elif a.shape != shape:
+            raise ValueError(
+                f"image {str(f)!r} is {a.shape[1]}x{a.shape[0]} but {str(files[start])!r} is "
+                f"{shape[1]}x{shape[0]}; pass size= to resize every image"
+            )
+        cols.append(a.reshape(-1))
+    V = np.stack(cols, axis=1).astype(dtype, copy=False)
+    return ColumnShard(np.ascontiguousarray(V), start, len(files))
+
+
+__all__ = ["ColumnShard", "IMAGE_EXTENSIONS", "column_range", "list_images",
+           "load_image_columns", "load_npy_columns", "resolve_rank_world"]
