@@ -826,6 +826,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = False
     device: str = args.device
     if cuda:
+        if not torch.cuda.is_available():
+            print("dnmf.distributed: error: --device cuda but torch sees no CUDA device",
+                  file=sys.stderr, flush=True)
+            return 2
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local_rank)
         device = f"cuda:{local_rank}"
