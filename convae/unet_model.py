@@ -110,7 +110,7 @@ class ConvAEUNet(nn.Module):
     the last convolution starts at zero, so an untrained model returns its input.
     The defaults (width 16, depth 3, 1/2/1 blocks) have 410,204 parameters for RGB and cost
     82 M multiply-accumulates per 128x128 image; ``width=32`` has 1,601,708 (289 M MACs).
-    Width 16 won the short validation comparison on this CPU (notes/README-unet.md).
+    Width 16 won the short validation comparison on this CPU (README, "convae-unet" section).
     """
 
     def __init__(self, *, in_channels: int = 3, width: int = 16, depth: int = 3,

@@ -8,7 +8,7 @@ validation loss and the validation PSNR of that epoch's weights::
         --size 128 --minutes 2.5 --threads 1 --out /tmp/unet_ablation.md
 
 Used to pick the defaults of ``convae/unet_model.py`` and the training batch size
-(notes/README-unet.md).  On a shared CPU the budget is wall-clock, so rows are comparable
+(README, "convae-unet" section).  On a shared CPU the budget is wall-clock, so rows are comparable
 only when they ran under a similar load (the table records images/s).
 """
 from __future__ import annotations
