@@ -267,6 +267,115 @@ def run_nmf_speed(
     return out
 
 
+def parse_size(text: str) -> tuple[int, int, int]:
+    """``"8192x8192x128"`` → ``(m, n, rank)``; a clear error for anything else."""
+    parts = text.lower().split("x")
+    try:
+        m, n, r = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r} is not MxNxRANK (e.g. 8192x8192x128)") from None
+    if min(m, n, r) < 1 or r > min(m, n):
+        raise argparse.ArgumentTypeError(f"size {text!r}: need positive M, N, RANK with RANK <= min(M, N)")
+    return m, n, r
+
+
+DEFAULT_SWEEP_CUDA = ("4096x4096x128", "8192x8192x128", "16384x16384x128", "32768x32768x128")
+DEFAULT_SWEEP_CPU = ("1024x1024x64", "2048x2048x128", "4096x4096x128")
+
+
+def run_throughput_sweep(
+    sizes: list[tuple[int, int, int]],
+    *,
+    n_iter: int = 20,
+    repeats: int = 3,
+    threads: int | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    seed: int = 0,
+    log: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
+    """Achieved FLOP/s of one ``dnmf`` (k=1, Frobenius) iteration next to ``torch.matmul``.
+
+    For each ``(m, n, rank)`` the matrix is generated on the device (no host copy, so sizes up
+    to the device's memory work), ``dnmf.factorize`` runs ``n_iter`` iterations from fixed
+    factors (``tol=0``) and the product ``V @ Hᵀ`` of the same shape is timed on its own. The
+    sweep stops at the first size that does not fit in memory and records it.
+    """
+    import dnmf
+
+    log = log or (lambda s: None)
+    dev = torch.device(device)
+    threads = threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    tdtype = getattr(torch, dtype)
+    rows: list[dict[str, Any]] = []
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    for m, n, r in sizes:
+        row: dict[str, Any] = {"m": m, "n": n, "rank": r}
+        V = W0 = H0 = None
+        try:
+            V = torch.rand(m, n, generator=gen, device=dev, dtype=tdtype)
+            avg = float(V.mean() / r) ** 0.5
+            W0 = 2 * avg * torch.rand(m, r, generator=gen, device=dev, dtype=tdtype)
+            H0 = 2 * avg * torch.rand(r, n, generator=gen, device=dev, dtype=tdtype)
+            Ht = H0.T.contiguous()
+            t_mm, _, _ = _time(lambda: torch.matmul(V, Ht), max(repeats, 5), dev)
+            fit = lambda: dnmf.factorize(V, [r], init="custom", Ws=[W0], H=H0, max_iter=n_iter, tol=0)
+            t_fit, _, res = _time(fit, repeats, dev)
+            per_iter = t_fit / n_iter
+            row.update(
+                ms_per_iter=1e3 * per_iter,
+                tflops=_flops_per_iter(m, n, [r]) / per_iter / 1e12,
+                matmul_tflops=2 * m * n * r / t_mm / 1e12,
+                iterations=int(res.n_iter),
+            )
+            row["fraction_of_matmul"] = row["tflops"] / row["matmul_tflops"]
+            if dev.type == "cuda":
+                row["peak_mem_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30
+            log(f"  {m}x{n} rank {r}: {row['ms_per_iter']:.2f} ms/iter, {row['tflops']:.3f} TFLOP/s "
+                f"({row['fraction_of_matmul']:.2f} x matmul {row['matmul_tflops']:.3f})")
+        except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+            if "out of memory" not in str(exc).lower() and not isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
+                raise
+            row["error"] = "out of memory"
+            log(f"  {m}x{n} rank {r}: out of memory, sweep stops here")
+            rows.append(row)
+            break
+        finally:
+            del V, W0, H0
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(dev)
+        rows.append(row)
+    out = {
+        "format_version": FORMAT_VERSION,
+        "benchmark": "nmf-speed-sweep",
+        "config": {"n_iter": n_iter, "repeats": repeats, "threads": threads, "device": str(dev),
+                   "dtype": dtype, "seed": seed},
+        "environment": _environment(threads, dev),
+        "sweep": rows,
+    }
+    out["markdown"] = sweep_markdown(out)
+    return out
+
+
+def sweep_markdown(out: dict[str, Any]) -> str:
+    """The sweep as a markdown table (TFLOP/s of dnmf and of torch.matmul at each size)."""
+    c, env = out["config"], out["environment"]
+    where = env.get("gpu") or f"{c['threads']} CPU thread(s)"
+    lines = [f"Throughput sweep: dnmf k=1 (Frobenius MU) vs torch.matmul, {c['dtype']}, {c['device']} ({where}), "
+             f"{c['n_iter']} iterations, median of {c['repeats']}", "",
+             "| V (m × n) | rank | ms / iteration | dnmf TFLOP/s | torch.matmul TFLOP/s | × matmul |",
+             "|---|---|---|---|---|---|"]
+    for r in out["sweep"]:
+        if "error" in r:
+            lines.append(f"| {r['m']} × {r['n']} | {r['rank']} | {r['error']} | – | – | – |")
+        else:
+            lines.append(f"| {r['m']} × {r['n']} | {r['rank']} | {r['ms_per_iter']:.2f} | {r['tflops']:.3f} | "
+                         f"{r['matmul_tflops']:.3f} | {r['fraction_of_matmul']:.2f} |")
+    return "\n".join(lines)
+
+
 class _nullcontext:
     def __enter__(self):
         return self
@@ -388,6 +497,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-batch", action="store_true", help="skip the batched comparison")
     parser.add_argument("--no-torchnmf", action="store_true", help="skip torchnmf even if installed")
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON to this file")
+    parser.add_argument("--sweep", action="store_true",
+                        help="instead: achieved TFLOP/s of dnmf vs torch.matmul over --sizes (up to the memory limit)")
+    parser.add_argument("--sizes", type=parse_size, nargs="+", default=None, metavar="MxNxRANK",
+                        help=f"sizes for --sweep (default on CUDA {' '.join(DEFAULT_SWEEP_CUDA)}; "
+                             f"on CPU {' '.join(DEFAULT_SWEEP_CPU)})")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -395,18 +509,31 @@ def main(args: argparse.Namespace) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: --device cuda but no CUDA device is available", file=sys.stderr)
         return 2
-    out = run_nmf_speed(
+    if args.sweep:
+        names = DEFAULT_SWEEP_CUDA if args.device.startswith("cuda") else DEFAULT_SWEEP_CPU
+        sizes = args.sizes or [parse_size(t) for t in names]
+        out = run_throughput_sweep(sizes, n_iter=min(args.iters, 20), repeats=args.repeats, threads=args.threads,
+                                   device=args.device, dtype=args.dtype, seed=args.seed,
+                                   log=lambda s: print(s, file=sys.stderr))
+    else:
+        out = _run_from_args(args)
+    print(out["markdown"])
+    if args.json:
+        from benchmarks.io_utils import write_text
+
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        write_text(args.json, json.dumps(out, indent=2))
+        print(f"\nwrote {args.json}", file=sys.stderr)
+    return 0
+
+
+def _run_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    return run_nmf_speed(
         m=args.m, n=args.n, rank=args.rank, n_iter=args.iters, repeats=args.repeats, threads=args.threads,
         device=args.device, dtype=args.dtype, seed=args.seed, layers=tuple(args.layers),
         batch=None if args.no_batch else tuple(args.batch), batch_iter=args.batch_iters,
         include_torchnmf=not args.no_torchnmf, log=lambda s: print(s, file=sys.stderr),
     )
-    print(out["markdown"])
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2))
-        print(f"\nwrote {args.json}", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 
+import pytest
+import torch
+
 from benchmarks import nmf_speed
 
 
@@ -29,3 +32,38 @@ def test_main_writes_json(tmp_path, capsys):
     assert "| sklearn NMF(mu) |" in capsys.readouterr().out
     data = json.loads((tmp_path / "speed.json").read_text())
     assert data["format_version"] == 1 and data["config"]["m"] == 40
+
+
+def test_throughput_sweep_small_cpu():
+    out = nmf_speed.run_throughput_sweep([(64, 48, 4), (96, 80, 8)], n_iter=3, repeats=1, threads=1, log=None)
+    assert [(r["m"], r["n"], r["rank"]) for r in out["sweep"]] == [(64, 48, 4), (96, 80, 8)]
+    for r in out["sweep"]:
+        assert r["iterations"] == 3 and r["ms_per_iter"] > 0
+        assert r["tflops"] > 0 and r["matmul_tflops"] > 0
+        assert abs(r["fraction_of_matmul"] - r["tflops"] / r["matmul_tflops"]) < 1e-12
+    assert "| 96 × 80 | 8 |" in out["markdown"]
+    json.dumps(out)
+
+
+def test_parse_size_errors():
+    assert nmf_speed.parse_size("8192x4096x128") == (8192, 4096, 128)
+    for bad in ("8192x8192", "axbxc", "10x10x20", "0x5x1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            nmf_speed.parse_size(bad)
+
+
+def test_main_sweep_json(tmp_path, capsys):
+    p = argparse.ArgumentParser()
+    nmf_speed.add_arguments(p)
+    args = p.parse_args(["--sweep", "--sizes", "40x30x3", "--iters", "2", "--repeats", "1", "--threads", "1",
+                         "--json", str(tmp_path / "sweep.json")])
+    assert nmf_speed.main(args) == 0
+    assert "torch.matmul TFLOP/s" in capsys.readouterr().out
+    assert json.loads((tmp_path / "sweep.json").read_text())["sweep"][0]["m"] == 40
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_throughput_sweep_cuda():
+    out = nmf_speed.run_throughput_sweep([(256, 192, 16)], n_iter=3, repeats=1, device="cuda", log=None)
+    r = out["sweep"][0]
+    assert r["iterations"] == 3 and r["tflops"] > 0 and r["peak_mem_gib"] > 0
