@@ -499,6 +499,12 @@ def train(model: nn.Module, train_data: Any, val_data: Any = None,
         if not meta_n:
             meta_n = dict(ckpt.get("meta") or {})
         _warn_config_changes(ckpt.get("config", {}), config, resume_from)
+        old_world = int(ckpt.get("config", {}).get("world_size", 1))
+        if old_world != world:
+            warnings.warn(f"resuming {resume_from}, trained on {old_world} process(es), with "
+                          f"{world}: the sample order and the global batch change, so the "
+                          f"result will differ from an uninterrupted run", UserWarning,
+                          stacklevel=2)
         base.load_state_dict(ckpt["model_state"])
         optimizer.load_state_dict(ckpt["optimizer_state"])
         for g in optimizer.param_groups:
@@ -606,7 +612,8 @@ def train(model: nn.Module, train_data: Any, val_data: Any = None,
             best_loss, best_epoch = crit, epoch + 1
             if config.keep_best:
                 best_state = {k: v.detach().cpu().clone() for k, v in base.state_dict().items()}
-        common = dict(config=config.to_dict(), epoch=epoch + 1, best_val_loss=best_loss,
+        common = dict(config={**config.to_dict(), "world_size": world}, epoch=epoch + 1,
+                      best_val_loss=best_loss,
                       best_epoch=best_epoch, history=history, meta=meta_n)
         if ckpt_dir is not None and is_main:
             if improved:

@@ -143,7 +143,7 @@ def states_close(a: dict, b: dict) -> bool:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_two_process_ddp_training(tmp_path, backend):
+def test_two_process_ddp_training(tmp_path, backend, pairs):
     out = run_workers(tmp_path, backend)
     rep = [json.loads((out / f"report_rank{r}.json").read_text()) for r in range(2)]
     exact = backend == "gloo"        # CUDA kernels need not be bit-reproducible
@@ -186,6 +186,18 @@ def test_two_process_ddp_training(tmp_path, backend):
 
     # d) different data on the ranks: both raise the same clear error
     assert all("different training data" in r["d"] for r in rep)
+
+    # e) a DDP last.pt resumes in a single process too, warning that the order changes
+    if exact:
+        b, s = pairs(21, seed=0)          # the workers' data (same recipe as conftest)
+        vb, vs = pairs(5, seed=1)
+        m = convae.ConvAE(in_channels=3, base_channels=4)
+        with pytest.warns(UserWarning, match="trained on 2 process"):
+            r = convae.train(m, (b, s), (vb, vs),
+                             convae.TrainConfig(epochs=3, batch_size=4, lr=3e-3,
+                                                keep_best=False),
+                             resume_from=out / "a" / "last.pt", progress=False)
+        assert r.epochs_run == 1 and r.world_size == 1
 
 
 def test_distributed_sampler_shards_cover_the_epoch():
