@@ -349,7 +349,9 @@ def _check_same_data(tr: "_PairData", va: "_PairData | None", device: torch.devi
             return [0.0, 0.0]
         if d.dataset is not None:
             return [float(d.n), 0.0]
-        return [float(d.n), float(d.blurred.double().sum() + 2.0 * d.sharp.double().sum())]
+        total = sum(float(b.sum(dtype=torch.float64)) + 2.0 * float(s.sum(dtype=torch.float64))
+                    for b, s in zip(d.blurred.split(64), d.sharp.split(64)))   # no big copy
+        return [float(d.n), total]
     mine = torch.tensor(fingerprint(tr) + fingerprint(va), dtype=torch.float64, device=device)
     rank, world = _rank_world()
     every = [torch.empty_like(mine) for _ in range(world)]
