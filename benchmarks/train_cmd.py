@@ -61,10 +61,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int)
     p.add_argument("--out", help="checkpoint folder (default results/<date-time>-train-MODEL/)")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--extra-photos", type=int, default=0, metavar="N",
+                   help="add N random crops of scikit-image's bundled photographs, degraded "
+                        "the same way, to the training pairs (validation/test stay faces)")
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="model constructor argument, repeatable (e.g. --model-arg width=32)")
     p.add_argument("--distributed", action="store_true",
                    help="DistributedDataParallel training; on by itself under torchrun with "
                         "WORLD_SIZE > 1 (start with: torchrun --nproc_per_node=N -m "
                         "benchmarks train ...); --batch-size is then per process")
+
+
+def parse_model_args(items: list[str]) -> dict[str, Any]:
+    """``["width=32", "depth=3"]`` → ``{"width": 32, "depth": 3}`` (Python literals, else strings)."""
+    import ast
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ValueError(f"--model-arg wants KEY=VALUE with KEY a Python name, got {item!r}")
+        try:
+            out[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value.strip()
+    return out
 
 
 def _shared_out_dir(args: argparse.Namespace, info: DistributedInfo | None) -> Path:
@@ -137,6 +158,10 @@ def _train(args: argparse.Namespace, cls: type[_CNNMethod], device: "Any",
                                                     max_images=args.max_images,
                                                     epochs=args.epochs,
                                                     max_minutes=args.max_minutes)
+    model_kwargs = parse_model_args(getattr(args, "model_arg", []) or [])
+    extra = getattr(args, "extra_photos", 0) or 0
+    if extra < 0:
+        raise ValueError(f"--extra-photos must be >= 0, got {extra}")
     out = _shared_out_dir(args, info)
     blur = make_blur(kernel_size=args.kernel_size, sigma=args.sigma, psf=args.psf)
     blur_meta = {**blur.meta(), "noise": args.noise, "quantization": "8-bit"}
@@ -145,17 +170,32 @@ def _train(args: argparse.Namespace, cls: type[_CNNMethod], device: "Any",
         print(f"data: {splits.source}; train {len(splits.train)} / val {len(splits.val)} images, "
               f"{preset.size}px", file=sys.stderr)
     options = {k: v for k, v in {"batch_size": args.batch_size, "lr": args.lr,
-                                 "amp": args.amp or None}.items() if v is not None}
+                                 "amp": args.amp or None,
+                                 "model_kwargs": model_kwargs or None}.items() if v is not None}
     method = cls(MethodContext(preset=preset, device=device, seed=args.seed, work_dir=out,
                                quiet=quiet, blur_meta=blur_meta, options=options))
-    model = method.build_model(int(splits.train.blurred.shape[1]))
+    try:
+        model = method.build_model(int(splits.train.blurred.shape[1]))
+    except TypeError as exc:   # an unknown --model-arg: leave no empty run folder behind
+        if is_main and not args.resume and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise ValueError(f"{args.model}: bad --model-arg ({exc})") from None
+    train_b, train_s = splits.train.blurred, splits.train.sharp
+    if extra:
+        from benchmarks.extra_pairs import photo_pairs
+
+        eb, es = photo_pairs(extra, preset.size, blur, gray=train_s.shape[1] == 1,
+                             noise=args.noise, seed=args.seed + 1)
+        train_b, train_s = torch.cat([train_b, eb]), torch.cat([train_s, es])
+        if not quiet:
+            print(f"training pairs: {len(splits.train)} faces + {extra} photo crops", file=sys.stderr)
     config = method.train_config()
     if info is not None and not quiet:
         print(f"distributed: {world} processes ({info.backend}), batch {config.batch_size} per "
               f"process = {config.batch_size * world} per step; rank 0 writes {out}",
               file=sys.stderr)
     t0 = time.perf_counter()
-    result = convae.train(model, (splits.train.blurred, splits.train.sharp),
+    result = convae.train(model, (train_b, train_s),
                           (splits.val.blurred, splits.val.sharp), config,
                           checkpoint_dir=out, resume_from=args.resume, meta=blur_meta,
                           progress=not quiet)
@@ -197,5 +237,7 @@ def _write_outputs(args: argparse.Namespace, cls: type[_CNNMethod], out: Path, p
         "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
         "images_per_s": result.images_per_s, "stopped_reason": result.stopped_reason,
         "history": result.history, "versions": versions(), "git_commit": git_commit(),
+        "extra_photos": getattr(args, "extra_photos", 0) or 0,
+        "model_args": parse_model_args(getattr(args, "model_arg", []) or []),
         "device": str(device), "threads": torch.get_num_threads(),
         "distributed": distributed, "peak_rss_mib": peak_rss_mib()})

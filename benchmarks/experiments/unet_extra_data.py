@@ -13,7 +13,8 @@ are untouched; the choice between runs is made on the validation faces only::
         --extra 1050 --minutes 15 --threads 1 --out runs/unet-extra
 
 ``best.pt`` carries the benchmark's blur metadata, so ``deblur-bench run --checkpoint
-convae-unet=runs/unet-extra/best.pt`` scores it next to the other methods.
+convae-unet=runs/unet-extra/best.pt`` scores it next to the other methods. The same data is
+built into ``deblur-bench train --extra-photos N`` (``benchmarks/extra_pairs.py``).
 """
 from __future__ import annotations
 
@@ -21,45 +22,14 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import ConcatDataset, TensorDataset
 
 import convae
 from benchmarks.blur import degrade, make_blur
-from benchmarks.faces import EMBEDDED_PHOTOS
+from benchmarks.extra_pairs import photo_crops
 from benchmarks.pipeline import prepare_splits
 from benchmarks.presets import get_preset
-
-
-def photo_crops(n: int, size: int, seed: int) -> torch.Tensor:
-    """``n`` random ``size``-px RGB crops of the bundled photographs, float32 in [0, 1]."""
-    import skimage.data
-
-    folder = Path(skimage.data.__file__).parent
-    photos = []
-    for name in EMBEDDED_PHOTOS:
-        path = folder / name
-        if not path.exists():
-            continue
-        im = Image.open(path).convert("RGB")
-        for scale in (1.0, 0.5):
-            w, h = int(im.width * scale), int(im.height * scale)
-            if min(w, h) < size:
-                continue
-            a = np.asarray(im.resize((w, h), Image.Resampling.LANCZOS) if scale != 1 else im)
-            photos.append(torch.from_numpy(a.astype(np.float32) / 255.0).permute(2, 0, 1))
-    if not photos:
-        raise RuntimeError("scikit-image's bundled photographs were not found")
-    gen = torch.Generator().manual_seed(seed)
-    out = torch.empty(n, 3, size, size)
-    for i in range(n):
-        p = photos[int(torch.randint(len(photos), (1,), generator=gen))]
-        y = int(torch.randint(p.shape[1] - size + 1, (1,), generator=gen))
-        x = int(torch.randint(p.shape[2] - size + 1, (1,), generator=gen))
-        out[i] = p[:, y:y + size, x:x + size]
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,6 +61,7 @@ class _CNNMethod(Method):
         kwargs = dict(self.model_kwargs)
         if self.ctx.preset.tiny:
             kwargs.update(self.tiny_model_kwargs)
+        kwargs.update(self.ctx.options.get("model_kwargs") or {})   # e.g. train --model-arg width=32
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.ctx.seed)
             return convae.build_model(self.architecture, in_channels=in_channels, **kwargs)

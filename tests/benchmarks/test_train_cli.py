@@ -34,3 +34,24 @@ def test_train_rejects_non_cnn_and_missing_resume(tmp_path):
     assert r.returncode == 1 and "CNN" in r.stderr
     r = cli("train", "convae", "--preset", "smoke", "--resume", str(tmp_path / "none.pt"))
     assert r.returncode == 1 and "not found" in r.stderr
+
+
+def test_train_extra_photos_and_model_args(tmp_path):
+    import json
+
+    import convae
+
+    out = tmp_path / "unet"
+    r = cli("train", "convae-unet", "--preset", "smoke", "--quiet", "--threads", "1", "--epochs", "1",
+            "--extra-photos", "6", "--model-arg", "width=4", "--model-arg", "depth=1", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    info = json.loads((out / "train.json").read_text())
+    assert info["extra_photos"] == 6 and info["model_args"] == {"width": 4, "depth": 1}
+    model = convae.load_model(out / "best.pt")
+    assert model.init_kwargs["width"] == 4 and model.init_kwargs["depth"] == 1
+
+    bad = tmp_path / "bad"
+    r = cli("train", "convae-unet", "--preset", "smoke", "--quiet", "--model-arg", "nonsense=3",
+            "--out", str(bad))
+    assert r.returncode == 1 and "--model-arg" in r.stderr
+    assert not bad.exists()   # no empty run folder left behind

@@ -1,0 +1,42 @@
+"""Extra training pairs from the bundled photographs (`deblur-bench train --extra-photos`)."""
+import pytest
+import torch
+
+from benchmarks.blur import degrade, make_blur
+from benchmarks.extra_pairs import photo_crops, photo_pairs
+from benchmarks.train_cmd import parse_model_args
+
+
+def test_crops_are_seeded_in_range_and_varied():
+    a = photo_crops(5, 32, seed=3)
+    assert a.shape == (5, 3, 32, 32) and a.dtype == torch.float32
+    assert 0 <= float(a.min()) and float(a.max()) <= 1
+    assert torch.equal(a, photo_crops(5, 32, seed=3))
+    assert not torch.equal(a, photo_crops(5, 32, seed=4))
+    assert len({float(c.mean()) for c in a}) == 5   # five different crops
+    assert photo_crops(2, 32, gray=True).shape == (2, 1, 32, 32)
+
+
+def test_pairs_are_degraded_by_the_benchmark_operator():
+    blur = make_blur(kernel_size=7, sigma=1.0)
+    b, s = photo_pairs(3, 24, blur, seed=2)
+    assert b.shape == s.shape == (3, 3, 24, 24)
+    assert torch.equal(b, degrade(s, blur))          # exactly the benchmark's degradation
+    assert torch.equal(s, photo_crops(3, 24, seed=2))
+    b0, s0 = photo_pairs(0, 24, blur)
+    assert b0.shape == s0.shape == (0, 3, 24, 24)
+
+
+def test_bad_requests():
+    with pytest.raises(ValueError, match=">= 0"):
+        photo_crops(-1, 32)
+    with pytest.raises(RuntimeError, match="at least"):
+        photo_crops(1, 100000)
+
+
+def test_parse_model_args():
+    assert parse_model_args(["width=32", "name=abc", "blocks=[1, 2]"]) == \
+        {"width": 32, "name": "abc", "blocks": [1, 2]}
+    for bad in ("width", "=3", "2x=1"):
+        with pytest.raises(ValueError, match="KEY=VALUE"):
+            parse_model_args([bad])
