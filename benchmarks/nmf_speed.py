@@ -312,7 +312,7 @@ def run_throughput_sweep(
     gen = torch.Generator(device=dev).manual_seed(seed)
     for m, n, r in sizes:
         row: dict[str, Any] = {"m": m, "n": n, "rank": r}
-        V = W0 = H0 = None
+        V = W0 = H0 = Ht = None
         try:
             V = torch.rand(m, n, generator=gen, device=dev, dtype=tdtype)
             avg = float(V.mean() / r) ** 0.5
@@ -341,8 +341,8 @@ def run_throughput_sweep(
             log(f"  {m}x{n} rank {r}: out of memory, sweep stops here")
             rows.append(row)
             break
-        finally:
-            del V, W0, H0
+        finally:   # drop this size's tensors before the next one is allocated
+            V = W0 = H0 = Ht = None
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(dev)
