@@ -285,6 +285,13 @@ def _check_factor(t: torch.Tensor, name: str) -> None:
         )
 
 
+def check_pretrain(pretrain: Any) -> None:
+    """``pretrain`` is a bool or an int >= 1 (iterations per layer)."""
+    is_bool = isinstance(pretrain, (bool, np.bool_))
+    if not (is_bool or isinstance(pretrain, numbers.Integral)) or (not is_bool and pretrain < 1):
+        raise ValueError(f"pretrain must be a bool or an int >= 1 (iterations per layer), got {pretrain!r}")
+
+
 def check_positive_int(value: Any, name: str, *, allow_zero: bool = False) -> int:
     lo = 0 if allow_zero else 1
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < lo:

@@ -46,7 +46,8 @@ import torch.distributed as dist
 from . import _validation as val
 from ._init import top_svd
 from ._mu import EPSILON, Penalties, run_mu
-from .factorize import FactorizationResult, _check_common, _out, _warn_unconverged, load, make_generator
+from .factorize import (FactorizationResult, _check_common, _out, _warn_unconverged, load,
+                        make_generator, pretrain_layers)
 from .shards import ColumnShard, column_range, load_image_columns, load_npy_columns
 
 #: Columns per block of the keyed random generator: block ``b`` (global columns
@@ -423,10 +424,7 @@ def factorize_columns(
             loss_every = val.check_positive_int(loss_every, "loss_every")
         if not isinstance(init, str) or init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
-        if not (isinstance(pretrain, (bool, np.bool_)) or isinstance(pretrain, numbers.Integral)) or (
-            not isinstance(pretrain, (bool, np.bool_)) and pretrain < 1
-        ):
-            raise ValueError(f"pretrain must be a bool or an int >= 1 (iterations per layer), got {pretrain!r}")
+        val.check_pretrain(pretrain)
         init_sample = val.check_positive_int(init_sample, "init_sample")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
             raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
@@ -504,17 +502,11 @@ def factorize_columns(
         if custom is not None:
             Ws_, H_ = custom
         elif pretrain is not False and k > 1:
-            pre_iter = max_iter if pretrain is True else int(pretrain)
-            Ws_, X = [], Vt
-            for l, r in enumerate(ranks_):
-                W_l, H_l = _init_layer(comm, X, r, init, lay, seed_, l, init_sample, gen)
-                out = run_mu(X, [W_l], H_l, beta=beta_, max_iter=pre_iter, tol=tol,
-                             penalties=Penalties([pen.l1[l], pen.l1[k]], [pen.l2[l], pen.l2[k]]),
-                             eps=eps, check_every=check_every, reduce=reduce)
-                pre_hist.append(out.loss_history)
-                Ws_.append(W_l)
-                X = H_l.clamp_min(eps) if beta_ <= 0 else H_l
-            H_ = H_l
+            Ws_, H_, pre_hist = pretrain_layers(
+                Vt, ranks_,
+                lambda l, X, r: _init_layer(comm, X, r, init, lay, seed_, l, init_sample, gen),
+                beta=beta_, max_iter=max_iter if pretrain is True else int(pretrain), tol=tol,
+                penalties=pen, eps=eps, check_every=check_every, reduce=reduce)
         else:
             Ws_, X = [], Vt
             for l, r in enumerate(ranks_):

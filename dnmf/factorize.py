@@ -157,6 +157,41 @@ def _warn_unconverged(out: MUOutcome, max_iter: int, tol: float, what: str) -> N
     )
 
 
+def pretrain_layers(
+    V: torch.Tensor,
+    ranks: Sequence[int],
+    init_fn: Callable[[int, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]],
+    *,
+    beta: float,
+    max_iter: int,
+    tol: float,
+    penalties: Penalties,
+    eps: float,
+    check_every: int,
+    mask: torch.Tensor | None = None,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[list[torch.Tensor], torch.Tensor, list[np.ndarray]]:
+    """Layer-wise pretraining ``V ≈ W1 H1``, ``H1 ≈ W2 H2``, …: returns ``(Ws, H, histories)``.
+
+    ``init_fn(l, X, r)`` initialises layer ``l`` on its input ``X``; layer ``l`` gets the
+    penalties of ``Wl`` and of ``H``. ``mask`` applies to the first layer only, and ``reduce``
+    (column shards, see :func:`run_mu`) to every layer.
+    """
+    k = len(ranks)
+    Ws, hist, X, Mk = [], [], V, mask
+    for l, r in enumerate(ranks):
+        W_l, H_l = init_fn(l, X, r)
+        out = run_mu(X, [W_l], H_l, beta=beta, mask=Mk, max_iter=max_iter, tol=tol,
+                     penalties=Penalties([penalties.l1[l], penalties.l1[k]],
+                                         [penalties.l2[l], penalties.l2[k]]),
+                     eps=eps, check_every=check_every, reduce=reduce)
+        hist.append(out.loss_history)
+        Ws.append(W_l)
+        # β ≤ 0 cannot fit zeros: the next layer sees the codes floored at eps.
+        X, Mk = (H_l.clamp_min(eps) if beta <= 0 else H_l), None
+    return Ws, H_l, hist
+
+
 def factorize(
     V: Any,
     ranks: int | Sequence[int],
@@ -245,10 +280,7 @@ def factorize(
     if not isinstance(init, str):
         raise ValueError(f"init must be one of {val.INITS}, got {init!r}")
     val.check_init(init, ranks_, tuple(Vt.shape))
-    if not (isinstance(pretrain, (bool, np.bool_)) or isinstance(pretrain, numbers.Integral)) or (
-        not isinstance(pretrain, (bool, np.bool_)) and pretrain < 1
-    ):
-        raise ValueError(f"pretrain must be a bool or an int >= 1 (iterations per layer), got {pretrain!r}")
+    val.check_pretrain(pretrain)
     M = val.check_mask(mask, Vt) if mask is not None else None
     val.check_beta_zeros(Vt, beta_, M)
     k = len(ranks_)
@@ -263,18 +295,10 @@ def factorize(
         if init == "custom":
             Ws_, H_ = val.check_custom_factors(Ws, H, Vt, ranks_)
         elif pretrain is not False and k > 1:
-            pre_iter = max_iter if pretrain is True else int(pretrain)
-            Ws_, X, Mk = [], Vt, M
-            for l, r in enumerate(ranks_):
-                W_l, H_l = init_layer(X, r, init, gen)
-                out = run_mu(X, [W_l], H_l, beta=beta_, mask=Mk, max_iter=pre_iter, tol=tol,
-                             penalties=Penalties([pen.l1[l], pen.l1[k]], [pen.l2[l], pen.l2[k]]),
-                             eps=eps, check_every=check_every)
-                pre_hist.append(out.loss_history)
-                Ws_.append(W_l)
-                # β ≤ 0 cannot fit zeros: the next layer sees the codes floored at eps.
-                X, Mk = (H_l.clamp_min(eps) if beta_ <= 0 else H_l), None
-            H_ = H_l
+            Ws_, H_, pre_hist = pretrain_layers(
+                Vt, ranks_, lambda l, X, r: init_layer(X, r, init, gen), beta=beta_, mask=M,
+                max_iter=max_iter if pretrain is True else int(pretrain), tol=tol, penalties=pen,
+                eps=eps, check_every=check_every)
         else:
             Ws_, H_ = init_stack(Vt, ranks_, init, gen)
 
