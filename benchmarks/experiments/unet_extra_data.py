@@ -26,8 +26,8 @@ import torch
 from torch.utils.data import ConcatDataset, TensorDataset
 
 import convae
-from benchmarks.blur import degrade, make_blur
-from benchmarks.extra_pairs import photo_crops
+from benchmarks.blur import make_blur
+from benchmarks.extra_pairs import photo_pairs
 from benchmarks.pipeline import prepare_splits
 from benchmarks.presets import get_preset
 
@@ -54,9 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     splits = prepare_splits(preset, args.data_dir, seed=0, blur=blur)
     parts = [TensorDataset(splits.train.blurred, splits.train.sharp)]
     if args.extra > 0:   # --extra 0 is the faces-only control, trained the same way
-        sharp = photo_crops(args.extra, args.size, seed=1)
-        blurred = torch.cat([degrade(c, blur) for c in sharp.split(128)])
-        parts.append(TensorDataset(blurred, sharp))
+        parts.append(TensorDataset(*photo_pairs(args.extra, args.size, blur, seed=1)))
     train = ConcatDataset(parts)
     torch.manual_seed(0)
     model = convae.build_model("convae-unet", in_channels=3, width=args.width)
