@@ -492,12 +492,7 @@ def run_mu(
             if verbose and (check or it == max_iter):
                 _report(it, loss)
             if check:
-                cur = loss.reshape(-1).cpu()
-                rel = (prev - cur) / prev.clamp_min(np.finfo(np.float64).tiny)
-                newly = (rel < tol) & ~converged
-                n_iter[newly] = it
-                converged |= newly
-                prev = cur
+                prev = _mark_converged(loss, prev, tol, converged, n_iter, it)
                 if bool(converged.all()):
                     break
                 if batched and bool(converged.any()):
@@ -506,6 +501,24 @@ def run_mu(
                 stopped = True
                 break
     n_iter[~converged] = it
+    return _outcome(history, iters, n_iter, converged, batched, stopped)
+
+
+def _mark_converged(loss: torch.Tensor, prev: torch.Tensor, tol: float, converged: torch.Tensor,
+                    n_iter: torch.Tensor, it: int) -> torch.Tensor:
+    """Flag (in place) the matrices whose loss fell by less than ``tol`` (relative) since
+    ``prev``; returns the new reference loss."""
+    cur = loss.reshape(-1).cpu()
+    rel = (prev - cur) / prev.clamp_min(np.finfo(np.float64).tiny)
+    newly = (rel < tol) & ~converged
+    n_iter[newly] = it
+    converged |= newly
+    return cur
+
+
+def _outcome(history: list[torch.Tensor], iters: list[int], n_iter: torch.Tensor,
+             converged: torch.Tensor, batched: bool, stopped: bool = False) -> MUOutcome:
+    """Pack a run's records: scalars for one matrix, one entry per matrix for a batch."""
     hist = torch.stack([h.reshape(-1) for h in history]).cpu().numpy()
     if not batched:
         return MUOutcome(hist[:, 0], np.asarray(iters), np.asarray(int(n_iter[0])),
@@ -593,19 +606,10 @@ def run_hals_codes(
                 if verbose:
                     _report(it, cur)
                 if tol > 0 and it % check_every == 0:
-                    c = cur.reshape(-1).cpu()
-                    rel = (prev - c) / prev.clamp_min(np.finfo(np.float64).tiny)
-                    newly = (rel < tol) & ~converged
-                    n_iter[newly] = it
-                    converged |= newly
-                    prev = c
+                    prev = _mark_converged(cur, prev, tol, converged, n_iter, it)
                     if bool(converged.all()):
                         break
                     if batched and bool(converged.any()):
                         keep = converged.to(V.device).view(-1, 1)
     n_iter[~converged] = it
-    hist = torch.stack([h.reshape(-1) for h in history]).cpu().numpy()
-    if not batched:
-        return MUOutcome(hist[:, 0], np.asarray(iters), np.asarray(int(n_iter[0])),
-                         np.asarray(bool(converged[0])))
-    return MUOutcome(hist, np.asarray(iters), n_iter.numpy(), converged.numpy())
+    return _outcome(history, iters, n_iter, converged, batched)
