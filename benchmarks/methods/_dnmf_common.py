@@ -42,6 +42,21 @@ def cache_path(ctx: MethodContext, name: str, settings: dict[str, Any], key: str
     return Path(ctx.work_dir) / f"{name}-dictionary-{digest}.npz"
 
 
+def load_or_fit(ctx: MethodContext, name: str, model_cls: Any, settings: dict[str, Any],
+                key: str, fit: Callable[[Any], Any]) -> tuple[Any, Path | None, bool]:
+    """The cached dictionary for these settings and data, or a fresh ``model_cls`` fitted by
+    ``fit(model)`` and cached. Returns ``(model, cache path or None, whether it was cached)``."""
+    dev = torch.device(ctx.device)
+    path = cache_path(ctx, name, {**settings, "seed": ctx.seed}, key)
+    if path is not None and path.is_file():
+        return model_cls.load(path, device=dev), path, True
+    model = model_cls(**settings, seed=ctx.seed, device=dev)
+    fit(model)
+    if path is not None:
+        model.save(path)
+    return model, path, False
+
+
 def preset_settings(ctx: MethodContext, name: str, full: dict[str, Any],
                     tiny: dict[str, Any], small: dict[str, Any]) -> dict[str, Any]:
     """Model settings for the run's preset: ``full`` at 128 px and up, lightened by ``small``

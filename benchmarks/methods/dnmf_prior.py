@@ -80,17 +80,9 @@ class DNMFPrior(Method):
     def fit(self, train: PairSet, val: PairSet, blur: BlurLike) -> None:
         dev = torch.device(self.ctx.device)
         if self.model is None or self.loaded_from is None:
-            settings = self.model_settings()
-            key = common.data_key(train.sharp)
-            path = common.cache_path(self.ctx, self.name, {**settings, "seed": self.ctx.seed}, key)
-            if path is not None and path.is_file():
-                self.model = DeepNMFPrior.load(path, device=dev)
-                self.cache_hit = True
-            else:
-                self.model = DeepNMFPrior(**settings, seed=self.ctx.seed, device=dev)
-                self.model.fit(train.sharp)
-                if path is not None:
-                    self.model.save(path)
+            self.model, path, self.cache_hit = common.load_or_fit(
+                self.ctx, self.name, DeepNMFPrior, self.model_settings(),
+                common.data_key(train.sharp), lambda model: model.fit(train.sharp))
             self.cache_file = str(path) if path is not None else None
         if val is None or not len(val):
             return

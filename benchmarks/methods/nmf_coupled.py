@@ -56,18 +56,10 @@ class NMFCoupled(Method):
     def fit(self, train: PairSet, val: PairSet, blur: BlurLike) -> None:
         if self.model is not None and self.loaded_from is not None:
             return
-        dev = torch.device(self.ctx.device)
-        settings = self.model_settings()
-        key = common.data_key(train.blurred, train.sharp)
-        path = common.cache_path(self.ctx, self.name, {**settings, "seed": self.ctx.seed}, key)
-        if path is not None and path.is_file():
-            self.model = CoupledDeblur.load(path, device=dev)
-            self.cache_hit = True
-        else:
-            self.model = CoupledDeblur(**settings, seed=self.ctx.seed, device=dev)
-            self.model.fit(train.blurred, train.sharp)
-            if path is not None:
-                self.model.save(path)
+        self.model, path, self.cache_hit = common.load_or_fit(
+            self.ctx, self.name, CoupledDeblur, self.model_settings(),
+            common.data_key(train.blurred, train.sharp),
+            lambda model: model.fit(train.blurred, train.sharp))
         self.cache_file = str(path) if path is not None else None
         if val is not None and len(val):
             t0 = time.perf_counter()
