@@ -201,7 +201,8 @@ def _train(args: argparse.Namespace, cls: type[_CNNMethod], device: "Any",
                           progress=not quiet)
     seconds = time.perf_counter() - t0
     if is_main:
-        _write_outputs(args, cls, out, preset, blur_meta, splits, result, seconds, device, info)
+        _write_outputs(args, cls, out, preset, blur_meta, splits, result, seconds, device, info,
+                       {"extra_photos": extra, "model_args": model_kwargs})
     barrier()   # the others leave only when rank 0's files are complete
     if is_main:
         best = ("none" if result.best_val_loss is None
@@ -215,8 +216,10 @@ def _train(args: argparse.Namespace, cls: type[_CNNMethod], device: "Any",
 
 def _write_outputs(args: argparse.Namespace, cls: type[_CNNMethod], out: Path, preset: Any,
                    blur_meta: dict[str, Any], splits: Any, result: convae.TrainResult,
-                   seconds: float, device: Any, info: DistributedInfo | None) -> None:
-    """Training curve and ``train.json`` (rank 0 only)."""
+                   seconds: float, device: Any, info: DistributedInfo | None,
+                   data_options: dict[str, Any]) -> None:
+    """Training curve and ``train.json`` (rank 0 only); ``data_options`` records
+    ``--extra-photos`` and ``--model-arg`` as parsed."""
     import torch
 
     if result.history:
@@ -237,7 +240,6 @@ def _write_outputs(args: argparse.Namespace, cls: type[_CNNMethod], out: Path, p
         "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
         "images_per_s": result.images_per_s, "stopped_reason": result.stopped_reason,
         "history": result.history, "versions": versions(), "git_commit": git_commit(),
-        "extra_photos": getattr(args, "extra_photos", 0) or 0,
-        "model_args": parse_model_args(getattr(args, "model_arg", []) or []),
+        **data_options,
         "device": str(device), "threads": torch.get_num_threads(),
         "distributed": distributed, "peak_rss_mib": peak_rss_mib()})
