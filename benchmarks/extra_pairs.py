@@ -38,8 +38,13 @@ def _photos(size: int, gray: bool) -> list[torch.Tensor]:
     return out
 
 
-def photo_crops(n: int, size: int, *, gray: bool = False, seed: int = 1) -> torch.Tensor:
-    """``n`` seeded random ``size``-px crops ``(n, C, size, size)`` in [0, 1] (C = 1 if gray)."""
+def photo_crops(n: int, size: int, *, gray: bool = False, seed: int = 1,
+                augment: bool = False) -> torch.Tensor:
+    """``n`` seeded random ``size``-px crops ``(n, C, size, size)`` in [0, 1] (C = 1 if gray).
+
+    ``augment``: each crop also gets one of the 8 flips / quarter turns of the square, drawn
+    from the same seed.  That is safe for any blur because the pairs are degraded afterwards.
+    """
     if n < 0:
         raise ValueError(f"the number of extra photo crops must be >= 0, got {n}")
     photos = _photos(size, gray)
@@ -52,14 +57,20 @@ def photo_crops(n: int, size: int, *, gray: bool = False, seed: int = 1) -> torc
         p = photos[int(torch.randint(len(photos), (1,), generator=gen))]
         y = int(torch.randint(p.shape[1] - size + 1, (1,), generator=gen))
         x = int(torch.randint(p.shape[2] - size + 1, (1,), generator=gen))
-        out[i] = p[:, y:y + size, x:x + size]
+        crop = p[:, y:y + size, x:x + size]
+        if augment:
+            k = int(torch.randint(8, (1,), generator=gen))
+            crop = torch.rot90(crop, k % 4, dims=(1, 2))
+            if k >= 4:
+                crop = crop.flip(2)
+        out[i] = crop
     return out
 
 
 def photo_pairs(n: int, size: int, blur: BlurOperator, *, gray: bool = False, noise: float = 0.0,
-                seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+                seed: int = 1, augment: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """``(blurred, sharp)``: :func:`photo_crops` degraded like the benchmark's images."""
-    sharp = photo_crops(n, size, gray=gray, seed=seed)
+    sharp = photo_crops(n, size, gray=gray, seed=seed, augment=augment)
     if n == 0:
         return sharp.clone(), sharp
     gen = torch.Generator().manual_seed(seed + 1)

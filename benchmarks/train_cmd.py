@@ -55,6 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-minutes", type=float, help="wall-clock cap of this call")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"],
+                   help="constant (default) or cosine decay to 0 over --epochs or over "
+                        "--max-minutes, whichever ends first")
     p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     p.add_argument("--resume", help="last.pt of an interrupted run to continue")
     p.add_argument("--device", default="cpu")
@@ -64,6 +67,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--extra-photos", type=int, default=0, metavar="N",
                    help="add N random crops of scikit-image's bundled photographs, degraded "
                         "the same way, to the training pairs (validation/test stay faces)")
+    p.add_argument("--augment-photos", action="store_true",
+                   help="give each extra photo crop a random flip / 90-degree turn before "
+                        "it is degraded (8 variants of every crop)")
     p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="model constructor argument, repeatable (e.g. --model-arg width=32)")
     p.add_argument("--distributed", action="store_true",
@@ -152,6 +158,8 @@ def _train(args: argparse.Namespace, cls: type[_CNNMethod], device: "Any",
     import torch
 
     is_main = info is None or info.is_main
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.benchmark = True   # one image size: let cuDNN time its kernels once
     quiet = args.quiet or not is_main
     world = info.world_size if info is not None else 1
     preset = get_preset(args.preset).with_overrides(size=args.size, gray=args.gray,
@@ -170,6 +178,7 @@ def _train(args: argparse.Namespace, cls: type[_CNNMethod], device: "Any",
         print(f"data: {splits.source}; train {len(splits.train)} / val {len(splits.val)} images, "
               f"{preset.size}px", file=sys.stderr)
     options = {k: v for k, v in {"batch_size": args.batch_size, "lr": args.lr,
+                                 "lr_schedule": getattr(args, "lr_schedule", None),
                                  "amp": args.amp or None,
                                  "model_kwargs": model_kwargs or None}.items() if v is not None}
     method = cls(MethodContext(preset=preset, device=device, seed=args.seed, work_dir=out,
@@ -185,7 +194,8 @@ def _train(args: argparse.Namespace, cls: type[_CNNMethod], device: "Any",
         from benchmarks.extra_pairs import photo_pairs
 
         eb, es = photo_pairs(extra, preset.size, blur, gray=train_s.shape[1] == 1,
-                             noise=args.noise, seed=args.seed + 1)
+                             noise=args.noise, seed=args.seed + 1,
+                             augment=bool(getattr(args, "augment_photos", False)))
         train_b, train_s = torch.cat([train_b, eb]), torch.cat([train_s, es])
         if not quiet:
             print(f"training pairs: {len(splits.train)} faces + {extra} photo crops", file=sys.stderr)
@@ -202,7 +212,8 @@ def _train(args: argparse.Namespace, cls: type[_CNNMethod], device: "Any",
     seconds = time.perf_counter() - t0
     if is_main:
         _write_outputs(args, cls, out, preset, blur_meta, splits, result, seconds, device, info,
-                       {"extra_photos": extra, "model_args": model_kwargs})
+                       {"extra_photos": extra, "model_args": model_kwargs,
+                        "augment_photos": bool(getattr(args, "augment_photos", False))})
     barrier()   # the others leave only when rank 0's files are complete
     if is_main:
         best = ("none" if result.best_val_loss is None

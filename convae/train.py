@@ -66,7 +66,8 @@ LAST_NAME = "last.pt"
 
 # Config fields whose change between a run and its resume breaks exact equivalence.
 _TRAJECTORY_FIELDS = ("batch_size", "lr", "ssim_weight", "seed", "amp", "amp_dtype",
-                      "drop_last")
+                      "drop_last", "lr_schedule")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -76,6 +77,7 @@ class TrainConfig:
     epochs: int = 100                 # total epochs (a resumed run continues up to this)
     batch_size: int = 64
     lr: float = 1e-3                  # Adam
+    lr_schedule: str = "constant"     # or "cosine": decay to 0 over the epochs / time budget
     ssim_weight: float = DEFAULT_SSIM_WEIGHT   # loss = MSE + ssim_weight * (1 - SSIM)
     max_minutes: float | None = None  # wall-clock budget of this call; checked at epoch ends
     seed: int = 0                     # seeds the shuffling generator (not model init)
@@ -99,6 +101,8 @@ class TrainConfig:
             raise bad("batch_size", "an int >= 1")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise bad("lr", "a positive float")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise bad("lr_schedule", " or ".join(repr(x) for x in LR_SCHEDULES))
         if self.ssim_weight < 0:
             raise bad("ssim_weight", ">= 0")
         if self.max_minutes is not None and not self.max_minutes > 0:
@@ -150,6 +154,11 @@ class TrainResult:
 
 # --------------------------------------------------------------------------- data
 
+def cosine_factor(progress: float) -> float:
+    """Cosine decay from 1 (progress 0) to 0 (progress >= 1) of the ``cosine`` lr schedule."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+
+
 def _check_images(t: torch.Tensor, what: str) -> None:
     if not t.is_floating_point():
         raise ValueError(f"{what} must be a float tensor in [0, 1], got dtype {t.dtype}")
@@ -200,11 +209,24 @@ class _PairData:
                             f"an object with .blurred/.sharp, or a torch Dataset of pairs; "
                             f"got {type(data).__name__}")
 
+    def keep_on(self, device: torch.device, *, max_fraction: float = 0.5) -> bool:
+        """Move tensor pairs onto a CUDA ``device`` once, so batches are gathered there (no
+        host copy per step), when they take at most ``max_fraction`` of its free memory.
+        Returns whether they are there; a Dataset or a CPU device leaves things as they are."""
+        if self.dataset is not None or device.type != "cuda":
+            return False
+        free, _ = torch.cuda.mem_get_info(device)
+        if 2 * self.blurred.numel() * self.blurred.element_size() > max_fraction * free:
+            return False
+        self.blurred, self.sharp = self.blurred.to(device), self.sharp.to(device)
+        return True
+
     def batches(self, index_batches: Sequence[torch.Tensor], device: torch.device,
                 num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         non_blocking = device.type == "cuda"
         if self.dataset is None:
             for idx in index_batches:
+                idx = idx.to(self.blurred.device)
                 yield (self.blurred[idx].to(device, non_blocking=non_blocking),
                        self.sharp[idx].to(device, non_blocking=non_blocking))
             return
@@ -466,6 +488,9 @@ def train(model: nn.Module, train_data: Any, val_data: Any = None,
 
     tr = _PairData(train_data, "train_data")
     va = _PairData(val_data, "val_data") if val_data is not None else None
+    for d in (tr, va):
+        if d is not None:
+            d.keep_on(device)
     want_c = model_kwargs.get("in_channels")
     for d in (tr, va):
         if d is not None and want_c is not None and d.channels != want_c:
@@ -543,6 +568,13 @@ def train(model: nn.Module, train_data: Any, val_data: Any = None,
     images_seen = 0
     train_time = 0.0
 
+    # Cosine schedule: progress is the larger of the epoch fraction and the fraction of this
+    # call's time budget.  The time part is read at epoch ends only (and agreed over DDP ranks)
+    # and extrapolated within an epoch from the last epoch's length, so every rank and every
+    # step of an epoch sees the same lr.
+    budget_s = 60.0 * config.max_minutes if config.max_minutes is not None else None
+    time_p0 = time_p_epoch = 0.0
+
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
         base.train()
@@ -557,7 +589,14 @@ def train(model: nn.Module, train_data: Any, val_data: Any = None,
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         done = 0
         last_post = 0.0
-        for b, s in tr.batches(idx_batches, device, config.num_workers):
+        for step, (b, s) in enumerate(tr.batches(idx_batches, device, config.num_workers)):
+            if config.lr_schedule == "cosine":
+                frac = step / len(idx_batches)
+                done_frac = (epoch + frac) / config.epochs
+                if budget_s is not None:
+                    done_frac = max(done_frac, time_p0 + frac * time_p_epoch)
+                for g in optimizer.param_groups:
+                    g["lr"] = config.lr * cosine_factor(done_frac)
             autocast = (torch.autocast("cuda", dtype=amp_dtype) if use_amp
                         else contextlib.nullcontext())
             with autocast:
@@ -629,12 +668,15 @@ def train(model: nn.Module, train_data: Any, val_data: Any = None,
                        f"{' (best)' if improved else ''}  {seconds:.1f} s  "
                        f"{rec['images_per_s']:.1f} img/s")
         stop_cb = bool(callback is not None and callback(rec))
-        stop_time = (config.max_minutes is not None
-                     and time.perf_counter() - t_start >= 60.0 * config.max_minutes)
+        if budget_s is not None:
+            time_p0, time_p_epoch = (time.perf_counter() - t_start) / budget_s, seconds / budget_s
+        stop_time = budget_s is not None and time_p0 >= 1.0
         if ddp:   # every rank must leave the loop at the same epoch, or the others hang
-            flags = torch.tensor([float(stop_cb), float(stop_time)], device=device)
+            flags = torch.tensor([float(stop_cb), float(stop_time), time_p0, time_p_epoch],
+                                 dtype=torch.float64, device=device)
             dist.all_reduce(flags, op=dist.ReduceOp.MAX)
             stop_cb, stop_time = bool(flags[0].item()), bool(flags[1].item())
+            time_p0, time_p_epoch = float(flags[2].item()), float(flags[3].item())
         if stop_cb:
             stopped = "callback"
             break

@@ -9,7 +9,7 @@ A concrete method only names its architecture and constructor keywords::
 
 Training budget comes from ``ctx.preset`` (epochs, max_minutes, batch_size), overridden by
 ``ctx.options`` keys ``epochs``, ``max_minutes``, ``batch_size``, ``lr`` (also ``amp``,
-``compile``).  All training, checkpoint and model code lives in :mod:`convae`.
+``compile``, ``lr_schedule``).  All training, checkpoint and model code lives in :mod:`convae`.
 """
 from __future__ import annotations
 
@@ -74,7 +74,8 @@ class _CNNMethod(Method):
                                  seed=self.ctx.seed,
                                  device=str(self.device))
         for key, conv in (("epochs", int), ("max_minutes", float), ("batch_size", int),
-                          ("lr", float), ("amp", bool), ("compile", bool)):
+                          ("lr", float), ("amp", bool), ("compile", bool),
+                          ("lr_schedule", str)):
             if o.get(key) is not None:
                 setattr(cfg, key, conv(o[key]))
         cfg.validate()

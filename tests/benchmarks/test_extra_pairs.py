@@ -17,6 +17,19 @@ def test_crops_are_seeded_in_range_and_varied():
     assert photo_crops(2, 32, gray=True).shape == (2, 1, 32, 32)
 
 
+def test_augmented_crops_are_flips_and_turns_of_the_photo(monkeypatch):
+    import benchmarks.extra_pairs as ep
+    photo = torch.arange(3 * 8 * 8, dtype=torch.float32).reshape(3, 8, 8) / 191.0
+    monkeypatch.setattr(ep, "_photos", lambda size, gray: [photo])   # one 8x8 crop position
+    variants = [torch.rot90(photo, k, dims=(1, 2)) for k in range(4)]
+    variants += [v.flip(2) for v in variants]
+    out = ep.photo_crops(40, 8, seed=5, augment=True)
+    hits = [next(i for i, v in enumerate(variants) if torch.equal(c, v)) for c in out]
+    assert len(set(hits)) >= 6                                   # the 8 variants are drawn
+    assert torch.equal(out, ep.photo_crops(40, 8, seed=5, augment=True))
+    assert all(torch.equal(c, photo) for c in ep.photo_crops(5, 8, seed=5))   # off: as is
+
+
 def test_pairs_are_degraded_by_the_benchmark_operator():
     blur = make_blur(kernel_size=7, sigma=1.0)
     b, s = photo_pairs(3, 24, blur, seed=2)

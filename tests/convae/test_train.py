@@ -197,6 +197,67 @@ def test_config_round_trip():
     assert dataclasses.asdict(c)["batch_size"] == 64
 
 
+def test_cosine_factor():
+    from convae.train import cosine_factor
+    assert cosine_factor(0.0) == 1.0 and cosine_factor(-1.0) == 1.0
+    assert cosine_factor(0.5) == pytest.approx(0.5)
+    assert cosine_factor(1.0) == pytest.approx(0.0) and cosine_factor(3.0) == pytest.approx(0.0)
+
+
+def test_cosine_schedule_decays_lr_per_step(pairs, capsys):
+    from convae.train import cosine_factor
+    b, s = pairs(16)   # batch 8: 2 steps per epoch, 3 epochs = 6 steps
+    r = train(tiny_model(), (b, s), None, cfg(epochs=3, lr=1e-2, lr_schedule="cosine"),
+              progress=False)
+    # history records the lr of each epoch's last step: step 2e+1 of 6
+    want = [1e-2 * cosine_factor((2 * e + 1) / 6) for e in range(3)]
+    assert [h["lr"] for h in r.history] == pytest.approx(want)
+    assert capsys.readouterr().err == ""   # progress=False stays silent with a schedule
+    const = train(tiny_model(), (b, s), None, cfg(epochs=3, lr=1e-2), progress=False)
+    assert [h["lr"] for h in const.history] == [1e-2] * 3
+
+
+def test_cosine_schedule_follows_the_time_budget(pairs):
+    from convae.train import cosine_factor
+    b, s = pairs(16)
+    # a tiny budget is used up after the first epoch: the next epoch's lr is near 0,
+    # below what the epoch count alone gives, and training stops there
+    r = train(tiny_model(), (b, s), None,
+              cfg(epochs=50, lr=1e-2, lr_schedule="cosine", max_minutes=1e-6), progress=False)
+    assert r.stopped_reason == "max_minutes" and r.epochs_run == 1
+    assert r.history[0]["lr"] == pytest.approx(1e-2 * cosine_factor(1 / 100))
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="linear").validate()
+
+
+def test_cosine_schedule_time_part_outpaces_the_epoch_count(pairs, monkeypatch):
+    from convae.train import cosine_factor
+    ct = __import__("sys").modules["convae.train"]   # the module (convae.train is also a function)
+    clock = iter(range(0, 10**6, 2))   # a slow fake clock: 2 s per reading
+    monkeypatch.setattr(ct.time, "perf_counter", lambda: float(next(clock)))
+    b, s = pairs(16)
+    r = train(tiny_model(), (b, s), None,
+              cfg(epochs=50, lr=1e-2, lr_schedule="cosine", max_minutes=1.0), progress=False)
+    by_epochs = [1e-2 * cosine_factor((e + 0.5) / 50) for e in range(len(r.history))]
+    assert r.stopped_reason == "max_minutes" and 2 < r.epochs_run < 50
+    assert r.history[0]["lr"] == pytest.approx(by_epochs[0])   # no time estimate yet
+    assert all(h["lr"] < want for h, want in zip(r.history[1:], by_epochs[1:]))
+    assert r.history[-1]["lr"] < 0.2 * by_epochs[-1]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_keeps_tensor_pairs_on_the_device(pairs):
+    from convae.train import _PairData
+    b, s = pairs(8)
+    d = _PairData((b, s), "train_data")
+    assert d.keep_on(torch.device("cuda")) and d.blurred.is_cuda and d.sharp.is_cuda
+    assert not b.is_cuda   # the caller's tensors stay where they were
+    (gb, gs), = d.batches([torch.tensor([3, 1])], torch.device("cuda"))
+    assert torch.equal(gb.cpu(), b[[3, 1]]) and torch.equal(gs.cpu(), s[[3, 1]])
+    assert not _PairData((b, s), "x").keep_on(torch.device("cpu"))
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("amp", [False, True])
