@@ -76,3 +76,35 @@ def photo_pairs(n: int, size: int, blur: BlurOperator, *, gray: bool = False, no
     gen = torch.Generator().manual_seed(seed + 1)
     blurred = torch.cat([degrade(c, blur, noise=noise, generator=gen) for c in sharp.split(128)])
     return blurred, sharp
+
+
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k``-th (0..7) flip / quarter turn of the last two dims: ``rot90`` by ``k % 4``,
+    then a left-right flip when ``k >= 4`` (``k = 0`` is the identity)."""
+    y = torch.rot90(x, k % 4, dims=(-2, -1))
+    return y.flip(-1) if k >= 4 else y
+
+
+def psf_symmetries(blur: BlurOperator) -> list[int]:
+    """The ``k`` of :func:`dihedral` under which ``blur`` maps transformed images to the
+    transformed blur: those leaving its (odd-sized, centred) kernel unchanged.  The reflect
+    boundary commutes with all eight; an even-sized kernel's centring does not, so only the
+    identity is returned for it."""
+    kern = blur.kernel
+    if kern.shape[0] % 2 == 0 or kern.shape[1] % 2 == 0:
+        return [0]
+    return [k for k in range(8) if dihedral(kern, k).shape == kern.shape
+            and torch.allclose(dihedral(kern, k), kern, rtol=1e-6, atol=1e-12)]
+
+
+def dihedral_pairs(blurred: torch.Tensor, sharp: torch.Tensor,
+                   blur: BlurOperator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training pairs and their flips / turns, for each one the blur is symmetric under
+    (all eight for the Gaussian): exact extra pairs, since transforming a degraded image equals
+    degrading the transformed one.  Quarter turns need square images and are skipped otherwise."""
+    ks = [k for k in psf_symmetries(blur) if k % 2 == 0 or blurred.shape[-1] == blurred.shape[-2]]
+    if ks == [0]:
+        raise ValueError("the blur kernel is not symmetric under any flip or quarter turn, so "
+                         "flipped training pairs would be wrong; drop --augment-faces")
+    return (torch.cat([dihedral(blurred, k) for k in ks]),
+            torch.cat([dihedral(sharp, k) for k in ks]))

@@ -467,7 +467,8 @@ def to_markdown(out: dict[str, Any]) -> str:
                       f"{b['n_iter']} iterations", "",
                   "| method | seconds | speed-up | mean final loss |", "|---|---|---|---|",
                   f"| dnmf, one batched call | {b['dnmf_batched_s']:.3f} | "
-                  f"{b.get('speedup', float('nan')):.1f}× | {b['dnmf_mean_loss']:.6e} |"]
+                  + (f"{b['speedup']:.1f}×" if "speedup" in b else "–")
+                  + f" | {b['dnmf_mean_loss']:.6e} |"]
         if "sklearn_loop_s" in b:
             lines.append(f"| scikit-learn NMF(mu), loop | {b['sklearn_loop_s']:.3f} | 1.0× | {b['sklearn_mean_loss']:.6e} |")
             lines.append(f"\nlargest per-matrix loss difference: {100 * b['max_loss_rel_diff']:.3f}%")

@@ -70,6 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augment-photos", action="store_true",
                    help="give each extra photo crop a random flip / 90-degree turn before "
                         "it is degraded (8 variants of every crop)")
+    p.add_argument("--augment-faces", action="store_true",
+                   help="add the flips / 90-degree turns of the training faces under which the "
+                        "blur kernel is symmetric (all 8 for the Gaussian); exact extra pairs")
     p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="model constructor argument, repeatable (e.g. --model-arg width=32)")
     p.add_argument("--distributed", action="store_true",
@@ -190,6 +193,12 @@ def _train(args: argparse.Namespace, cls: type[_CNNMethod], device: "Any",
             out.rmdir()
         raise ValueError(f"{args.model}: bad --model-arg ({exc})") from None
     train_b, train_s = splits.train.blurred, splits.train.sharp
+    if getattr(args, "augment_faces", False):
+        from benchmarks.extra_pairs import dihedral_pairs
+
+        train_b, train_s = dihedral_pairs(train_b, train_s, blur)
+        if not quiet:
+            print(f"training faces with flips / turns: {len(train_b)} pairs", file=sys.stderr)
     if extra:
         from benchmarks.extra_pairs import photo_pairs
 
@@ -198,7 +207,8 @@ def _train(args: argparse.Namespace, cls: type[_CNNMethod], device: "Any",
                              augment=bool(getattr(args, "augment_photos", False)))
         train_b, train_s = torch.cat([train_b, eb]), torch.cat([train_s, es])
         if not quiet:
-            print(f"training pairs: {len(splits.train)} faces + {extra} photo crops", file=sys.stderr)
+            print(f"training pairs: {len(train_b) - extra} faces + {extra} photo crops",
+                  file=sys.stderr)
     config = method.train_config()
     if info is not None and not quiet:
         print(f"distributed: {world} processes ({info.backend}), batch {config.batch_size} per "
@@ -213,7 +223,8 @@ def _train(args: argparse.Namespace, cls: type[_CNNMethod], device: "Any",
     if is_main:
         _write_outputs(args, cls, out, preset, blur_meta, splits, result, seconds, device, info,
                        {"extra_photos": extra, "model_args": model_kwargs,
-                        "augment_photos": bool(getattr(args, "augment_photos", False))})
+                        "augment_photos": bool(getattr(args, "augment_photos", False)),
+                        "augment_faces": bool(getattr(args, "augment_faces", False))})
     barrier()   # the others leave only when rank 0's files are complete
     if is_main:
         best = ("none" if result.best_val_loss is None

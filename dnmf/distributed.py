@@ -214,7 +214,7 @@ def _global_mean(comm: _Comm, X: torch.Tensor, n: int) -> torch.Tensor:
 
 def _random_layer(comm: _Comm, X: torch.Tensor, r: int, lay: _Layout, seed: int, layer: int):
     """|N(0, 1)| · sqrt(mean(X) / r), as ``dnmf._init.random_init``, with keyed draws."""
-    avg = (_global_mean(comm, X, lay.n) / r).sqrt()
+    avg = float((_global_mean(comm, X, lay.n) / r).sqrt())   # a float: the draws are on the CPU
     p, off = X.shape[0], lay.offsets[comm.rank]
     W = (avg * _keyed_normal(seed, _TAG_W, layer, p, r).abs()).to(X.device, X.dtype)
     H = avg * keyed_column_normal(seed, layer, r, off, off + X.shape[1]).abs()

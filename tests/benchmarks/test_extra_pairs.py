@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from benchmarks.blur import degrade, make_blur
-from benchmarks.extra_pairs import photo_crops, photo_pairs
+from benchmarks.blur import BlurOperator
+from benchmarks.extra_pairs import dihedral, dihedral_pairs, photo_crops, photo_pairs, psf_symmetries
 from benchmarks.train_cmd import parse_model_args
 
 
@@ -53,3 +54,30 @@ def test_parse_model_args():
     for bad in ("width", "=3", "2x=1"):
         with pytest.raises(ValueError, match="KEY=VALUE"):
             parse_model_args([bad])
+
+
+def test_flipped_pairs_are_exact_for_a_symmetric_blur():
+    blur = make_blur(kernel_size=7, sigma=1.5)
+    assert psf_symmetries(blur) == list(range(8))
+    s = photo_crops(2, 24, seed=4)
+    b = degrade(s, blur)
+    for k in range(8):   # transforming the degraded image = degrading the transformed one
+        diff = (dihedral(b, k) - degrade(dihedral(s, k), blur)).abs()
+        assert diff.max() <= 1 / 255 + 1e-6 and (diff > 0).float().mean() < 1e-3
+    fb, fs = dihedral_pairs(b, s, blur)
+    assert fb.shape == fs.shape == (16, 3, 24, 24)
+    assert torch.equal(fb[:2], b) and torch.equal(fs[2:4], dihedral(s, 1))
+
+
+def test_flipped_pairs_respect_an_asymmetric_blur():
+    k = torch.zeros(5, 5)
+    k[2, 1:4] = 1.0                       # a horizontal line: symmetric under the 180 turn and flips
+    line = BlurOperator(k)
+    assert psf_symmetries(line) == [0, 2, 4, 6]
+    s = photo_crops(1, 16, seed=1)
+    fb, _ = dihedral_pairs(degrade(s, line), s, line)
+    assert len(fb) == 4
+    k[0, 0] = 1.0                         # no symmetry left
+    with pytest.raises(ValueError, match="not symmetric"):
+        dihedral_pairs(s, s, BlurOperator(k))
+    assert psf_symmetries(BlurOperator(torch.ones(4, 4))) == [0]   # even size: centring differs

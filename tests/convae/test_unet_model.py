@@ -142,7 +142,9 @@ def test_cuda_forward_and_training(pairs):
     m = randomize(tiny())
     x = torch.rand(2, 3, 37, 31)
     ref = m.eval()(x)
-    torch.testing.assert_close(m.cuda()(x.cuda()).cpu(), ref, atol=1e-4, rtol=1e-4)
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):   # TF32 differs by ~1e-3
+        got = m.cuda()(x.cuda()).cpu()
+    torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
     b, s = pairs(8)
     r = train(tiny(), (b, s), (b[:2], s[:2]),
               TrainConfig(epochs=2, batch_size=4, device="cuda", amp=True), progress=False)
