@@ -67,3 +67,15 @@ def test_throughput_sweep_cuda():
     out = nmf_speed.run_throughput_sweep([(256, 192, 16)], n_iter=3, repeats=1, device="cuda", log=None)
     r = out["sweep"][0]
     assert r["iterations"] == 3 and r["tflops"] > 0 and r["peak_mem_gib"] > 0
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_run_nmf_speed_cuda_times_sklearn_on_the_host():
+    out = nmf_speed.run_nmf_speed(m=64, n=48, rank=4, n_iter=5, repeats=1, threads=1, layers=(),
+                                  batch=(4, 10, 12, 2), batch_iter=5, include_torchnmf=False,
+                                  device="cuda", log=None)
+    k1, sk = out["results"][0], out["results"][1]
+    assert sk["method"] == "sklearn NMF(mu)" and k1["tflops"] > 0
+    assert abs(k1["final_loss"] / sk["final_loss"] - 1) < 1e-4   # float32 on the GPU
+    assert out["batched"]["speedup"] > 0 and any("CPU" in n for n in out["notes"])
