@@ -54,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     checkpoints=_parse_checkpoints(args.checkpoint),
                     save_images=args.save_images, quiet=args.quiet, epochs=args.epochs,
                     max_minutes=args.max_minutes, max_images=args.max_images,
-                    batch_size=args.batch_size)
+                    batch_size=args.batch_size, tta=args.tta)
     run_benchmark(cfg)
     return 0
 
@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="CNN training epochs (overrides the preset)")
     p.add_argument("--max-minutes", type=float, help="CNN training time cap per method")
     p.add_argument("--batch-size", type=int, help="CNN training batch (overrides the method's)")
+    p.add_argument("--tta", action="store_true",
+                   help="CNNs restore with the 8-flip/turn self-ensemble (8x inference time; "
+                        "needs a blur symmetric under flips and quarter turns)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("restore", help="deblur your own images with one method")
@@ -149,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--method", required=True, help="method name (see `list`)")
     p.add_argument("--checkpoint", help="trained checkpoint for learned methods")
+    p.add_argument("--tta", action="store_true",
+                   help="CNNs: average the restorations of the 8 flips/turns (8x slower)")
     p.add_argument("--out", required=True, help="folder for the restored PNGs")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--gray", action="store_true", help="process as grayscale")

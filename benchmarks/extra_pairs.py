@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from benchmarks.blur import BlurOperator, degrade
+from convae.tta import dihedral
 from benchmarks.faces import EMBEDDED_PHOTOS
 
 
@@ -59,10 +60,7 @@ def photo_crops(n: int, size: int, *, gray: bool = False, seed: int = 1,
         x = int(torch.randint(p.shape[2] - size + 1, (1,), generator=gen))
         crop = p[:, y:y + size, x:x + size]
         if augment:
-            k = int(torch.randint(8, (1,), generator=gen))
-            crop = torch.rot90(crop, k % 4, dims=(1, 2))
-            if k >= 4:
-                crop = crop.flip(2)
+            crop = dihedral(crop, int(torch.randint(8, (1,), generator=gen)))
         out[i] = crop
     return out
 
@@ -76,13 +74,6 @@ def photo_pairs(n: int, size: int, blur: BlurOperator, *, gray: bool = False, no
     gen = torch.Generator().manual_seed(seed + 1)
     blurred = torch.cat([degrade(c, blur, noise=noise, generator=gen) for c in sharp.split(128)])
     return blurred, sharp
-
-
-def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """The ``k``-th (0..7) flip / quarter turn of the last two dims: ``rot90`` by ``k % 4``,
-    then a left-right flip when ``k >= 4`` (``k = 0`` is the identity)."""
-    y = torch.rot90(x, k % 4, dims=(-2, -1))
-    return y.flip(-1) if k >= 4 else y
 
 
 def psf_symmetries(blur: BlurOperator) -> list[int]:

@@ -14,7 +14,7 @@ from benchmarks.faces import IMAGE_SUFFIXES, _read
 from benchmarks.figures import save_png
 from benchmarks.methods import MethodContext, get_method
 from benchmarks.presets import get_preset
-from benchmarks.runner import resolve_device
+from benchmarks.runner import check_tta, resolve_device
 
 
 def collect_inputs(items: list[str]) -> list[Path]:
@@ -45,8 +45,11 @@ def restore_files(args: argparse.Namespace) -> list[Path]:
         raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
     device = resolve_device(args.device)
     blur = make_blur(kernel_size=args.kernel_size, sigma=args.sigma, psf=args.psf)
+    tta = bool(getattr(args, "tta", False))
+    check_tta(tta, blur)
     ctx = MethodContext(preset=get_preset("fast"), device=device, quiet=args.quiet,
-                        blur_meta={**blur.meta(), "quantization": "8-bit"})
+                        blur_meta={**blur.meta(), "quantization": "8-bit"},
+                        options={"tta": True} if tta else {})
     method = cls(ctx)
     if args.checkpoint:
         method.load(args.checkpoint)

@@ -54,6 +54,7 @@ class RunConfig:
     max_minutes: float | None = None
     max_images: int | None = None
     batch_size: int | None = None
+    tta: bool = False            # CNNs restore with the 8-flip self-ensemble
 
     def resolved_preset(self) -> Preset:
         return get_preset(self.preset).with_overrides(
@@ -100,6 +101,16 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def check_tta(tta: bool, blur: Any) -> None:
+    """``--tta`` averages over all 8 flips / quarter turns: refuse a blur that they change."""
+    from benchmarks.extra_pairs import psf_symmetries
+
+    if tta and psf_symmetries(blur) != list(range(8)):
+        raise ValueError("--tta needs a blur kernel unchanged by flips and quarter turns (like "
+                         "the default Gaussian); this one is not, so the flipped inputs would "
+                         "be blurred differently: drop --tta")
+
+
 def default_out(preset: str) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("results") / f"{stamp}-{preset}"
@@ -126,6 +137,7 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
 
     blur = make_blur(kernel_size=cfg.kernel_size, sigma=cfg.sigma, psf=cfg.psf)
+    check_tta(cfg.tta, blur)
     t0 = time.perf_counter()
     splits = prepare_splits(preset, cfg.data_dir, seed=cfg.seed, blur=blur, noise=cfg.noise)
     data_seconds = time.perf_counter() - t0
@@ -154,7 +166,8 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
                             quiet=cfg.quiet, blur_meta=blur_meta,
                             options={k: v for k, v in {"epochs": cfg.epochs,
                                                        "max_minutes": cfg.max_minutes,
-                                                       "batch_size": cfg.batch_size}.items()
+                                                       "batch_size": cfg.batch_size,
+                                                       "tta": cfg.tta or None}.items()
                                      if v is not None})
         method = cls(ctx)
         t0 = time.perf_counter()
@@ -203,7 +216,9 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
               f"{len(splits.meta['test_ids'])} held-out identities. Blur: {blur_meta['kind']} "
               f"{blur_meta['kernel_shape'][0]}×{blur_meta['kernel_shape'][1]}"
               f"{', sigma ' + str(blur.sigma) if blur.sigma else ''}, noise {cfg.noise}, "
-              f"8-bit. Means ± 95% t-interval over test images.\n\n")
+              f"8-bit. Means ± 95% t-interval over test images."
+              f"{' CNN rows use the 8-flip test-time self-ensemble (--tta).' if cfg.tta else ''}"
+              f"\n\n")
     write_text(out / "summary.md", header + md)
     from benchmarks.io_utils import atomic_write
     atomic_write(out / "summary.csv", lambda p: summary.to_csv(p, index=False))

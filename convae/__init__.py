@@ -11,6 +11,7 @@ from convae.loss import MSESSIMLoss, mse_ssim_loss, ssim
 from convae.checkpoint import (CheckpointError, MetaMismatchWarning, check_compatible,
                                check_meta, load_model, read_checkpoint, save_checkpoint)
 from convae.train import TrainConfig, TrainResult, evaluate, plot_history, train
+from convae.tta import dihedral, self_ensemble, undo_dihedral
 
 __all__ = [
     "ConvAE", "register", "build_model", "get_architecture", "available_architectures",
@@ -19,4 +20,5 @@ __all__ = [
     "CheckpointError", "MetaMismatchWarning", "save_checkpoint", "read_checkpoint",
     "load_model", "check_compatible", "check_meta",
     "TrainConfig", "TrainResult", "train", "evaluate", "plot_history",
+    "dihedral", "undo_dihedral", "self_ensemble",
 ]

@@ -9,7 +9,7 @@ A concrete method only names its architecture and constructor keywords::
 
 Training budget comes from ``ctx.preset`` (epochs, max_minutes, batch_size), overridden by
 ``ctx.options`` keys ``epochs``, ``max_minutes``, ``batch_size``, ``lr`` (also ``amp``,
-``compile``, ``lr_schedule``).  All training, checkpoint and model code lives in :mod:`convae`.
+``compile``, ``lr_schedule``) and ``tta`` (restore with the 8-flip self-ensemble).  All training, checkpoint and model code lives in :mod:`convae`.
 """
 from __future__ import annotations
 
@@ -122,8 +122,10 @@ class _CNNMethod(Method):
                              f"{y.shape[1]} channels (RGB/gray mismatch)")
         model.eval()
         outs = []
+        tta = bool(self.ctx.options.get("tta"))
         for chunk in y.split(self.infer_batch_size):
-            out = model(chunk.to(self.device, torch.float32))
+            x = chunk.to(self.device, torch.float32)
+            out = convae.self_ensemble(model, x) if tta else model(x)
             outs.append(out.float().clamp_(0.0, 1.0).cpu())
         return torch.cat(outs) if outs else y.new_empty(y.shape, dtype=torch.float32)
 
@@ -169,6 +171,7 @@ class _CNNMethod(Method):
             best_epoch=self.result.best_epoch if self.result else None,
             stopped_reason=self.result.stopped_reason if self.result else None,
             loaded_from=self.loaded_from,
+            tta=bool(self.ctx.options.get("tta")),
         )
         shape = self.image_shape or (getattr(base, "in_channels", 3), self.ctx.preset.size,
                                      self.ctx.preset.size)

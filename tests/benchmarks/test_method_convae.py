@@ -120,3 +120,23 @@ def test_cuda_fit_restore(tmp_path):
     m.fit(pairset(8), pairset(2, seed=1), None)
     out = m.restore(pairset(3).blurred, None)
     assert out.device.type == "cpu" and out.shape == (3, 3, 32, 32)
+
+
+def test_tta_option_restores_with_the_self_ensemble():
+    m = ConvAEMethod(ctx())
+    m.model = convae.build_model("convae", in_channels=3, base_channels=4).eval()
+    y = pairset(3, seed=5).blurred
+    plain = m.restore(y, blur=None)
+    m.ctx.options["tta"] = True
+    ens = m.restore(y, blur=None)
+    torch.testing.assert_close(ens, convae.self_ensemble(m.model, y).clamp(0, 1))
+    assert not torch.allclose(ens, plain) and m.info()["tta"] is True
+
+
+def test_tta_refuses_an_asymmetric_blur():
+    from benchmarks.blur import BlurOperator, make_blur
+    from benchmarks.runner import check_tta
+    check_tta(True, make_blur())                      # the Gaussian: fine
+    check_tta(False, BlurOperator(torch.tensor([[1.0, 2.0, 0.0]])))   # off: not checked
+    with pytest.raises(ValueError, match="--tta"):
+        check_tta(True, BlurOperator(torch.tensor([[1.0, 2.0, 0.0]])))
