@@ -133,11 +133,11 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
             raise ValueError(f"--checkpoint given for {n!r}, which is not among --methods")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    blur = make_blur(kernel_size=cfg.kernel_size, sigma=cfg.sigma, psf=cfg.psf)
+    check_tta(cfg.tta, blur)             # before the run folder exists
     out = prepare_out_dir(cfg.out or default_out(preset.name), cfg.overwrite)
     torch.manual_seed(cfg.seed)
 
-    blur = make_blur(kernel_size=cfg.kernel_size, sigma=cfg.sigma, psf=cfg.psf)
-    check_tta(cfg.tta, blur)
     t0 = time.perf_counter()
     splits = prepare_splits(preset, cfg.data_dir, seed=cfg.seed, blur=blur, noise=cfg.noise)
     data_seconds = time.perf_counter() - t0

@@ -61,6 +61,11 @@ def test_run_bad_inputs(tmp_path):
     r = cli("run", "--preset", "smoke", "--data-dir", str(tmp_path / "missing"),
             "--methods", "identity", "--out", str(tmp_path / "z"))
     assert r.returncode == 1 and "not found" in r.stderr
+    import numpy as np
+    np.save(tmp_path / "line.npy", np.array([[1.0, 2.0, 0.0]]))   # changed by a left-right flip
+    r = cli("run", "--preset", "smoke", "--methods", "identity", "--psf", str(tmp_path / "line.npy"),
+            "--tta", "--out", str(tmp_path / "t"))
+    assert r.returncode == 1 and "--tta" in r.stderr and not (tmp_path / "t").exists()
 
 
 def test_report_merges_two_runs(smoke_run, tmp_path):
