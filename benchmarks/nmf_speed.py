@@ -47,6 +47,23 @@ def _time(fn: Callable[[], Any], repeats: int, device: torch.device) -> tuple[fl
     return statistics.median(times), times, out
 
 
+def _time_round_robin(fns: list[Callable[[], Any]], repeats: int,
+                      device: torch.device) -> list[tuple[float, list[float], Any]]:
+    """Like :func:`_time` for several functions, with their repeats interleaved: one warm-up
+    each, then ``repeats`` rounds that run every function once."""
+    outs = [fn() for fn in fns]
+    _sync(device)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            _sync(device)
+            t0 = time.perf_counter()
+            outs[i] = fn()
+            _sync(device)
+            times[i].append(time.perf_counter() - t0)
+    return [(statistics.median(t), t, o) for t, o in zip(times, outs)]
+
+
 def _fro_loss(V: np.ndarray, W: np.ndarray, H: np.ndarray) -> float:
     """½‖V − W H‖² in float64, by blocks of rows (same code for every method)."""
     total = 0.0
@@ -200,38 +217,53 @@ def run_nmf_speed(
         log(f"  {name:<22} {1e3 * per_iter:8.2f} ms/iter  loss {loss:.6e}")
 
     log(f"nmf-speed: V {m}x{n} rank {rank} {dtype} on {dev}, {n_iter} iterations, "
-        f"median of {repeats}, {threads} threads")
+        f"median of {repeats} interleaved rounds, {threads} threads")
     Vdev = torch.from_numpy(V).to(dev)
-    # dnmf k = 1 (the tensor input keeps the data on the device, as a user would)
-    t, times, res = _time(_dnmf_fit(Vdev, [W0], H0, n_iter, dev), repeats, dev)
-    record("dnmf k=1", t / n_iter, times, _np(res.Ws[0]), _np(res.H), res.n_iter, ranks=[rank])
-    dnmf_k1 = t / n_iter
-
+    # Each entry: name, the fit to time, and how to read (W, H, n_iter, extra) from its output.
+    # The tensor input keeps the data on the device, as a user would.
+    entries: list[tuple[str, Callable[[], Any], Callable[[Any], tuple]]] = []
+    entries.append(("dnmf k=1", _dnmf_fit(Vdev, [W0], H0, n_iter, dev),
+                    lambda res: (_np(res.Ws[0]), _np(res.H), res.n_iter, {"ranks": [rank]})))
     if include_sklearn:   # on a GPU machine: scikit-learn on its CPU, the user's alternative
         try:
-            ctx = threadpool_limits(limits=threads) if threadpool_limits else _nullcontext()
-            with ctx:
-                t, times, (W, H, n_done) = _time(_sklearn_fit(V, W0, H0, n_iter), repeats, dev)
-            record("sklearn NMF(mu)", t / n_iter, times, W, H, n_done)
+            import sklearn  # noqa: F401
+            fit = _sklearn_fit(V, W0, H0, n_iter)
+            if threadpool_limits is not None:
+                def fit(_fit=fit):
+                    with threadpool_limits(limits=threads):
+                        return _fit()
+            entries.append(("sklearn NMF(mu)", fit, lambda out: (*out, {})))
         except ImportError:
             notes.append("scikit-learn not importable: skipped")
         if dev.type != "cpu":
             notes.append(f"scikit-learn runs on this machine's CPU ({threads} threads); the "
                          f"× scikit-learn column compares {dev.type} against it")
-
     if include_torchnmf:
         try:
             import torchnmf  # noqa: F401
-            t, times, (W, H, n_done) = _time(_torchnmf_fit(V, W0, H0, n_iter, dev), repeats, dev)
-            record("torchnmf", t / n_iter, times, _np(W), _np(H), n_done)
+            entries.append(("torchnmf", _torchnmf_fit(V, W0, H0, n_iter, dev),
+                            lambda out: (_np(out[0]), _np(out[1]), out[2], {})))
         except ImportError:
             notes.append("torchnmf not importable (pip install 'deblur-toolkit[bench]'): skipped")
-
     for k in layers:
-        Ws0 = _deep_init(W0, H0, k, seed)
-        t, times, res = _time(_dnmf_fit(Vdev, Ws0, H0, n_iter, dev), repeats, dev)
-        record(f"dnmf k={k}", t / n_iter, times, _chain([_np(W) for W in res.Ws]), _np(res.H),
-               res.n_iter, ranks=[rank] * k)
+        entries.append((f"dnmf k={k}", _dnmf_fit(Vdev, _deep_init(W0, H0, k, seed), H0, n_iter, dev),
+                        lambda res, k=k: (_chain([_np(W) for W in res.Ws]), _np(res.H), res.n_iter,
+                                          {"ranks": [rank] * k})))
+
+    # Round robin: every round times each method once, so a slow spell of a shared machine
+    # hits all of them alike instead of one method's block of repeats.
+    timed = _time_round_robin([fn for _, fn, _ in entries], repeats, dev)
+    for (name, _, read), (t, times, out) in zip(entries, timed):
+        W, H, n_done, extra = read(out)
+        record(name, t / n_iter, times, W, H, n_done, **extra)
+    dnmf_k1 = timed[0][0] / n_iter
+    by_name = {name: tt for (name, _, _), tt in zip(entries, timed)}
+    if "sklearn NMF(mu)" in by_name:   # the per-round ratio: robust to drifts in machine load
+        per_round = [a / b for a, b in zip(by_name["dnmf k=1"][1], by_name["sklearn NMF(mu)"][1])]
+        paired = {"median": statistics.median(per_round), "min": min(per_round),
+                  "max": max(per_round)}
+    else:
+        paired = None
 
     ref = next((r for r in results if r["method"].startswith("sklearn")), None)
     for r in results:
@@ -248,6 +280,8 @@ def run_nmf_speed(
         "results": results,
         "notes": notes,
     }
+    if paired is not None:
+        out["k1_over_sklearn_per_round"] = paired
 
     if dev.type == "cuda":
         A = Vdev
@@ -444,7 +478,7 @@ def to_markdown(out: dict[str, Any]) -> str:
     """The results as markdown tables."""
     c, e = out["config"], out["environment"]
     lines = [f"V {c['m']}×{c['n']}, rank {c['rank']}, {c['dtype']}, {c['n_iter']} iterations, "
-             f"median of {c['repeats']} repeats, {c['threads']} threads, device {c['device']}"
+             f"median of {c['repeats']} interleaved rounds, {c['threads']} threads, device {c['device']}"
              + (f" ({e['gpu']})" if "gpu" in e else ""), ""]
     cuda = "matmul_tflops" in out
     head = "| method | ms / iteration | × scikit-learn | × dnmf k=1 | final ½‖V−WH‖² | loss vs scikit-learn |"
@@ -460,6 +494,10 @@ def to_markdown(out: dict[str, Any]) -> str:
             tf = r.get("tflops")
             line += (f" {tf:.2f} | {r['fraction_of_matmul']:.2f} |" if tf is not None else " – | – |")
         lines.append(line)
+    pr = out.get("k1_over_sklearn_per_round")
+    if pr:
+        lines.append(f"\ndnmf k=1 / scikit-learn within each round: median {pr['median']:.2f} "
+                     f"(range {pr['min']:.2f}–{pr['max']:.2f})")
     if cuda:
         lines.append(f"\ntorch.matmul ({c['m']}×{c['n']} @ {c['n']}×{c['rank']}): {out['matmul_tflops']:.2f} TFLOP/s")
     b = out.get("batched")

@@ -19,6 +19,9 @@ def test_run_nmf_speed_small():
     assert abs(k1["final_loss"] / sk["final_loss"] - 1) < 1e-5  # same iterations, same loss
     assert out["batched"]["max_loss_rel_diff"] < 1e-4
     assert "| dnmf k=1 |" in out["markdown"] and "Batched" in out["markdown"]
+    pr = out["k1_over_sklearn_per_round"]   # interleaved rounds: one ratio per round
+    assert pr["min"] <= pr["median"] <= pr["max"] and "within each round" in out["markdown"]
+    assert len(k1["repeat_ms_per_iter"]) == len(sk["repeat_ms_per_iter"]) == 1
     json.dumps(out)  # JSON-ready
 
 
