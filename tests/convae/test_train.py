@@ -245,6 +245,20 @@ def test_cosine_schedule_time_part_outpaces_the_epoch_count(pairs, monkeypatch):
     assert r.history[-1]["lr"] < 0.2 * by_epochs[-1]
 
 
+def test_cosine_schedule_resumes_exactly(pairs, tmp_path):
+    b, s = pairs(16)
+    c = cfg(epochs=3, lr=1e-2, lr_schedule="cosine", keep_best=False)
+    straight = tiny_model()
+    train(straight, (b, s), None, c, progress=False)
+    # stopped after epoch 1 of 3 (a crash, Ctrl-C): the decay continues where it was
+    train(tiny_model(), (b, s), None, c, checkpoint_dir=tmp_path, progress=False,
+          callback=lambda rec: True)
+    resumed = tiny_model(seed=9)
+    r = train(resumed, (b, s), None, c, checkpoint_dir=tmp_path, progress=False,
+              resume_from=tmp_path / "last.pt")
+    assert r.epochs_run == 2 and states_equal(straight.state_dict(), resumed.state_dict())
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_keeps_tensor_pairs_on_the_device(pairs):
