@@ -54,7 +54,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                     checkpoints=_parse_checkpoints(args.checkpoint),
                     save_images=args.save_images, quiet=args.quiet, epochs=args.epochs,
                     max_minutes=args.max_minutes, max_images=args.max_images,
-                    batch_size=args.batch_size, tta=args.tta)
+                    batch_size=args.batch_size, tta=args.tta,
+                    extra_photos=args.extra_photos, augment_photos=args.augment_photos,
+                    augment_faces=args.augment_faces, lr_schedule=args.lr_schedule)
     run_benchmark(cfg)
     return 0
 
@@ -144,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true",
                    help="CNNs restore with the 8-flip/turn self-ensemble (8x inference time; "
                         "needs a blur symmetric under flips and quarter turns)")
+    p.add_argument("--extra-photos", type=int, default=0, metavar="N",
+                   help="CNNs trained in this run also see N degraded photo crops (as train)")
+    p.add_argument("--augment-photos", action="store_true",
+                   help="flip / turn each extra photo crop before it is degraded")
+    p.add_argument("--augment-faces", action="store_true",
+                   help="CNNs also train on the exact flips / turns of the training faces")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"],
+                   help="CNN learning-rate schedule (default constant)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("restore", help="deblur your own images with one method")

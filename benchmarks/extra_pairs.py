@@ -99,3 +99,20 @@ def dihedral_pairs(blurred: torch.Tensor, sharp: torch.Tensor,
                          "flipped training pairs would be wrong; drop --augment-faces")
     return (torch.cat([dihedral(blurred, k) for k in ks]),
             torch.cat([dihedral(sharp, k) for k in ks]))
+
+
+def cnn_training_pairs(blurred: torch.Tensor, sharp: torch.Tensor, blur: BlurOperator, *,
+                       extra_photos: int = 0, augment_photos: bool = False,
+                       augment_faces: bool = False, noise: float = 0.0,
+                       seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The CNN training pairs of ``train --extra-photos/--augment-*`` (and ``run``): the
+    training faces, their exact flips/turns when ``augment_faces``, then ``extra_photos``
+    degraded photo crops (seeded by ``seed + 1``).  Validation and test never pass here."""
+    if extra_photos < 0:
+        raise ValueError(f"the number of extra photo crops must be >= 0, got {extra_photos}")
+    b, s = (dihedral_pairs(blurred, sharp, blur) if augment_faces else (blurred, sharp))
+    if extra_photos:
+        eb, es = photo_pairs(extra_photos, int(sharp.shape[-1]), blur, gray=sharp.shape[1] == 1,
+                             noise=noise, seed=seed + 1, augment=augment_photos)
+        b, s = torch.cat([b, eb]), torch.cat([s, es])
+    return b, s

@@ -35,8 +35,8 @@ def summarize(per_image: pd.DataFrame, fit_seconds: dict[str, float] | None = No
             row[f"{col}_mean"], row[f"{col}_ci95"] = mean, half
             row[f"{col}_std"] = float(d[col].std(ddof=1)) if len(d) > 1 else math.nan
         if base is not None:
-            joined = d.set_index(key).join(base[list(METRIC_COLS)], rsuffix="_base",
-                                           how="inner")
+            joined = d.set_index(key).join(   # pandas 2 and 3: no rsuffix/suffixes needed
+                base[list(METRIC_COLS)].add_suffix("_base"), how="inner")
             for col in ("psnr", "ssim"):
                 mean, half = t_interval(joined[col] - joined[f"{col}_base"])
                 row[f"d{col}_vs_{baseline}"], row[f"d{col}_vs_{baseline}_ci95"] = mean, half

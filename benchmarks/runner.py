@@ -17,9 +17,12 @@ from tqdm import tqdm
 
 from benchmarks import __version__
 from benchmarks.blur import make_blur
+from benchmarks.extra_pairs import cnn_training_pairs, psf_symmetries
 from benchmarks.figures import examples_figure, save_png
 from benchmarks.io_utils import prepare_out_dir, write_json, write_text
 from benchmarks.methods import MethodContext, get_method, registry
+from benchmarks.methods._cnn import _CNNMethod
+from benchmarks.pairs import PairSet
 from benchmarks.metrics import all_metrics
 from benchmarks.pipeline import prepare_splits
 from benchmarks.presets import Preset, get_preset
@@ -55,6 +58,11 @@ class RunConfig:
     max_images: int | None = None
     batch_size: int | None = None
     tta: bool = False            # CNNs restore with the 8-flip self-ensemble
+    # CNN rows only (as `train`): extra training pairs and the lr schedule
+    extra_photos: int = 0
+    augment_photos: bool = False
+    augment_faces: bool = False
+    lr_schedule: str | None = None
 
     def resolved_preset(self) -> Preset:
         return get_preset(self.preset).with_overrides(
@@ -101,10 +109,15 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _cnn_data_note(cfg: RunConfig) -> str:
+    parts = ["their flips/turns"] if cfg.augment_faces else []
+    parts += ([f"{cfg.extra_photos} degraded photo crops"
+               + (" (flipped/turned)" if cfg.augment_photos else "")] if cfg.extra_photos else [])
+    return f" CNNs trained here on the training images and {' and '.join(parts)}." if parts else ""
+
+
 def check_tta(tta: bool, blur: Any) -> None:
     """``--tta`` averages over all 8 flips / quarter turns: refuse a blur that they change."""
-    from benchmarks.extra_pairs import psf_symmetries
-
     if tta and psf_symmetries(blur) != list(range(8)):
         raise ValueError("--tta needs a blur kernel unchanged by flips and quarter turns (like "
                          "the default Gaussian); this one is not, so the flipped inputs would "
@@ -135,6 +148,11 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
         torch.set_num_threads(cfg.threads)
     blur = make_blur(kernel_size=cfg.kernel_size, sigma=cfg.sigma, psf=cfg.psf)
     check_tta(cfg.tta, blur)             # before the run folder exists
+    if cfg.extra_photos < 0:
+        raise ValueError(f"--extra-photos must be >= 0, got {cfg.extra_photos}")
+    if cfg.augment_faces and psf_symmetries(blur) == [0]:
+        raise ValueError("--augment-faces needs a blur kernel symmetric under some flip or "
+                         "quarter turn; this one is not: drop --augment-faces")
     out = prepare_out_dir(cfg.out or default_out(preset.name), cfg.overwrite)
     torch.manual_seed(cfg.seed)
 
@@ -151,6 +169,23 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
     blur_meta = {**blur.meta(), "noise": cfg.noise, "quantization": "8-bit"}
 
     test = splits.test
+    cnn_pairs: list[PairSet] = []
+
+    def cnn_train() -> PairSet:
+        """The CNNs' training pairs: the training faces, plus what --extra-photos and
+        --augment-* add (built once, on first use)."""
+        if not cnn_pairs:
+            b, s = cnn_training_pairs(splits.train.blurred, splits.train.sharp, blur,
+                                      extra_photos=cfg.extra_photos,
+                                      augment_photos=cfg.augment_photos,
+                                      augment_faces=cfg.augment_faces, noise=cfg.noise,
+                                      seed=cfg.seed)
+            cnn_pairs.append(splits.train if len(b) == len(splits.train) else PairSet(b, s))
+            if len(b) != len(splits.train):
+                log(cfg, f"CNN training pairs: {len(b) - cfg.extra_photos} faces + "
+                         f"{cfg.extra_photos} photo crops")
+        return cnn_pairs[0]
+
     rows: list[dict[str, Any]] = []
     fit_seconds: dict[str, float] = {}
     infos: dict[str, Any] = {}
@@ -167,7 +202,8 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
                             options={k: v for k, v in {"epochs": cfg.epochs,
                                                        "max_minutes": cfg.max_minutes,
                                                        "batch_size": cfg.batch_size,
-                                                       "tta": cfg.tta or None}.items()
+                                                       "tta": cfg.tta or None,
+                                                       "lr_schedule": cfg.lr_schedule}.items()
                                      if v is not None})
         method = cls(ctx)
         t0 = time.perf_counter()
@@ -176,7 +212,8 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
             log(cfg, f"[{name}] loaded {cfg.checkpoints[name]}")
         else:
             log(cfg, f"[{name}] fitting ...")
-            method.fit(splits.train, splits.val, blur)
+            method.fit(cnn_train() if issubclass(cls, _CNNMethod) else splits.train,
+                       splits.val, blur)
         fit_seconds[name] = time.perf_counter() - t0
         outputs = []
         t0 = time.perf_counter()
@@ -218,6 +255,7 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
               f"{', sigma ' + str(blur.sigma) if blur.sigma else ''}, noise {cfg.noise}, "
               f"8-bit. Means ± 95% t-interval over test images."
               f"{' CNN rows use the 8-flip test-time self-ensemble (--tta).' if cfg.tta else ''}"
+              f"{_cnn_data_note(cfg)}"
               f"\n\n")
     write_text(out / "summary.md", header + md)
     from benchmarks.io_utils import atomic_write

@@ -192,23 +192,16 @@ def _train(args: argparse.Namespace, cls: type[_CNNMethod], device: "Any",
         if is_main and not args.resume and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         raise ValueError(f"{args.model}: bad --model-arg ({exc})") from None
-    train_b, train_s = splits.train.blurred, splits.train.sharp
-    if getattr(args, "augment_faces", False):
-        from benchmarks.extra_pairs import dihedral_pairs
+    from benchmarks.extra_pairs import cnn_training_pairs
 
-        train_b, train_s = dihedral_pairs(train_b, train_s, blur)
-        if not quiet:
-            print(f"training faces with flips / turns: {len(train_b)} pairs", file=sys.stderr)
-    if extra:
-        from benchmarks.extra_pairs import photo_pairs
-
-        eb, es = photo_pairs(extra, preset.size, blur, gray=train_s.shape[1] == 1,
-                             noise=args.noise, seed=args.seed + 1,
-                             augment=bool(getattr(args, "augment_photos", False)))
-        train_b, train_s = torch.cat([train_b, eb]), torch.cat([train_s, es])
-        if not quiet:
-            print(f"training pairs: {len(train_b) - extra} faces + {extra} photo crops",
-                  file=sys.stderr)
+    train_b, train_s = cnn_training_pairs(
+        splits.train.blurred, splits.train.sharp, blur, extra_photos=extra,
+        augment_photos=bool(getattr(args, "augment_photos", False)),
+        augment_faces=bool(getattr(args, "augment_faces", False)), noise=args.noise,
+        seed=args.seed)
+    if not quiet and len(train_b) != len(splits.train):
+        print(f"training pairs: {len(train_b) - extra} faces + {extra} photo crops",
+              file=sys.stderr)
     config = method.train_config()
     if info is not None and not quiet:
         print(f"distributed: {world} processes ({info.backend}), batch {config.batch_size} per "
