@@ -210,13 +210,19 @@ class _FrobeniusSolver(_Base):
         m, n, r1, rk = V.shape[-2], V.shape[-1], Ws[0].shape[-1], H.shape[-2]
         kw = dict(dtype=V.dtype, device=V.device)
         # Preallocated outputs of the products that scale with m or n.
-        self.bufA = torch.empty((*lead, m, rk), **kw)
+        # V Hᵀ of a batch on the CPU is computed as (H Vᵀ)ᵀ: MKL's batched product with the
+        # small rank as the row count ran 2.3× faster than with it as the column count
+        # (256 × 64×96, rank 8). A is then a transposed view of a (rk × m) buffer, which makes
+        # the W ratio a strided op; net, a whole batched fit ran about 5 % faster.
+        self.a_transposed = bool(lead) and V.device.type == "cpu"
+        self.bufA = torch.empty((*lead, rk, m) if self.a_transposed else (*lead, m, rk), **kw)
         self.bufN1 = torch.empty((*lead, m, r1), **kw) if self.k > 1 else None
         self.bufD1 = torch.empty((*lead, m, r1), **kw)
         self.bufP = torch.empty((*lead, m, rk), **kw) if self.k > 1 else None
         self.bufPtV = torch.empty((*lead, rk, n), **kw)
         self.bufDH = torch.empty((*lead, rk, n), **kw)
         self.bufG = torch.empty((*lead, rk, rk), **kw)
+        self.bufX = torch.empty((*lead, rk, n), **kw)   # PᵀV ⊙ H of the loss, reused
 
     def sweep(self, Ws, H, active, need_loss: bool):
         V, k, upd = self.V, self.k, self.update
@@ -224,7 +230,8 @@ class _FrobeniusSolver(_Base):
         if update_ws:
             self.fixed = None
             if self.A is None:
-                self.A = self._sum(_mm(V, _mT(H), out=self.bufA))
+                self.A = self._sum(_mT(_mm(H, _mT(V), out=self.bufA)) if self.a_transposed
+                                   else _mm(V, _mT(H), out=self.bufA))
             if self.G is None:
                 self.G = self._sum(_mm(H, _mT(H), out=self.bufG))
             # Suffix factors T_l = W(l+1)…Wk and S_l Sᵀ_l = T_l (H Hᵀ) T_lᵀ, from the
@@ -284,7 +291,8 @@ class _FrobeniusSolver(_Base):
         # ½(‖V‖² − 2⟨PᵀV, H⟩ + ⟨PᵀP, HHᵀ⟩): products in the working dtype, sums in float64.
         # Row sums in the working dtype (cascade summation), the rest in float64: a float64
         # copy of the whole product would cost more than the loss is worth.
-        cross = torch.mul(PtV, H).sum(dim=-1).sum(dim=-1, dtype=torch.float64)
+        # (a fresh rk × n temporary each iteration cost page faults: 4× the multiply itself)
+        cross = torch.mul(PtV, H, out=self.bufX).sum(dim=-1).sum(dim=-1, dtype=torch.float64)
         quad = torch.mul(Qf, self.G).sum(dim=-1).sum(dim=-1, dtype=torch.float64)
         if self.reduce is not None:  # shards: sum ⟨PᵀV, H⟩ (and H's penalty) over the columns
             k = len(Ws)
