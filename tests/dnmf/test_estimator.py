@@ -37,6 +37,7 @@ def X(rng):
     return rng.random((40, 12))
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # short runs on purpose
 def test_orientation_and_attributes(X):
     est = DeepNMF(n_components=[6, 3], max_iter=300, random_state=0)
     codes = est.fit_transform(X)
@@ -99,6 +100,7 @@ def test_float32_preserved(X):
     assert est.transform(X.astype(np.float32)).dtype == np.float32
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # short runs on purpose
 def test_errors_name_parameters(X):
     with pytest.raises(ValueError, match="Negative values in data passed to DeepNMF"):
         DeepNMF(n_components=2).fit(X - 1)

@@ -50,6 +50,7 @@ def test_ranks_not_ints(V, ranks):
         dnmf.factorize(V, ranks)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # short runs on purpose
 @pytest.mark.parametrize("init", ["nndsvd", "nndsvda", "nndsvdar"])
 def test_first_rank_too_large_for_nndsvd(V, init):
     with pytest.raises(ValueError, match=r"needs the first rank <= min\(m, n\) = 8.*init='random'"):
@@ -62,6 +63,7 @@ def test_deeper_rank_too_large_for_nndsvd(V):
         dnmf.factorize(V, [3, 5])
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # short runs on purpose
 @pytest.mark.parametrize("beta", [0, -0.5, "itakura-saito"])
 def test_beta_nonpositive_with_zeros(V, beta):
     V[2, 3] = 0.0
@@ -106,6 +108,7 @@ def test_custom_wrong_sign(V):
         dnmf.factorize(V, 2, init="custom", Ws=[np.ones((10, 2))], H=np.full((2, 8), np.nan))
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # short runs on purpose
 def test_custom_factors_ignored_warning(V):
     with pytest.warns(RuntimeWarning, match="only used with init='custom'"):
         dnmf.factorize(V, 2, H=np.ones((2, 8)), max_iter=2, seed=0)
@@ -156,6 +159,7 @@ def test_bad_types(V):
         dnmf.factorize(V, 1, dtype="int32")
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # short runs on purpose
 def test_integer_input_becomes_float64():
     res = dnmf.factorize(np.arange(1, 13).reshape(3, 4), 2, max_iter=5, seed=0)
     assert res.H.dtype == np.float64
