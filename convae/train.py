@@ -152,12 +152,12 @@ class TrainResult:
         return float(sum(h["seconds"] for h in self.history))
 
 
-# --------------------------------------------------------------------------- data
-
 def cosine_factor(progress: float) -> float:
     """Cosine decay from 1 (progress 0) to 0 (progress >= 1) of the ``cosine`` lr schedule."""
     return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
 
+
+# --------------------------------------------------------------------------- data
 
 def _check_images(t: torch.Tensor, what: str) -> None:
     if not t.is_floating_point():
