@@ -101,6 +101,16 @@ def dihedral_pairs(blurred: torch.Tensor, sharp: torch.Tensor,
             torch.cat([dihedral(sharp, k) for k in ks]))
 
 
+def check_cnn_data(extra_photos: int, augment_faces: bool, blur: BlurOperator) -> None:
+    """The errors :func:`cnn_training_pairs` would raise, cheaply, for commands to call before
+    they load data or make a run folder."""
+    if extra_photos < 0:
+        raise ValueError(f"--extra-photos must be >= 0, got {extra_photos}")
+    if augment_faces and psf_symmetries(blur) == [0]:
+        raise ValueError("--augment-faces needs a blur kernel symmetric under some flip or "
+                         "quarter turn; this one is not: drop --augment-faces")
+
+
 def cnn_training_pairs(blurred: torch.Tensor, sharp: torch.Tensor, blur: BlurOperator, *,
                        extra_photos: int = 0, augment_photos: bool = False,
                        augment_faces: bool = False, noise: float = 0.0,
@@ -108,8 +118,7 @@ def cnn_training_pairs(blurred: torch.Tensor, sharp: torch.Tensor, blur: BlurOpe
     """The CNN training pairs of ``train --extra-photos/--augment-*`` (and ``run``): the
     training faces, their exact flips/turns when ``augment_faces``, then ``extra_photos``
     degraded photo crops (seeded by ``seed + 1``).  Validation and test never pass here."""
-    if extra_photos < 0:
-        raise ValueError(f"the number of extra photo crops must be >= 0, got {extra_photos}")
+    check_cnn_data(extra_photos, augment_faces, blur)
     b, s = (dihedral_pairs(blurred, sharp, blur) if augment_faces else (blurred, sharp))
     if extra_photos:
         eb, es = photo_pairs(extra_photos, int(sharp.shape[-1]), blur, gray=sharp.shape[1] == 1,

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from benchmarks import __version__
 from benchmarks.blur import make_blur
-from benchmarks.extra_pairs import cnn_training_pairs, psf_symmetries
+from benchmarks.extra_pairs import check_cnn_data, cnn_training_pairs, psf_symmetries
 from benchmarks.figures import examples_figure, save_png
 from benchmarks.io_utils import prepare_out_dir, write_json, write_text
 from benchmarks.methods import MethodContext, get_method, registry
@@ -148,11 +148,7 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
         torch.set_num_threads(cfg.threads)
     blur = make_blur(kernel_size=cfg.kernel_size, sigma=cfg.sigma, psf=cfg.psf)
     check_tta(cfg.tta, blur)             # before the run folder exists
-    if cfg.extra_photos < 0:
-        raise ValueError(f"--extra-photos must be >= 0, got {cfg.extra_photos}")
-    if cfg.augment_faces and psf_symmetries(blur) == [0]:
-        raise ValueError("--augment-faces needs a blur kernel symmetric under some flip or "
-                         "quarter turn; this one is not: drop --augment-faces")
+    check_cnn_data(cfg.extra_photos, cfg.augment_faces, blur)
     out = prepare_out_dir(cfg.out or default_out(preset.name), cfg.overwrite)
     torch.manual_seed(cfg.seed)
 
@@ -169,22 +165,17 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
     blur_meta = {**blur.meta(), "noise": cfg.noise, "quantization": "8-bit"}
 
     test = splits.test
-    cnn_pairs: list[PairSet] = []
-
-    def cnn_train() -> PairSet:
-        """The CNNs' training pairs: the training faces, plus what --extra-photos and
-        --augment-* add (built once, on first use)."""
-        if not cnn_pairs:
-            b, s = cnn_training_pairs(splits.train.blurred, splits.train.sharp, blur,
-                                      extra_photos=cfg.extra_photos,
-                                      augment_photos=cfg.augment_photos,
-                                      augment_faces=cfg.augment_faces, noise=cfg.noise,
-                                      seed=cfg.seed)
-            cnn_pairs.append(splits.train if len(b) == len(splits.train) else PairSet(b, s))
-            if len(b) != len(splits.train):
-                log(cfg, f"CNN training pairs: {len(b) - cfg.extra_photos} faces + "
-                         f"{cfg.extra_photos} photo crops")
-        return cnn_pairs[0]
+    # The CNNs' training pairs: the training faces plus what --extra-photos / --augment-*
+    # add, built only when a CNN row will be trained here.
+    cnn_train = splits.train
+    if (cfg.extra_photos or cfg.augment_faces) and any(
+            issubclass(get_method(n), _CNNMethod) and n not in cfg.checkpoints for n in names):
+        cnn_train = PairSet(*cnn_training_pairs(
+            splits.train.blurred, splits.train.sharp, blur, extra_photos=cfg.extra_photos,
+            augment_photos=cfg.augment_photos, augment_faces=cfg.augment_faces,
+            noise=cfg.noise, seed=cfg.seed))
+        log(cfg, f"CNN training pairs: {len(cnn_train) - cfg.extra_photos} faces + "
+                 f"{cfg.extra_photos} photo crops")
 
     rows: list[dict[str, Any]] = []
     fit_seconds: dict[str, float] = {}
@@ -212,7 +203,7 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
             log(cfg, f"[{name}] loaded {cfg.checkpoints[name]}")
         else:
             log(cfg, f"[{name}] fitting ...")
-            method.fit(cnn_train() if issubclass(cls, _CNNMethod) else splits.train,
+            method.fit(cnn_train if issubclass(cls, _CNNMethod) else splits.train,
                        splits.val, blur)
         fit_seconds[name] = time.perf_counter() - t0
         outputs = []

@@ -25,6 +25,7 @@ from typing import Any
 
 import convae
 from benchmarks.blur import make_blur
+from benchmarks.extra_pairs import check_cnn_data, cnn_training_pairs
 from benchmarks.io_utils import prepare_out_dir, write_json
 from benchmarks.methods import MethodContext, get_method, registry
 from benchmarks.methods._cnn import CURVE_NAME, _CNNMethod
@@ -171,10 +172,11 @@ def _train(args: argparse.Namespace, cls: type[_CNNMethod], device: "Any",
                                                     max_minutes=args.max_minutes)
     model_kwargs = parse_model_args(getattr(args, "model_arg", []) or [])
     extra = getattr(args, "extra_photos", 0) or 0
-    if extra < 0:
-        raise ValueError(f"--extra-photos must be >= 0, got {extra}")
-    out = _shared_out_dir(args, info)
+    augment_photos = bool(getattr(args, "augment_photos", False))
+    augment_faces = bool(getattr(args, "augment_faces", False))
     blur = make_blur(kernel_size=args.kernel_size, sigma=args.sigma, psf=args.psf)
+    check_cnn_data(extra, augment_faces, blur)   # before the run folder exists
+    out = _shared_out_dir(args, info)
     blur_meta = {**blur.meta(), "noise": args.noise, "quantization": "8-bit"}
     splits = prepare_splits(preset, args.data_dir, seed=args.seed, blur=blur, noise=args.noise)
     if not quiet:
@@ -192,12 +194,9 @@ def _train(args: argparse.Namespace, cls: type[_CNNMethod], device: "Any",
         if is_main and not args.resume and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         raise ValueError(f"{args.model}: bad --model-arg ({exc})") from None
-    from benchmarks.extra_pairs import cnn_training_pairs
-
     train_b, train_s = cnn_training_pairs(
         splits.train.blurred, splits.train.sharp, blur, extra_photos=extra,
-        augment_photos=bool(getattr(args, "augment_photos", False)),
-        augment_faces=bool(getattr(args, "augment_faces", False)), noise=args.noise,
+        augment_photos=augment_photos, augment_faces=augment_faces, noise=args.noise,
         seed=args.seed)
     if not quiet and len(train_b) != len(splits.train):
         print(f"training pairs: {len(train_b) - extra} faces + {extra} photo crops",
@@ -216,8 +215,7 @@ def _train(args: argparse.Namespace, cls: type[_CNNMethod], device: "Any",
     if is_main:
         _write_outputs(args, cls, out, preset, blur_meta, splits, result, seconds, device, info,
                        {"extra_photos": extra, "model_args": model_kwargs,
-                        "augment_photos": bool(getattr(args, "augment_photos", False)),
-                        "augment_faces": bool(getattr(args, "augment_faces", False))})
+                        "augment_photos": augment_photos, "augment_faces": augment_faces})
     barrier()   # the others leave only when rank 0's files are complete
     if is_main:
         best = ("none" if result.best_val_loss is None
