@@ -35,22 +35,13 @@ def _sync(device: torch.device) -> None:
 
 def _time(fn: Callable[[], Any], repeats: int, device: torch.device) -> tuple[float, list[float], Any]:
     """Median wall time of ``fn`` over ``repeats`` runs after one warm-up run."""
-    out = fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        out = fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times, out
+    return _time_round_robin([fn], repeats, device)[0]
 
 
 def _time_round_robin(fns: list[Callable[[], Any]], repeats: int,
                       device: torch.device) -> list[tuple[float, list[float], Any]]:
-    """Like :func:`_time` for several functions, with their repeats interleaved: one warm-up
-    each, then ``repeats`` rounds that run every function once."""
+    """Median wall time (with all times and the last output) of each of ``fns``: one warm-up
+    each, then ``repeats`` rounds that run every function once (interleaved repeats)."""
     outs = [fn() for fn in fns]
     _sync(device)
     times: list[list[float]] = [[] for _ in fns]
@@ -257,13 +248,7 @@ def run_nmf_speed(
         W, H, n_done, extra = read(out)
         record(name, t / n_iter, times, W, H, n_done, **extra)
     dnmf_k1 = timed[0][0] / n_iter
-    by_name = {name: tt for (name, _, _), tt in zip(entries, timed)}
-    if "sklearn NMF(mu)" in by_name:   # the per-round ratio: robust to drifts in machine load
-        per_round = [a / b for a, b in zip(by_name["dnmf k=1"][1], by_name["sklearn NMF(mu)"][1])]
-        paired = {"median": statistics.median(per_round), "min": min(per_round),
-                  "max": max(per_round)}
-    else:
-        paired = None
+    times_of = {name: tt[1] for (name, _, _), tt in zip(entries, timed)}
 
     ref = next((r for r in results if r["method"].startswith("sklearn")), None)
     for r in results:
@@ -280,8 +265,10 @@ def run_nmf_speed(
         "results": results,
         "notes": notes,
     }
-    if paired is not None:
-        out["k1_over_sklearn_per_round"] = paired
+    if "sklearn NMF(mu)" in times_of:   # the per-round ratio: robust to drifts in machine load
+        per_round = [a / b for a, b in zip(times_of["dnmf k=1"], times_of["sklearn NMF(mu)"])]
+        out["k1_over_sklearn_per_round"] = {"median": statistics.median(per_round),
+                                            "min": min(per_round), "max": max(per_round)}
 
     if dev.type == "cuda":
         A = Vdev
