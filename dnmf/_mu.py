@@ -14,7 +14,10 @@ scikit-learn's ``_fit_multiplicative_update``).
 Two solvers share that update:
 
 * ``_FrobeniusSolver`` (β = 2, no mask): touches ``V`` only through the two products ``V Hᵀ``
-  and ``Pᵀ V`` per sweep. With ``Sᵀ = Hᵀ Tᵀ`` (``T = W(l+1)…Wk``) every layer's numerator is
+  and ``Pᵀ V`` per sweep. On the CPU, when ``r1 ≤ rk``, both come from one pass over blocks of
+  rows of ``V``: ``V_i Hᵀ`` gives the rows ``W1_i`` their update (it needs nothing else from
+  other rows), and ``W1_iᵀ V_i`` is accumulated while ``V_i`` is still in cache; then
+  ``PᵀV = (W2…Wk)ᵀ (W1ᵀ V)``. Same updates, in the same order, read from memory once. With ``Sᵀ = Hᵀ Tᵀ`` (``T = W(l+1)…Wk``) every layer's numerator is
   ``(Pᵀ V Hᵀ) Tᵀ`` and every denominator ``(PᵀP) Wl (S Sᵀ)``, all built from carried
   ``(m+n)·r``-sized products and small Gram matrices. The loss comes for free from
   ``‖V‖² − 2⟨PᵀV, H⟩ + ⟨PᵀP, H Hᵀ⟩``, accumulated in float64. No ``m × n`` temporary exists.
@@ -42,6 +45,11 @@ import torch
 EPSILON = float(np.finfo(np.float32).eps)
 #: Factors below this are set to 0 for β < 1 (W) / β ≤ 1 (H), as scikit-learn does for stability.
 _TINY = float(np.finfo(np.float64).eps)
+#: Rows of ``V`` per block of the fused first-layer pass (β = 2, CPU): blocks of about this many
+#: bytes stay in the last-level cache between ``V_i Hᵀ`` and ``W1_iᵀ V_i``. Of 2–16 MiB, 8 MiB
+#: was best on the project's CPU (32 MiB L3; 4096 × 2048 float32, rank 64: 7–9 % faster than
+#: two whole products with 2 threads, 4–5 % with 1).
+FUSED_BLOCK_BYTES = 8 << 20
 
 
 def mu_exponent(beta: float) -> float:
@@ -223,13 +231,23 @@ class _FrobeniusSolver(_Base):
         self.bufDH = torch.empty((*lead, rk, n), **kw)
         self.bufG = torch.empty((*lead, rk, rk), **kw)
         self.bufX = torch.empty((*lead, rk, n), **kw)   # PᵀV ⊙ H of the loss, reused
+        # The fused first-layer pass (see the module docstring): one row-major CPU matrix (a
+        # block of rows is then one slab of memory), every column here (a shard's V Hᵀ must be
+        # summed over shards before W1 can use it), and W1ᵀ V no dearer than Pᵀ V. Worth it
+        # only when V spans several blocks.
+        rows = max(1, FUSED_BLOCK_BYTES // max(1, n * V.element_size()))
+        self.fused_rows = rows if (not lead and reduce is None and V.device.type == "cpu"
+                                   and V.stride(-1) == 1 and r1 <= rk and m > rows) else 0
+        self.bufW1tV = (torch.empty((r1, n), **kw) if self.fused_rows and self.k > 1
+                        else self.bufPtV)
 
     def sweep(self, Ws, H, active, need_loss: bool):
         V, k, upd = self.V, self.k, self.update
         update_ws = any(upd[:k])
         if update_ws:
             self.fixed = None
-            if self.A is None:
+            fused = bool(self.fused_rows) and upd[0] and upd[k]
+            if self.A is None and not fused:
                 self.A = self._sum(_mT(_mm(H, _mT(V), out=self.bufA)) if self.a_transposed
                                    else _mm(V, _mT(H), out=self.bufA))
             if self.G is None:
@@ -242,11 +260,13 @@ class _FrobeniusSolver(_Base):
                 Wn = Ws[l + 1]
                 T[l] = Wn if T[l + 1] is None else _mm(Wn, T[l + 1])
                 SS[l] = _mm(_mm(Wn, SS[l + 1]), _mT(Wn))
+            if fused:
+                W1tV = self._fused_first_layer(Ws[0], H, T[0], SS[0])
             B = self.A  # Pᵀ V Hᵀ, with P = I before the first layer
             Q = None  # Pᵀ P
             for l in range(k):
                 W = Ws[l]
-                if upd[l]:
+                if upd[l] and not (fused and l == 0):
                     if l == 0:
                         N = B if T[0] is None else _mm(B, _mT(T[0]), out=self.bufN1)
                         D = _mm(W, SS[0], out=self.bufD1)
@@ -258,7 +278,12 @@ class _FrobeniusSolver(_Base):
                     B = _mm(_mT(W), B)
                 Q = _mm(_mT(W), W) if Q is None else _mm(_mT(W), _mm(Q, W))
             Qf = Q
-            PtV = self._ptv(Ws)
+            if not fused:
+                PtV = self._ptv(Ws)
+            elif k == 1:
+                PtV = W1tV
+            else:
+                PtV = _mm(_mT(_chain(Ws[1:])), W1tV, out=self.bufPtV)
         else:
             if self.fixed is None:
                 Qf = None
@@ -276,6 +301,23 @@ class _FrobeniusSolver(_Base):
         if self.G is None:
             self.G = self._sum(_mm(H, _mT(H), out=self.bufG))
         return self._loss(PtV, Qf, Ws, H)
+
+    def _fused_first_layer(self, W1, H, T0, SS0) -> torch.Tensor:
+        """One pass over blocks of rows of V: A_i = V_i Hᵀ, the W1_i update, and W1ᵀ V
+        accumulated; returns W1ᵀ V (new W1) and leaves A = V Hᵀ (old H) in ``self.A``."""
+        V, rows = self.V, self.fused_rows
+        A, W1tV = self.bufA, self.bufW1tV
+        Ht = _mT(H)
+        W1tV.zero_()
+        for i in range(0, V.shape[0], rows):
+            Vi, Wi, Ai = V[i:i + rows], W1[i:i + rows], A[i:i + rows]
+            torch.mm(Vi, Ht, out=Ai)
+            Ni = Ai if T0 is None else torch.mm(Ai, _mT(T0), out=self.bufN1[i:i + rows])
+            Di = torch.mm(Wi, SS0, out=self.bufD1[i:i + rows])
+            self._step(Wi, Ni, Di, 0, None)
+            W1tV.addmm_(_mT(Wi), Vi)
+        self.A = A
+        return W1tV
 
     def _ptv(self, Ws) -> torch.Tensor:
         """(W1…Wk)ᵀ V with the cheaper association: one product with V of inner size min(r1, rk)."""

@@ -1,0 +1,96 @@
+"""The fused first-layer pass (β = 2, CPU): one pass over blocks of rows of V gives the same
+factors as the two whole products it replaces, and it is used exactly where it is valid."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import dnmf
+from dnmf import _mu
+from tests.dnmf.test_mu_vs_sklearn import _rel, _sk_mu
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of 7 rows for a float64 V with 20 columns (7 does not divide the row counts)."""
+    monkeypatch.setattr(_mu, "FUSED_BLOCK_BYTES", 7 * 20 * 8)
+
+
+def _fit(V, Ws, H, **kw):
+    return dnmf.factorize(V, [W.shape[1] for W in Ws], init="custom", Ws=Ws, H=H, tol=0, **kw)
+
+
+def _solver(V, ranks, **kw):
+    V = torch.as_tensor(V)
+    Ws = [torch.rand(a, b, dtype=V.dtype) for a, b in zip([V.shape[-2], *ranks[:-1]], ranks)]
+    H = torch.rand(*V.shape[:-2], ranks[-1], V.shape[-1], dtype=V.dtype)
+    if V.ndim == 3:
+        Ws = [W.expand(V.shape[0], -1, -1).contiguous() for W in Ws]
+    return _mu._FrobeniusSolver(V, Ws, H, _mu.Penalties.none(len(ranks) + 1), [True] * (len(ranks) + 1),
+                                _mu.EPSILON, **kw)
+
+
+def test_used_only_where_valid(rng, small_blocks):
+    V = rng.random((50, 20))
+    assert _solver(V, [4]).fused_rows == 7
+    assert _solver(V, [3, 5]).fused_rows == 7           # r1 <= rk: W1ᵀV is the cheap product
+    assert _solver(V, [5, 3]).fused_rows == 0           # r1 > rk: (W1…Wk)ᵀ V is cheaper
+    assert _solver(np.asfortranarray(V), [4]).fused_rows == 0   # rows are not slabs
+    assert _solver(rng.random((2, 50, 20)), [4]).fused_rows == 0  # batches keep bmm
+    assert _solver(V, [4], reduce=lambda t: t).fused_rows == 0   # shards sum V Hᵀ first
+    assert _solver(V[:6], [4]).fused_rows == 0           # a single block: nothing to fuse
+
+
+def test_default_block_leaves_small_matrices_alone(rng):
+    assert _solver(rng.random((50, 20)), [4]).fused_rows == 0
+
+
+@pytest.fixture
+def fused_calls(monkeypatch):
+    """Counts the fused passes that run."""
+    calls = []
+    real = _mu._FrobeniusSolver._fused_first_layer
+
+    def spy(self, *args):
+        calls.append(1)
+        return real(self, *args)
+    monkeypatch.setattr(_mu._FrobeniusSolver, "_fused_first_layer", spy)
+    return calls
+
+
+@pytest.mark.parametrize("ranks", [[4], [3, 5], [2, 3, 4]])
+def test_same_factors_as_two_whole_products(rng, monkeypatch, fused_calls, ranks):
+    V = rng.random((50, 20))
+    Ws = [rng.random((a, b)) for a, b in zip([50, *ranks[:-1]], ranks)]
+    H = rng.random((ranks[-1], 20))
+    whole = _fit(V, Ws, H, max_iter=40, l1=0.01, l2=0.02)
+    assert not fused_calls
+    monkeypatch.setattr(_mu, "FUSED_BLOCK_BYTES", 7 * 20 * 8)
+    fused = _fit(V, Ws, H, max_iter=40, l1=0.01, l2=0.02)
+    assert len(fused_calls) == 40
+    for a, b in zip([*fused.Ws, fused.H], [*whole.Ws, whole.H]):
+        assert _rel(a, b) < 1e-10
+    np.testing.assert_allclose(fused.loss_history, whole.loss_history, rtol=1e-10)
+    assert np.all(np.diff(fused.loss_history) <= 1e-12 * fused.loss_history[0])
+
+
+def test_one_layer_still_matches_sklearn(rng, small_blocks, fused_calls):
+    X = rng.random((50, 20))
+    W0, H0 = rng.random((50, 4)), rng.random((4, 20))
+    Wsk, Hsk = _sk_mu(X, W0, H0, 2, 60)
+    res = _fit(X, [W0], H0, max_iter=60)
+    assert len(fused_calls) == 60
+    assert _rel(res.Ws[0], Wsk) < 1e-5 and _rel(res.H, Hsk) < 1e-5
+
+
+def test_frozen_h_takes_the_plain_path(rng, small_blocks, fused_calls):
+    """With H fixed the pass would compute W1ᵀV for nothing: the plain W step runs instead."""
+    X = rng.random((50, 20))
+    W0, H0 = rng.random((50, 4)), rng.random((4, 20))
+    Wsk, _ = _sk_mu(X, W0, H0, 2, 1)  # scikit-learn's first W step uses H0
+    W, H = torch.as_tensor(W0.copy()), torch.as_tensor(H0.copy())
+    _mu.run_mu(torch.as_tensor(X), [W], H, update=[True, False], max_iter=1, tol=0)
+    assert not fused_calls
+    assert torch.equal(H, torch.as_tensor(H0))
+    assert _rel(W.numpy(), Wsk) < 1e-10
