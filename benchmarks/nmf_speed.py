@@ -109,6 +109,19 @@ def _environment(threads: int, device: torch.device) -> dict[str, Any]:
     return env
 
 
+def make_problem(m: int, n: int, rank: int, dtype: Any = np.float32,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The benchmark's random nonnegative ``V`` (m × n) and initial ``W0``, ``H0`` (scaled
+    like scikit-learn's random init, so ``W0 H0`` has ``V``'s mean)."""
+    np_dtype = np.dtype(dtype)
+    rng = np.random.default_rng(seed)
+    V = rng.random((m, n), dtype=np.float64).astype(np_dtype)
+    avg = np.sqrt(V.mean() / rank)
+    W0 = (avg * rng.random((m, rank)) * 2).astype(np_dtype)
+    H0 = (avg * rng.random((rank, n)) * 2).astype(np_dtype)
+    return V, W0, H0
+
+
 # --------------------------------------------------------------------------------------------
 # the methods
 def _dnmf_fit(V, Ws0, H0, n_iter, device):
@@ -187,11 +200,7 @@ def run_nmf_speed(
     threads = threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     np_dtype = np.dtype(dtype)
-    rng = np.random.default_rng(seed)
-    V = rng.random((m, n), dtype=np.float64).astype(np_dtype)
-    avg = np.sqrt(V.mean() / rank)
-    W0 = (avg * rng.random((m, rank)) * 2).astype(np_dtype)
-    H0 = (avg * rng.random((rank, n)) * 2).astype(np_dtype)
+    V, W0, H0 = make_problem(m, n, rank, np_dtype, seed)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover

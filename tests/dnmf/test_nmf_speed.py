@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -82,3 +83,30 @@ def test_run_nmf_speed_cuda_times_sklearn_on_the_host():
     assert sk["method"] == "sklearn NMF(mu)" and k1["tflops"] > 0
     assert abs(k1["final_loss"] / sk["final_loss"] - 1) < 1e-4   # float32 on the GPU
     assert out["batched"]["speedup"] > 0 and any("CPU" in n for n in out["notes"])
+
+
+def test_make_problem_is_seeded_and_scaled():
+    V, W0, H0 = nmf_speed.make_problem(30, 20, 4, seed=3)
+    V2, _, _ = nmf_speed.make_problem(30, 20, 4, seed=3)
+    assert V.dtype == W0.dtype == H0.dtype == np.float32 and (V == V2).all()
+    assert abs((W0 @ H0).mean() / V.mean() - 1) < 0.2   # W0 H0 has V's scale
+
+
+def test_fused_pass_ab_small(tmp_path, capsys):
+    from benchmarks.experiments import fused_pass_ab
+    from dnmf import _mu
+
+    default = _mu.FUSED_BLOCK_BYTES
+    # 300 x 50 float32 = 60 KB; 64-row blocks (12.8 KB) make the pass run on 5 blocks
+    out = fused_pass_ab.run_ab(m=300, n=50, rank=4, n_iter=5, rounds=2, threads=1,
+                               block_bytes=(64 * 50 * 4,))
+    names = [r["variant"] for r in out["results"]]
+    assert names == ["sklearn NMF(mu)", "dnmf, whole products", "dnmf, fused 12800 B blocks"]
+    assert _mu.FUSED_BLOCK_BYTES == default   # the library's setting is restored
+    whole, fused = out["results"][1]["final_loss"], out["results"][2]["final_loss"]
+    assert fused == pytest.approx(whole, rel=1e-5)
+    assert all(len(r["repeat_ms_per_iter"]) == 2 for r in out["results"])
+    assert "| dnmf, fused 12800 B blocks |" in fused_pass_ab.to_markdown(out)
+    assert fused_pass_ab.main(["--rounds", "1", "--iters", "1", "--blocks", "8",
+                               "--json", str(tmp_path / "ab.json")]) == 0
+    assert json.loads((tmp_path / "ab.json").read_text())["config"]["block_bytes"] == [8 << 20]
