@@ -24,6 +24,8 @@ import numpy as np
 import torch
 
 FORMAT_VERSION = 1
+#: Seconds of rest before each timed call of an interleaved comparison (see _time_round_robin).
+SETTLE_S = 0.25
 
 
 # --------------------------------------------------------------------------------------------
@@ -38,18 +40,28 @@ def _time(fn: Callable[[], Any], repeats: int, device: torch.device) -> tuple[fl
     return _time_round_robin([fn], repeats, device)[0]
 
 
-def _time_round_robin(fns: list[Callable[[], Any]], repeats: int,
-                      device: torch.device) -> list[tuple[float, list[float], Any]]:
+def _time_round_robin(fns: list[Callable[[], Any]], repeats: int, device: torch.device,
+                      settle: float | None = None) -> list[tuple[float, list[float], Any]]:
     """Median wall time (with all times and the last output) of each of ``fns``: one warm-up
-    each, then ``repeats`` rounds that run every function once (interleaved repeats)."""
+    each, then ``repeats`` rounds that run every function once (interleaved repeats).
+
+    Round ``r`` starts at function ``r mod len(fns)``, so no method always runs right after the
+    same other one, and with several functions every timed call first waits ``settle`` seconds
+    (default :data:`SETTLE_S`): a library's idle threads keep spinning for a while after its
+    last product (OpenBLAS's for about 0.1 s) and would otherwise tax whichever call comes next.
+    """
+    settle = SETTLE_S if settle is None else settle
     outs = [fn() for fn in fns]
     _sync(device)
     times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
+    for r in range(repeats):
+        for j in range(len(fns)):
+            i = (r + j) % len(fns)
+            if settle > 0 and len(fns) > 1:
+                time.sleep(settle)
             _sync(device)
             t0 = time.perf_counter()
-            outs[i] = fn()
+            outs[i] = fns[i]()
             _sync(device)
             times[i].append(time.perf_counter() - t0)
     return [(statistics.median(t), t, o) for t, o in zip(times, outs)]

@@ -110,3 +110,16 @@ def test_fused_pass_ab_small(tmp_path, capsys):
     assert fused_pass_ab.main(["--rounds", "1", "--iters", "1", "--blocks", "8",
                                "--json", str(tmp_path / "ab.json")]) == 0
     assert json.loads((tmp_path / "ab.json").read_text())["config"]["block_bytes"] == [8 << 20]
+
+
+def test_round_robin_rotates_and_settles(monkeypatch):
+    calls, sleeps = [], []
+    monkeypatch.setattr(nmf_speed.time, "sleep", sleeps.append)
+    fns = [lambda i=i: calls.append(i) or i for i in range(3)]
+    out = nmf_speed._time_round_robin(fns, 3, torch.device("cpu"), settle=0.01)
+    assert calls == [0, 1, 2,  0, 1, 2,  1, 2, 0,  2, 0, 1]   # warm-up, then rotated rounds
+    assert sleeps == [0.01] * 9                               # before every timed call
+    assert [o for _, _, o in out] == [0, 1, 2] and all(len(t) == 3 for _, t, _ in out)
+    sleeps.clear()
+    nmf_speed._time(lambda: None, 2, torch.device("cpu"))
+    assert sleeps == []                                       # one function: nothing to settle
