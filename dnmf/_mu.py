@@ -46,9 +46,10 @@ EPSILON = float(np.finfo(np.float32).eps)
 #: Factors below this are set to 0 for β < 1 (W) / β ≤ 1 (H), as scikit-learn does for stability.
 _TINY = float(np.finfo(np.float64).eps)
 #: Rows of ``V`` per block of the fused first-layer pass (β = 2, CPU): blocks of about this many
-#: bytes stay in the last-level cache between ``V_i Hᵀ`` and ``W1_iᵀ V_i``. Of 2–16 MiB, 8 MiB
-#: was best on the project's CPU (32 MiB L3; 4096 × 2048 float32, rank 64: 7–9 % faster than
-#: two whole products with 2 threads, 4–5 % with 1).
+#: bytes stay in the last-level cache between ``V_i Hᵀ`` and ``W1_iᵀ V_i``. On the project's
+#: CPU (32 MiB L3; 4096 × 2048 float32, rank 64) 8 MiB blocks were 3–9 % faster than the two
+#: whole products with one thread and within the noise with two; 4 MiB was better with one
+#: thread and worse with two (README, dnmf *Speed*).
 FUSED_BLOCK_BYTES = 8 << 20
 
 
