@@ -17,7 +17,8 @@ Two solvers share that update:
   and ``Pᵀ V`` per sweep. On the CPU, when ``r1 ≤ rk``, both come from one pass over blocks of
   rows of ``V``: ``V_i Hᵀ`` gives the rows ``W1_i`` their update (it needs nothing else from
   other rows), and ``W1_iᵀ V_i`` is accumulated while ``V_i`` is still in cache; then
-  ``PᵀV = (W2…Wk)ᵀ (W1ᵀ V)``. Same updates, in the same order, read from memory once. With ``Sᵀ = Hᵀ Tᵀ`` (``T = W(l+1)…Wk``) every layer's numerator is
+  ``PᵀV = (W2…Wk)ᵀ (W1ᵀ V)``. Same updates, in the same order, read from memory once.
+  With ``Sᵀ = Hᵀ Tᵀ`` (``T = W(l+1)…Wk``) every layer's numerator is
   ``(Pᵀ V Hᵀ) Tᵀ`` and every denominator ``(PᵀP) Wl (S Sᵀ)``, all built from carried
   ``(m+n)·r``-sized products and small Gram matrices. The loss comes for free from
   ``‖V‖² − 2⟨PᵀV, H⟩ + ⟨PᵀP, H Hᵀ⟩``, accumulated in float64. No ``m × n`` temporary exists.
