@@ -268,13 +268,11 @@ class _FrobeniusSolver(_Base):
             Q = None  # Pᵀ P
             for l in range(k):
                 W = Ws[l]
-                if upd[l] and not (fused and l == 0):
-                    if l == 0:
-                        N = B if T[0] is None else _mm(B, _mT(T[0]), out=self.bufN1)
-                        D = _mm(W, SS[0], out=self.bufD1)
-                    else:
-                        N = B if T[l] is None else _mm(B, _mT(T[l]))
-                        D = _mm(_mm(Q, W), SS[l])
+                if upd[l] and l == 0 and not fused:
+                    self._w1_step(W, B, T[0], SS[0], active)
+                elif upd[l] and l > 0:
+                    N = B if T[l] is None else _mm(B, _mT(T[l]))
+                    D = _mm(_mm(Q, W), SS[l])
                     self._step(W, N, D, l, active)
                 if l < k - 1:
                     B = _mm(_mT(W), B)
@@ -312,14 +310,20 @@ class _FrobeniusSolver(_Base):
         Ht = _mT(H)
         W1tV.zero_()
         for i in range(0, V.shape[0], rows):
-            Vi, Wi, Ai = V[i:i + rows], W1[i:i + rows], A[i:i + rows]
-            torch.mm(Vi, Ht, out=Ai)
-            Ni = Ai if T0 is None else torch.mm(Ai, _mT(T0), out=self.bufN1[i:i + rows])
-            Di = torch.mm(Wi, SS0, out=self.bufD1[i:i + rows])
-            self._step(Wi, Ni, Di, 0, None)
-            W1tV.addmm_(_mT(Wi), Vi)
+            block = slice(i, i + rows)
+            torch.mm(V[block], Ht, out=A[block])
+            self._w1_step(W1, A, T0, SS0, None, block)
+            W1tV.addmm_(_mT(W1[block]), V[block])
         self.A = A
         return W1tV
+
+    def _w1_step(self, W1, A, T0, SS0, active, rows: slice = slice(None)) -> None:
+        """W1's update, for the rows ``rows`` only (its rows are independent), from
+        ``A = V Hᵀ``: numerator ``A T0ᵀ`` (``T0 = W2…Wk``), denominator ``W1 (S Sᵀ)``."""
+        Ai, Wi = A[..., rows, :], W1[..., rows, :]
+        N = Ai if T0 is None else _mm(Ai, _mT(T0), out=self.bufN1[..., rows, :])
+        D = _mm(Wi, SS0, out=self.bufD1[..., rows, :])
+        self._step(Wi, N, D, 0, active)
 
     def _ptv(self, Ws) -> torch.Tensor:
         """(W1…Wk)ᵀ V with the cheaper association: one product with V of inner size min(r1, rk)."""
