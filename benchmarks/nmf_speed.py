@@ -121,16 +121,17 @@ def _environment(threads: int, device: torch.device) -> dict[str, Any]:
     return env
 
 
-def make_problem(m: int, n: int, rank: int, dtype: Any = np.float32,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The benchmark's random nonnegative ``V`` (m × n) and initial ``W0``, ``H0`` (scaled
-    like scikit-learn's random init, so ``W0 H0`` has ``V``'s mean)."""
+def make_problem(m: int, n: int, rank: int, dtype: Any = np.float32, seed: int = 0,
+                 batch: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The benchmark's random nonnegative ``V`` (m × n, or ``batch`` × m × n) and initial
+    ``W0``, ``H0`` (scaled like scikit-learn's random init, so ``W0 H0`` has ``V``'s mean)."""
     np_dtype = np.dtype(dtype)
+    lead = () if batch is None else (batch,)
     rng = np.random.default_rng(seed)
-    V = rng.random((m, n), dtype=np.float64).astype(np_dtype)
+    V = rng.random((*lead, m, n), dtype=np.float64).astype(np_dtype)
     avg = np.sqrt(V.mean() / rank)
-    W0 = (avg * rng.random((m, rank)) * 2).astype(np_dtype)
-    H0 = (avg * rng.random((rank, n)) * 2).astype(np_dtype)
+    W0 = (avg * rng.random((*lead, m, rank)) * 2).astype(np_dtype)
+    H0 = (avg * rng.random((*lead, rank, n)) * 2).astype(np_dtype)
     return V, W0, H0
 
 
@@ -431,11 +432,7 @@ def _batched(batch, n_iter, repeats, np_dtype, seed, dev, threads, threadpool_li
     import dnmf
 
     B, m, n, r = batch
-    rng = np.random.default_rng(seed + 7)
-    V = rng.random((B, m, n)).astype(np_dtype)
-    avg = np.sqrt(V.mean() / r)
-    W0 = (avg * 2 * rng.random((B, m, r))).astype(np_dtype)
-    H0 = (avg * 2 * rng.random((B, r, n))).astype(np_dtype)
+    V, W0, H0 = make_problem(m, n, r, np_dtype, seed + 7, batch=B)
     Vdev = torch.from_numpy(V).to(dev)
     fit = lambda: dnmf.factorize(Vdev, r, init="custom", Ws=[W0], H=H0, max_iter=n_iter, tol=0)  # noqa: E731
     t_b, _, res = _time(fit, repeats, dev)

@@ -102,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     out = run_ab(n_iter=a.iters, rounds=a.rounds, threads=a.threads, block_bytes=tuple(b << 20 for b in a.blocks))
     print(to_markdown(out))
     if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        write_json(a.json, out)
+        write_json(a.json, out)  # makes the folder, writes atomically
         print(f"wrote {a.json}")
     return 0
 
