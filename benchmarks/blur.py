@@ -6,6 +6,7 @@ with reflection (the edge pixel is not repeated: numpy/torch ``reflect``, OpenCV
 ``BORDER_REFLECT_101``), ``C`` is a circular convolution on the padded grid (done by FFT) and
 ``S`` keeps the valid window, so the adjoint is ``Pᵀ Cᵀ Sᵀ`` exactly.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -59,7 +60,8 @@ def _reflect_index(n: int, lo: int, hi: int) -> torch.Tensor:
     if lo >= n or hi >= n:
         raise ValueError(
             f"image side {n} px is too small for this kernel: reflect padding needs more than "
-            f"{max(lo, hi)} px (use images larger than half the kernel)")
+            f"{max(lo, hi)} px (use images larger than half the kernel)"
+        )
     idx = torch.arange(-lo, n + hi)
     idx = torch.where(idx < 0, -idx, idx)
     idx = torch.where(idx > n - 1, 2 * (n - 1) - idx, idx)
@@ -89,11 +91,11 @@ class BlurOperator:
 
     # -- constructors -------------------------------------------------------------
     @classmethod
-    def gaussian(cls, kernel_size: int = 25, sigma: float = 3.0) -> "BlurOperator":
+    def gaussian(cls, kernel_size: int = 25, sigma: float = 3.0) -> BlurOperator:
         return cls(gaussian_kernel(kernel_size, sigma), name="gaussian", sigma=sigma)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "BlurOperator":
+    def from_file(cls, path: str | Path) -> BlurOperator:
         op = cls(load_psf(path), name=f"psf:{Path(path).name}")
         return op
 
@@ -101,8 +103,12 @@ class BlurOperator:
     def meta(self) -> dict[str, Any]:
         """JSON-able description; two operators with equal ``meta`` blur identically."""
         digest = hashlib.sha1(self.kernel.numpy().tobytes()).hexdigest()[:12]
-        return {"kind": self.name, "kernel_shape": list(self.kernel.shape),
-                "sigma": self.sigma, "kernel_sha1": digest}
+        return {
+            "kind": self.name,
+            "kernel_shape": list(self.kernel.shape),
+            "sigma": self.sigma,
+            "kernel_sha1": digest,
+        }
 
     # -- FFT plumbing ----------------------------------------------------------------
     def _plan(self, h: int, w: int, device: torch.device, dtype: torch.dtype):
@@ -116,16 +122,18 @@ class BlurOperator:
             k = torch.zeros(ph, pw, dtype=torch.float64)
             k[:kh, :kw] = self.kernel
             # Circular conv with the kernel at the origin puts valid outputs at [kh-1:, kw-1:].
-            khat = torch.fft.rfft2(k).to(device=device,
-                                         dtype=torch.complex64 if dtype != torch.float64
-                                         else torch.complex128)
+            khat = torch.fft.rfft2(k).to(
+                device=device, dtype=torch.complex64 if dtype != torch.float64 else torch.complex128
+            )
             self._cache[key] = (iy, ix, ph, pw, khat)
         return self._cache[key]
 
     def _check(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor) or x.ndim != 4:
-            raise ValueError(f"expected a (N, C, H, W) tensor, got "
-                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x)}")
+            raise ValueError(
+                f"expected a (N, C, H, W) tensor, got "
+                f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x)}"
+            )
 
     def A(self, x: torch.Tensor) -> torch.Tensor:
         """Blur ``x`` (N, C, H, W) with reflect boundary; output has the same shape."""
@@ -135,7 +143,7 @@ class BlurOperator:
         z = x.index_select(-2, iy).index_select(-1, ix)
         out = torch.fft.irfft2(torch.fft.rfft2(z) * khat, s=(ph, pw))
         kh, kw = self.kernel.shape
-        return out[..., kh - 1:kh - 1 + h, kw - 1:kw - 1 + w].contiguous()
+        return out[..., kh - 1 : kh - 1 + h, kw - 1 : kw - 1 + w].contiguous()
 
     def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """Exact adjoint of :meth:`A`: ⟨A x, y⟩ = ⟨x, A_adjoint y⟩."""
@@ -144,7 +152,7 @@ class BlurOperator:
         iy, ix, ph, pw, khat = self._plan(h, w, y.device, y.dtype)
         kh, kw = self.kernel.shape
         z = y.new_zeros(*y.shape[:-2], ph, pw)
-        z[..., kh - 1:kh - 1 + h, kw - 1:kw - 1 + w] = y
+        z[..., kh - 1 : kh - 1 + h, kw - 1 : kw - 1 + w] = y
         z = torch.fft.irfft2(torch.fft.rfft2(z) * khat.conj(), s=(ph, pw))
         # Adjoint of the reflect pad: fold every padded row/column back onto its source.
         out = y.new_zeros(*y.shape[:-2], h, pw).index_add_(-2, iy, z)
@@ -158,8 +166,13 @@ def quantize8(x: torch.Tensor) -> torch.Tensor:
     return torch.round(x.clamp(0.0, 1.0) * 255.0) / 255.0
 
 
-def degrade(x: torch.Tensor, blur: BlurOperator, *, noise: float = 0.0,
-            generator: torch.Generator | None = None) -> torch.Tensor:
+def degrade(
+    x: torch.Tensor,
+    blur: BlurOperator,
+    *,
+    noise: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Blur, add Gaussian noise of std ``noise`` (on the [0, 1] scale), quantize to 8 bits."""
     if noise < 0:
         raise ValueError(f"noise must be >= 0, got {noise}")
@@ -169,8 +182,9 @@ def degrade(x: torch.Tensor, blur: BlurOperator, *, noise: float = 0.0,
     return quantize8(y)
 
 
-def make_blur(*, kernel_size: int = 25, sigma: float = 3.0,
-              psf: str | Path | None = None) -> BlurOperator:
+def make_blur(
+    *, kernel_size: int = 25, sigma: float = 3.0, psf: str | Path | None = None
+) -> BlurOperator:
     """The operator the CLI options describe: ``--psf FILE`` wins over the Gaussian."""
     if psf is not None:
         return BlurOperator.from_file(psf)

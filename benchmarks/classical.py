@@ -4,9 +4,10 @@ Both methods avoid circular wrap-around: Wiener pads the blurred image by reflec
 before its FFT and crops afterwards; Richardson-Lucy works with the reflect-boundary
 operator itself (``A`` and ``A_adjoint``), normalised by ``A_adjoint(1)``.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -34,8 +35,9 @@ def _complex(dtype: torch.dtype) -> torch.dtype:
     return torch.complex128 if dtype == torch.float64 else torch.complex64
 
 
-def wiener_padded(y: torch.Tensor, kernel: torch.Tensor, balances: list[float] | float,
-                  pad: int | None = None) -> list[torch.Tensor] | torch.Tensor:
+def wiener_padded(
+    y: torch.Tensor, kernel: torch.Tensor, balances: list[float] | float, pad: int | None = None
+) -> list[torch.Tensor] | torch.Tensor:
     """Wiener–Hunt deconvolution as ``skimage.restoration.wiener`` (Laplacian regulariser),
     with reflect padding of ``pad`` px (default: the kernel size) around every image.
 
@@ -58,12 +60,18 @@ def wiener_padded(y: torch.Tensor, kernel: torch.Tensor, balances: list[float] |
     outs = []
     for b in bal:
         x = torch.fft.irfft2(Z * (H.conj() / (H2 + b * L2)), s=(ph, pw))
-        outs.append(x[..., py:py + h, px:px + w].clamp(0.0, 1.0).contiguous())
+        outs.append(x[..., py : py + h, px : px + w].clamp(0.0, 1.0).contiguous())
     return outs[0] if single else outs
 
 
-def richardson_lucy(y: torch.Tensor, blur: BlurOperator, n_iter: int, *, eps: float = 1e-6,
-                    callback: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+def richardson_lucy(
+    y: torch.Tensor,
+    blur: BlurOperator,
+    n_iter: int,
+    *,
+    eps: float = 1e-6,
+    callback: Callable[[int, torch.Tensor], None] | None = None,
+) -> torch.Tensor:
     """Richardson–Lucy with the reflect-boundary operator, started from the blurred image.
 
     ``callback(k, x)`` is called after iteration ``k`` (1-based), e.g. to score every step.

@@ -1,10 +1,10 @@
 """``deblur-bench``: one ``cmd_<name>(args)`` function per subcommand (pyperf's habit)."""
+
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
-from pathlib import Path
 
 from benchmarks import __version__
 from benchmarks.presets import PRESETS
@@ -15,13 +15,22 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", choices=sorted(PRESETS), default="fast",
-                   help="data size and training budget (default: fast)")
-    p.add_argument("--data-dir", help="folder of face images, searched recursively "
-                   "(default: data/faces/, else the embedded photographs)")
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="fast",
+        help="data size and training budget (default: fast)",
+    )
+    p.add_argument(
+        "--data-dir",
+        help="folder of face images, searched recursively "
+        "(default: data/faces/, else the embedded photographs)",
+    )
     p.add_argument("--size", type=int, help="square image side in px (overrides the preset)")
     p.add_argument("--gray", action="store_true", default=None, help="grayscale instead of RGB")
-    p.add_argument("--max-images", type=int, help="cap on images loaded (overrides the preset; 0 = all)")
+    p.add_argument(
+        "--max-images", type=int, help="cap on images loaded (overrides the preset; 0 = all)"
+    )
     p.add_argument("--seed", type=int, default=0, help="split / noise / training seed")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -47,16 +56,34 @@ def _parse_checkpoints(items: list[str] | None) -> dict[str, str]:
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmarks.runner import RunConfig, run_benchmark
 
-    cfg = RunConfig(preset=args.preset, data_dir=args.data_dir, size=args.size, gray=args.gray,
-                    methods=args.methods, sigma=args.sigma, kernel_size=args.kernel_size,
-                    psf=args.psf, noise=args.noise, seed=args.seed, out=args.out,
-                    overwrite=args.overwrite, device=args.device, threads=args.threads,
-                    checkpoints=_parse_checkpoints(args.checkpoint),
-                    save_images=args.save_images, quiet=args.quiet, epochs=args.epochs,
-                    max_minutes=args.max_minutes, max_images=args.max_images,
-                    batch_size=args.batch_size, tta=args.tta,
-                    extra_photos=args.extra_photos, augment_photos=args.augment_photos,
-                    augment_faces=args.augment_faces, lr_schedule=args.lr_schedule)
+    cfg = RunConfig(
+        preset=args.preset,
+        data_dir=args.data_dir,
+        size=args.size,
+        gray=args.gray,
+        methods=args.methods,
+        sigma=args.sigma,
+        kernel_size=args.kernel_size,
+        psf=args.psf,
+        noise=args.noise,
+        seed=args.seed,
+        out=args.out,
+        overwrite=args.overwrite,
+        device=args.device,
+        threads=args.threads,
+        checkpoints=_parse_checkpoints(args.checkpoint),
+        save_images=args.save_images,
+        quiet=args.quiet,
+        epochs=args.epochs,
+        max_minutes=args.max_minutes,
+        max_images=args.max_images,
+        batch_size=args.batch_size,
+        tta=args.tta,
+        extra_photos=args.extra_photos,
+        augment_photos=args.augment_photos,
+        augment_faces=args.augment_faces,
+        lr_schedule=args.lr_schedule,
+    )
     run_benchmark(cfg)
     return 0
 
@@ -89,12 +116,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("methods:")
     print(f"  {'name':18s} {'sees PSF':9s} {'learns':7s} description")
     for name, cls in registry().items():
-        print(f"  {name:18s} {'yes' if cls.sees_psf else 'no':9s} "
-              f"{'yes' if cls.learns else 'no':7s} {cls.description}")
+        print(
+            f"  {name:18s} {'yes' if cls.sees_psf else 'no':9s} "
+            f"{'yes' if cls.learns else 'no':7s} {cls.description}"
+        )
     print("\npresets:")
     for p in PRESETS.values():
-        print(f"  {p.name:6s} {p.size:4d}px  max images {p.max_images or 'all'}, epochs "
-              f"{p.epochs}, max minutes {p.max_minutes or '-'} — {p.description}")
+        print(
+            f"  {p.name:6s} {p.size:4d}px  max images {p.max_images or 'all'}, epochs "
+            f"{p.epochs}, max minutes {p.max_minutes or '-'} — {p.description}"
+        )
     return 0
 
 
@@ -102,6 +133,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _delegate(module: str):
     def run(args: argparse.Namespace) -> int:
         return int(importlib.import_module(module).main(args) or 0)
+
     return run
 
 
@@ -124,7 +156,8 @@ def _missing(name: str, exc: Exception) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deblur-bench",
-        description="Deep NMF vs ConvAE vs classical deconvolution on blurred faces.")
+        description="Deep NMF vs ConvAE vs classical deconvolution on blurred faces.",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -133,27 +166,52 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p)
     _blur_args(p)
     p.add_argument("--methods", nargs="+", help="methods to run (default: all; see `list`)")
-    p.add_argument("--noise", type=float, default=0.0,
-                   help="Gaussian noise std on the [0, 1] scale, added before quantization")
+    p.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        help="Gaussian noise std on the [0, 1] scale, added before quantization",
+    )
     p.add_argument("--out", help="run folder (default results/<date-time>-<preset>/)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    p.add_argument("--checkpoint", action="append", metavar="METHOD=PATH",
-                   help="load a trained method instead of training it (repeatable)")
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        metavar="METHOD=PATH",
+        help="load a trained method instead of training it (repeatable)",
+    )
     p.add_argument("--save-images", action="store_true", help="write restored test images")
     p.add_argument("--epochs", type=int, help="CNN training epochs (overrides the preset)")
     p.add_argument("--max-minutes", type=float, help="CNN training time cap per method")
     p.add_argument("--batch-size", type=int, help="CNN training batch (overrides the method's)")
-    p.add_argument("--tta", action="store_true",
-                   help="CNNs restore with the 8-flip/turn self-ensemble (8x inference time; "
-                        "needs a blur symmetric under flips and quarter turns)")
-    p.add_argument("--extra-photos", type=int, default=0, metavar="N",
-                   help="CNNs trained in this run also see N degraded photo crops (as train)")
-    p.add_argument("--augment-photos", action="store_true",
-                   help="flip / turn each extra photo crop before it is degraded")
-    p.add_argument("--augment-faces", action="store_true",
-                   help="CNNs also train on the exact flips / turns of the training faces")
-    p.add_argument("--lr-schedule", choices=["constant", "cosine"],
-                   help="CNN learning-rate schedule (default constant)")
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="CNNs restore with the 8-flip/turn self-ensemble (8x inference time; "
+        "needs a blur symmetric under flips and quarter turns)",
+    )
+    p.add_argument(
+        "--extra-photos",
+        type=int,
+        default=0,
+        metavar="N",
+        help="CNNs trained in this run also see N degraded photo crops (as train)",
+    )
+    p.add_argument(
+        "--augment-photos",
+        action="store_true",
+        help="flip / turn each extra photo crop before it is degraded",
+    )
+    p.add_argument(
+        "--augment-faces",
+        action="store_true",
+        help="CNNs also train on the exact flips / turns of the training faces",
+    )
+    p.add_argument(
+        "--lr-schedule",
+        choices=["constant", "cosine"],
+        help="CNN learning-rate schedule (default constant)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("restore", help="deblur your own images with one method")
@@ -162,8 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--method", required=True, help="method name (see `list`)")
     p.add_argument("--checkpoint", help="trained checkpoint for learned methods")
-    p.add_argument("--tta", action="store_true",
-                   help="CNNs: average the restorations of the 8 flips/turns (8x slower)")
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="CNNs: average the restorations of the 8 flips/turns (8x slower)",
+    )
     p.add_argument("--out", required=True, help="folder for the restored PNGs")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--gray", action="store_true", help="process as grayscale")
@@ -184,10 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     _add_delegated(sub, "train", "benchmarks.train_cmd", "train a CNN (convae, convae-unet)")
-    _add_delegated(sub, "nmf-speed", "benchmarks.nmf_speed",
-                   "time dnmf against scikit-learn and torchnmf")
-    _add_delegated(sub, "factorize", "benchmarks.factorize_faces",
-                   "Deep NMF of a folder of images, one image per column")
+    _add_delegated(
+        sub, "nmf-speed", "benchmarks.nmf_speed", "time dnmf against scikit-learn and torchnmf"
+    )
+    _add_delegated(
+        sub,
+        "factorize",
+        "benchmarks.factorize_faces",
+        "Deep NMF of a folder of images, one image per column",
+    )
     return parser
 
 
@@ -199,8 +265,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
-            RuntimeError, TypeError) as exc:
+    except (
+        ValueError,
+        FileNotFoundError,
+        FileExistsError,
+        NotADirectoryError,
+        RuntimeError,
+        TypeError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

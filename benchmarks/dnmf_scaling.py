@@ -11,6 +11,7 @@ efficiency against one process, the bytes all-reduced per iteration, and the lar
 difference of ``W`` and ``H`` from the one-process result. Prints a markdown table
 (``--out`` also writes it to a file; ``--json`` the raw numbers).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,9 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,8 +48,9 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a64 - b64).max() / max(np.abs(b64).max(), 1e-300))
 
 
-def _allreduce_worker(rank: int, world: int, port: int, numel: int, dtype: str, reps: int,
-                      out: str) -> None:
+def _allreduce_worker(
+    rank: int, world: int, port: int, numel: int, dtype: str, reps: int, out: str
+) -> None:
     """Median time of one ``all_reduce`` of ``numel`` elements (a W-update's traffic)."""
     import datetime
     import statistics
@@ -55,8 +58,13 @@ def _allreduce_worker(rank: int, world: int, port: int, numel: int, dtype: str, 
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world, timeout=datetime.timedelta(seconds=300))
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=300),
+    )
     try:
         t = torch.ones(numel, dtype=getattr(torch, dtype))
         times = []
@@ -79,8 +87,12 @@ def time_allreduce(world: int, numel: int, dtype: str, reps: int = 20) -> float:
 
     with tempfile.TemporaryDirectory(prefix="dnmf-allreduce-") as tmp:
         out = str(Path(tmp) / "t.json")
-        mp.start_processes(_allreduce_worker, nprocs=world, start_method="spawn",
-                           args=(world, free_port(), numel, dtype, reps, out))
+        mp.start_processes(
+            _allreduce_worker,
+            nprocs=world,
+            start_method="spawn",
+            args=(world, free_port(), numel, dtype, reps, out),
+        )
         return float(json.loads(Path(out).read_text()))
 
 
@@ -119,8 +131,11 @@ def run_scaling(
     with tempfile.TemporaryDirectory(prefix="dnmf-scaling-") as tmp:
         path = Path(tmp) / "V.npy"
         np.save(path, make_matrix(m, n, ranks[-1], seed, dtype))
-        job = {"npy": str(path), "ranks": ranks,
-               "kwargs": dict(init="random", seed=seed, max_iter=iters, tol=0, pretrain=False)}
+        job = {
+            "npy": str(path),
+            "ranks": ranks,
+            "kwargs": dict(init="random", seed=seed, max_iter=iters, tol=0, pretrain=False),
+        }
         for world in worlds:
             t0 = time.perf_counter()
             with warnings.catch_warnings():
@@ -135,16 +150,18 @@ def run_scaling(
             if world == 1:
                 ref = res
             assert ref is not None
-            rows.append({
-                "processes": world,
-                "threads_each": threads,
-                "seconds": secs,
-                "s_per_iter": min(secs) / iters,
-                "final_loss": float(res.loss),
-                "rel_diff_W": _rel(res.W(), ref.W()),
-                "rel_diff_H": _rel(res.H, ref.H),
-                "wall_with_startup_s": wall,
-            })
+            rows.append(
+                {
+                    "processes": world,
+                    "threads_each": threads,
+                    "seconds": secs,
+                    "s_per_iter": min(secs) / iters,
+                    "final_loss": float(res.loss),
+                    "rel_diff_W": _rel(res.W(), ref.W()),
+                    "rel_diff_H": _rel(res.H, ref.H),
+                    "wall_with_startup_s": wall,
+                }
+            )
     base = rows[0]["s_per_iter"]
     for r in rows:
         r["speedup"] = base / r["s_per_iter"]
@@ -155,15 +172,29 @@ def run_scaling(
     allreduce_s = {w: time_allreduce(w, m * rk, dtype) for w in worlds if w > 1}
     return {
         "format_version": FORMAT_VERSION,
-        "config": {"m": m, "n": n, "ranks": ranks, "iters": iters, "repeats": repeats,
-                   "dtype": dtype, "seed": seed, "threads_each": threads, "backend": "gloo",
-                   "init": "random", "tol": 0},
+        "config": {
+            "m": m,
+            "n": n,
+            "ranks": ranks,
+            "iters": iters,
+            "repeats": repeats,
+            "dtype": dtype,
+            "seed": seed,
+            "threads_each": threads,
+            "backend": "gloo",
+            "init": "random",
+            "tol": 0,
+        },
         "allreduce_bytes_per_iter": (m * rk + rk * rk) * itemsize + 2 * 8,
         "allreduce_seconds": {str(w): t for w, t in allreduce_s.items()},
-        "machine": {"cpu": _cpu_name(), "logical_cpus": os.cpu_count(),
-                    "torch": torch.__version__, "python": platform.python_version(),
-                    "load_avg_before": [round(x, 2) for x in load_before],
-                    "load_avg_after": [round(x, 2) for x in os.getloadavg()]},
+        "machine": {
+            "cpu": _cpu_name(),
+            "logical_cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "load_avg_before": [round(x, 2) for x in load_before],
+            "load_avg_after": [round(x, 2) for x in os.getloadavg()],
+        },
         "rows": rows,
     }
 
@@ -188,20 +219,28 @@ def to_markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {r['processes']} | {r['threads_each']} | {r['s_per_iter']:.4f} | "
             f"{r['speedup']:.2f}× | {100 * r['efficiency']:.0f}% | {r['rel_diff_W']:.1e} | "
-            f"{r['rel_diff_H']:.1e} | {r['final_loss']:.6e} |")
+            f"{r['rel_diff_H']:.1e} | {r['final_loss']:.6e} |"
+        )
     for w, t in result.get("allreduce_seconds", {}).items():
         per_iter = next(r["s_per_iter"] for r in result["rows"] if r["processes"] == int(w))
-        lines += ["", f"One all_reduce of V Hᵀ ({c['m']}×{c['ranks'][-1]} {c['dtype']}) among {w} "
-                      f"processes: {1e3 * t:.2f} ms, {100 * t / per_iter:.1f}% of a "
-                      f"{w}-process iteration (median of 20)."]
-    runs = "; ".join(f"{r['processes']} proc: " + ", ".join(f"{s:.2f}" for s in r["seconds"])
-                     for r in result["rows"])
+        lines += [
+            "",
+            f"One all_reduce of V Hᵀ ({c['m']}×{c['ranks'][-1]} {c['dtype']}) among {w} "
+            f"processes: {1e3 * t:.2f} ms, {100 * t / per_iter:.1f}% of a "
+            f"{w}-process iteration (median of 20).",
+        ]
+    runs = "; ".join(
+        f"{r['processes']} proc: " + ", ".join(f"{s:.2f}" for s in r["seconds"])
+        for r in result["rows"]
+    )
     lines += ["", f"Seconds per run (each {c['iters']} iterations, slowest process): {runs}."]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.dnmf_scaling", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.dnmf_scaling", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--m", type=int, default=4096)
     p.add_argument("--n", type=int, default=8192)
     p.add_argument("--ranks", type=int, nargs="+", default=[64])
@@ -214,8 +253,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="also write the markdown table here")
     p.add_argument("--json", default=None, help="write the raw numbers here")
     a = p.parse_args(argv)
-    result = run_scaling(m=a.m, n=a.n, ranks=a.ranks, iters=a.iters, repeats=a.repeats,
-                         worlds=a.worlds, dtype=a.dtype, seed=a.seed, threads=a.threads)
+    result = run_scaling(
+        m=a.m,
+        n=a.n,
+        ranks=a.ranks,
+        iters=a.iters,
+        repeats=a.repeats,
+        worlds=a.worlds,
+        dtype=a.dtype,
+        seed=a.seed,
+        threads=a.threads,
+    )
     md = to_markdown(result)
     print(md, end="")
     for target, text in ((a.out, md), (a.json, json.dumps(result, indent=2) + "\n")):

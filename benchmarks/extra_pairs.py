@@ -6,6 +6,7 @@ benchmark's operator, are valid extra training pairs. They come from scikit-imag
 photographs (the embedded default set: no download), at full and half scale. They are added
 to the training split only. Validation and test stay faces of held-out people.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +16,8 @@ import torch
 from PIL import Image
 
 from benchmarks.blur import BlurOperator, degrade
-from convae.tta import dihedral
 from benchmarks.faces import EMBEDDED_PHOTOS
+from convae.tta import dihedral
 
 
 def _photos(size: int, gray: bool) -> list[torch.Tensor]:
@@ -39,8 +40,9 @@ def _photos(size: int, gray: bool) -> list[torch.Tensor]:
     return out
 
 
-def photo_crops(n: int, size: int, *, gray: bool = False, seed: int = 1,
-                augment: bool = False) -> torch.Tensor:
+def photo_crops(
+    n: int, size: int, *, gray: bool = False, seed: int = 1, augment: bool = False
+) -> torch.Tensor:
     """``n`` seeded random ``size``-px crops ``(n, C, size, size)`` in [0, 1] (C = 1 if gray).
 
     ``augment``: each crop also gets one of the 8 flips / quarter turns of the square, drawn
@@ -50,23 +52,33 @@ def photo_crops(n: int, size: int, *, gray: bool = False, seed: int = 1,
         raise ValueError(f"the number of extra photo crops must be >= 0, got {n}")
     photos = _photos(size, gray)
     if not photos:
-        raise RuntimeError(f"no bundled scikit-image photograph is at least {size} px on its "
-                           "short side (is scikit-image installed?)")
+        raise RuntimeError(
+            f"no bundled scikit-image photograph is at least {size} px on its "
+            "short side (is scikit-image installed?)"
+        )
     gen = torch.Generator().manual_seed(seed)
     out = torch.empty(n, 1 if gray else 3, size, size)
     for i in range(n):
         p = photos[int(torch.randint(len(photos), (1,), generator=gen))]
         y = int(torch.randint(p.shape[1] - size + 1, (1,), generator=gen))
         x = int(torch.randint(p.shape[2] - size + 1, (1,), generator=gen))
-        crop = p[:, y:y + size, x:x + size]
+        crop = p[:, y : y + size, x : x + size]
         if augment:
             crop = dihedral(crop, int(torch.randint(8, (1,), generator=gen)))
         out[i] = crop
     return out
 
 
-def photo_pairs(n: int, size: int, blur: BlurOperator, *, gray: bool = False, noise: float = 0.0,
-                seed: int = 1, augment: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def photo_pairs(
+    n: int,
+    size: int,
+    blur: BlurOperator,
+    *,
+    gray: bool = False,
+    noise: float = 0.0,
+    seed: int = 1,
+    augment: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(blurred, sharp)``: :func:`photo_crops` degraded like the benchmark's images."""
     sharp = photo_crops(n, size, gray=gray, seed=seed, augment=augment)
     if n == 0:
@@ -84,21 +96,30 @@ def psf_symmetries(blur: BlurOperator) -> list[int]:
     kern = blur.kernel
     if kern.shape[0] % 2 == 0 or kern.shape[1] % 2 == 0:
         return [0]
-    return [k for k in range(8) if dihedral(kern, k).shape == kern.shape
-            and torch.allclose(dihedral(kern, k), kern, rtol=1e-6, atol=1e-12)]
+    return [
+        k
+        for k in range(8)
+        if dihedral(kern, k).shape == kern.shape
+        and torch.allclose(dihedral(kern, k), kern, rtol=1e-6, atol=1e-12)
+    ]
 
 
-def dihedral_pairs(blurred: torch.Tensor, sharp: torch.Tensor,
-                   blur: BlurOperator) -> tuple[torch.Tensor, torch.Tensor]:
+def dihedral_pairs(
+    blurred: torch.Tensor, sharp: torch.Tensor, blur: BlurOperator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The training pairs and their flips / turns, for each one the blur is symmetric under
     (all eight for the Gaussian): exact extra pairs, since transforming a degraded image equals
     degrading the transformed one.  Quarter turns need square images and are skipped otherwise."""
     ks = [k for k in psf_symmetries(blur) if k % 2 == 0 or blurred.shape[-1] == blurred.shape[-2]]
     if ks == [0]:
-        raise ValueError("the blur kernel is not symmetric under any flip or quarter turn, so "
-                         "flipped training pairs would be wrong; drop --augment-faces")
-    return (torch.cat([dihedral(blurred, k) for k in ks]),
-            torch.cat([dihedral(sharp, k) for k in ks]))
+        raise ValueError(
+            "the blur kernel is not symmetric under any flip or quarter turn, so "
+            "flipped training pairs would be wrong; drop --augment-faces"
+        )
+    return (
+        torch.cat([dihedral(blurred, k) for k in ks]),
+        torch.cat([dihedral(sharp, k) for k in ks]),
+    )
 
 
 def check_cnn_data(extra_photos: int, augment_faces: bool, blur: BlurOperator) -> None:
@@ -107,21 +128,37 @@ def check_cnn_data(extra_photos: int, augment_faces: bool, blur: BlurOperator) -
     if extra_photos < 0:
         raise ValueError(f"--extra-photos must be >= 0, got {extra_photos}")
     if augment_faces and psf_symmetries(blur) == [0]:
-        raise ValueError("--augment-faces needs a blur kernel symmetric under some flip or "
-                         "quarter turn; this one is not: drop --augment-faces")
+        raise ValueError(
+            "--augment-faces needs a blur kernel symmetric under some flip or "
+            "quarter turn; this one is not: drop --augment-faces"
+        )
 
 
-def cnn_training_pairs(blurred: torch.Tensor, sharp: torch.Tensor, blur: BlurOperator, *,
-                       extra_photos: int = 0, augment_photos: bool = False,
-                       augment_faces: bool = False, noise: float = 0.0,
-                       seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def cnn_training_pairs(
+    blurred: torch.Tensor,
+    sharp: torch.Tensor,
+    blur: BlurOperator,
+    *,
+    extra_photos: int = 0,
+    augment_photos: bool = False,
+    augment_faces: bool = False,
+    noise: float = 0.0,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The CNN training pairs of ``train --extra-photos/--augment-*`` (and ``run``): the
     training faces, their exact flips/turns when ``augment_faces``, then ``extra_photos``
     degraded photo crops (seeded by ``seed + 1``).  Validation and test never pass here."""
     check_cnn_data(extra_photos, augment_faces, blur)
-    b, s = (dihedral_pairs(blurred, sharp, blur) if augment_faces else (blurred, sharp))
+    b, s = dihedral_pairs(blurred, sharp, blur) if augment_faces else (blurred, sharp)
     if extra_photos:
-        eb, es = photo_pairs(extra_photos, int(sharp.shape[-1]), blur, gray=sharp.shape[1] == 1,
-                             noise=noise, seed=seed + 1, augment=augment_photos)
+        eb, es = photo_pairs(
+            extra_photos,
+            int(sharp.shape[-1]),
+            blur,
+            gray=sharp.shape[1] == 1,
+            noise=noise,
+            seed=seed + 1,
+            augment=augment_photos,
+        )
         b, s = torch.cat([b, eb]), torch.cat([s, es])
     return b, s

@@ -1,7 +1,7 @@
 """Face folders -> tensors: recursive loading, identity parsing, crop/resize, splits (DESIGN §4)."""
+
 from __future__ import annotations
 
-import math
 import re
 import warnings
 from dataclasses import dataclass
@@ -17,9 +17,23 @@ _STEM_SUFFIX = re.compile(r"_\d+_?$")
 # Real photographs shipped inside the scikit-image wheel (no download). Each is its own
 # identity; synthetic/binary images and the motion-blurred clock are left out on purpose.
 EMBEDDED_PHOTOS = (
-    "astronaut.png", "camera.png", "chelsea.png", "coffee.png", "coins.png", "moon.png",
-    "page.png", "rocket.jpg", "retina.jpg", "motorcycle_left.png", "brick.png", "grass.png",
-    "gravel.png", "ihc.png", "text.png", "hubble_deep_field.jpg", "microaneurysms.png",
+    "astronaut.png",
+    "camera.png",
+    "chelsea.png",
+    "coffee.png",
+    "coins.png",
+    "moon.png",
+    "page.png",
+    "rocket.jpg",
+    "retina.jpg",
+    "motorcycle_left.png",
+    "brick.png",
+    "grass.png",
+    "gravel.png",
+    "ihc.png",
+    "text.png",
+    "hubble_deep_field.jpg",
+    "microaneurysms.png",
     "cell.png",
 )
 
@@ -56,15 +70,17 @@ def find_images(root: str | Path) -> list[Path]:
         raise FileNotFoundError(f"data folder not found: {root}")
     if not root.is_dir():
         raise NotADirectoryError(f"--data-dir must be a folder, got a file: {root}")
-    files = sorted(p for p in root.rglob("*")
-                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"no images (.jpg/.jpeg/.png/.pgm) found under {root}")
     return files
 
 
 def identity_from_stem(stem: str) -> str:
-    """``Akshay Kumar_12`` -> ``Akshay Kumar``; ``person07_03_`` -> ``person07``; ``s12_4`` -> ``s12``."""
+    """The identity in a file stem.
+
+    ``Akshay Kumar_12`` -> ``Akshay Kumar``; ``person07_03_`` -> ``person07``; ``s12_4`` -> ``s12``.
+    """
     ident = _STEM_SUFFIX.sub("", stem)
     return ident or stem
 
@@ -121,8 +137,9 @@ def _cap_per_identity(identities: list[str], max_images: int | None, seed: int) 
     return sorted(keep)
 
 
-def load_face_folder(root: str | Path, *, size: int, gray: bool = False,
-                     max_images: int | None = None, seed: int = 0) -> ImageSet:
+def load_face_folder(
+    root: str | Path, *, size: int, gray: bool = False, max_images: int | None = None, seed: int = 0
+) -> ImageSet:
     """Load every readable image under ``root``; unreadable files are skipped with a warning."""
     files = find_images(root)
     identities = parse_identities(files, root)
@@ -140,8 +157,9 @@ def load_face_folder(root: str | Path, *, size: int, gray: bool = False,
     return ImageSet(torch.from_numpy(np.stack(arrays)), ids, names, source=str(root))
 
 
-def load_embedded(*, size: int, gray: bool = False, max_images: int | None = None,
-                  seed: int = 0) -> ImageSet:
+def load_embedded(
+    *, size: int, gray: bool = False, max_images: int | None = None, seed: int = 0
+) -> ImageSet:
     """Non-overlapping square crops of scikit-image's bundled photographs, one identity each."""
     import skimage.data
 
@@ -153,7 +171,7 @@ def load_embedded(*, size: int, gray: bool = False, max_images: int | None = Non
         if im is None:
             continue
         w, h = im.size
-        tile = max(size, min(w, h) // 3)       # about 9 crops per photograph
+        tile = max(size, min(w, h) // 3)  # about 9 crops per photograph
         for r in range(h // tile):
             for c in range(w // tile):
                 crop = im.crop((c * tile, r * tile, (c + 1) * tile, (r + 1) * tile))
@@ -163,9 +181,12 @@ def load_embedded(*, size: int, gray: bool = False, max_images: int | None = Non
     if not arrays:
         raise RuntimeError("scikit-image's bundled photographs were not found")
     keep = _cap_per_identity(ids, max_images, seed)
-    return ImageSet(torch.from_numpy(np.stack([arrays[i] for i in keep])),
-                    [ids[i] for i in keep], [names[i] for i in keep],
-                    source="embedded: scikit-image sample photographs")
+    return ImageSet(
+        torch.from_numpy(np.stack([arrays[i] for i in keep])),
+        [ids[i] for i in keep],
+        [names[i] for i in keep],
+        source="embedded: scikit-image sample photographs",
+    )
 
 
 def default_data_dir() -> Path:
@@ -173,8 +194,14 @@ def default_data_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "data" / "faces"
 
 
-def load_images(data_dir: str | Path | None, *, size: int, gray: bool = False,
-                max_images: int | None = None, seed: int = 0) -> ImageSet:
+def load_images(
+    data_dir: str | Path | None,
+    *,
+    size: int,
+    gray: bool = False,
+    max_images: int | None = None,
+    seed: int = 0,
+) -> ImageSet:
     """The data a run uses: ``data_dir`` if given, else ``data/faces/`` if it holds images,
     else the embedded photographs (announced by the caller through ``ImageSet.source``)."""
     if data_dir is not None:
@@ -185,26 +212,27 @@ def load_images(data_dir: str | Path | None, *, size: int, gray: bool = False,
     return load_embedded(size=size, gray=gray, max_images=max_images, seed=seed)
 
 
-def split_identities(identities: list[str], *, seed: int = 0, test_frac: float = 0.2,
-                     val_frac: float = 0.1) -> Split:
+def split_identities(
+    identities: list[str], *, seed: int = 0, test_frac: float = 0.2, val_frac: float = 0.1
+) -> Split:
     """Seeded identity-disjoint split: 20% of the people (>= 1) test, 10% (>= 1) val, rest train."""
     people = sorted(set(identities))
     if len(people) < 3:
         raise ValueError(
             f"the split needs at least 3 identities (train, validation, test), found "
             f"{len(people)}: {people}. Identities come from per-person folders or the file "
-            f"stem without its trailing _<digits>")
+            f"stem without its trailing _<digits>"
+        )
     rng = np.random.default_rng(seed)
     order = [people[i] for i in rng.permutation(len(people))]
     n_test = max(1, int(round(test_frac * len(people))))
     n_val = max(1, int(round(val_frac * len(people))))
     if n_test + n_val >= len(people):
         n_test, n_val = 1, 1
-    test_ids, val_ids = order[:n_test], order[n_test:n_test + n_val]
-    train_ids = order[n_test + n_val:]
+    test_ids, val_ids = order[:n_test], order[n_test : n_test + n_val]
+    train_ids = order[n_test + n_val :]
     sets = {"train": set(train_ids), "val": set(val_ids), "test": set(test_ids)}
     idx = {k: [i for i, p in enumerate(identities) if p in s] for k, s in sets.items()}
-    return Split(idx["train"], idx["val"], idx["test"], sorted(train_ids), sorted(val_ids),
-                 sorted(test_ids))
-
-
+    return Split(
+        idx["train"], idx["val"], idx["test"], sorted(train_ids), sorted(val_ids), sorted(test_ids)
+    )

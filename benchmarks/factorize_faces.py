@@ -6,6 +6,7 @@ resized to ``--size`` and flattened into one column of ``V`` (pixels × images, 
 atoms per layer (the columns of ``W1…Wl`` shown as images), the loss curve, a few
 reconstructions and ``run.json`` with the settings and timings.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,7 +67,9 @@ def load_face_matrix(
     return np.stack(columns, axis=1), names, shape
 
 
-def _atoms_figure(W: np.ndarray, shape: tuple[int, ...], title: str, path: Path, max_atoms: int = 64) -> None:
+def _atoms_figure(
+    W: np.ndarray, shape: tuple[int, ...], title: str, path: Path, max_atoms: int = 64
+) -> None:
     import matplotlib.pyplot as plt
 
     r = min(W.shape[1], max_atoms)
@@ -102,7 +105,9 @@ def _loss_figure(res: Any, path: Path) -> None:
     plt.close(fig)
 
 
-def _reconstructions_figure(V: np.ndarray, R: np.ndarray, shape: tuple[int, ...], path: Path, k: int = 6) -> None:
+def _reconstructions_figure(
+    V: np.ndarray, R: np.ndarray, shape: tuple[int, ...], path: Path, k: int = 6
+) -> None:
     import matplotlib.pyplot as plt
 
     idx = np.linspace(0, V.shape[1] - 1, min(k, V.shape[1])).astype(int)
@@ -110,12 +115,20 @@ def _reconstructions_figure(V: np.ndarray, R: np.ndarray, shape: tuple[int, ...]
     for j, i in enumerate(idx):
         for row, M in enumerate((V, R)):
             ax = axes[row, j]
-            ax.imshow(np.clip(M[:, i], 0, 1).reshape(shape), cmap="gray" if len(shape) == 2 else None,
-                      vmin=0, vmax=1)
+            ax.imshow(
+                np.clip(M[:, i], 0, 1).reshape(shape),
+                cmap="gray" if len(shape) == 2 else None,
+                vmin=0,
+                vmax=1,
+            )
             ax.axis("off")
         axes[0, j].set_title(f"#{i}", fontsize=8)
-    axes[0, 0].text(-0.1, 0.5, "image", transform=axes[0, 0].transAxes, ha="right", va="center", fontsize=8)
-    axes[1, 0].text(-0.1, 0.5, "W1…Wk H", transform=axes[1, 0].transAxes, ha="right", va="center", fontsize=8)
+    axes[0, 0].text(
+        -0.1, 0.5, "image", transform=axes[0, 0].transAxes, ha="right", va="center", fontsize=8
+    )
+    axes[1, 0].text(
+        -0.1, 0.5, "W1…Wk H", transform=axes[1, 0].transAxes, ha="right", va="center", fontsize=8
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -146,7 +159,9 @@ def run_factorize(
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise FileExistsError(f"--out {out} exists and is not empty; pass --overwrite to write into it")
+        raise FileExistsError(
+            f"--out {out} exists and is not empty; pass --overwrite to write into it"
+        )
     t0 = time.perf_counter()
     V, names, shape = load_face_matrix(data_dir, size=size, gray=gray, max_images=max_images)
     t_load = time.perf_counter() - t0
@@ -155,6 +170,7 @@ def run_factorize(
     bar = None
     if progress:
         from tqdm.auto import tqdm
+
         bar = tqdm(total=max_iter, desc="dnmf.factorize", unit="it", file=sys.stderr)
 
     def callback(it: int, loss: float) -> None:
@@ -165,8 +181,17 @@ def run_factorize(
     t1 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", dnmf.ConvergenceWarning)
-        res = dnmf.factorize(V, ranks, beta=beta, max_iter=max_iter, tol=tol, init=init, seed=seed,
-                             device=device, callback=callback)
+        res = dnmf.factorize(
+            V,
+            ranks,
+            beta=beta,
+            max_iter=max_iter,
+            tol=tol,
+            init=init,
+            seed=seed,
+            device=device,
+            callback=callback,
+        )
     t_fit = time.perf_counter() - t1
     if bar is not None:
         bar.close()
@@ -186,11 +211,23 @@ def run_factorize(
     rel = float(np.linalg.norm(V - R) / np.linalg.norm(V))
     summary = {
         "format_version": 1,
-        "data_dir": str(data_dir), "n_images": len(names), "image_shape": list(shape),
-        "V_shape": list(V.shape), "ranks": list(res.ranks), "beta": res.beta, "init": init, "seed": seed,
-        "max_iter": max_iter, "tol": tol, "n_iter": int(res.n_iter), "converged": bool(res.converged),
-        "final_loss": float(res.loss), "relative_error": rel, "device": str(device or "cpu"),
-        "seconds": {"load": t_load, "factorize": t_fit}, "images": names,
+        "data_dir": str(data_dir),
+        "n_images": len(names),
+        "image_shape": list(shape),
+        "V_shape": list(V.shape),
+        "ranks": list(res.ranks),
+        "beta": res.beta,
+        "init": init,
+        "seed": seed,
+        "max_iter": max_iter,
+        "tol": tol,
+        "n_iter": int(res.n_iter),
+        "converged": bool(res.converged),
+        "final_loss": float(res.loss),
+        "relative_error": rel,
+        "device": str(device or "cpu"),
+        "seconds": {"load": t_load, "factorize": t_fit},
+        "images": names,
         "outputs": sorted(p.name for p in out.iterdir()) + ["run.json"],
     }
     (out / "run.json").write_text(json.dumps(summary, indent=2))
@@ -199,20 +236,40 @@ def run_factorize(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``deblur-bench factorize``."""
-    parser.add_argument("--data-dir", required=True, type=Path, help="folder of face images (searched recursively)")
-    parser.add_argument("--ranks", type=int, nargs="+", default=[128, 32, 8], help="layer ranks (default 128 32 8)")
-    parser.add_argument("--beta", type=float, default=2.0, help="β-divergence: 2 Frobenius, 1 KL, 0 IS (default 2)")
-    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default cpu)")
-    parser.add_argument("--size", type=int, default=64, help="side of the square images in pixels (default 64)")
+    parser.add_argument(
+        "--data-dir", required=True, type=Path, help="folder of face images (searched recursively)"
+    )
+    parser.add_argument(
+        "--ranks", type=int, nargs="+", default=[128, 32, 8], help="layer ranks (default 128 32 8)"
+    )
+    parser.add_argument(
+        "--beta", type=float, default=2.0, help="β-divergence: 2 Frobenius, 1 KL, 0 IS (default 2)"
+    )
+    parser.add_argument(
+        "--device", default=None, help="torch device, e.g. cpu or cuda (default cpu)"
+    )
+    parser.add_argument(
+        "--size", type=int, default=64, help="side of the square images in pixels (default 64)"
+    )
     parser.add_argument("--gray", action="store_true", help="grayscale instead of RGB")
     parser.add_argument("--max-iter", type=int, default=500, help="joint iterations (default 500)")
-    parser.add_argument("--tol", type=float, default=1e-5, help="relative loss decrease to stop at (default 1e-5)")
-    parser.add_argument("--init", default="nndsvda", choices=("nndsvda", "nndsvd", "nndsvdar", "random"))
+    parser.add_argument(
+        "--tol", type=float, default=1e-5, help="relative loss decrease to stop at (default 1e-5)"
+    )
+    parser.add_argument(
+        "--init", default="nndsvda", choices=("nndsvda", "nndsvd", "nndsvdar", "random")
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-images", type=int, default=None, help="use at most this many images")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default results/factorize-<date-time>)")
-    parser.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default results/factorize-<date-time>)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="write into an existing non-empty --out"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -221,16 +278,29 @@ def main(args: argparse.Namespace) -> int:
     out = args.out or Path("results") / time.strftime("factorize-%Y%m%d-%H%M%S")
     try:
         summary = run_factorize(
-            args.data_dir, args.ranks, out, beta=args.beta, device=args.device, size=args.size,
-            gray=args.gray, max_iter=args.max_iter, tol=args.tol, init=args.init, seed=args.seed,
-            max_images=args.max_images, overwrite=args.overwrite, progress=not args.no_progress,
+            args.data_dir,
+            args.ranks,
+            out,
+            beta=args.beta,
+            device=args.device,
+            size=args.size,
+            gray=args.gray,
+            max_iter=args.max_iter,
+            tol=args.tol,
+            init=args.init,
+            seed=args.seed,
+            max_images=args.max_images,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
         )
     except (FaceFolderError, FileExistsError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{summary['n_images']} images {summary['image_shape']} -> V {summary['V_shape'][0]}x"
-          f"{summary['V_shape'][1]}; ranks {summary['ranks']}, {summary['n_iter']} iterations in "
-          f"{summary['seconds']['factorize']:.1f} s; relative error {summary['relative_error']:.4f}")
+    print(
+        f"{summary['n_images']} images {summary['image_shape']} -> V {summary['V_shape'][0]}x"
+        f"{summary['V_shape'][1]}; ranks {summary['ranks']}, {summary['n_iter']} iterations in "
+        f"{summary['seconds']['factorize']:.1f} s; relative error {summary['relative_error']:.4f}"
+    )
     print(f"wrote {out}/: {', '.join(summary['outputs'])}")
     return 0
 

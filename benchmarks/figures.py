@@ -1,4 +1,5 @@
 """Figures of a run: example restorations (rows: sharp, blurred, each method)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,13 +20,15 @@ def to_hwc(img: torch.Tensor) -> np.ndarray:
     return a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
 
 
-def examples_figure(path: Path, rows: dict[str, torch.Tensor], psnrs: dict[str, list[float]]
-                    ) -> Path:
+def examples_figure(
+    path: Path, rows: dict[str, torch.Tensor], psnrs: dict[str, list[float]]
+) -> Path:
     """Grid of images: one row per entry of ``rows`` (each (K, C, H, W)), K columns."""
     names = list(rows)
     k = min(int(v.shape[0]) for v in rows.values())
-    fig, axes = plt.subplots(len(names), k, figsize=(1.6 * k + 1.2, 1.6 * len(names)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(names), k, figsize=(1.6 * k + 1.2, 1.6 * len(names)), squeeze=False
+    )
     for i, name in enumerate(names):
         for j in range(k):
             ax = axes[i][j]

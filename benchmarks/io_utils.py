@@ -1,20 +1,23 @@
 """Small file helpers: atomic writes and run folders that are never silently overwritten."""
+
 from __future__ import annotations
 
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 def atomic_write(path: str | Path, writer: Callable[[Path], None]) -> Path:
     """Call ``writer(tmp_path)`` then rename onto ``path``: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp",
-                               dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent
+    )
     os.close(fd)
     try:
         writer(Path(tmp))
@@ -52,7 +55,8 @@ def prepare_out_dir(out: str | Path, overwrite: bool) -> Path:
         if not overwrite:
             raise FileExistsError(
                 f"output folder {out} already holds a run; pass --overwrite to replace it "
-                f"or choose another --out")
+                f"or choose another --out"
+            )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     return out

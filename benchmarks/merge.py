@@ -1,4 +1,5 @@
 """``deblur-bench report``: merge finished run folders into one table."""
+
 from __future__ import annotations
 
 import json
@@ -32,13 +33,24 @@ def merge_runs(run_dirs: list[str | Path], baseline: str = "identity") -> str:
     fit_mean = {m: sum(v) / len(v) for m, v in fits.items()}
     summary = summarize(per_image, fit_mean, baseline=baseline, order=order)
     per_run = per_image.groupby(["method", "run"], sort=False)["psnr"].mean().unstack("run")
-    lines = [f"# Merged report of {len(labels)} runs: {', '.join(labels)}", "",
-             "Pooled over all test images of all runs; differences are paired per image "
-             "within each run.", "", to_markdown(summary, baseline=baseline),
-             "Mean PSNR (dB) per run:", "",
-             "| method | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    lines = [
+        f"# Merged report of {len(labels)} runs: {', '.join(labels)}",
+        "",
+        "Pooled over all test images of all runs; differences are paired per image "
+        "within each run.",
+        "",
+        to_markdown(summary, baseline=baseline),
+        "Mean PSNR (dB) per run:",
+        "",
+        "| method | " + " | ".join(labels) + " |",
+        "|---|" + "---|" * len(labels),
+    ]
     for m in order:
-        vals = [f"{per_run.loc[m, r]:.2f}" if r in per_run.columns and
-                pd.notna(per_run.loc[m, r]) else "–" for r in labels]
+        vals = [
+            f"{per_run.loc[m, r]:.2f}"
+            if r in per_run.columns and pd.notna(per_run.loc[m, r])
+            else "–"
+            for r in labels
+        ]
         lines.append(f"| {m} | " + " | ".join(vals) + " |")
     return "\n".join(lines) + "\n"

@@ -6,6 +6,7 @@ tensor.  Outputs are clipped to [0, 1] first; the data range is 1.  SSIM reprodu
 use_sample_covariance=False, channel_axis=...)``: mean over channels of the mean SSIM map
 with the 5-pixel border (half the 11-tap window) cropped, as scikit-image does.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,9 +15,9 @@ import torch
 import torch.nn.functional as F
 
 _SSIM_SIGMA = 1.5
-_SSIM_TRUNCATE = 3.5          # scipy.ndimage.gaussian_filter default, used by scikit-image
+_SSIM_TRUNCATE = 3.5  # scipy.ndimage.gaussian_filter default, used by scikit-image
 _K1, _K2 = 0.01, 0.03
-PSNR_CAP_DB = 120.0           # identical images would give inf; cap so means stay finite
+PSNR_CAP_DB = 120.0  # identical images would give inf; cap so means stay finite
 
 
 def _prep(x_hat: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,8 +25,10 @@ def _prep(x_hat: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
         raise ValueError(f"shape mismatch: {tuple(x_hat.shape)} vs {tuple(x.shape)}")
     if x.ndim != 4:
         raise ValueError(f"metrics take (N, C, H, W) batches, got {tuple(x.shape)}")
-    return (x_hat.detach().to(torch.float64).clamp(0.0, 1.0),
-            x.detach().to(torch.float64).clamp(0.0, 1.0))
+    return (
+        x_hat.detach().to(torch.float64).clamp(0.0, 1.0),
+        x.detach().to(torch.float64).clamp(0.0, 1.0),
+    )
 
 
 def mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -63,7 +66,7 @@ def ssim(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     f = F.conv2d(F.conv2d(stack, kv, groups=5 * c), kh, groups=5 * c)
     ux, uy, uxx, uyy, uxy = f.split(c, dim=1)
     vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
-    c1, c2 = _K1 ** 2, _K2 ** 2
+    c1, c2 = _K1**2, _K2**2
     s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
     return s.mean(dim=(2, 3)).mean(dim=1)
 

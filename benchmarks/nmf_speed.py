@@ -7,6 +7,7 @@ over the iterations), the final loss ½‖V − WH‖² (float64, computed the s
 ratios to scikit-learn, a batched comparison, and on CUDA the achieved TFLOP/s next to a plain
 ``torch.matmul`` of the same shape. Importable: :func:`run_nmf_speed` returns the JSON dict.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,9 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,13 +37,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time(fn: Callable[[], Any], repeats: int, device: torch.device) -> tuple[float, list[float], Any]:
+def _time(
+    fn: Callable[[], Any], repeats: int, device: torch.device
+) -> tuple[float, list[float], Any]:
     """Median wall time of ``fn`` over ``repeats`` runs after one warm-up run."""
     return _time_round_robin([fn], repeats, device)[0]
 
 
-def _time_round_robin(fns: list[Callable[[], Any]], repeats: int, device: torch.device,
-                      settle: float | None = None) -> list[tuple[float, list[float], Any]]:
+def _time_round_robin(
+    fns: list[Callable[[], Any]], repeats: int, device: torch.device, settle: float | None = None
+) -> list[tuple[float, list[float], Any]]:
     """Median wall time (with all times and the last output) of each of ``fns``: one warm-up
     each, then ``repeats`` rounds that run every function once (interleaved repeats).
 
@@ -72,7 +77,7 @@ def _fro_loss(V: np.ndarray, W: np.ndarray, H: np.ndarray) -> float:
     total = 0.0
     Wd, Hd = W.astype(np.float64), H.astype(np.float64)
     for i in range(0, V.shape[0], 512):
-        R = V[i:i + 512].astype(np.float64) - Wd[i:i + 512] @ Hd
+        R = V[i : i + 512].astype(np.float64) - Wd[i : i + 512] @ Hd
         total += float(np.einsum("ij,ij->", R, R))
     return 0.5 * total
 
@@ -98,8 +103,17 @@ def _environment(threads: int, device: torch.device) -> dict[str, Any]:
         "device": str(device),
         "torch": torch.__version__,
         "numpy": np.__version__,
-        "env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
-                                           "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS") if k in os.environ},
+        "env": {
+            k: os.environ[k]
+            for k in (
+                "OPENBLAS_CORETYPE",
+                "OPENBLAS_L2_SIZE",
+                "OMP_NUM_THREADS",
+                "MKL_NUM_THREADS",
+                "OPENBLAS_NUM_THREADS",
+            )
+            if k in os.environ
+        },
     }
     try:
         env["loadavg_1min_at_start"] = os.getloadavg()[0]
@@ -107,13 +121,17 @@ def _environment(threads: int, device: torch.device) -> dict[str, Any]:
         pass
     try:
         import sklearn
+
         env["sklearn"] = sklearn.__version__
     except ImportError:  # pragma: no cover
         pass
     try:
         import threadpoolctl
-        env["blas"] = [{k: i.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
-                       for i in threadpoolctl.threadpool_info()]
+
+        env["blas"] = [
+            {k: i.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
+            for i in threadpoolctl.threadpool_info()
+        ]
     except ImportError:  # pragma: no cover
         pass
     if device.type == "cuda":
@@ -121,8 +139,9 @@ def _environment(threads: int, device: torch.device) -> dict[str, Any]:
     return env
 
 
-def make_problem(m: int, n: int, rank: int, dtype: Any = np.float32, seed: int = 0,
-                 batch: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def make_problem(
+    m: int, n: int, rank: int, dtype: Any = np.float32, seed: int = 0, batch: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The benchmark's random nonnegative ``V`` (m × n, or ``batch`` × m × n) and initial
     ``W0``, ``H0`` (scaled like scikit-learn's random init, so ``W0 H0`` has ``V``'s mean)."""
     np_dtype = np.dtype(dtype)
@@ -141,8 +160,17 @@ def _dnmf_fit(V, Ws0, H0, n_iter, device):
     import dnmf
 
     def run():
-        return dnmf.factorize(V, [W.shape[-1] for W in Ws0], init="custom", Ws=Ws0, H=H0,
-                              max_iter=n_iter, tol=0, device=device)
+        return dnmf.factorize(
+            V,
+            [W.shape[-1] for W in Ws0],
+            init="custom",
+            Ws=Ws0,
+            H=H0,
+            max_iter=n_iter,
+            tol=0,
+            device=device,
+        )
+
     return run
 
 
@@ -153,6 +181,7 @@ def _sklearn_fit(V, W0, H0, n_iter):
         est = NMF(n_components=W0.shape[1], solver="mu", init="custom", max_iter=n_iter, tol=0)
         W = est.fit_transform(V, W=W0.copy(), H=H0.copy())
         return W, est.components_, est.n_iter_
+
     return run
 
 
@@ -162,11 +191,14 @@ def _torchnmf_fit(V, W0, H0, n_iter, device):
     Vt = torch.from_numpy(V).to(device)
 
     def run():
-        model = NMF(W=torch.from_numpy(H0.T.copy()).to(device), H=torch.from_numpy(W0.copy()).to(device))
+        model = NMF(
+            W=torch.from_numpy(H0.T.copy()).to(device), H=torch.from_numpy(W0.copy()).to(device)
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             n = model.fit(Vt, beta=2, tol=0, max_iter=n_iter)
         return model.H.detach(), model.W.detach().T, n
+
     return run
 
 
@@ -185,7 +217,9 @@ def _flops_per_iter(m: int, n: int, ranks: list[int]) -> float:
     r1, rk = ranks[0], ranks[-1]
     big = 2 * m * n * rk + 2 * m * n * min(r1, rk)
     small = 2 * n * rk * rk * 2 + 2 * m * r1 * (rk + r1 + r1)
-    small += sum(2 * ranks[l - 1] * ranks[l] * (rk + ranks[l] + ranks[l - 1]) for l in range(1, len(ranks)))
+    small += sum(
+        2 * ranks[l - 1] * ranks[l] * (rk + ranks[l] + ranks[l - 1]) for l in range(1, len(ranks))
+    )
     return float(big + small)
 
 
@@ -224,44 +258,77 @@ def run_nmf_speed(
 
     def record(name, per_iter, times, W, H, n_done, **extra):
         loss = _fro_loss(V, W, H)
-        row = {"method": name, "ms_per_iter": 1e3 * per_iter, "repeat_ms_per_iter": [1e3 * t / n_iter for t in times],
-               "final_loss": loss, "iterations": int(n_done), **extra}
+        row = {
+            "method": name,
+            "ms_per_iter": 1e3 * per_iter,
+            "repeat_ms_per_iter": [1e3 * t / n_iter for t in times],
+            "final_loss": loss,
+            "iterations": int(n_done),
+            **extra,
+        }
         results.append(row)
         log(f"  {name:<22} {1e3 * per_iter:8.2f} ms/iter  loss {loss:.6e}")
 
-    log(f"nmf-speed: V {m}x{n} rank {rank} {dtype} on {dev}, {n_iter} iterations, "
-        f"median of {repeats} interleaved rounds, {threads} threads")
+    log(
+        f"nmf-speed: V {m}x{n} rank {rank} {dtype} on {dev}, {n_iter} iterations, "
+        f"median of {repeats} interleaved rounds, {threads} threads"
+    )
     Vdev = torch.from_numpy(V).to(dev)
     # Each entry: name, the fit to time, and how to read (W, H, n_iter, extra) from its output.
     # The tensor input keeps the data on the device, as a user would.
     entries: list[tuple[str, Callable[[], Any], Callable[[Any], tuple]]] = []
-    entries.append(("dnmf k=1", _dnmf_fit(Vdev, [W0], H0, n_iter, dev),
-                    lambda res: (_np(res.Ws[0]), _np(res.H), res.n_iter, {"ranks": [rank]})))
-    if include_sklearn:   # on a GPU machine: scikit-learn on its CPU, the user's alternative
+    entries.append(
+        (
+            "dnmf k=1",
+            _dnmf_fit(Vdev, [W0], H0, n_iter, dev),
+            lambda res: (_np(res.Ws[0]), _np(res.H), res.n_iter, {"ranks": [rank]}),
+        )
+    )
+    if include_sklearn:  # on a GPU machine: scikit-learn on its CPU, the user's alternative
         try:
             import sklearn  # noqa: F401
+
             fit = _sklearn_fit(V, W0, H0, n_iter)
             if threadpool_limits is not None:
+
                 def fit(_fit=fit):
                     with threadpool_limits(limits=threads):
                         return _fit()
+
             entries.append(("sklearn NMF(mu)", fit, lambda out: (*out, {})))
         except ImportError:
             notes.append("scikit-learn not importable: skipped")
         if dev.type != "cpu":
-            notes.append(f"scikit-learn runs on this machine's CPU ({threads} threads); the "
-                         f"× scikit-learn column compares {dev.type} against it")
+            notes.append(
+                f"scikit-learn runs on this machine's CPU ({threads} threads); the "
+                f"× scikit-learn column compares {dev.type} against it"
+            )
     if include_torchnmf:
         try:
             import torchnmf  # noqa: F401
-            entries.append(("torchnmf", _torchnmf_fit(V, W0, H0, n_iter, dev),
-                            lambda out: (_np(out[0]), _np(out[1]), out[2], {})))
+
+            entries.append(
+                (
+                    "torchnmf",
+                    _torchnmf_fit(V, W0, H0, n_iter, dev),
+                    lambda out: (_np(out[0]), _np(out[1]), out[2], {}),
+                )
+            )
         except ImportError:
             notes.append("torchnmf not importable (pip install 'deblur-toolkit[bench]'): skipped")
     for k in layers:
-        entries.append((f"dnmf k={k}", _dnmf_fit(Vdev, _deep_init(W0, H0, k, seed), H0, n_iter, dev),
-                        lambda res, k=k: (_chain([_np(W) for W in res.Ws]), _np(res.H), res.n_iter,
-                                          {"ranks": [rank] * k})))
+        entries.append(
+            (
+                f"dnmf k={k}",
+                _dnmf_fit(Vdev, _deep_init(W0, H0, k, seed), H0, n_iter, dev),
+                lambda res, k=k: (
+                    _chain([_np(W) for W in res.Ws]),
+                    _np(res.H),
+                    res.n_iter,
+                    {"ranks": [rank] * k},
+                ),
+            )
+        )
 
     # Round robin: every round times each method once, so a slow spell of a shared machine
     # hits all of them alike instead of one method's block of repeats.
@@ -281,16 +348,29 @@ def run_nmf_speed(
     out: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "benchmark": "nmf-speed",
-        "config": {"m": m, "n": n, "rank": rank, "n_iter": n_iter, "repeats": repeats, "threads": threads,
-                   "device": str(dev), "dtype": dtype, "seed": seed, "layers": list(layers)},
+        "config": {
+            "m": m,
+            "n": n,
+            "rank": rank,
+            "n_iter": n_iter,
+            "repeats": repeats,
+            "threads": threads,
+            "device": str(dev),
+            "dtype": dtype,
+            "seed": seed,
+            "layers": list(layers),
+        },
         "environment": _environment(threads, dev),
         "results": results,
         "notes": notes,
     }
-    if "sklearn NMF(mu)" in times_of:   # the per-round ratio: robust to drifts in machine load
+    if "sklearn NMF(mu)" in times_of:  # the per-round ratio: robust to drifts in machine load
         per_round = [a / b for a, b in zip(times_of["dnmf k=1"], times_of["sklearn NMF(mu)"])]
-        out["k1_over_sklearn_per_round"] = {"median": statistics.median(per_round),
-                                            "min": min(per_round), "max": max(per_round)}
+        out["k1_over_sklearn_per_round"] = {
+            "median": statistics.median(per_round),
+            "min": min(per_round),
+            "max": max(per_round),
+        }
 
     if dev.type == "cuda":
         A = Vdev
@@ -304,8 +384,18 @@ def run_nmf_speed(
         out["matmul_tflops"] = mm_tflops
 
     if batch:
-        out["batched"] = _batched(batch, batch_iter, repeats, np_dtype, seed, dev, threads,
-                                  threadpool_limits, include_sklearn, log)
+        out["batched"] = _batched(
+            batch,
+            batch_iter,
+            repeats,
+            np_dtype,
+            seed,
+            dev,
+            threads,
+            threadpool_limits,
+            include_sklearn,
+            log,
+        )
     out["goals"] = _goals(out)
     out["markdown"] = to_markdown(out)
     return out
@@ -317,9 +407,13 @@ def parse_size(text: str) -> tuple[int, int, int]:
     try:
         m, n, r = (int(p) for p in parts)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not MxNxRANK (e.g. 8192x8192x128)") from None
+        raise argparse.ArgumentTypeError(
+            f"size {text!r} is not MxNxRANK (e.g. 8192x8192x128)"
+        ) from None
     if min(m, n, r) < 1 or r > min(m, n):
-        raise argparse.ArgumentTypeError(f"size {text!r}: need positive M, N, RANK with RANK <= min(M, N)")
+        raise argparse.ArgumentTypeError(
+            f"size {text!r}: need positive M, N, RANK with RANK <= min(M, N)"
+        )
     return m, n, r
 
 
@@ -364,7 +458,9 @@ def run_throughput_sweep(
             H0 = 2 * avg * torch.rand(r, n, generator=gen, device=dev, dtype=tdtype)
             Ht = H0.T.contiguous()
             t_mm, _, _ = _time(lambda: torch.matmul(V, Ht), max(repeats, 5), dev)
-            fit = lambda: dnmf.factorize(V, [r], init="custom", Ws=[W0], H=H0, max_iter=n_iter, tol=0)
+            fit = lambda: dnmf.factorize(
+                V, [r], init="custom", Ws=[W0], H=H0, max_iter=n_iter, tol=0
+            )
             t_fit, _, res = _time(fit, repeats, dev)
             per_iter = t_fit / n_iter
             row.update(
@@ -376,16 +472,20 @@ def run_throughput_sweep(
             row["fraction_of_matmul"] = row["tflops"] / row["matmul_tflops"]
             if dev.type == "cuda":
                 row["peak_mem_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30
-            log(f"  {m}x{n} rank {r}: {row['ms_per_iter']:.2f} ms/iter, {row['tflops']:.3f} TFLOP/s "
-                f"({row['fraction_of_matmul']:.2f} x matmul {row['matmul_tflops']:.3f})")
+            log(
+                f"  {m}x{n} rank {r}: {row['ms_per_iter']:.2f} ms/iter, {row['tflops']:.3f} TFLOP/s "
+                f"({row['fraction_of_matmul']:.2f} x matmul {row['matmul_tflops']:.3f})"
+            )
         except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as exc:
-            if "out of memory" not in str(exc).lower() and not isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
+            if "out of memory" not in str(exc).lower() and not isinstance(
+                exc, (torch.cuda.OutOfMemoryError, MemoryError)
+            ):
                 raise
             row["error"] = "out of memory"
             log(f"  {m}x{n} rank {r}: out of memory, sweep stops here")
             rows.append(row)
             break
-        finally:   # drop this size's tensors before the next one is allocated
+        finally:  # drop this size's tensors before the next one is allocated
             V = W0 = H0 = Ht = None
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
@@ -394,8 +494,14 @@ def run_throughput_sweep(
     out = {
         "format_version": FORMAT_VERSION,
         "benchmark": "nmf-speed-sweep",
-        "config": {"n_iter": n_iter, "repeats": repeats, "threads": threads, "device": str(dev),
-                   "dtype": dtype, "seed": seed},
+        "config": {
+            "n_iter": n_iter,
+            "repeats": repeats,
+            "threads": threads,
+            "device": str(dev),
+            "dtype": dtype,
+            "seed": seed,
+        },
         "environment": _environment(threads, dev),
         "sweep": rows,
     }
@@ -407,16 +513,21 @@ def sweep_markdown(out: dict[str, Any]) -> str:
     """The sweep as a markdown table (TFLOP/s of dnmf and of torch.matmul at each size)."""
     c, env = out["config"], out["environment"]
     where = env.get("gpu") or f"{c['threads']} CPU thread(s)"
-    lines = [f"Throughput sweep: dnmf k=1 (Frobenius MU) vs torch.matmul, {c['dtype']}, {c['device']} ({where}), "
-             f"{c['n_iter']} iterations, median of {c['repeats']}", "",
-             "| V (m × n) | rank | ms / iteration | dnmf TFLOP/s | torch.matmul TFLOP/s | × matmul |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"Throughput sweep: dnmf k=1 (Frobenius MU) vs torch.matmul, {c['dtype']}, {c['device']} ({where}), "
+        f"{c['n_iter']} iterations, median of {c['repeats']}",
+        "",
+        "| V (m × n) | rank | ms / iteration | dnmf TFLOP/s | torch.matmul TFLOP/s | × matmul |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in out["sweep"]:
         if "error" in r:
             lines.append(f"| {r['m']} × {r['n']} | {r['rank']} | {r['error']} | – | – | – |")
         else:
-            lines.append(f"| {r['m']} × {r['n']} | {r['rank']} | {r['ms_per_iter']:.2f} | {r['tflops']:.3f} | "
-                         f"{r['matmul_tflops']:.3f} | {r['fraction_of_matmul']:.2f} |")
+            lines.append(
+                f"| {r['m']} × {r['n']} | {r['rank']} | {r['ms_per_iter']:.2f} | {r['tflops']:.3f} | "
+                f"{r['matmul_tflops']:.3f} | {r['fraction_of_matmul']:.2f} |"
+            )
     return "\n".join(lines)
 
 
@@ -428,7 +539,9 @@ class _nullcontext:
         return False
 
 
-def _batched(batch, n_iter, repeats, np_dtype, seed, dev, threads, threadpool_limits, with_sklearn, log):
+def _batched(
+    batch, n_iter, repeats, np_dtype, seed, dev, threads, threadpool_limits, with_sklearn, log
+):
     import dnmf
 
     B, m, n, r = batch
@@ -438,8 +551,15 @@ def _batched(batch, n_iter, repeats, np_dtype, seed, dev, threads, threadpool_li
     t_b, _, res = _time(fit, repeats, dev)
     Wb, Hb = _np(res.Ws[0]), _np(res.H)
     loss_b = np.array([_fro_loss(V[i], Wb[i], Hb[i]) for i in range(B)])
-    row: dict[str, Any] = {"B": B, "m": m, "n": n, "rank": r, "n_iter": n_iter,
-                           "dnmf_batched_s": t_b, "dnmf_mean_loss": float(loss_b.mean())}
+    row: dict[str, Any] = {
+        "B": B,
+        "m": m,
+        "n": n,
+        "rank": r,
+        "n_iter": n_iter,
+        "dnmf_batched_s": t_b,
+        "dnmf_mean_loss": float(loss_b.mean()),
+    }
     log(f"  batched {B} x ({m}x{n}) rank {r}: dnmf {t_b:.3f} s")
     if with_sklearn:
         from sklearn.decomposition import NMF
@@ -451,12 +571,17 @@ def _batched(batch, n_iter, repeats, np_dtype, seed, dev, threads, threadpool_li
                 Wi = est.fit_transform(V[i], W=W0[i].copy(), H=H0[i].copy())
                 out.append((Wi, est.components_))
             return out
+
         ctx = threadpool_limits(limits=threads) if threadpool_limits else _nullcontext()
         with ctx:
             t_s, _, outs = _time(loop, max(1, min(repeats, 3)), dev)
         loss_s = np.array([_fro_loss(V[i], *outs[i]) for i in range(B)])
-        row.update(sklearn_loop_s=t_s, sklearn_mean_loss=float(loss_s.mean()), speedup=t_s / t_b,
-                   max_loss_rel_diff=float(np.max(np.abs(loss_b / loss_s - 1))))
+        row.update(
+            sklearn_loop_s=t_s,
+            sklearn_mean_loss=float(loss_s.mean()),
+            speedup=t_s / t_b,
+            max_loss_rel_diff=float(np.max(np.abs(loss_b / loss_s - 1))),
+        )
         log(f"  batched: sklearn loop {t_s:.3f} s, speed-up {t_s / t_b:.1f}x")
     return row
 
@@ -482,9 +607,12 @@ def _goals(out: dict[str, Any]) -> dict[str, Any]:
 def to_markdown(out: dict[str, Any]) -> str:
     """The results as markdown tables."""
     c, e = out["config"], out["environment"]
-    lines = [f"V {c['m']}×{c['n']}, rank {c['rank']}, {c['dtype']}, {c['n_iter']} iterations, "
-             f"median of {c['repeats']} interleaved rounds, {c['threads']} threads, device {c['device']}"
-             + (f" ({e['gpu']})" if "gpu" in e else ""), ""]
+    lines = [
+        f"V {c['m']}×{c['n']}, rank {c['rank']}, {c['dtype']}, {c['n_iter']} iterations, "
+        f"median of {c['repeats']} interleaved rounds, {c['threads']} threads, device {c['device']}"
+        + (f" ({e['gpu']})" if "gpu" in e else ""),
+        "",
+    ]
     cuda = "matmul_tflops" in out
     head = "| method | ms / iteration | × scikit-learn | × dnmf k=1 | final ½‖V−WH‖² | loss vs scikit-learn |"
     if cuda:
@@ -492,30 +620,49 @@ def to_markdown(out: dict[str, Any]) -> str:
     lines += [head, "|" + "---|" * (8 if cuda else 6)]
     for r in out["results"]:
         ratio = f"{r['ratio_to_sklearn']:.2f}" if r.get("ratio_to_sklearn") is not None else "–"
-        rel = f"{100 * r['loss_rel_to_sklearn']:+.3f}%" if r.get("loss_rel_to_sklearn") is not None else "–"
-        line = (f"| {r['method']} | {r['ms_per_iter']:.2f} | {ratio} | {r['ratio_to_dnmf_k1']:.2f} | "
-                f"{r['final_loss']:.6e} | {rel} |")
+        rel = (
+            f"{100 * r['loss_rel_to_sklearn']:+.3f}%"
+            if r.get("loss_rel_to_sklearn") is not None
+            else "–"
+        )
+        line = (
+            f"| {r['method']} | {r['ms_per_iter']:.2f} | {ratio} | {r['ratio_to_dnmf_k1']:.2f} | "
+            f"{r['final_loss']:.6e} | {rel} |"
+        )
         if cuda:
             tf = r.get("tflops")
-            line += (f" {tf:.2f} | {r['fraction_of_matmul']:.2f} |" if tf is not None else " – | – |")
+            line += f" {tf:.2f} | {r['fraction_of_matmul']:.2f} |" if tf is not None else " – | – |"
         lines.append(line)
     pr = out.get("k1_over_sklearn_per_round")
     if pr:
-        lines.append(f"\ndnmf k=1 / scikit-learn within each round: median {pr['median']:.2f} "
-                     f"(range {pr['min']:.2f}–{pr['max']:.2f})")
+        lines.append(
+            f"\ndnmf k=1 / scikit-learn within each round: median {pr['median']:.2f} "
+            f"(range {pr['min']:.2f}–{pr['max']:.2f})"
+        )
     if cuda:
-        lines.append(f"\ntorch.matmul ({c['m']}×{c['n']} @ {c['n']}×{c['rank']}): {out['matmul_tflops']:.2f} TFLOP/s")
+        lines.append(
+            f"\ntorch.matmul ({c['m']}×{c['n']} @ {c['n']}×{c['rank']}): {out['matmul_tflops']:.2f} TFLOP/s"
+        )
     b = out.get("batched")
     if b:
-        lines += ["", f"Batched: {b['B']} independent {b['m']}×{b['n']} matrices, rank {b['rank']}, "
-                      f"{b['n_iter']} iterations", "",
-                  "| method | seconds | speed-up | mean final loss |", "|---|---|---|---|",
-                  f"| dnmf, one batched call | {b['dnmf_batched_s']:.3f} | "
-                  + (f"{b['speedup']:.1f}×" if "speedup" in b else "–")
-                  + f" | {b['dnmf_mean_loss']:.6e} |"]
+        lines += [
+            "",
+            f"Batched: {b['B']} independent {b['m']}×{b['n']} matrices, rank {b['rank']}, "
+            f"{b['n_iter']} iterations",
+            "",
+            "| method | seconds | speed-up | mean final loss |",
+            "|---|---|---|---|",
+            f"| dnmf, one batched call | {b['dnmf_batched_s']:.3f} | "
+            + (f"{b['speedup']:.1f}×" if "speedup" in b else "–")
+            + f" | {b['dnmf_mean_loss']:.6e} |",
+        ]
         if "sklearn_loop_s" in b:
-            lines.append(f"| scikit-learn NMF(mu), loop | {b['sklearn_loop_s']:.3f} | 1.0× | {b['sklearn_mean_loss']:.6e} |")
-            lines.append(f"\nlargest per-matrix loss difference: {100 * b['max_loss_rel_diff']:.3f}%")
+            lines.append(
+                f"| scikit-learn NMF(mu), loop | {b['sklearn_loop_s']:.3f} | 1.0× | {b['sklearn_mean_loss']:.6e} |"
+            )
+            lines.append(
+                f"\nlargest per-matrix loss difference: {100 * b['max_loss_rel_diff']:.3f}%"
+            )
     for note in out.get("notes", []):
         lines.append(f"\nNote: {note}")
     return "\n".join(lines)
@@ -529,24 +676,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=2048, help="columns of V (default 2048)")
     parser.add_argument("--rank", type=int, default=64, help="rank (default 64)")
     parser.add_argument("--iters", type=int, default=60, help="iterations per fit (default 60)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported (default 5)")
-    parser.add_argument("--threads", type=int, default=None, help="threads for torch and BLAS (default: all cores)")
-    parser.add_argument("--device", default="cpu", help="torch device for dnmf/torchnmf (default cpu)")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed repeats; the median is reported (default 5)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="threads for torch and BLAS (default: all cores)"
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="torch device for dnmf/torchnmf (default cpu)"
+    )
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--layers", type=int, nargs="*", default=[2, 3],
-                        help="deeper dnmf models to time, all ranks = --rank (default 2 3)")
-    parser.add_argument("--batch", type=int, nargs=4, default=[256, 64, 96, 8], metavar=("B", "M", "N", "RANK"),
-                        help="batched comparison (default 256 64 96 8)")
+    parser.add_argument(
+        "--layers",
+        type=int,
+        nargs="*",
+        default=[2, 3],
+        help="deeper dnmf models to time, all ranks = --rank (default 2 3)",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        nargs=4,
+        default=[256, 64, 96, 8],
+        metavar=("B", "M", "N", "RANK"),
+        help="batched comparison (default 256 64 96 8)",
+    )
     parser.add_argument("--batch-iters", type=int, default=200)
     parser.add_argument("--no-batch", action="store_true", help="skip the batched comparison")
-    parser.add_argument("--no-torchnmf", action="store_true", help="skip torchnmf even if installed")
-    parser.add_argument("--json", type=Path, default=None, help="write the results as JSON to this file")
-    parser.add_argument("--sweep", action="store_true",
-                        help="instead: achieved TFLOP/s of dnmf vs torch.matmul over --sizes (up to the memory limit)")
-    parser.add_argument("--sizes", type=parse_size, nargs="+", default=None, metavar="MxNxRANK",
-                        help=f"sizes for --sweep (default on CUDA {' '.join(DEFAULT_SWEEP_CUDA)}; "
-                             f"on CPU {' '.join(DEFAULT_SWEEP_CPU)})")
+    parser.add_argument(
+        "--no-torchnmf", action="store_true", help="skip torchnmf even if installed"
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, help="write the results as JSON to this file"
+    )
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="instead: achieved TFLOP/s of dnmf vs torch.matmul over --sizes (up to the memory limit)",
+    )
+    parser.add_argument(
+        "--sizes",
+        type=parse_size,
+        nargs="+",
+        default=None,
+        metavar="MxNxRANK",
+        help=f"sizes for --sweep (default on CUDA {' '.join(DEFAULT_SWEEP_CUDA)}; "
+        f"on CPU {' '.join(DEFAULT_SWEEP_CPU)})",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -557,9 +734,16 @@ def main(args: argparse.Namespace) -> int:
     if args.sweep:
         names = DEFAULT_SWEEP_CUDA if args.device.startswith("cuda") else DEFAULT_SWEEP_CPU
         sizes = args.sizes or [parse_size(t) for t in names]
-        out = run_throughput_sweep(sizes, n_iter=min(args.iters, 20), repeats=args.repeats, threads=args.threads,
-                                   device=args.device, dtype=args.dtype, seed=args.seed,
-                                   log=lambda s: print(s, file=sys.stderr))
+        out = run_throughput_sweep(
+            sizes,
+            n_iter=min(args.iters, 20),
+            repeats=args.repeats,
+            threads=args.threads,
+            device=args.device,
+            dtype=args.dtype,
+            seed=args.seed,
+            log=lambda s: print(s, file=sys.stderr),
+        )
     else:
         out = _run_from_args(args)
     print(out["markdown"])
@@ -574,10 +758,20 @@ def main(args: argparse.Namespace) -> int:
 
 def _run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return run_nmf_speed(
-        m=args.m, n=args.n, rank=args.rank, n_iter=args.iters, repeats=args.repeats, threads=args.threads,
-        device=args.device, dtype=args.dtype, seed=args.seed, layers=tuple(args.layers),
-        batch=None if args.no_batch else tuple(args.batch), batch_iter=args.batch_iters,
-        include_torchnmf=not args.no_torchnmf, log=lambda s: print(s, file=sys.stderr),
+        m=args.m,
+        n=args.n,
+        rank=args.rank,
+        n_iter=args.iters,
+        repeats=args.repeats,
+        threads=args.threads,
+        device=args.device,
+        dtype=args.dtype,
+        seed=args.seed,
+        layers=tuple(args.layers),
+        batch=None if args.no_batch else tuple(args.batch),
+        batch_iter=args.batch_iters,
+        include_torchnmf=not args.no_torchnmf,
+        log=lambda s: print(s, file=sys.stderr),
     )
 
 

@@ -1,4 +1,5 @@
 """A set of (blurred, sharp) image pairs, the unit every method fits and is scored on."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,7 +20,8 @@ class PairSet:
     def __post_init__(self) -> None:
         if self.blurred.shape != self.sharp.shape:
             raise ValueError(
-                f"blurred {tuple(self.blurred.shape)} and sharp {tuple(self.sharp.shape)} differ")
+                f"blurred {tuple(self.blurred.shape)} and sharp {tuple(self.sharp.shape)} differ"
+            )
         if self.blurred.ndim != 4:
             raise ValueError(f"pairs must be (N, C, H, W); got {tuple(self.blurred.shape)}")
         n = self.blurred.shape[0]
@@ -33,8 +35,12 @@ class PairSet:
     def __len__(self) -> int:
         return int(self.blurred.shape[0])
 
-    def subset(self, idx: list[int] | torch.Tensor) -> "PairSet":
+    def subset(self, idx: list[int] | torch.Tensor) -> PairSet:
         idx_list = [int(i) for i in idx]
         t = torch.as_tensor(idx_list, dtype=torch.long)
-        return PairSet(self.blurred[t], self.sharp[t],
-                       [self.identities[i] for i in idx_list], [self.names[i] for i in idx_list])
+        return PairSet(
+            self.blurred[t],
+            self.sharp[t],
+            [self.identities[i] for i in idx_list],
+            [self.names[i] for i in idx_list],
+        )

@@ -2,9 +2,10 @@
 
 Explicit CLI flags override a preset's fields (``--preset fast --size 128``).
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass, replace, asdict
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 
@@ -13,16 +14,16 @@ class Preset:
     """One named budget. ``None`` in ``max_images`` means "all images"."""
 
     name: str
-    size: int                    # square side in pixels after crop + resize
-    gray: bool                   # RGB by default
-    max_images: int | None       # cap on images loaded (sampled per identity, seeded)
-    epochs: int                  # CNN training epochs
-    max_minutes: float | None    # CNN training wall-clock cap (whichever ends first)
-    batch_size: int              # CNN batch size
-    tiny: bool                   # use tiny models / few iterations (tests and CI)
+    size: int  # square side in pixels after crop + resize
+    gray: bool  # RGB by default
+    max_images: int | None  # cap on images loaded (sampled per identity, seeded)
+    epochs: int  # CNN training epochs
+    max_minutes: float | None  # CNN training wall-clock cap (whichever ends first)
+    batch_size: int  # CNN batch size
+    tiny: bool  # use tiny models / few iterations (tests and CI)
     description: str
 
-    def with_overrides(self, **kw: Any) -> "Preset":
+    def with_overrides(self, **kw: Any) -> Preset:
         """Return a copy with every non-``None`` keyword applied (``max_images=0``: all)."""
         new = replace(self, **{k: v for k, v in kw.items() if v is not None})
         return replace(new, max_images=None) if new.max_images == 0 else new
@@ -33,19 +34,37 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
-        name="smoke", size=32, gray=False, max_images=48, epochs=2, max_minutes=1.0,
-        batch_size=16, tiny=True,
+        name="smoke",
+        size=32,
+        gray=False,
+        max_images=48,
+        epochs=2,
+        max_minutes=1.0,
+        batch_size=16,
+        tiny=True,
         description="tests and CI: a few 32x32 images, tiny models, seconds",
     ),
     "fast": Preset(
-        name="fast", size=64, gray=False, max_images=400, epochs=30, max_minutes=1.0,
-        batch_size=64, tiny=False,
+        name="fast",
+        size=64,
+        gray=False,
+        max_images=400,
+        epochs=30,
+        max_minutes=1.0,
+        batch_size=64,
+        tiny=False,
         description="first run on a 2-core CPU: 64x64, hundreds of images, <= 5 min in all "
-                    "(CNN rows are short trainings)",
+        "(CNN rows are short trainings)",
     ),
     "paper": Preset(
-        name="paper", size=160, gray=False, max_images=None, epochs=100, max_minutes=None,
-        batch_size=64, tiny=False,
+        name="paper",
+        size=160,
+        gray=False,
+        max_images=None,
+        epochs=100,
+        max_minutes=None,
+        batch_size=64,
+        tiny=False,
         description="the reference protocol, meant for a GPU: 160x160 RGB, all images, 100 epochs",
     ),
 }

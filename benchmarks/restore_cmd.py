@@ -1,4 +1,5 @@
 """``deblur-bench restore``: deblur a user's own images (any size) with one method."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,9 @@ def collect_inputs(items: list[str]) -> list[Path]:
     for item in items:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*")
-                           if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+            )
             if not found:
                 raise ValueError(f"no images (.jpg/.jpeg/.png/.pgm) found under {p}")
             files += found
@@ -39,17 +41,23 @@ def restore_files(args: argparse.Namespace) -> list[Path]:
     """Restore every input image and write ``<out>/<stem>.png``; returns the written paths."""
     cls = get_method(args.method)
     if cls.learns and not args.checkpoint:
-        raise ValueError(f"method {args.method!r} is learned: pass --checkpoint PATH "
-                         f"(made by `deblur-bench run` or `deblur-bench train`)")
+        raise ValueError(
+            f"method {args.method!r} is learned: pass --checkpoint PATH "
+            f"(made by `deblur-bench run` or `deblur-bench train`)"
+        )
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
     device = resolve_device(args.device)
     blur = make_blur(kernel_size=args.kernel_size, sigma=args.sigma, psf=args.psf)
     tta = bool(getattr(args, "tta", False))
     check_tta(tta, blur)
-    ctx = MethodContext(preset=get_preset("fast"), device=device, quiet=args.quiet,
-                        blur_meta={**blur.meta(), "quantization": "8-bit"},
-                        options={"tta": True} if tta else {})
+    ctx = MethodContext(
+        preset=get_preset("fast"),
+        device=device,
+        quiet=args.quiet,
+        blur_meta={**blur.meta(), "quantization": "8-bit"},
+        options={"tta": True} if tta else {},
+    )
     method = cls(ctx)
     if args.checkpoint:
         method.load(args.checkpoint)
@@ -65,11 +73,13 @@ def restore_files(args: argparse.Namespace) -> list[Path]:
         raise ValueError("two inputs share a file name; restore them into separate --out folders")
     clash = [t for t in targets if t.exists()]
     if clash and not args.overwrite:
-        raise FileExistsError(f"{clash[0]} exists ({len(clash)} output files would be "
-                              f"replaced); pass --overwrite")
+        raise FileExistsError(
+            f"{clash[0]} exists ({len(clash)} output files would be replaced); pass --overwrite"
+        )
     written = []
-    for f, target in tqdm(list(zip(files, targets)), desc=f"restore {args.method}",
-                          disable=args.quiet):
+    for f, target in tqdm(
+        list(zip(files, targets)), desc=f"restore {args.method}", disable=args.quiet
+    ):
         im = _read(f)
         if im is None:
             continue

@@ -1,4 +1,5 @@
 """``deblur-bench run``: every method on the same held-out people, scored and written out."""
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -22,8 +23,8 @@ from benchmarks.figures import examples_figure, save_png
 from benchmarks.io_utils import prepare_out_dir, write_json, write_text
 from benchmarks.methods import MethodContext, get_method, registry
 from benchmarks.methods._cnn import _CNNMethod
-from benchmarks.pairs import PairSet
 from benchmarks.metrics import all_metrics
+from benchmarks.pairs import PairSet
 from benchmarks.pipeline import prepare_splits
 from benchmarks.presets import Preset, get_preset
 from benchmarks.report import summarize, to_markdown
@@ -57,7 +58,7 @@ class RunConfig:
     max_minutes: float | None = None
     max_images: int | None = None
     batch_size: int | None = None
-    tta: bool = False            # CNNs restore with the 8-flip self-ensemble
+    tta: bool = False  # CNNs restore with the 8-flip self-ensemble
     # CNN rows only (as `train`): extra training pairs and the lr schedule
     extra_photos: int = 0
     augment_photos: bool = False
@@ -66,8 +67,12 @@ class RunConfig:
 
     def resolved_preset(self) -> Preset:
         return get_preset(self.preset).with_overrides(
-            size=self.size, gray=self.gray, epochs=self.epochs, max_minutes=self.max_minutes,
-            max_images=self.max_images)
+            size=self.size,
+            gray=self.gray,
+            epochs=self.epochs,
+            max_minutes=self.max_minutes,
+            max_images=self.max_images,
+        )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -83,10 +88,16 @@ def resolve_device(name: str) -> torch.device:
 def git_commit() -> str | None:
     root = Path(__file__).resolve().parent.parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, timeout=5).stdout
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout
         return (sha + ("-dirty" if dirty.strip() else "")) if sha else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -98,10 +109,16 @@ def versions() -> dict[str, str]:
     import skimage
     import sklearn
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__, "scipy": scipy.__version__,
-            "scikit-image": skimage.__version__, "scikit-learn": sklearn.__version__,
-            "deblur-toolkit": __version__, "platform": platform.platform()}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "scikit-image": skimage.__version__,
+        "scikit-learn": sklearn.__version__,
+        "deblur-toolkit": __version__,
+        "platform": platform.platform(),
+    }
 
 
 def peak_rss_mib() -> float:
@@ -111,17 +128,25 @@ def peak_rss_mib() -> float:
 
 def _cnn_data_note(cfg: RunConfig) -> str:
     parts = ["their flips/turns"] if cfg.augment_faces else []
-    parts += ([f"{cfg.extra_photos} degraded photo crops"
-               + (" (flipped/turned)" if cfg.augment_photos else "")] if cfg.extra_photos else [])
+    parts += (
+        [
+            f"{cfg.extra_photos} degraded photo crops"
+            + (" (flipped/turned)" if cfg.augment_photos else "")
+        ]
+        if cfg.extra_photos
+        else []
+    )
     return f" CNNs trained here on the training images and {' and '.join(parts)}." if parts else ""
 
 
 def check_tta(tta: bool, blur: Any) -> None:
     """``--tta`` averages over all 8 flips / quarter turns: refuse a blur that they change."""
     if tta and psf_symmetries(blur) != list(range(8)):
-        raise ValueError("--tta needs a blur kernel unchanged by flips and quarter turns (like "
-                         "the default Gaussian); this one is not, so the flipped inputs would "
-                         "be blurred differently: drop --tta")
+        raise ValueError(
+            "--tta needs a blur kernel unchanged by flips and quarter turns (like "
+            "the default Gaussian); this one is not, so the flipped inputs would "
+            "be blurred differently: drop --tta"
+        )
 
 
 def default_out(preset: str) -> Path:
@@ -140,14 +165,14 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     names = cfg.methods or list(registry())
     for n in names:
-        get_method(n)                      # unknown names fail before any work is done
+        get_method(n)  # unknown names fail before any work is done
     for n in cfg.checkpoints:
         if n not in names:
             raise ValueError(f"--checkpoint given for {n!r}, which is not among --methods")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     blur = make_blur(kernel_size=cfg.kernel_size, sigma=cfg.sigma, psf=cfg.psf)
-    check_tta(cfg.tta, blur)             # before the run folder exists
+    check_tta(cfg.tta, blur)  # before the run folder exists
     check_cnn_data(cfg.extra_photos, cfg.augment_faces, blur)
     out = prepare_out_dir(cfg.out or default_out(preset.name), cfg.overwrite)
     torch.manual_seed(cfg.seed)
@@ -155,13 +180,19 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     splits = prepare_splits(preset, cfg.data_dir, seed=cfg.seed, blur=blur, noise=cfg.noise)
     data_seconds = time.perf_counter() - t0
-    log(cfg, f"data: {splits.source} — {splits.meta['n_images']} images of "
-             f"{splits.meta['n_identities']} identities, {preset.size}px "
-             f"{'gray' if preset.gray else 'RGB'}; train/val/test images "
-             f"{splits.meta['n_train']}/{splits.meta['n_val']}/{splits.meta['n_test']}")
+    log(
+        cfg,
+        f"data: {splits.source} — {splits.meta['n_images']} images of "
+        f"{splits.meta['n_identities']} identities, {preset.size}px "
+        f"{'gray' if preset.gray else 'RGB'}; train/val/test images "
+        f"{splits.meta['n_train']}/{splits.meta['n_val']}/{splits.meta['n_test']}",
+    )
     if splits.source.startswith("embedded"):
-        print(f"No --data-dir given and data/faces/ is empty: using the {splits.source} "
-              f"(not faces; see data/README.md to use a face set).", flush=True)
+        print(
+            f"No --data-dir given and data/faces/ is empty: using the {splits.source} "
+            f"(not faces; see data/README.md to use a face set).",
+            flush=True,
+        )
     blur_meta = {**blur.meta(), "noise": cfg.noise, "quantization": "8-bit"}
 
     test = splits.test
@@ -169,33 +200,58 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
     # add, built only when a CNN row will be trained here.
     cnn_train = splits.train
     if (cfg.extra_photos or cfg.augment_faces) and any(
-            issubclass(get_method(n), _CNNMethod) and n not in cfg.checkpoints for n in names):
-        cnn_train = PairSet(*cnn_training_pairs(
-            splits.train.blurred, splits.train.sharp, blur, extra_photos=cfg.extra_photos,
-            augment_photos=cfg.augment_photos, augment_faces=cfg.augment_faces,
-            noise=cfg.noise, seed=cfg.seed))
-        log(cfg, f"CNN training pairs: {len(cnn_train) - cfg.extra_photos} faces + "
-                 f"{cfg.extra_photos} photo crops")
+        issubclass(get_method(n), _CNNMethod) and n not in cfg.checkpoints for n in names
+    ):
+        cnn_train = PairSet(
+            *cnn_training_pairs(
+                splits.train.blurred,
+                splits.train.sharp,
+                blur,
+                extra_photos=cfg.extra_photos,
+                augment_photos=cfg.augment_photos,
+                augment_faces=cfg.augment_faces,
+                noise=cfg.noise,
+                seed=cfg.seed,
+            )
+        )
+        log(
+            cfg,
+            f"CNN training pairs: {len(cnn_train) - cfg.extra_photos} faces + "
+            f"{cfg.extra_photos} photo crops",
+        )
 
     rows: list[dict[str, Any]] = []
     fit_seconds: dict[str, float] = {}
     infos: dict[str, Any] = {}
     # Example columns spread over the test set, so several people are shown.
     ex_idx = torch.linspace(0, len(test) - 1, min(N_EXAMPLES, len(test))).round().long()
-    examples: dict[str, torch.Tensor] = {"sharp": test.sharp[ex_idx],
-                                         "blurred (input)": test.blurred[ex_idx]}
+    examples: dict[str, torch.Tensor] = {
+        "sharp": test.sharp[ex_idx],
+        "blurred (input)": test.blurred[ex_idx],
+    }
     figures: list[str] = []
     for name in names:
         cls = get_method(name)
         work = out / "methods" / name
-        ctx = MethodContext(preset=preset, device=device, seed=cfg.seed, work_dir=work,
-                            quiet=cfg.quiet, blur_meta=blur_meta,
-                            options={k: v for k, v in {"epochs": cfg.epochs,
-                                                       "max_minutes": cfg.max_minutes,
-                                                       "batch_size": cfg.batch_size,
-                                                       "tta": cfg.tta or None,
-                                                       "lr_schedule": cfg.lr_schedule}.items()
-                                     if v is not None})
+        ctx = MethodContext(
+            preset=preset,
+            device=device,
+            seed=cfg.seed,
+            work_dir=work,
+            quiet=cfg.quiet,
+            blur_meta=blur_meta,
+            options={
+                k: v
+                for k, v in {
+                    "epochs": cfg.epochs,
+                    "max_minutes": cfg.max_minutes,
+                    "batch_size": cfg.batch_size,
+                    "tta": cfg.tta or None,
+                    "lr_schedule": cfg.lr_schedule,
+                }.items()
+                if v is not None
+            },
+        )
         method = cls(ctx)
         t0 = time.perf_counter()
         if name in cfg.checkpoints:
@@ -203,8 +259,7 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
             log(cfg, f"[{name}] loaded {cfg.checkpoints[name]}")
         else:
             log(cfg, f"[{name}] fitting ...")
-            method.fit(cnn_train if issubclass(cls, _CNNMethod) else splits.train,
-                       splits.val, blur)
+            method.fit(cnn_train if issubclass(cls, _CNNMethod) else splits.train, splits.val, blur)
         fit_seconds[name] = time.perf_counter() - t0
         outputs = []
         t0 = time.perf_counter()
@@ -214,62 +269,92 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
         restore_seconds = time.perf_counter() - t0
         x_hat = torch.cat(outputs)
         if x_hat.shape != test.sharp.shape:
-            raise RuntimeError(f"method {name} returned {tuple(x_hat.shape)}, expected "
-                               f"{tuple(test.sharp.shape)}")
+            raise RuntimeError(
+                f"method {name} returned {tuple(x_hat.shape)}, expected {tuple(test.sharp.shape)}"
+            )
         scores = all_metrics(x_hat, test.sharp)
         per_img_sec = restore_seconds / max(1, len(test))
         for i in range(len(test)):
-            rows.append({"method": name, "image": test.names[i], "identity": test.identities[i],
-                         "mse": float(scores["mse"][i]), "psnr": float(scores["psnr"][i]),
-                         "ssim": float(scores["ssim"][i]), "seconds": per_img_sec})
-        if name != "identity":         # the "blurred (input)" row already shows it
+            rows.append(
+                {
+                    "method": name,
+                    "image": test.names[i],
+                    "identity": test.identities[i],
+                    "mse": float(scores["mse"][i]),
+                    "psnr": float(scores["psnr"][i]),
+                    "ssim": float(scores["ssim"][i]),
+                    "seconds": per_img_sec,
+                }
+            )
+        if name != "identity":  # the "blurred (input)" row already shows it
             examples[name] = x_hat[ex_idx]
         if cfg.save_images:
             for i in range(len(test)):
                 save_png(out / "images" / name / (Path(test.names[i]).stem + ".png"), x_hat[i])
-        infos[name] = {"fit_seconds": fit_seconds[name], "restore_seconds": restore_seconds,
-                       "sec_per_image": per_img_sec, "sees_psf": cls.sees_psf,
-                       "learns": cls.learns, **method.info()}
+        infos[name] = {
+            "fit_seconds": fit_seconds[name],
+            "restore_seconds": restore_seconds,
+            "sec_per_image": per_img_sec,
+            "sees_psf": cls.sees_psf,
+            "learns": cls.learns,
+            **method.info(),
+        }
         figures += [str(p.relative_to(out)) for p in method.figures(work)]
-        log(cfg, f"[{name}] PSNR {float(scores['psnr'].mean()):.2f} dB, "
-                 f"SSIM {float(scores['ssim'].mean()):.4f} "
-                 f"(fit {fit_seconds[name]:.1f}s, {per_img_sec * 1000:.1f} ms/image)")
+        log(
+            cfg,
+            f"[{name}] PSNR {float(scores['psnr'].mean()):.2f} dB, "
+            f"SSIM {float(scores['ssim'].mean()):.4f} "
+            f"(fit {fit_seconds[name]:.1f}s, {per_img_sec * 1000:.1f} ms/image)",
+        )
 
     per_image = pd.DataFrame(rows)
     summary = summarize(per_image, fit_seconds, order=names)
     md = to_markdown(summary)
-    header = (f"# deblur-bench run — preset {preset.name}, {preset.size}px "
-              f"{'gray' if preset.gray else 'RGB'}, seed {cfg.seed}\n\n"
-              f"Data: {splits.source}; test: {len(test)} images of "
-              f"{len(splits.meta['test_ids'])} held-out identities. Blur: {blur_meta['kind']} "
-              f"{blur_meta['kernel_shape'][0]}×{blur_meta['kernel_shape'][1]}"
-              f"{', sigma ' + str(blur.sigma) if blur.sigma else ''}, noise {cfg.noise}, "
-              f"8-bit. Means ± 95% t-interval over test images."
-              f"{' CNN rows use the 8-flip test-time self-ensemble (--tta).' if cfg.tta else ''}"
-              f"{_cnn_data_note(cfg)}"
-              f"\n\n")
+    header = (
+        f"# deblur-bench run — preset {preset.name}, {preset.size}px "
+        f"{'gray' if preset.gray else 'RGB'}, seed {cfg.seed}\n\n"
+        f"Data: {splits.source}; test: {len(test)} images of "
+        f"{len(splits.meta['test_ids'])} held-out identities. Blur: {blur_meta['kind']} "
+        f"{blur_meta['kernel_shape'][0]}×{blur_meta['kernel_shape'][1]}"
+        f"{', sigma ' + str(blur.sigma) if blur.sigma else ''}, noise {cfg.noise}, "
+        f"8-bit. Means ± 95% t-interval over test images."
+        f"{' CNN rows use the 8-flip test-time self-ensemble (--tta).' if cfg.tta else ''}"
+        f"{_cnn_data_note(cfg)}"
+        f"\n\n"
+    )
     write_text(out / "summary.md", header + md)
     from benchmarks.io_utils import atomic_write
+
     atomic_write(out / "summary.csv", lambda p: summary.to_csv(p, index=False))
     atomic_write(out / "per_image.csv", lambda p: per_image.to_csv(p, index=False))
-    psnrs = {n: [per_image[per_image.method == n]["psnr"].iloc[int(i)] for i in ex_idx]
-             for n in names}
+    psnrs = {
+        n: [per_image[per_image.method == n]["psnr"].iloc[int(i)] for i in ex_idx] for n in names
+    }
     if "identity" in psnrs:
         psnrs["blurred (input)"] = psnrs.pop("identity")
     examples_figure(out / "examples.png", examples, psnrs)
 
     record = {
-        "format_version": FORMAT_VERSION, "command": sys.argv,
-        "config": asdict(cfg), "preset": preset.to_dict(), "blur": blur_meta,
+        "format_version": FORMAT_VERSION,
+        "command": sys.argv,
+        "config": asdict(cfg),
+        "preset": preset.to_dict(),
+        "blur": blur_meta,
         "data": {"source": splits.source, **splits.meta},
-        "versions": versions(), "git_commit": git_commit(),
-        "device": str(device), "threads": torch.get_num_threads(),
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
         "seeds": {"split": cfg.seed, "noise": cfg.seed + 1, "torch": cfg.seed},
         "timings": {"data_seconds": data_seconds, "fit_seconds": fit_seconds},
-        "memory": {"peak_rss_mib": peak_rss_mib(),
-                   "cuda_max_allocated_mib": (torch.cuda.max_memory_allocated() / 2**20
-                                              if device.type == "cuda" else None)},
-        "methods": infos, "figures": ["examples.png", *figures],
+        "memory": {
+            "peak_rss_mib": peak_rss_mib(),
+            "cuda_max_allocated_mib": (
+                torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+            ),
+        },
+        "methods": infos,
+        "figures": ["examples.png", *figures],
     }
     write_json(out / "run.json", record)
     print(header + md, flush=True)

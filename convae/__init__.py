@@ -3,22 +3,57 @@ and one training loop (checkpoints, exact resume) shared by every CNN of the pro
 
 Takes plain (N, C, H, W) float tensors in [0, 1]; never imports ``benchmarks`` or ``dnmf``.
 """
-from convae.models import (architecture_of, available_architectures, build_model,
-                           count_macs, count_parameters, get_architecture, register,
-                           unwrap_model)
-from convae.ref_model import ConvAE  # noqa: E402  (registers "convae")
+
+from convae.checkpoint import (
+    CheckpointError,
+    MetaMismatchWarning,
+    check_compatible,
+    check_meta,
+    load_model,
+    read_checkpoint,
+    save_checkpoint,
+)
 from convae.loss import MSESSIMLoss, mse_ssim_loss, ssim
-from convae.checkpoint import (CheckpointError, MetaMismatchWarning, check_compatible,
-                               check_meta, load_model, read_checkpoint, save_checkpoint)
+from convae.models import (
+    architecture_of,
+    available_architectures,
+    build_model,
+    count_macs,
+    count_parameters,
+    get_architecture,
+    register,
+    unwrap_model,
+)
+from convae.ref_model import ConvAE  # noqa: E402  (registers "convae")
 from convae.train import TrainConfig, TrainResult, evaluate, plot_history, train
 from convae.tta import dihedral, self_ensemble, undo_dihedral
 
 __all__ = [
-    "ConvAE", "register", "build_model", "get_architecture", "available_architectures",
-    "architecture_of", "unwrap_model", "count_parameters", "count_macs",
-    "ssim", "mse_ssim_loss", "MSESSIMLoss",
-    "CheckpointError", "MetaMismatchWarning", "save_checkpoint", "read_checkpoint",
-    "load_model", "check_compatible", "check_meta",
-    "TrainConfig", "TrainResult", "train", "evaluate", "plot_history",
-    "dihedral", "undo_dihedral", "self_ensemble",
+    "ConvAE",
+    "register",
+    "build_model",
+    "get_architecture",
+    "available_architectures",
+    "architecture_of",
+    "unwrap_model",
+    "count_parameters",
+    "count_macs",
+    "ssim",
+    "mse_ssim_loss",
+    "MSESSIMLoss",
+    "CheckpointError",
+    "MetaMismatchWarning",
+    "save_checkpoint",
+    "read_checkpoint",
+    "load_model",
+    "check_compatible",
+    "check_meta",
+    "TrainConfig",
+    "TrainResult",
+    "train",
+    "evaluate",
+    "plot_history",
+    "dihedral",
+    "undo_dihedral",
+    "self_ensemble",
 ]

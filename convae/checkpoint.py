@@ -13,6 +13,7 @@ images/s), ``rng`` (torch CPU, CUDA, numpy, python and the shuffling generator) 
 Files are written to a temporary file in the same folder and renamed with ``os.replace``,
 so a crash never leaves a half-written checkpoint under the real name.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,9 @@ import random
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,6 +46,7 @@ class MetaMismatchWarning(UserWarning):
 
 
 # --------------------------------------------------------------------------- writing
+
 
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     """``torch.save(obj)`` to a temporary file beside ``path``, fsync, then rename."""
@@ -85,17 +88,21 @@ def capture_rng_state(shuffle_generator: torch.Generator | None = None) -> dict[
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
-        "numpy": {"bit_generator": str(np_state[0]),
-                  "key": torch.from_numpy(np_state[1].astype(np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
-                  "cached_gaussian": float(np_state[4])},
+        "numpy": {
+            "bit_generator": str(np_state[0]),
+            "key": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
         "python": [py_state[0], list(py_state[1]), py_state[2]],
         "shuffle": shuffle_generator.get_state() if shuffle_generator is not None else None,
     }
 
 
-def restore_rng_state(state: Mapping[str, Any],
-                      shuffle_generator: torch.Generator | None = None) -> None:
+def restore_rng_state(
+    state: Mapping[str, Any], shuffle_generator: torch.Generator | None = None
+) -> None:
     """Inverse of :func:`capture_rng_state`."""
     torch.set_rng_state(state["torch"].cpu())
     if state.get("cuda") is not None and torch.cuda.is_available():
@@ -103,8 +110,15 @@ def restore_rng_state(state: Mapping[str, Any],
         if len(cuda_states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda_states)
     n = state["numpy"]
-    np.random.set_state((n["bit_generator"], n["key"].cpu().numpy().astype(np.uint32),
-                         n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(
+        (
+            n["bit_generator"],
+            n["key"].cpu().numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
     p = state["python"]
     random.setstate((p[0], tuple(p[1]), p[2]))
     if shuffle_generator is not None and state.get("shuffle") is not None:
@@ -115,17 +129,21 @@ def _cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in unwrap_model(model).state_dict().items()}
 
 
-def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, *,
-                    optimizer: torch.optim.Optimizer | None = None,
-                    scaler: Any | None = None,
-                    config: Mapping[str, Any] | None = None,
-                    epoch: int = 0,
-                    best_val_loss: float | None = None,
-                    best_epoch: int | None = None,
-                    history: list[dict[str, Any]] | None = None,
-                    meta: Mapping[str, Any] | None = None,
-                    rng: Mapping[str, Any] | None = None,
-                    model_state: Mapping[str, torch.Tensor] | None = None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    scaler: Any | None = None,
+    config: Mapping[str, Any] | None = None,
+    epoch: int = 0,
+    best_val_loss: float | None = None,
+    best_epoch: int | None = None,
+    history: list[dict[str, Any]] | None = None,
+    meta: Mapping[str, Any] | None = None,
+    rng: Mapping[str, Any] | None = None,
+    model_state: Mapping[str, torch.Tensor] | None = None,
+) -> Path:
     """Write a checkpoint atomically and return its path.
 
     ``model`` gives the architecture and (unless ``model_state`` is passed) the weights.
@@ -145,7 +163,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, *,
         "history": list(history or []),
         "meta": normalize_meta(meta),
         "rng": dict(rng) if rng is not None else None,
-        "torch_version": str(torch.__version__),   # TorchVersion is not weights_only-safe
+        "torch_version": str(torch.__version__),  # TorchVersion is not weights_only-safe
     }
     if optimizer is not None:
         ckpt["optimizer_state"] = optimizer.state_dict()
@@ -156,30 +174,45 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, *,
 
 # --------------------------------------------------------------------------- reading
 
-def read_checkpoint(path: str | os.PathLike[str],
-                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
+
+def read_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
     """Load a checkpoint dict with ``weights_only=True``; clear errors naming ``path``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile,
-            ValueError, OSError) as e:
+    except (
+        RuntimeError,
+        EOFError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        ValueError,
+        OSError,
+    ) as e:
         msg = str(e)
         if "Weights only load failed" in msg:
-            detail = next((ln.strip() for ln in msg.splitlines() if "WeightsUnpickler" in ln),
-                          msg.splitlines()[0])
-            raise CheckpointError(f"checkpoint {path} holds objects that safe loading "
-                                  f"(weights_only=True) refuses: {detail}") from e
+            detail = next(
+                (ln.strip() for ln in msg.splitlines() if "WeightsUnpickler" in ln),
+                msg.splitlines()[0],
+            )
+            raise CheckpointError(
+                f"checkpoint {path} holds objects that safe loading "
+                f"(weights_only=True) refuses: {detail}"
+            ) from e
         raise CheckpointError(
             f"cannot read checkpoint {path}: the file is truncated, corrupt or not a "
-            f"checkpoint ({type(e).__name__}: {msg.splitlines()[0] if msg else ''})") from e
+            f"checkpoint ({type(e).__name__}: {msg.splitlines()[0] if msg else ''})"
+        ) from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a convae checkpoint (no '{FORMAT}' format tag)")
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint format version "
-                              f"{ckpt['format_version']}; this code reads up to {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{path} has checkpoint format version "
+            f"{ckpt['format_version']}; this code reads up to {FORMAT_VERSION}"
+        )
     return ckpt
 
 
@@ -187,8 +220,12 @@ def _channels_word(n: Any) -> str:
     return {1: "1 channel (gray)", 3: "3 channels (RGB)"}.get(n, f"{n} channels")
 
 
-def check_compatible(ckpt: Mapping[str, Any], architecture: str, model_kwargs: Mapping[str, Any],
-                     path: str | os.PathLike[str] = "<checkpoint>") -> None:
+def check_compatible(
+    ckpt: Mapping[str, Any],
+    architecture: str,
+    model_kwargs: Mapping[str, Any],
+    path: str | os.PathLike[str] = "<checkpoint>",
+) -> None:
     """Refuse a checkpoint made for another architecture, channel count or model shape.
 
     Image size is not checked: the models are fully convolutional.
@@ -196,21 +233,27 @@ def check_compatible(ckpt: Mapping[str, Any], architecture: str, model_kwargs: M
     if ckpt["architecture"] != architecture:
         raise CheckpointError(
             f"checkpoint {path} was made for architecture {ckpt['architecture']!r}, "
-            f"not {architecture!r}; build a {ckpt['architecture']!r} model or use load_model()")
+            f"not {architecture!r}; build a {ckpt['architecture']!r} model or use load_model()"
+        )
     c_ck = ckpt["model_kwargs"].get("in_channels")
     c_want = model_kwargs.get("in_channels")
     if c_ck != c_want:
         raise CheckpointError(
             f"checkpoint {path} was trained on images with {_channels_word(c_ck)}, but the "
-            f"model expects {_channels_word(c_want)} (RGB/gray mismatch)")
+            f"model expects {_channels_word(c_want)} (RGB/gray mismatch)"
+        )
     if dict(ckpt["model_kwargs"]) != dict(model_kwargs):
         raise CheckpointError(
             f"checkpoint {path} was made for {architecture!r} with {dict(ckpt['model_kwargs'])}, "
-            f"but the model was built with {dict(model_kwargs)}")
+            f"but the model was built with {dict(model_kwargs)}"
+        )
 
 
-def check_meta(ckpt_meta: Mapping[str, Any] | None, expected: Mapping[str, Any] | None,
-               path: str | os.PathLike[str] = "<checkpoint>") -> bool:
+def check_meta(
+    ckpt_meta: Mapping[str, Any] | None,
+    expected: Mapping[str, Any] | None,
+    path: str | os.PathLike[str] = "<checkpoint>",
+) -> bool:
     """Warn (:class:`MetaMismatchWarning`) when the checkpoint's meta differ from ``expected``.
 
     Only keys present in ``expected`` are compared. Returns True when they agree.
@@ -219,17 +262,25 @@ def check_meta(ckpt_meta: Mapping[str, Any] | None, expected: Mapping[str, Any] 
         return True
     have = normalize_meta(ckpt_meta)
     want = normalize_meta(expected)
-    diffs = [f"{k}: checkpoint {have.get(k, '<missing>')!r} vs expected {v!r}"
-             for k, v in sorted(want.items()) if have.get(k, "<missing>") != v]
+    diffs = [
+        f"{k}: checkpoint {have.get(k, '<missing>')!r} vs expected {v!r}"
+        for k, v in sorted(want.items())
+        if have.get(k, "<missing>") != v
+    ]
     if diffs:
-        warnings.warn(f"checkpoint {path} was trained with other settings (blur) than "
-                      f"expected: {'; '.join(diffs)}", MetaMismatchWarning, stacklevel=3)
+        warnings.warn(
+            f"checkpoint {path} was trained with other settings (blur) than "
+            f"expected: {'; '.join(diffs)}",
+            MetaMismatchWarning,
+            stacklevel=3,
+        )
         return False
     return True
 
 
-def model_from_checkpoint(ckpt: Mapping[str, Any],
-                          path: str | os.PathLike[str] = "<checkpoint>") -> nn.Module:
+def model_from_checkpoint(
+    ckpt: Mapping[str, Any], path: str | os.PathLike[str] = "<checkpoint>"
+) -> nn.Module:
     """Rebuild the model recorded in a checkpoint dict and load its weights."""
     model = build_model(ckpt["architecture"], **ckpt["model_kwargs"])
     try:
@@ -239,10 +290,14 @@ def model_from_checkpoint(ckpt: Mapping[str, Any],
     return model
 
 
-def load_model(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu",
-               expect_architecture: str | None = None,
-               expect_in_channels: int | None = None,
-               expect_meta: Mapping[str, Any] | None = None) -> nn.Module:
+def load_model(
+    path: str | os.PathLike[str],
+    *,
+    map_location: str | torch.device = "cpu",
+    expect_architecture: str | None = None,
+    expect_in_channels: int | None = None,
+    expect_meta: Mapping[str, Any] | None = None,
+) -> nn.Module:
     """Rebuild the model saved in ``path`` (any registered architecture), on ``map_location``.
 
     Raises :class:`CheckpointError` if the file is unreadable or, when given, the
@@ -253,16 +308,30 @@ def load_model(path: str | os.PathLike[str], *, map_location: str | torch.device
     """
     ckpt = read_checkpoint(path, map_location="cpu")
     if expect_architecture is not None and ckpt["architecture"] != expect_architecture:
-        raise CheckpointError(f"checkpoint {path} was made for architecture "
-                              f"{ckpt['architecture']!r}, not {expect_architecture!r}")
+        raise CheckpointError(
+            f"checkpoint {path} was made for architecture "
+            f"{ckpt['architecture']!r}, not {expect_architecture!r}"
+        )
     if expect_in_channels is not None:
         c = ckpt["model_kwargs"].get("in_channels")
         if c != expect_in_channels:
-            raise CheckpointError(f"checkpoint {path} was trained on images with "
-                                  f"{_channels_word(c)}, not {_channels_word(expect_in_channels)}")
+            raise CheckpointError(
+                f"checkpoint {path} was trained on images with "
+                f"{_channels_word(c)}, not {_channels_word(expect_in_channels)}"
+            )
     check_meta(ckpt.get("meta"), expect_meta, path)
     model = model_from_checkpoint(ckpt, path).to(map_location).eval()
-    model.checkpoint = {k: ckpt.get(k) for k in  # type: ignore[assignment]
-                        ("architecture", "model_kwargs", "history", "epoch", "best_val_loss",
-                         "best_epoch", "config", "meta")}
+    model.checkpoint = {
+        k: ckpt.get(k)
+        for k in (  # type: ignore[assignment]
+            "architecture",
+            "model_kwargs",
+            "history",
+            "epoch",
+            "best_val_loss",
+            "best_epoch",
+            "config",
+            "meta",
+        )
+    }
     return model

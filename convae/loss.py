@@ -7,6 +7,7 @@ K = (0.01, 0.03), computed on the valid region only.  That is the definition of 
 use_sample_covariance=False)``), averaged over channels; ``tests/convae/test_loss.py`` checks
 the match.
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,25 +30,42 @@ def _check_pair(x_hat: torch.Tensor, x: torch.Tensor, win_size: int) -> None:
     if h < win_size or w < win_size:
         # pytorch_msssim would silently skip smoothing along that axis and return a
         # different quantity; refuse instead.
-        raise ValueError(f"images of {h}x{w} are smaller than the SSIM window ({win_size}); "
-                         f"use larger images or pass a smaller odd win_size")
+        raise ValueError(
+            f"images of {h}x{w} are smaller than the SSIM window ({win_size}); "
+            f"use larger images or pass a smaller odd win_size"
+        )
 
 
-def ssim(x_hat: torch.Tensor, x: torch.Tensor, *, win_size: int = DEFAULT_WIN_SIZE,
-         win_sigma: float = DEFAULT_WIN_SIGMA) -> torch.Tensor:
+def ssim(
+    x_hat: torch.Tensor,
+    x: torch.Tensor,
+    *,
+    win_size: int = DEFAULT_WIN_SIZE,
+    win_sigma: float = DEFAULT_WIN_SIGMA,
+) -> torch.Tensor:
     """Per-image SSIM ``(N,)`` of two (N, C, H, W) batches in [0, 1] (data range 1).
 
     Differentiable; computed in float32 even under mixed precision.
     """
     _check_pair(x_hat, x, win_size)
-    return _pm_ssim(x_hat.float(), x.float(), data_range=1.0, size_average=False,
-                    win_size=win_size, win_sigma=win_sigma)
+    return _pm_ssim(
+        x_hat.float(),
+        x.float(),
+        data_range=1.0,
+        size_average=False,
+        win_size=win_size,
+        win_sigma=win_sigma,
+    )
 
 
-def mse_ssim_loss(x_hat: torch.Tensor, x: torch.Tensor, *,
-                  ssim_weight: float = DEFAULT_SSIM_WEIGHT,
-                  win_size: int = DEFAULT_WIN_SIZE,
-                  reduction: str = "mean") -> torch.Tensor:
+def mse_ssim_loss(
+    x_hat: torch.Tensor,
+    x: torch.Tensor,
+    *,
+    ssim_weight: float = DEFAULT_SSIM_WEIGHT,
+    win_size: int = DEFAULT_WIN_SIZE,
+    reduction: str = "mean",
+) -> torch.Tensor:
     """``MSE + ssim_weight * (1 - SSIM)`` per image, reduced by ``reduction``.
 
     ``reduction`` is ``"mean"`` (scalar, the batch mean) or ``"none"`` (shape ``(N,)``).
@@ -69,8 +87,9 @@ def mse_ssim_loss(x_hat: torch.Tensor, x: torch.Tensor, *,
 class MSESSIMLoss(nn.Module):
     """Module form of :func:`mse_ssim_loss` (mean over the batch)."""
 
-    def __init__(self, ssim_weight: float = DEFAULT_SSIM_WEIGHT,
-                 win_size: int = DEFAULT_WIN_SIZE) -> None:
+    def __init__(
+        self, ssim_weight: float = DEFAULT_SSIM_WEIGHT, win_size: int = DEFAULT_WIN_SIZE
+    ) -> None:
         super().__init__()
         if ssim_weight < 0:
             raise ValueError(f"ssim_weight must be >= 0, got {ssim_weight!r}")

@@ -12,11 +12,13 @@ With that, a checkpoint needs only ``(arch_name, init_kwargs, state_dict)`` to r
 model (:func:`build_model`, :func:`convae.checkpoint.load_model`), and the training loop in
 :mod:`convae.train` works for every registered model unchanged.
 """
+
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -31,8 +33,10 @@ def register(name: str) -> Callable[[M], M]:
 
     def deco(cls: M) -> M:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"architecture name {name!r} is already registered "
-                             f"to {_REGISTRY[name].__qualname__}")
+            raise ValueError(
+                f"architecture name {name!r} is already registered "
+                f"to {_REGISTRY[name].__qualname__}"
+            )
         cls.arch_name = name  # type: ignore[attr-defined]
         _REGISTRY[name] = cls
         return cls
@@ -51,6 +55,7 @@ def _discover() -> None:
         return
     _DISCOVERED = True
     import convae
+
     for info in pkgutil.iter_modules(convae.__path__):
         if not info.name.startswith("_"):
             importlib.import_module(f"convae.{info.name}")
@@ -69,8 +74,9 @@ def get_architecture(name: str) -> type[nn.Module]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown architecture {name!r}; choose one of "
-                         f"{available_architectures()}") from None
+        raise ValueError(
+            f"unknown architecture {name!r}; choose one of {available_architectures()}"
+        ) from None
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:
@@ -81,7 +87,7 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The plain module inside a ``torch.compile`` / ``DistributedDataParallel`` wrapper."""
     while True:
-        if hasattr(model, "_orig_mod"):          # torch.compile's OptimizedModule
+        if hasattr(model, "_orig_mod"):  # torch.compile's OptimizedModule
             model = model._orig_mod
         elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
             model = model.module
@@ -94,12 +100,16 @@ def architecture_of(model: nn.Module) -> tuple[str, dict[str, Any]]:
     m = unwrap_model(model)
     name = getattr(type(m), "arch_name", None)
     if name is None or _REGISTRY.get(name) is not type(m):
-        raise TypeError(f"{type(m).__qualname__} is not a registered convae architecture; "
-                        f"decorate it with @convae.models.register('name')")
+        raise TypeError(
+            f"{type(m).__qualname__} is not a registered convae architecture; "
+            f"decorate it with @convae.models.register('name')"
+        )
     kwargs = getattr(m, "init_kwargs", None)
     if not isinstance(kwargs, dict):
-        raise TypeError(f"{type(m).__qualname__} must store its constructor keyword "
-                        f"arguments in self.init_kwargs")
+        raise TypeError(
+            f"{type(m).__qualname__} must store its constructor keyword "
+            f"arguments in self.init_kwargs"
+        )
     return name, dict(kwargs)
 
 
@@ -130,8 +140,11 @@ def count_macs(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
         elif isinstance(mod, nn.Linear):
             total += out.numel() // out.shape[0] * mod.in_features
 
-    handles = [mod.register_forward_hook(hook) for mod in m.modules()
-               if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    handles = [
+        mod.register_forward_hook(hook)
+        for mod in m.modules()
+        if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))
+    ]
     try:
         p = next(m.parameters())
         was_training = m.training

@@ -6,6 +6,7 @@ Encoder: five ``Conv2d(kernel 3, stride 2, padding 1)`` + ReLU, channels
 ``1024 -> 512 -> 256 -> 128 -> 64 -> C``, ReLU between them and a sigmoid at the end.
 No pooling, no skip connections, no residual.  For RGB that is 12,540,163 parameters.
 """
+
 from __future__ import annotations
 
 import torch
@@ -14,8 +15,8 @@ from torch import nn
 
 from convae.models import register
 
-DEPTH = 5                 # stride-2 stages; the input side must be a multiple of 2**DEPTH
-MULTIPLE = 2 ** DEPTH
+DEPTH = 5  # stride-2 stages; the input side must be a multiple of 2**DEPTH
+MULTIPLE = 2**DEPTH
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
@@ -57,7 +58,7 @@ class ConvAE(nn.Module):
         self.in_channels = in_channels
         self.init_kwargs = {"in_channels": in_channels, "base_channels": base_channels}
 
-        chans = [in_channels] + [base_channels * 2 ** i for i in range(DEPTH)]
+        chans = [in_channels] + [base_channels * 2**i for i in range(DEPTH)]
         enc: list[nn.Module] = []
         for cin, cout in zip(chans[:-1], chans[1:]):
             enc += [nn.Conv2d(cin, cout, kernel_size=3, stride=2, padding=1), nn.ReLU(inplace=True)]
@@ -66,15 +67,15 @@ class ConvAE(nn.Module):
         rev = chans[::-1]
         dec: list[nn.Module] = []
         for i, (cin, cout) in enumerate(zip(rev[:-1], rev[1:])):
-            dec.append(nn.ConvTranspose2d(cin, cout, kernel_size=3, stride=2, padding=1,
-                                          output_padding=1))
+            dec.append(
+                nn.ConvTranspose2d(cin, cout, kernel_size=3, stride=2, padding=1, output_padding=1)
+            )
             dec.append(nn.ReLU(inplace=True) if i < DEPTH - 1 else nn.Sigmoid())
         self.decoder = nn.Sequential(*dec)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Restore a batch ``x`` (N, C, H, W) in [0, 1]; returns the same shape."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected input (N, {self.in_channels}, H, W), "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(f"expected input (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
         xp, h, w = pad_to_multiple(x, MULTIPLE)
         return self.decoder(self.encoder(xp))[..., :h, :w]

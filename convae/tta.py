@@ -5,6 +5,7 @@ It assumes the blur is unchanged by those transforms (true for the benchmark's G
 each transformed input is an equally valid blurred image and the eight estimates differ only
 by the network's errors, which averaging reduces.  Costs 8 forward passes.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -34,8 +35,9 @@ def undo_dihedral(y: torch.Tensor, k: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def self_ensemble(model: nn.Module, x: torch.Tensor,
-                  transforms: Iterable[int] = ALL_DIHEDRAL) -> torch.Tensor:
+def self_ensemble(
+    model: nn.Module, x: torch.Tensor, transforms: Iterable[int] = ALL_DIHEDRAL
+) -> torch.Tensor:
     """Mean of ``undo(model(dihedral(x, k)), k)`` over ``transforms`` (default: all 8)."""
     ks = list(transforms)
     if not ks:

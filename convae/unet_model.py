@@ -16,9 +16,10 @@ so what can still be recovered lies well inside the band a half-resolution grid 
 With ``depth=3`` the coarsest grid is 1/16 of the image (8x8 at 128 px), so a 3x3 depthwise
 convolution there already sees 48 pixels, wider than the blur kernel.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -83,8 +84,9 @@ class NAFBlock(nn.Module):
 def _per_level(value: int | Sequence[int], depth: int, name: str) -> list[int]:
     vals = [value] * depth if isinstance(value, int) else list(value)
     if len(vals) != depth or not all(isinstance(v, int) and v >= 0 for v in vals):
-        raise ValueError(f"{name} must be an int >= 0 or {depth} such ints (one per level), "
-                         f"got {value!r}")
+        raise ValueError(
+            f"{name} must be an int >= 0 or {depth} such ints (one per level), got {value!r}"
+        )
     return vals
 
 
@@ -113,14 +115,26 @@ class ConvAEUNet(nn.Module):
     Width 16 won the short validation comparison on this CPU (README, "convae-unet" section).
     """
 
-    def __init__(self, *, in_channels: int = 3, width: int = 16, depth: int = 3,
-                 enc_blocks: int | Sequence[int] = 1, middle_blocks: int = 2,
-                 dec_blocks: int | Sequence[int] = 1, shuffle: int = 2) -> None:
+    def __init__(
+        self,
+        *,
+        in_channels: int = 3,
+        width: int = 16,
+        depth: int = 3,
+        enc_blocks: int | Sequence[int] = 1,
+        middle_blocks: int = 2,
+        dec_blocks: int | Sequence[int] = 1,
+        shuffle: int = 2,
+    ) -> None:
         super().__init__()
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 (gray) or 3 (RGB), got {in_channels!r}")
-        for name, v, lo in (("width", width, 1), ("depth", depth, 0), ("shuffle", shuffle, 1),
-                            ("middle_blocks", middle_blocks, 0)):
+        for name, v, lo in (
+            ("width", width, 1),
+            ("depth", depth, 0),
+            ("shuffle", shuffle, 1),
+            ("middle_blocks", middle_blocks, 0),
+        ):
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
         if width % 2:
@@ -129,12 +143,18 @@ class ConvAEUNet(nn.Module):
         dec = _per_level(dec_blocks, depth, "dec_blocks")
         self.in_channels = in_channels
         self.depth, self.shuffle = depth, shuffle
-        self.multiple = shuffle * 2 ** depth
-        self.init_kwargs = {"in_channels": in_channels, "width": width, "depth": depth,
-                            "enc_blocks": enc, "middle_blocks": middle_blocks,
-                            "dec_blocks": dec, "shuffle": shuffle}
+        self.multiple = shuffle * 2**depth
+        self.init_kwargs = {
+            "in_channels": in_channels,
+            "width": width,
+            "depth": depth,
+            "enc_blocks": enc,
+            "middle_blocks": middle_blocks,
+            "dec_blocks": dec,
+            "shuffle": shuffle,
+        }
 
-        c_io = in_channels * shuffle ** 2
+        c_io = in_channels * shuffle**2
         self.unshuffle = nn.PixelUnshuffle(shuffle)
         self.intro = nn.Conv2d(c_io, width, 3, padding=1)
         self.encoders, self.downs = nn.ModuleList(), nn.ModuleList()
@@ -146,20 +166,18 @@ class ConvAEUNet(nn.Module):
             c *= 2
         self.middle = nn.Sequential(*[NAFBlock(c) for _ in range(middle_blocks)])
         for n in reversed(dec):
-            self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False),
-                                          nn.PixelShuffle(2)))
+            self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
             c //= 2
             self.decoders.append(nn.Sequential(*[NAFBlock(c) for _ in range(n)]))
         self.ending = nn.Conv2d(width, c_io, 3, padding=1)
-        nn.init.zeros_(self.ending.weight)     # a fresh model returns its input unchanged
+        nn.init.zeros_(self.ending.weight)  # a fresh model returns its input unchanged
         nn.init.zeros_(self.ending.bias)
         self.reshuffle = nn.PixelShuffle(shuffle)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Restore a batch ``x`` (N, C, H, W) in [0, 1]; returns the same shape."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected input (N, {self.in_channels}, H, W), "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(f"expected input (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
         xp, h, w = pad_to_multiple(x, self.multiple)
         f = self.intro(self.unshuffle(xp))
         skips = []

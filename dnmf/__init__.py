@@ -8,6 +8,7 @@
   ``torch.distributed`` processes; :mod:`dnmf.shards` reads one process's columns. Both are
   imported on first use (so ``python -m dnmf.distributed`` runs cleanly).
 """
+
 from ._mu import EPSILON, beta_divergence, mu_exponent
 from .estimator import DeepNMF
 from .factorize import ConvergenceWarning, FactorizationResult, factorize, load, solve_h

@@ -3,6 +3,7 @@
 All functions work on a matrix ``(m, n)`` or a batch ``(B, m, n)`` and draw random numbers
 from a CPU ``torch.Generator`` in float64, so a seed gives the same factors on every device.
 """
+
 from __future__ import annotations
 
 import torch
@@ -57,10 +58,16 @@ def nndsvd(
         mp, mn = xpn * ypn, xnn * ynn
         pos = mp > mn  # keep the part (positive or negative) with the larger energy
         tiny = torch.finfo(X.dtype).tiny
-        u = torch.where(pos.unsqueeze(-2), xp / xpn.clamp_min(tiny).unsqueeze(-2),
-                        xn / xnn.clamp_min(tiny).unsqueeze(-2))
-        v = torch.where(pos.unsqueeze(-1), yp / ypn.clamp_min(tiny).unsqueeze(-1),
-                        yn / ynn.clamp_min(tiny).unsqueeze(-1))
+        u = torch.where(
+            pos.unsqueeze(-2),
+            xp / xpn.clamp_min(tiny).unsqueeze(-2),
+            xn / xnn.clamp_min(tiny).unsqueeze(-2),
+        )
+        v = torch.where(
+            pos.unsqueeze(-1),
+            yp / ypn.clamp_min(tiny).unsqueeze(-1),
+            yn / ynn.clamp_min(tiny).unsqueeze(-1),
+        )
         lbd = (S[..., 1:] * torch.where(pos, mp, mn)).sqrt()
         W[..., :, 1:] = lbd.unsqueeze(-2) * u
         H[..., 1:, :] = lbd.unsqueeze(-1) * v

@@ -34,10 +34,11 @@ that sums over columns goes through it: ``‖V‖²``, ``V Hᵀ`` and ``H Hᵀ``
 numerators and denominators (other β), and the loss's data term and ``H`` penalty. The
 ``W`` factors are then replicated and updated identically everywhere; ``H`` stays local.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -91,7 +92,7 @@ class Penalties:
     l2: list[float]
 
     @classmethod
-    def none(cls, n_factors: int) -> "Penalties":
+    def none(cls, n_factors: int) -> Penalties:
         return cls([0.0] * n_factors, [0.0] * n_factors)
 
     def value(self, factors: Sequence[torch.Tensor]) -> torch.Tensor | float:
@@ -115,7 +116,7 @@ def squared_norm(V: torch.Tensor) -> torch.Tensor:
     total = torch.zeros(V.shape[:-2], dtype=torch.float64, device=V.device)
     for i in range(0, V.shape[-2], step):
         # squares rounded in V's dtype (relative error 2⁻²⁴ each, unbiased), summed in float64
-        total += V[..., i:i + step, :].square().sum(dim=(-2, -1), dtype=torch.float64)
+        total += V[..., i : i + step, :].square().sum(dim=(-2, -1), dtype=torch.float64)
     return total
 
 
@@ -135,8 +136,8 @@ def beta_divergence(
     step = _chunk_rows(V.shape[-2], V.shape[-1], int(np.prod(V.shape[:-2], dtype=np.int64)))
     total = torch.zeros(V.shape[:-2], dtype=torch.float64, device=V.device)
     for i in range(0, V.shape[-2], step):
-        v = V[..., i:i + step, :].double()
-        lam = L[..., i:i + step, :].double()
+        v = V[..., i : i + step, :].double()
+        lam = L[..., i : i + step, :].double()
         if beta == 2:
             t = 0.5 * (v - lam).square()
         elif beta == 1:
@@ -146,10 +147,10 @@ def beta_divergence(
             t = ratio - torch.log(ratio) - 1
         else:
             lc = lam.clamp_min(eps) if beta < 1 else lam
-            t = (v.pow(beta) + (beta - 1) * lam.pow(beta) - beta * v * lc.pow(beta - 1))
+            t = v.pow(beta) + (beta - 1) * lam.pow(beta) - beta * v * lc.pow(beta - 1)
             t = t / (beta * (beta - 1))
         if mask is not None:
-            w = mask[..., i:i + step, :].double()
+            w = mask[..., i : i + step, :].double()
             t = torch.where(w > 0, t * w, torch.zeros((), dtype=t.dtype, device=t.device))
         total += t.sum(dim=(-2, -1))
     return total
@@ -158,8 +159,15 @@ def beta_divergence(
 class _Base:
     """What both solvers share: the guarded, in-place multiplicative step."""
 
-    def __init__(self, V, pen: Penalties, update: list[bool], eps: float, beta: float,
-                 reduce: Callable[[torch.Tensor], torch.Tensor] | None = None):
+    def __init__(
+        self,
+        V,
+        pen: Penalties,
+        update: list[bool],
+        eps: float,
+        beta: float,
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
         self.V = V
         self.reduce = reduce  # sums over column shards; None: V holds every column
         self.pen = pen
@@ -232,16 +240,25 @@ class _FrobeniusSolver(_Base):
         self.bufPtV = torch.empty((*lead, rk, n), **kw)
         self.bufDH = torch.empty((*lead, rk, n), **kw)
         self.bufG = torch.empty((*lead, rk, rk), **kw)
-        self.bufX = torch.empty((*lead, rk, n), **kw)   # PᵀV ⊙ H of the loss, reused
+        self.bufX = torch.empty((*lead, rk, n), **kw)  # PᵀV ⊙ H of the loss, reused
         # The fused first-layer pass (see the module docstring): one row-major CPU matrix (a
         # block of rows is then one slab of memory), every column here (a shard's V Hᵀ must be
         # summed over shards before W1 can use it), and W1ᵀ V no dearer than Pᵀ V. Worth it
         # only when V spans several blocks.
         rows = max(1, FUSED_BLOCK_BYTES // max(1, n * V.element_size()))
-        self.fused_rows = rows if (not lead and reduce is None and V.device.type == "cpu"
-                                   and V.stride(-1) == 1 and r1 <= rk and m > rows) else 0
-        self.bufW1tV = (torch.empty((r1, n), **kw) if self.fused_rows and self.k > 1
-                        else self.bufPtV)
+        self.fused_rows = (
+            rows
+            if (
+                not lead
+                and reduce is None
+                and V.device.type == "cpu"
+                and V.stride(-1) == 1
+                and r1 <= rk
+                and m > rows
+            )
+            else 0
+        )
+        self.bufW1tV = torch.empty((r1, n), **kw) if self.fused_rows and self.k > 1 else self.bufPtV
 
     def sweep(self, Ws, H, active, need_loss: bool):
         V, k, upd = self.V, self.k, self.update
@@ -250,8 +267,11 @@ class _FrobeniusSolver(_Base):
             self.fixed = None
             fused = bool(self.fused_rows) and upd[0] and upd[k]
             if self.A is None and not fused:
-                self.A = self._sum(_mT(_mm(H, _mT(V), out=self.bufA)) if self.a_transposed
-                                   else _mm(V, _mT(H), out=self.bufA))
+                self.A = self._sum(
+                    _mT(_mm(H, _mT(V), out=self.bufA))
+                    if self.a_transposed
+                    else _mm(V, _mT(H), out=self.bufA)
+                )
             if self.G is None:
                 self.G = self._sum(_mm(H, _mT(H), out=self.bufG))
             # Suffix factors T_l = W(l+1)…Wk and S_l Sᵀ_l = T_l (H Hᵀ) T_lᵀ, from the
@@ -345,8 +365,11 @@ class _FrobeniusSolver(_Base):
         if self.reduce is not None:  # shards: sum ⟨PᵀV, H⟩ (and H's penalty) over the columns
             k = len(Ws)
             h_pen = Penalties([self.pen.l1[k]], [self.pen.l2[k]]).value([H])
-            both = self.reduce(torch.stack([cross, torch.as_tensor(h_pen, dtype=torch.float64,
-                                                                   device=cross.device)]))
+            both = self.reduce(
+                torch.stack(
+                    [cross, torch.as_tensor(h_pen, dtype=torch.float64, device=cross.device)]
+                )
+            )
             loss = (0.5 * (self.vnorm2 - 2.0 * both[0] + quad)).clamp_min(0.0)
             return loss + both[1] + Penalties(self.pen.l1[:k], self.pen.l2[:k]).value(Ws)
         loss = (0.5 * (self.vnorm2 - 2.0 * cross + quad)).clamp_min(0.0)
@@ -560,8 +583,14 @@ def run_mu(
     return _outcome(history, iters, n_iter, converged, batched, stopped)
 
 
-def _mark_converged(loss: torch.Tensor, prev: torch.Tensor, tol: float, converged: torch.Tensor,
-                    n_iter: torch.Tensor, it: int) -> torch.Tensor:
+def _mark_converged(
+    loss: torch.Tensor,
+    prev: torch.Tensor,
+    tol: float,
+    converged: torch.Tensor,
+    n_iter: torch.Tensor,
+    it: int,
+) -> torch.Tensor:
     """Flag (in place) the matrices whose loss fell by less than ``tol`` (relative) since
     ``prev``; returns the new reference loss."""
     cur = loss.reshape(-1).cpu()
@@ -572,13 +601,24 @@ def _mark_converged(loss: torch.Tensor, prev: torch.Tensor, tol: float, converge
     return cur
 
 
-def _outcome(history: list[torch.Tensor], iters: list[int], n_iter: torch.Tensor,
-             converged: torch.Tensor, batched: bool, stopped: bool = False) -> MUOutcome:
+def _outcome(
+    history: list[torch.Tensor],
+    iters: list[int],
+    n_iter: torch.Tensor,
+    converged: torch.Tensor,
+    batched: bool,
+    stopped: bool = False,
+) -> MUOutcome:
     """Pack a run's records: scalars for one matrix, one entry per matrix for a batch."""
     hist = torch.stack([h.reshape(-1) for h in history]).cpu().numpy()
     if not batched:
-        return MUOutcome(hist[:, 0], np.asarray(iters), np.asarray(int(n_iter[0])),
-                         np.asarray(bool(converged[0])), stopped)
+        return MUOutcome(
+            hist[:, 0],
+            np.asarray(iters),
+            np.asarray(int(n_iter[0])),
+            np.asarray(bool(converged[0])),
+            stopped,
+        )
     return MUOutcome(hist, np.asarray(iters), n_iter.numpy(), converged.numpy(), stopped)
 
 
@@ -593,9 +633,16 @@ def _report(it: int, loss: torch.Tensor) -> None:
     print(f"iter {it:6d}  loss {text}")
 
 
-__all__ = ["EPSILON", "MUOutcome", "Penalties", "beta_divergence", "mu_exponent", "run_hals_codes",
-           "run_mu", "squared_norm"]
-
+__all__ = [
+    "EPSILON",
+    "MUOutcome",
+    "Penalties",
+    "beta_divergence",
+    "mu_exponent",
+    "run_hals_codes",
+    "run_mu",
+    "squared_norm",
+]
 
 
 def run_hals_codes(
@@ -610,7 +657,7 @@ def run_hals_codes(
     check_every: int = 10,
     verbose: bool = False,
 ) -> MUOutcome:
-    """Codes ``H ≥ 0`` for β = 2 with the factors fixed, by HALS (exact row-wise coordinate descent).
+    """Codes ``H ≥ 0`` for β = 2 with the factors fixed, by HALS (exact row-wise descent).
 
     The subproblem ``min_H ½‖V − P H‖² + l1·ΣH + ½·l2·‖H‖²`` (``P = W1…Wk``) is convex; each
     sweep minimizes it exactly over one row of ``H`` at a time from the constant ``PᵀV`` and
@@ -624,7 +671,9 @@ def run_hals_codes(
     Q = _mm(_mT(P), P)
     vnorm2 = squared_norm(V)
     diag = Q.diagonal(dim1=-2, dim2=-1) + l2  # (…, r)
-    inv = torch.where(diag > 0, 1.0 / diag.clamp_min(torch.finfo(diag.dtype).tiny), torch.zeros_like(diag))
+    inv = torch.where(
+        diag > 0, 1.0 / diag.clamp_min(torch.finfo(diag.dtype).tiny), torch.zeros_like(diag)
+    )
     r = H.shape[-2]
 
     def loss() -> torch.Tensor:
@@ -650,8 +699,10 @@ def run_hals_codes(
         for it in range(1, max_iter + 1):
             for j in range(r):
                 # row_j ← max(0, (PᵀV_j − Σ_{k≠j} Q_jk H_k − l1) / (Q_jj + l2))
-                g = PtV[..., j, :] - _mm(Q[..., j:j + 1, :], H).squeeze(-2)
-                new = (H[..., j, :] + (g - l1 - l2 * H[..., j, :]) * inv[..., j:j + 1]).clamp_min(0.0)
+                g = PtV[..., j, :] - _mm(Q[..., j : j + 1, :], H).squeeze(-2)
+                new = (H[..., j, :] + (g - l1 - l2 * H[..., j, :]) * inv[..., j : j + 1]).clamp_min(
+                    0.0
+                )
                 if keep is not None:
                     new = torch.where(keep, H[..., j, :], new)
                 H[..., j, :] = new

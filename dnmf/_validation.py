@@ -4,6 +4,7 @@ Every public entry point funnels its arguments through these helpers, so each er
 parameter, what was given and what is allowed. Nothing here copies ``V`` unless it has to
 (a dtype or device change, a scipy sparse matrix, a non-strided layout).
 """
+
 from __future__ import annotations
 
 import numbers
@@ -75,7 +76,9 @@ def to_tensor(
         t = torch.from_numpy(np.asarray(x.toarray()))
     else:
         if isinstance(x, (str, bytes)) or x is None:
-            raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(x).__name__}")
+            raise TypeError(
+                f"{name} must be a numpy array or a torch tensor, got {type(x).__name__}"
+            )
         try:
             arr = np.asarray(x)
         except Exception as exc:  # ragged lists and the like
@@ -154,7 +157,9 @@ def parse_beta(beta: Any, name: str = "beta") -> float:
     return float(beta)
 
 
-def check_beta_zeros(V: torch.Tensor, beta: float, mask: torch.Tensor | None, name: str = "V") -> None:
+def check_beta_zeros(
+    V: torch.Tensor, beta: float, mask: torch.Tensor | None, name: str = "V"
+) -> None:
     """beta <= 0 divides by V (Itakura-Saito's V/Λ - log(V/Λ)): zeros make the loss infinite."""
     if beta > 0:
         return
@@ -174,7 +179,9 @@ def parse_ranks(ranks: Any) -> list[int]:
     """An int or a non-empty sequence of positive ints."""
     seq = [ranks] if isinstance(ranks, numbers.Integral) or _is_int_scalar(ranks) else ranks
     if isinstance(seq, (str, bytes)) or not isinstance(seq, (Sequence, np.ndarray, torch.Tensor)):
-        raise TypeError(f"ranks must be a positive int or a sequence of positive ints, got {ranks!r}")
+        raise TypeError(
+            f"ranks must be a positive int or a sequence of positive ints, got {ranks!r}"
+        )
     out = []
     for r in list(seq):
         if isinstance(r, bool) or not (isinstance(r, numbers.Integral) or _is_int_scalar(r)):
@@ -289,7 +296,9 @@ def check_pretrain(pretrain: Any) -> None:
     """``pretrain`` is a bool or an int >= 1 (iterations per layer)."""
     is_bool = isinstance(pretrain, (bool, np.bool_))
     if not (is_bool or isinstance(pretrain, numbers.Integral)) or (not is_bool and pretrain < 1):
-        raise ValueError(f"pretrain must be a bool or an int >= 1 (iterations per layer), got {pretrain!r}")
+        raise ValueError(
+            f"pretrain must be a bool or an int >= 1 (iterations per layer), got {pretrain!r}"
+        )
 
 
 def check_positive_int(value: Any, name: str, *, allow_zero: bool = False) -> int:

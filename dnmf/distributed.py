@@ -1,4 +1,4 @@
-"""``dnmf.distributed``: Deep NMF ``V ≈ W1 … Wk H`` with the columns of ``V`` split across processes.
+"""``dnmf.distributed``: Deep NMF ``V ≈ W1 … Wk H``, the columns of ``V`` split across processes.
 
 Each process holds a contiguous block of columns of ``V`` (its samples) and the same columns of
 ``H``; the factors ``W1 … Wk`` are replicated. ``H`` updates are local. A ``W``-layer update
@@ -24,6 +24,7 @@ seed) gathered on rank 0, broadcasts ``U``, and completes NNDSVD from ``Uᵀ V``
 with global norms. With ``init_sample >= n`` the sample is all of ``V`` and NNDSVD is exactly
 :func:`dnmf.factorize`'s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,9 +36,10 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,8 +48,15 @@ import torch.distributed as dist
 from . import _validation as val
 from ._init import top_svd
 from ._mu import EPSILON, Penalties, run_mu
-from .factorize import (FactorizationResult, _check_common, _out, _warn_unconverged, load,
-                        make_generator, pretrain_layers)
+from .factorize import (
+    FactorizationResult,
+    _check_common,
+    _out,
+    _warn_unconverged,
+    load,
+    make_generator,
+    pretrain_layers,
+)
 from .shards import ColumnShard, column_range, load_image_columns, load_npy_columns
 
 #: Columns per block of the keyed random generator: block ``b`` (global columns
@@ -170,8 +179,9 @@ def _keyed_normal(seed: int, tag: int, layer: int, rows: int, cols: int) -> torc
     return torch.randn((rows, cols), generator=gen, dtype=torch.float64)
 
 
-def keyed_column_normal(seed: int, layer: int, rows: int, start: int, stop: int,
-                        tag: int = _TAG_H) -> torch.Tensor:
+def keyed_column_normal(
+    seed: int, layer: int, rows: int, start: int, stop: int, tag: int = _TAG_H
+) -> torch.Tensor:
     """Standard normals for global columns ``start … stop - 1`` (``rows × (stop - start)``).
 
     Column ``j`` depends only on ``(seed, tag, layer, j)``: it comes from block
@@ -186,7 +196,7 @@ def keyed_column_normal(seed: int, layer: int, rows: int, start: int, stop: int,
         gen = torch.Generator().manual_seed(_derive_seed(seed, tag, layer, b))
         blk = torch.randn((rows, B), generator=gen, dtype=torch.float64)
         lo, hi = max(start, b * B), min(stop, (b + 1) * B)
-        out[:, lo - start: hi - start] = blk[:, lo - b * B: hi - b * B]
+        out[:, lo - start : hi - start] = blk[:, lo - b * B : hi - b * B]
     return out
 
 
@@ -214,15 +224,25 @@ def _global_mean(comm: _Comm, X: torch.Tensor, n: int) -> torch.Tensor:
 
 def _random_layer(comm: _Comm, X: torch.Tensor, r: int, lay: _Layout, seed: int, layer: int):
     """|N(0, 1)| · sqrt(mean(X) / r), as ``dnmf._init.random_init``, with keyed draws."""
-    avg = float((_global_mean(comm, X, lay.n) / r).sqrt())   # a float: the draws are on the CPU
+    avg = float((_global_mean(comm, X, lay.n) / r).sqrt())  # a float: the draws are on the CPU
     p, off = X.shape[0], lay.offsets[comm.rank]
     W = (avg * _keyed_normal(seed, _TAG_W, layer, p, r).abs()).to(X.device, X.dtype)
     H = avg * keyed_column_normal(seed, layer, r, off, off + X.shape[1]).abs()
     return W.contiguous(), H.to(X.device, X.dtype).contiguous()
 
 
-def _nndsvd_layer(comm: _Comm, X: torch.Tensor, r: int, variant: str, lay: _Layout, seed: int,
-                  layer: int, n_sample: int, gen: torch.Generator | None, eps: float = 1e-6):
+def _nndsvd_layer(
+    comm: _Comm,
+    X: torch.Tensor,
+    r: int,
+    variant: str,
+    lay: _Layout,
+    seed: int,
+    layer: int,
+    n_sample: int,
+    gen: torch.Generator | None,
+    eps: float = 1e-6,
+):
     """NNDSVD of the sharded ``X`` (``p × n``) from the top-``r`` left singular vectors of a
     column sample; mirrors ``dnmf._init.nndsvd`` (identical when the sample is every column)."""
     p, off, c = X.shape[0], lay.offsets[comm.rank], X.shape[1]
@@ -252,15 +272,22 @@ def _nndsvd_layer(comm: _Comm, X: torch.Tensor, r: int, variant: str, lay: _Layo
         xp, xn = x.clamp_min(0), (-x).clamp_min(0)
         yp, yn = y.clamp_min(0), (-y).clamp_min(0)
         xpn, xnn = xp.norm(dim=0), xn.norm(dim=0)
-        y2 = comm.sum_(torch.stack([yp.double().square().sum(dim=1),
-                                    yn.double().square().sum(dim=1)]))
+        y2 = comm.sum_(
+            torch.stack([yp.double().square().sum(dim=1), yn.double().square().sum(dim=1)])
+        )
         ypn, ynn = y2[0].sqrt().to(X.dtype), y2[1].sqrt().to(X.dtype)
         mp, mn = xpn * ypn, xnn * ynn
         pos = mp > mn  # keep the part (positive or negative) with the larger energy
-        u = torch.where(pos.unsqueeze(0), xp / xpn.clamp_min(tiny).unsqueeze(0),
-                        xn / xnn.clamp_min(tiny).unsqueeze(0))
-        v = torch.where(pos.unsqueeze(1), yp / ypn.clamp_min(tiny).unsqueeze(1),
-                        yn / ynn.clamp_min(tiny).unsqueeze(1))
+        u = torch.where(
+            pos.unsqueeze(0),
+            xp / xpn.clamp_min(tiny).unsqueeze(0),
+            xn / xnn.clamp_min(tiny).unsqueeze(0),
+        )
+        v = torch.where(
+            pos.unsqueeze(1),
+            yp / ypn.clamp_min(tiny).unsqueeze(1),
+            yn / ynn.clamp_min(tiny).unsqueeze(1),
+        )
         lbd = (S[1:] * torch.where(pos, mp, mn)).sqrt()
         W[:, 1:] = lbd.unsqueeze(0) * u
         H[1:, :] = lbd.unsqueeze(1) * v
@@ -274,7 +301,9 @@ def _nndsvd_layer(comm: _Comm, X: torch.Tensor, r: int, variant: str, lay: _Layo
         H = torch.where(H == 0, avg, H)
     else:  # nndsvdar: small |noise| with keyed draws
         nw = _keyed_normal(seed, _TAG_W + 10, layer, p, r).to(X.device, X.dtype)
-        nh = keyed_column_normal(seed, layer, r, off, off + c, tag=_TAG_H + 10).to(X.device, X.dtype)
+        nh = keyed_column_normal(seed, layer, r, off, off + c, tag=_TAG_H + 10).to(
+            X.device, X.dtype
+        )
         W = torch.where(W == 0, (avg * nw / 100).abs(), W)
         H = torch.where(H == 0, (avg * nh / 100).abs(), H)
     return W.contiguous(), H.contiguous()
@@ -311,7 +340,9 @@ def _layout(metas: list[dict], n_cols_arg: list[Any]) -> _Layout:
         pos += k
     ns = {x for x in n_cols_arg if x is not None}
     if ns and ns != {n}:
-        raise ValueError(f"n_cols={sorted(ns)} does not match the {n} columns the ranks hold {counts}")
+        raise ValueError(
+            f"n_cols={sorted(ns)} does not match the {n} columns the ranks hold {counts}"
+        )
     return _Layout(offsets, counts, n)
 
 
@@ -419,14 +450,18 @@ def factorize_columns(
             if v is not None:
                 val.check_positive_int(v, name, allow_zero=name == "col_offset")
         ranks_ = val.parse_ranks(ranks)
-        beta_, max_iter, tol, eps, check_every = _check_common(beta, max_iter, tol, eps, check_every)
+        beta_, max_iter, tol, eps, check_every = _check_common(
+            beta, max_iter, tol, eps, check_every
+        )
         if loss_every is not None:
             loss_every = val.check_positive_int(loss_every, "loss_every")
         if not isinstance(init, str) or init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         val.check_pretrain(pretrain)
         init_sample = val.check_positive_int(init_sample, "init_sample")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0
+        ):
             raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
         val.check_beta_zeros(Vt, beta_, None, "V_local")
         k = len(ranks_)
@@ -437,29 +472,48 @@ def factorize_columns(
             meta["ws_sums"] = [float(W.double().sum()) for W in custom[0]]
         elif Ws is not None or H is not None:
             raise ValueError("Ws and H are only used with init='custom'")
-        settings = dict(ranks=tuple(ranks_), beta=beta_, max_iter=max_iter, tol=tol, init=init,
-                        pretrain=int(pretrain) if not isinstance(pretrain, (bool, np.bool_)) else bool(pretrain),
-                        l1=tuple(pen.l1), l2=tuple(pen.l2), eps=eps, check_every=check_every,
-                        loss_every=loss_every, init_sample=init_sample, dtype=str(Vt.dtype),
-                        seed=None if seed is None else int(seed))
+        settings = dict(
+            ranks=tuple(ranks_),
+            beta=beta_,
+            max_iter=max_iter,
+            tol=tol,
+            init=init,
+            pretrain=int(pretrain)
+            if not isinstance(pretrain, (bool, np.bool_))
+            else bool(pretrain),
+            l1=tuple(pen.l1),
+            l2=tuple(pen.l2),
+            eps=eps,
+            check_every=check_every,
+            loss_every=loss_every,
+            init_sample=init_sample,
+            dtype=str(Vt.dtype),
+            seed=None if seed is None else int(seed),
+        )
     except (ValueError, TypeError) as exc:
         err = exc
     meta["settings"] = _settings_key(settings)
     meta["err"] = None if err is None else f"{type(err).__name__}: {err}"
-    meta["seed_draw"] = int(torch.randint(0, 2**62, (1,))) if comm.rank == 0 and seed is None else None
+    meta["seed_draw"] = (
+        int(torch.randint(0, 2**62, (1,))) if comm.rank == 0 and seed is None else None
+    )
     metas = comm.objects(meta)
     # every process now knows every other's state: fail together, or go on together
     if err is None and not any(m["err"] for m in metas):
         try:
             ms = [m["m"] for m in metas]
             if len(set(ms)) != 1:
-                raise ValueError(f"every rank must hold the same rows of V; row counts by rank: {ms}")
+                raise ValueError(
+                    f"every rank must hold the same rows of V; row counts by rank: {ms}"
+                )
             keys = [m["settings"] for m in metas]
             if len(set(keys)) != 1:
                 diff = [r for r, kk in enumerate(keys) if kk != keys[0]]
-                raise ValueError(f"ranks {diff} were called with other settings than rank 0 "
-                                 f"(ranks, beta, max_iter, tol, init, pretrain, l1, l2, eps, "
-                                 f"check_every, loss_every, init_sample, dtype and seed must agree)")
+                raise ValueError(
+                    f"ranks {diff} were called with other settings than rank 0 "
+                    f"(ranks, beta, max_iter, tol, init, pretrain, l1, l2, eps, "
+                    f"check_every, loss_every, init_sample, dtype and seed must agree)"
+                )
             lay = _layout(metas, [m["n_cols"] for m in metas])
             if init.startswith("nndsvd"):
                 s = min(init_sample, lay.n)
@@ -469,7 +523,8 @@ def factorize_columns(
                         raise ValueError(
                             f"init={init!r} needs ranks[{l}] <= min({dims[l]}, sampled columns "
                             f"{s}) = {min(dims[l], s)}, got {r}; lower the rank, raise "
-                            "init_sample, or use init='random'")
+                            "init_sample, or use init='random'"
+                        )
             if init == "custom":
                 sums = np.array([m["ws_sums"] for m in metas])
                 if not np.allclose(sums, sums[0], rtol=1e-10, atol=0):
@@ -493,6 +548,7 @@ def factorize_columns(
 
     cb = None
     if callback is not None:
+
         def cb(it: int, loss: Any) -> bool:
             stop = torch.tensor([1.0 if callback(it, loss) is True else 0.0], device=Vt.device)
             return bool(comm.max_(stop)[0] > 0)
@@ -503,19 +559,38 @@ def factorize_columns(
             Ws_, H_ = custom
         elif pretrain is not False and k > 1:
             Ws_, H_, pre_hist = pretrain_layers(
-                Vt, ranks_,
+                Vt,
+                ranks_,
                 lambda l, X, r: _init_layer(comm, X, r, init, lay, seed_, l, init_sample, gen),
-                beta=beta_, max_iter=max_iter if pretrain is True else int(pretrain), tol=tol,
-                penalties=pen, eps=eps, check_every=check_every, reduce=reduce)
+                beta=beta_,
+                max_iter=max_iter if pretrain is True else int(pretrain),
+                tol=tol,
+                penalties=pen,
+                eps=eps,
+                check_every=check_every,
+                reduce=reduce,
+            )
         else:
             Ws_, X = [], Vt
             for l, r in enumerate(ranks_):
                 W_l, X = _init_layer(comm, X, r, init, lay, seed_, l, init_sample, gen)
                 Ws_.append(W_l)
             H_ = X
-        out = run_mu(Vt, Ws_, H_, beta=beta_, max_iter=max_iter, tol=tol, penalties=pen, eps=eps,
-                     check_every=check_every, loss_every=loss_every, callback=cb,
-                     verbose=verbose and comm.rank == 0, reduce=reduce)
+        out = run_mu(
+            Vt,
+            Ws_,
+            H_,
+            beta=beta_,
+            max_iter=max_iter,
+            tol=tol,
+            penalties=pen,
+            eps=eps,
+            check_every=check_every,
+            loss_every=loss_every,
+            callback=cb,
+            verbose=verbose and comm.rank == 0,
+            reduce=reduce,
+        )
         for W in Ws_:  # replicas are identical already; make it exact
             comm.broadcast_(W)
     if comm.rank == 0:
@@ -538,8 +613,9 @@ def factorize_columns(
     )
 
 
-def gather_result(result: ShardedFactorizationResult, *, group: Any = None,
-                  device: Any = None) -> FactorizationResult | None:
+def gather_result(
+    result: ShardedFactorizationResult, *, group: Any = None, device: Any = None
+) -> FactorizationResult | None:
     """Collective: the whole ``H`` (columns in global order) on rank 0, ``None`` elsewhere.
 
     Rank 0 gets an ordinary :class:`dnmf.FactorizationResult` (``save()`` it, or
@@ -600,16 +676,29 @@ def _job_shard(job: dict, rank: int, world: int) -> ColumnShard:
     return ColumnShard(V[:, a:b], a, n)
 
 
-def _local_worker(rank: int, world: int, port: int, jobs: list, outdir: str, threads: int,
-                  backend: str, timeout: float) -> None:
+def _local_worker(
+    rank: int,
+    world: int,
+    port: int,
+    jobs: list,
+    outdir: str,
+    threads: int,
+    backend: str,
+    timeout: float,
+) -> None:
     """One process of :func:`run_local_batch` (module level, so ``spawn`` can import it)."""
     torch.set_num_threads(threads)
     device = None
     if backend == "nccl":
         torch.cuda.set_device(rank)
         device = f"cuda:{rank}"
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world, timeout=datetime.timedelta(seconds=timeout))
+    dist.init_process_group(
+        backend,
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=timeout),
+    )
     comm = _Comm()
     try:
         for i, job in enumerate(jobs):
@@ -623,23 +712,32 @@ def _local_worker(rank: int, world: int, port: int, jobs: list, outdir: str, thr
                 kwargs = dict(job.get("kwargs", {}))
                 if "H" in job:  # a whole H for init='custom': this process's columns of it
                     c0 = shard.col_offset
-                    kwargs["H"] = job["H"][:, c0: c0 + int(np.shape(shard.V)[1])]
+                    kwargs["H"] = job["H"][:, c0 : c0 + int(np.shape(shard.V)[1])]
                 if device is not None:
                     kwargs.setdefault("device", device)
                 dist.barrier()
-                res = factorize_columns(shard.V, job["ranks"], col_offset=shard.col_offset,
-                                        n_cols=shard.n_cols, **kwargs)
-                secs = comm.max_(torch.tensor([res.seconds], dtype=torch.float64,
-                                              device=device or "cpu"))
+                res = factorize_columns(
+                    shard.V,
+                    job["ranks"],
+                    col_offset=shard.col_offset,
+                    n_cols=shard.n_cols,
+                    **kwargs,
+                )
+                secs = comm.max_(
+                    torch.tensor([res.seconds], dtype=torch.float64, device=device or "cpu")
+                )
                 full = gather_result(res)
                 if rank == 0:
                     assert full is not None
-                    full = FactorizationResult(**{**full.__dict__, "Ws": [_np(W) for W in full.Ws],
-                                                  "H": _np(full.H)})
+                    full = FactorizationResult(
+                        **{**full.__dict__, "Ws": [_np(W) for W in full.Ws], "H": _np(full.H)}
+                    )
                     full.save(os.path.join(outdir, f"job{i}.npz"))
                     with open(os.path.join(outdir, f"job{i}.json"), "w") as fh:
-                        json.dump({"seconds": float(secs[0]), "world_size": world,
-                                   "n_cols": res.n_cols}, fh)
+                        json.dump(
+                            {"seconds": float(secs[0]), "world_size": world, "n_cols": res.n_cols},
+                            fh,
+                        )
             except Exception as exc:  # noqa: BLE001 - reported to the parent per job
                 with open(os.path.join(outdir, f"job{i}.rank{rank}.err"), "w") as fh:
                     fh.write(f"{type(exc).__name__}\n{exc}")
@@ -685,9 +783,13 @@ def run_local_batch(
         raise ValueError(f"backend must be 'gloo' or 'nccl', got {backend!r}")
     jobs = list(jobs)
     with tempfile.TemporaryDirectory(prefix="dnmf-dist-") as outdir:
-        ctx = mp.start_processes(_local_worker, nprocs=world_size, join=False, start_method="spawn",
-                                 args=(world_size, free_port(), jobs, outdir, threads, backend,
-                                       timeout))
+        ctx = mp.start_processes(
+            _local_worker,
+            nprocs=world_size,
+            join=False,
+            start_method="spawn",
+            args=(world_size, free_port(), jobs, outdir, threads, backend, timeout),
+        )
         deadline = time.monotonic() + timeout + 60
         try:
             while not ctx.join(timeout=0.5):
@@ -709,9 +811,16 @@ def run_local_batch(
                 continue
             res = load(Path(outdir) / f"job{i}.npz")
             extra = json.loads((Path(outdir) / f"job{i}.json").read_text())
-            out.append(ShardedFactorizationResult(
-                **res.__dict__, col_offset=0, n_cols=extra["n_cols"], rank=0,
-                world_size=extra["world_size"], seconds=extra["seconds"]))
+            out.append(
+                ShardedFactorizationResult(
+                    **res.__dict__,
+                    col_offset=0,
+                    n_cols=extra["n_cols"],
+                    rank=0,
+                    world_size=extra["world_size"],
+                    seconds=extra["seconds"],
+                )
+            )
     return out
 
 
@@ -750,29 +859,44 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m dnmf.distributed",
         description="Deep NMF with V's columns split across processes. Start it with torchrun "
-                    "(one process per shard) or plainly (one process).",
+        "(one process per shard) or plainly (one process).",
     )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--npy", help="V as a 2-D .npy file (m x n, samples as columns); read by memory map")
+    src.add_argument(
+        "--npy", help="V as a 2-D .npy file (m x n, samples as columns); read by memory map"
+    )
     src.add_argument("--images", help="a folder of images, one column each (sorted by name)")
-    p.add_argument("--samples-as-rows", action="store_true", help="the .npy holds V transposed (n x m)")
+    p.add_argument(
+        "--samples-as-rows", action="store_true", help="the .npy holds V transposed (n x m)"
+    )
     p.add_argument("--size", type=int, default=None, help="resize images to SIZE x SIZE")
     p.add_argument("--rgb", action="store_true", help="images in RGB (default: gray)")
     p.add_argument("--ranks", type=int, nargs="+", required=True, help="inner ranks r1 ... rk")
-    p.add_argument("--beta", default="2", help="beta of the divergence (2, 1, 0, a float or a name)")
+    p.add_argument(
+        "--beta", default="2", help="beta of the divergence (2, 1, 0, a float or a name)"
+    )
     p.add_argument("--max-iter", type=int, default=200)
     p.add_argument("--tol", type=float, default=1e-4)
     p.add_argument("--init", default="nndsvda", choices=[i for i in INITS if i != "custom"])
     p.add_argument("--init-sample", type=int, default=2048, help="columns sampled for NNDSVD")
-    p.add_argument("--pretrain", default="true",
-                   help="layer-wise pretraining: true, false or iterations per layer")
+    p.add_argument(
+        "--pretrain",
+        default="true",
+        help="layer-wise pretraining: true, false or iterations per layer",
+    )
     p.add_argument("--l1", type=float, default=0.0)
     p.add_argument("--l2", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--device", default="cpu", help="cpu or cuda (cuda: one GPU per process, LOCAL_RANK)")
-    p.add_argument("--backend", default="auto", choices=["auto", "gloo", "nccl"],
-                   help="auto: nccl for cuda, gloo for cpu")
+    p.add_argument(
+        "--device", default="cpu", help="cpu or cuda (cuda: one GPU per process, LOCAL_RANK)"
+    )
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "gloo", "nccl"],
+        help="auto: nccl for cuda, gloo for cpu",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads per process")
     p.add_argument("--out", default=None, help="rank 0 gathers H and writes the result here (.npz)")
     p.add_argument("--verbose", action="store_true")
@@ -818,8 +942,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     device: str = args.device
     if cuda:
         if not torch.cuda.is_available():
-            print("dnmf.distributed: error: --device cuda but torch sees no CUDA device",
-                  file=sys.stderr, flush=True)
+            print(
+                "dnmf.distributed: error: --device cuda but torch sees no CUDA device",
+                file=sys.stderr,
+                flush=True,
+            )
             return 2
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local_rank)
@@ -834,32 +961,67 @@ def main(argv: Sequence[str] | None = None) -> int:
         shard = None
         try:
             if args.npy:
-                shard = load_npy_columns(args.npy, comm.rank, comm.world,
-                                         samples_as_rows=args.samples_as_rows, dtype=args.dtype)
+                shard = load_npy_columns(
+                    args.npy,
+                    comm.rank,
+                    comm.world,
+                    samples_as_rows=args.samples_as_rows,
+                    dtype=args.dtype,
+                )
             else:
-                shard = load_image_columns(args.images, comm.rank, comm.world, size=args.size,
-                                           gray=not args.rgb, dtype=args.dtype)
+                shard = load_image_columns(
+                    args.images,
+                    comm.rank,
+                    comm.world,
+                    size=args.size,
+                    gray=not args.rgb,
+                    dtype=args.dtype,
+                )
         except (OSError, ValueError, TypeError) as exc:
             err = exc
         _agree(comm, err, "data")
         assert shard is not None
         res = factorize_columns(
-            shard.V, args.ranks, col_offset=shard.col_offset, n_cols=shard.n_cols,
-            beta=_parse_beta(args.beta), max_iter=args.max_iter, tol=args.tol, init=args.init,
-            pretrain=_parse_pretrain(args.pretrain), l1=args.l1, l2=args.l2, seed=args.seed,
-            device=device, dtype=args.dtype, verbose=args.verbose, init_sample=args.init_sample)
+            shard.V,
+            args.ranks,
+            col_offset=shard.col_offset,
+            n_cols=shard.n_cols,
+            beta=_parse_beta(args.beta),
+            max_iter=args.max_iter,
+            tol=args.tol,
+            init=args.init,
+            pretrain=_parse_pretrain(args.pretrain),
+            l1=args.l1,
+            l2=args.l2,
+            seed=args.seed,
+            device=device,
+            dtype=args.dtype,
+            verbose=args.verbose,
+            init_sample=args.init_sample,
+        )
         secs = float(comm.max_(torch.tensor([res.seconds], dtype=torch.float64, device=device))[0])
         full = gather_result(res, device=device)
         if comm.rank == 0:
             assert full is not None
             if args.out:
                 full.save(args.out)
-            print(json.dumps({
-                "world_size": comm.world, "backend": backend if started else None,
-                "m": int(shard.V.shape[0]), "n": res.n_cols, "ranks": list(res.ranks),
-                "n_iter": res.n_iter, "converged": res.converged, "loss": float(res.loss),
-                "seconds": round(secs, 4), "out": args.out,
-            }), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "world_size": comm.world,
+                        "backend": backend if started else None,
+                        "m": int(shard.V.shape[0]),
+                        "n": res.n_cols,
+                        "ranks": list(res.ranks),
+                        "n_iter": res.n_iter,
+                        "converged": res.converged,
+                        "loss": float(res.loss),
+                        "seconds": round(secs, 4),
+                        "out": args.out,
+                    }
+                ),
+                flush=True,
+            )
         return 0
     except (ValueError, TypeError, OSError) as exc:
         print(f"{tag}dnmf.distributed: error: {exc}", file=sys.stderr, flush=True)
@@ -869,9 +1031,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             dist.destroy_process_group()
 
 
-__all__ = ["INITS", "RANDOM_BLOCK", "ShardedFactorizationResult", "factorize_columns", "free_port",
-           "gather_result", "keyed_column_normal", "main", "run_local", "run_local_batch",
-           "sample_columns"]
+__all__ = [
+    "INITS",
+    "RANDOM_BLOCK",
+    "ShardedFactorizationResult",
+    "factorize_columns",
+    "free_port",
+    "gather_result",
+    "keyed_column_normal",
+    "main",
+    "run_local",
+    "run_local_batch",
+    "sample_columns",
+]
 
 if __name__ == "__main__":
     sys.exit(main())

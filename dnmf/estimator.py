@@ -3,6 +3,7 @@
 scikit-learn's orientation: ``X`` is ``(n_samples, n_features)`` and the model is
 ``X ≈ H (W1 W2 … Wk)ᵀ``, i.e. ``V = Xᵀ ≈ W1 … Wk Hᵀ`` in :func:`dnmf.factorize`'s terms.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -19,6 +20,7 @@ from .factorize import factorize, solve_h
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
 except ImportError:  # pragma: no cover - older scikit-learn
+
     def _validate_data(est, X, **kw):
         return est._validate_data(X, **kw)
 
@@ -107,8 +109,9 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     # -- helpers ---------------------------------------------------------------------------
     def _check_X(self, X: Any, reset: bool) -> np.ndarray:
-        X = _validate_data(self, X, accept_sparse=("csr", "csc"), dtype=[np.float64, np.float32],
-                           reset=reset)
+        X = _validate_data(
+            self, X, accept_sparse=("csr", "csc"), dtype=[np.float64, np.float32], reset=reset
+        )
         if hasattr(X, "toarray"):
             X = X.toarray()
         xmin = float(X.min()) if X.size else 0.0
@@ -129,7 +132,8 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             return "nndsvda" if ranks[0] <= min(X.shape) else "random"
         if self.init == "custom" or self.init not in val.INITS:
             raise ValueError(
-                f"init must be one of (None, 'nndsvd', 'nndsvda', 'nndsvdar', 'random'), got {self.init!r}"
+                "init must be one of (None, 'nndsvd', 'nndsvda', 'nndsvdar', 'random'), "
+                f"got {self.init!r}"
             )
         if self.init.startswith("nndsvd") and ranks[0] > min(X.shape):
             # scikit-learn's check_fit2d_1sample looks for "n_samples = 1" in this message.
@@ -154,7 +158,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         raise ValueError(f"random_state must be None, an int or a RandomState, got {rs!r}")
 
     # -- API -------------------------------------------------------------------------------
-    def fit(self, X: Any, y: Any = None) -> "DeepNMF":
+    def fit(self, X: Any, y: Any = None) -> DeepNMF:
         """Learn the factors from ``X`` (n_samples, n_features); ``y`` is ignored."""
         self.fit_transform(X)
         return self
@@ -185,8 +189,17 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         # The jointly fitted H lags one half-step behind the last Ws; polishing it with the Ws
         # fixed (warm start, same budget) makes fit_transform(X) agree with transform(X) and
         # can only lower the loss.
-        polished = solve_h(X.T, res.Ws, beta=res.beta, H=res.H, max_iter=self._h_iter(),
-                           tol=self.tol / 100, device=self.device, warn=False, solver="auto")
+        polished = solve_h(
+            X.T,
+            res.Ws,
+            beta=res.beta,
+            H=res.H,
+            max_iter=self._h_iter(),
+            tol=self.tol / 100,
+            device=self.device,
+            warn=False,
+            solver="auto",
+        )
         res.H = polished.H
         self.Ws_ = [np.ascontiguousarray(W) for W in res.Ws]
         W = res.W()

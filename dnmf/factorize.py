@@ -1,12 +1,14 @@
 """``dnmf.factorize``: Deep NMF ``V ≈ W1 W2 … Wk H`` with samples as the columns of ``V``."""
+
 from __future__ import annotations
 
 import io
 import numbers
 import os
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,8 +20,10 @@ from ._mu import EPSILON, MUOutcome, Penalties, run_hals_codes, run_mu
 try:  # the one piece of scikit-learn dnmf uses: its warning class, so filters written for it work
     from sklearn.exceptions import ConvergenceWarning
 except ImportError:  # pragma: no cover
+
     class ConvergenceWarning(UserWarning):
         """Raised when the iteration budget ends before the convergence test passes."""
+
 
 FORMAT_VERSION = 1
 Array = Any  # numpy.ndarray or torch.Tensor, following the input's kind
@@ -62,7 +66,7 @@ class FactorizationResult:
         return self.W() @ self.H
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write everything to one ``.npz`` file (written atomically; read back with ``dnmf.load``)."""
+        """Write everything to one ``.npz`` file, atomically (read it back with ``dnmf.load``)."""
         arrays: dict[str, np.ndarray] = {
             "format_version": np.asarray(FORMAT_VERSION),
             "n_layers": np.asarray(len(self.Ws)),
@@ -92,7 +96,9 @@ def load(path: str | os.PathLike) -> FactorizationResult:
     with np.load(os.fspath(path), allow_pickle=False) as data:
         version = int(data["format_version"])
         if version > FORMAT_VERSION:
-            raise ValueError(f"{path} has format version {version}; this dnmf reads <= {FORMAT_VERSION}")
+            raise ValueError(
+                f"{path} has format version {version}; this dnmf reads <= {FORMAT_VERSION}"
+            )
         k = int(data["n_layers"])
         n_iter = data["n_iter"]
         converged = data["converged"]
@@ -105,8 +111,11 @@ def load(path: str | os.PathLike) -> FactorizationResult:
             converged=bool(converged) if converged.ndim == 0 else converged,
             beta=float(data["beta"]),
             ranks=tuple(int(r) for r in data["ranks"]),
-            pretrain_loss_histories=[data[f"pretrain_loss_{l + 1}"] for l in range(k)
-                                     if f"pretrain_loss_{l + 1}" in data.files],
+            pretrain_loss_histories=[
+                data[f"pretrain_loss_{l + 1}"]
+                for l in range(k)
+                if f"pretrain_loss_{l + 1}" in data.files
+            ],
         )
 
 
@@ -148,7 +157,11 @@ def _warn_unconverged(out: MUOutcome, max_iter: int, tol: float, what: str) -> N
     if tol <= 0 or out.stopped_by_callback or bool(np.all(out.converged)):
         return
     n_bad = int(np.sum(~np.asarray(out.converged)))
-    extra = f" for {n_bad} of {np.asarray(out.converged).size} matrices" if np.ndim(out.converged) else ""
+    extra = (
+        f" for {n_bad} of {np.asarray(out.converged).size} matrices"
+        if np.ndim(out.converged)
+        else ""
+    )
     warnings.warn(
         f"{what}: maximum number of iterations {max_iter} reached{extra} before the relative "
         f"loss decrease fell below tol={tol:g}. Increase max_iter to improve convergence.",
@@ -181,10 +194,21 @@ def pretrain_layers(
     Ws, hist, X, Mk = [], [], V, mask
     for l, r in enumerate(ranks):
         W_l, H_l = init_fn(l, X, r)
-        out = run_mu(X, [W_l], H_l, beta=beta, mask=Mk, max_iter=max_iter, tol=tol,
-                     penalties=Penalties([penalties.l1[l], penalties.l1[k]],
-                                         [penalties.l2[l], penalties.l2[k]]),
-                     eps=eps, check_every=check_every, reduce=reduce)
+        out = run_mu(
+            X,
+            [W_l],
+            H_l,
+            beta=beta,
+            mask=Mk,
+            max_iter=max_iter,
+            tol=tol,
+            penalties=Penalties(
+                [penalties.l1[l], penalties.l1[k]], [penalties.l2[l], penalties.l2[k]]
+            ),
+            eps=eps,
+            check_every=check_every,
+            reduce=reduce,
+        )
         hist.append(out.loss_history)
         Ws.append(W_l)
         # β ≤ 0 cannot fit zeros: the next layer sees the codes floored at eps.
@@ -286,8 +310,11 @@ def factorize(
     k = len(ranks_)
     pen = Penalties(val.parse_penalty(l1, "l1", k + 1), val.parse_penalty(l2, "l2", k + 1))
     if init != "custom" and (Ws is not None or H is not None):
-        warnings.warn("Ws and H are only used with init='custom'; ignoring them.", RuntimeWarning,
-                      stacklevel=2)
+        warnings.warn(
+            "Ws and H are only used with init='custom'; ignoring them.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     gen = make_generator(seed)
 
     pre_hist: list[np.ndarray] = []
@@ -296,15 +323,35 @@ def factorize(
             Ws_, H_ = val.check_custom_factors(Ws, H, Vt, ranks_)
         elif pretrain is not False and k > 1:
             Ws_, H_, pre_hist = pretrain_layers(
-                Vt, ranks_, lambda l, X, r: init_layer(X, r, init, gen), beta=beta_, mask=M,
-                max_iter=max_iter if pretrain is True else int(pretrain), tol=tol, penalties=pen,
-                eps=eps, check_every=check_every)
+                Vt,
+                ranks_,
+                lambda l, X, r: init_layer(X, r, init, gen),
+                beta=beta_,
+                mask=M,
+                max_iter=max_iter if pretrain is True else int(pretrain),
+                tol=tol,
+                penalties=pen,
+                eps=eps,
+                check_every=check_every,
+            )
         else:
             Ws_, H_ = init_stack(Vt, ranks_, init, gen)
 
-        out = run_mu(Vt, Ws_, H_, beta=beta_, mask=M, max_iter=max_iter, tol=tol, penalties=pen,
-                     eps=eps, check_every=check_every, loss_every=loss_every, callback=callback,
-                     verbose=verbose)
+        out = run_mu(
+            Vt,
+            Ws_,
+            H_,
+            beta=beta_,
+            mask=M,
+            max_iter=max_iter,
+            tol=tol,
+            penalties=pen,
+            eps=eps,
+            check_every=check_every,
+            loss_every=loss_every,
+            callback=callback,
+            verbose=verbose,
+        )
     _warn_unconverged(out, max_iter, tol, "dnmf.factorize")
     return FactorizationResult(
         Ws=[_out(W, kind) for W in Ws_],
@@ -368,7 +415,9 @@ def solve_h(
     dims = [Vt.shape[-2]] + [W.shape[-1] for W in Wt]
     for l, W in enumerate(Wt):
         if W.ndim not in (2, Vt.ndim) or W.shape[-2] != dims[l] or float(W.min()) < 0:
-            raise ValueError(f"Ws[{l}] must be nonnegative with {dims[l]} rows, got shape {tuple(W.shape)}")
+            raise ValueError(
+                f"Ws[{l}] must be nonnegative with {dims[l]} rows, got shape {tuple(W.shape)}"
+            )
     if Vt.ndim == 3:  # broadcast shared factors over the batch (expanded views, no copies)
         Wt = [W.expand(Vt.shape[0], *W.shape[-2:]) if W.ndim == 2 else W for W in Wt]
     rk = dims[-1]
@@ -396,11 +445,32 @@ def solve_h(
     pen = Penalties([0.0] * k + [l1_], [0.0] * k + [l2_])
     with torch.no_grad():
         if use_hals:
-            out = run_hals_codes(Vt, Wt, Ht, max_iter=max_iter, tol=tol, l1=l1_, l2=l2_,
-                                 check_every=check_every, verbose=verbose)
+            out = run_hals_codes(
+                Vt,
+                Wt,
+                Ht,
+                max_iter=max_iter,
+                tol=tol,
+                l1=l1_,
+                l2=l2_,
+                check_every=check_every,
+                verbose=verbose,
+            )
         else:
-            out = run_mu(Vt, Wt, Ht, beta=beta_, mask=M, max_iter=max_iter, tol=tol, penalties=pen,
-                         eps=eps, update=[False] * k + [True], check_every=check_every, verbose=verbose)
+            out = run_mu(
+                Vt,
+                Wt,
+                Ht,
+                beta=beta_,
+                mask=M,
+                max_iter=max_iter,
+                tol=tol,
+                penalties=pen,
+                eps=eps,
+                update=[False] * k + [True],
+                check_every=check_every,
+                verbose=verbose,
+            )
     if warn:
         _warn_unconverged(out, max_iter, tol, "dnmf.solve_h")
     return FactorizationResult(

@@ -15,6 +15,7 @@ Both return a :class:`ColumnShard` ``(V, col_offset, n_cols)`` ready for
 :func:`dnmf.distributed.factorize_columns`. ``rank``/``world`` default to the initialised
 ``torch.distributed`` group, or to a single process.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -137,7 +138,9 @@ def load_npy_columns(
     n_cols = arr.shape[0] if samples_as_rows else arr.shape[1]
     start, stop = _own_range(n_cols, rank, world, str(p))
     try:
-        block = np.asarray(arr[start:stop, :]).T if samples_as_rows else np.asarray(arr[:, start:stop])
+        block = (
+            np.asarray(arr[start:stop, :]).T if samples_as_rows else np.asarray(arr[:, start:stop])
+        )
     except (OSError, ValueError) as exc:  # a file shorter than its header says
         raise ValueError(f"could not read columns {start}:{stop} of {str(p)!r}: {exc}") from None
     if dtype is not None:
@@ -225,5 +228,12 @@ def load_image_columns(
     return ColumnShard(np.ascontiguousarray(V), start, len(files))
 
 
-__all__ = ["ColumnShard", "IMAGE_EXTENSIONS", "column_range", "list_images",
-           "load_image_columns", "load_npy_columns", "resolve_rank_world"]
+__all__ = [
+    "ColumnShard",
+    "IMAGE_EXTENSIONS",
+    "column_range",
+    "list_images",
+    "load_image_columns",
+    "load_npy_columns",
+    "resolve_rank_world",
+]

@@ -1,4 +1,5 @@
 """Shared fixtures: devices, the face set (skipped when absent), tiny image folders."""
+
 from __future__ import annotations
 
 import os
@@ -10,9 +11,16 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 
-DEVICES = ["cpu", pytest.param("cuda", marks=[
-    pytest.mark.cuda,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")])]
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.cuda,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
+        ],
+    ),
+]
 
 
 @pytest.fixture(params=DEVICES)
@@ -40,8 +48,9 @@ def faces_dir() -> Path:
     return d
 
 
-def write_image(path: Path, size: tuple[int, int] = (40, 48), seed: int = 0,
-                mode: str = "RGB") -> Path:
+def write_image(
+    path: Path, size: tuple[int, int] = (40, 48), seed: int = 0, mode: str = "RGB"
+) -> Path:
     from PIL import Image
 
     rng = np.random.default_rng(seed)

@@ -12,6 +12,7 @@ larger than ``V``) and at a few block sizes, next to scikit-learn's ``NMF(solver
 It prints, per variant, the median time per iteration and the median and quartiles of its
 within-round ratio to scikit-learn (the shared machine's drifts cancel in that ratio).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,9 +30,16 @@ from benchmarks.nmf_speed import _environment, _sklearn_fit, _time_round_robin, 
 from dnmf import _mu
 
 
-def run_ab(m: int = 4096, n: int = 2048, rank: int = 64, n_iter: int = 60, rounds: int = 15,
-           threads: int = 2, block_bytes: tuple[int, ...] = (4 << 20, 8 << 20),
-           seed: int = 0) -> dict[str, Any]:
+def run_ab(
+    m: int = 4096,
+    n: int = 2048,
+    rank: int = 64,
+    n_iter: int = 60,
+    rounds: int = 15,
+    threads: int = 2,
+    block_bytes: tuple[int, ...] = (4 << 20, 8 << 20),
+    seed: int = 0,
+) -> dict[str, Any]:
     """Interleaved timings of the variants; returns a JSON-ready dict."""
     from threadpoolctl import threadpool_limits
 
@@ -44,9 +52,12 @@ def run_ab(m: int = 4096, n: int = 2048, rank: int = 64, n_iter: int = 60, round
         def fit():
             _mu.FUSED_BLOCK_BYTES = block_bytes
             try:
-                return dnmf.factorize(Vt, [rank], init="custom", Ws=[W0], H=H0, max_iter=n_iter, tol=0)
+                return dnmf.factorize(
+                    Vt, [rank], init="custom", Ws=[W0], H=H0, max_iter=n_iter, tol=0
+                )
             finally:
                 _mu.FUSED_BLOCK_BYTES = default
+
         return fit
 
     sk = _sklearn_fit(V, W0, H0, n_iter)
@@ -66,28 +77,49 @@ def run_ab(m: int = 4096, n: int = 2048, rank: int = 64, n_iter: int = 60, round
     for name, (_, times, out) in zip(variants, timed):
         ratio = np.array(times) / ref
         loss = float(out.loss) if hasattr(out, "loss") else None
-        rows.append({"variant": name, "ms_per_iter": 1e3 * statistics.median(times) / n_iter,
-                     "repeat_ms_per_iter": [1e3 * t / n_iter for t in times],
-                     "ratio_to_sklearn_median": float(np.median(ratio)),
-                     "ratio_to_sklearn_quartiles": [float(q) for q in np.percentile(ratio, [25, 75])],
-                     "final_loss": loss})
-    return {"experiment": "fused_pass_ab",
-            "config": {"m": m, "n": n, "rank": rank, "n_iter": n_iter, "rounds": rounds,
-                       "threads": threads, "block_bytes": list(block_bytes), "seed": seed,
-                       "default_block_bytes": default},
-            "environment": _environment(threads, torch.device("cpu")), "results": rows}
+        rows.append(
+            {
+                "variant": name,
+                "ms_per_iter": 1e3 * statistics.median(times) / n_iter,
+                "repeat_ms_per_iter": [1e3 * t / n_iter for t in times],
+                "ratio_to_sklearn_median": float(np.median(ratio)),
+                "ratio_to_sklearn_quartiles": [float(q) for q in np.percentile(ratio, [25, 75])],
+                "final_loss": loss,
+            }
+        )
+    return {
+        "experiment": "fused_pass_ab",
+        "config": {
+            "m": m,
+            "n": n,
+            "rank": rank,
+            "n_iter": n_iter,
+            "rounds": rounds,
+            "threads": threads,
+            "block_bytes": list(block_bytes),
+            "seed": seed,
+            "default_block_bytes": default,
+        },
+        "environment": _environment(threads, torch.device("cpu")),
+        "results": rows,
+    }
 
 
 def to_markdown(out: dict[str, Any]) -> str:
     c = out["config"]
-    lines = [f"V {c['m']}×{c['n']}, rank {c['rank']}, float32, {c['n_iter']} iterations, "
-             f"{c['rounds']} interleaved rounds, {c['threads']} threads", "",
-             "| variant | ms / iteration (median) | × scikit-learn within a round: median (quartiles) |",
-             "|---|---|---|"]
+    lines = [
+        f"V {c['m']}×{c['n']}, rank {c['rank']}, float32, {c['n_iter']} iterations, "
+        f"{c['rounds']} interleaved rounds, {c['threads']} threads",
+        "",
+        "| variant | ms / iteration (median) | × scikit-learn within a round: median (quartiles) |",
+        "|---|---|---|",
+    ]
     for r in out["results"]:
         lo, hi = r["ratio_to_sklearn_quartiles"]
-        lines.append(f"| {r['variant']} | {r['ms_per_iter']:.2f} | "
-                     f"{r['ratio_to_sklearn_median']:.3f} ({lo:.3f}–{hi:.3f}) |")
+        lines.append(
+            f"| {r['variant']} | {r['ms_per_iter']:.2f} | "
+            f"{r['ratio_to_sklearn_median']:.3f} ({lo:.3f}–{hi:.3f}) |"
+        )
     return "\n".join(lines)
 
 
@@ -99,7 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--blocks", type=int, nargs="+", default=[4, 8], metavar="MIB")
     p.add_argument("--json", type=Path)
     a = p.parse_args(argv)
-    out = run_ab(n_iter=a.iters, rounds=a.rounds, threads=a.threads, block_bytes=tuple(b << 20 for b in a.blocks))
+    out = run_ab(
+        n_iter=a.iters,
+        rounds=a.rounds,
+        threads=a.threads,
+        block_bytes=tuple(b << 20 for b in a.blocks),
+    )
     print(to_markdown(out))
     if a.json:
         write_json(a.json, out)  # makes the folder, writes atomically

@@ -11,6 +11,7 @@ Used to pick the defaults of ``convae/unet_model.py`` and the training batch siz
 (README, "convae-unet" section).  On a shared CPU the budget is wall-clock, so rows are comparable
 only when they ran under a similar load (the table records images/s).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,11 @@ VARIANTS: list[tuple[str, dict[str, Any], int]] = [
     ("width 32, depth 3, unshuffle 2, batch 16", {"width": 32}, 16),
     ("width 32, batch 64 (the preset's)", {"width": 32}, 64),
     ("width 16 (the default since), batch 16", {"width": 16}, 16),
-    ("full resolution (unshuffle 1), width 16, depth 4, batch 16",
-     {"width": 16, "depth": 4, "shuffle": 1, "middle_blocks": 1}, 16),
+    (
+        "full resolution (unshuffle 1), width 16, depth 4, batch 16",
+        {"width": 16, "depth": 4, "shuffle": 1, "middle_blocks": 1},
+        16,
+    ),
 ]
 
 
@@ -60,9 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     splits = prepare_splits(preset, args.data_dir, seed=0, blur=make_blur())
     tr, va = splits.train, splits.val
     ident = val_psnr(torch.nn.Identity(), va.blurred, va.sharp)
-    rows = ["| variant | params | epochs | images/s | best val loss | val PSNR (dB) |",
-            "|---|---|---|---|---|---|",
-            f"| identity (blurred input) | 0 | – | – | – | {ident:.2f} |"]
+    rows = [
+        "| variant | params | epochs | images/s | best val loss | val PSNR (dB) |",
+        "|---|---|---|---|---|---|",
+        f"| identity (blurred input) | 0 | – | – | – | {ident:.2f} |",
+    ]
     out = Path(args.out)
     for i, (label, kw, bs) in enumerate(VARIANTS):
         if args.only and i not in args.only:
@@ -70,12 +76,18 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(0)
         model = convae.build_model("convae-unet", in_channels=int(tr.blurred.shape[1]), **kw)
         t0 = time.perf_counter()
-        r = convae.train(model, tr, va, convae.TrainConfig(epochs=1000, batch_size=bs,
-                                                           max_minutes=args.minutes),
-                         progress=False)
-        rows.append(f"| {label} | {r.parameters:,} | {r.epochs_completed} | "
-                    f"{r.images_per_s:.1f} | {r.best_val_loss:.5f} | "
-                    f"{val_psnr(model, va.blurred, va.sharp):.2f} |")
+        r = convae.train(
+            model,
+            tr,
+            va,
+            convae.TrainConfig(epochs=1000, batch_size=bs, max_minutes=args.minutes),
+            progress=False,
+        )
+        rows.append(
+            f"| {label} | {r.parameters:,} | {r.epochs_completed} | "
+            f"{r.images_per_s:.1f} | {r.best_val_loss:.5f} | "
+            f"{val_psnr(model, va.blurred, va.sharp):.2f} |"
+        )
         print(rows[-1], f"({time.perf_counter() - t0:.0f} s)", flush=True)
         out.write_text("\n".join(rows) + "\n")
     print(f"wrote {out}")

@@ -16,6 +16,7 @@ are untouched; the choice between runs is made on the validation faces only::
 convae-unet=runs/unet-extra/best.pt`` scores it next to the other methods. The same data is
 built into ``deblur-bench train --extra-photos N`` (``benchmarks/extra_pairs.py``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--max-images", type=int, default=750)
-    p.add_argument("--extra", type=int, default=1050, help="photograph crops added to the training set")
+    p.add_argument(
+        "--extra", type=int, default=1050, help="photograph crops added to the training set"
+    )
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--minutes", type=float, required=True)
     p.add_argument("--epochs", type=int, default=500)
@@ -49,27 +52,45 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     blur = make_blur()
-    meta = {**blur.meta(), "noise": 0.0, "quantization": "8-bit"}   # as deblur-bench train
+    meta = {**blur.meta(), "noise": 0.0, "quantization": "8-bit"}  # as deblur-bench train
     preset = get_preset("fast").with_overrides(size=args.size, max_images=args.max_images)
     splits = prepare_splits(preset, args.data_dir, seed=0, blur=blur)
     parts = [TensorDataset(splits.train.blurred, splits.train.sharp)]
-    if args.extra > 0:   # --extra 0 is the faces-only control, trained the same way
+    if args.extra > 0:  # --extra 0 is the faces-only control, trained the same way
         parts.append(TensorDataset(*photo_pairs(args.extra, args.size, blur, seed=1)))
     train = ConcatDataset(parts)
     torch.manual_seed(0)
     model = convae.build_model("convae-unet", in_channels=3, width=args.width)
-    cfg = convae.TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                             max_minutes=args.minutes, seed=0)
+    cfg = convae.TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, max_minutes=args.minutes, seed=0
+    )
     out = Path(args.out)
     r = convae.train(model, train, splits.val, cfg, checkpoint_dir=out, meta=meta)
-    convae.plot_history(r.history, out / "training_curve.png",
-                        title=f"convae-unet width {args.width}: faces + {args.extra} photo crops")
-    (out / "extra_data.json").write_text(json.dumps({
-        "extra": args.extra, "width": args.width, "train_faces": len(splits.train.sharp),
-        "best_val_loss": r.best_val_loss, "best_epoch": r.best_epoch, "epochs": r.epochs_completed,
-        "images_per_s": r.images_per_s, "seconds": r.seconds, "history": r.history}, indent=1))
-    print(f"best val loss {r.best_val_loss:.5f} at epoch {r.best_epoch} "
-          f"({r.epochs_completed} epochs, {r.images_per_s:.1f} images/s)")
+    convae.plot_history(
+        r.history,
+        out / "training_curve.png",
+        title=f"convae-unet width {args.width}: faces + {args.extra} photo crops",
+    )
+    (out / "extra_data.json").write_text(
+        json.dumps(
+            {
+                "extra": args.extra,
+                "width": args.width,
+                "train_faces": len(splits.train.sharp),
+                "best_val_loss": r.best_val_loss,
+                "best_epoch": r.best_epoch,
+                "epochs": r.epochs_completed,
+                "images_per_s": r.images_per_s,
+                "seconds": r.seconds,
+                "history": r.history,
+            },
+            indent=1,
+        )
+    )
+    print(
+        f"best val loss {r.best_val_loss:.5f} at epoch {r.best_epoch} "
+        f"({r.epochs_completed} epochs, {r.images_per_s:.1f} images/s)"
+    )
     return 0
 
 

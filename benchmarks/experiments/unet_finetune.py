@@ -16,6 +16,7 @@ checkpoint (e.g. the run's ``best.pt``) with a fresh Adam::
 The folder gets ``best.pt``/``last.pt``/``training_curve.png`` like ``deblur-bench train``
 (same blur meta, so ``deblur-bench run --checkpoint convae-unet=.../best.pt`` loads it).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,24 +72,48 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     blur = make_blur()
-    meta = {**blur.meta(), "noise": 0.0, "quantization": "8-bit"}   # as deblur-bench train
+    meta = {**blur.meta(), "noise": 0.0, "quantization": "8-bit"}  # as deblur-bench train
     preset = get_preset("fast").with_overrides(size=args.size, max_images=args.max_images)
     splits = prepare_splits(preset, args.data_dir, seed=0, blur=blur)
     model = convae.load_model(args.init, expect_meta=meta).train()
     init_val = convae.evaluate(model, splits.val, batch_size=32)["loss"]
     out = Path(args.out)
-    cfg = convae.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                             max_minutes=args.minutes, seed=0)
-    r = convae.train(model, DihedralPairs(splits.train.blurred, splits.train.sharp),
-                     splits.val, cfg, checkpoint_dir=out, meta=meta)
-    convae.plot_history(r.history, out / "training_curve.png",
-                        title=f"{convae.architecture_of(model)[0]}: flip/transpose fine-tune")
-    (out / "finetune.json").write_text(json.dumps({
-        "init": args.init, "init_val_loss": init_val, "best_val_loss": r.best_val_loss,
-        "best_epoch": r.best_epoch, "epochs": r.epochs_completed, "images_per_s": r.images_per_s,
-        "seconds": r.seconds, "config": r.config, "history": r.history}, indent=1))
-    print(f"init val loss {init_val:.5f} -> best {r.best_val_loss:.5f} at epoch {r.best_epoch} "
-          f"({r.epochs_completed} epochs, {r.images_per_s:.1f} images/s)")
+    cfg = convae.TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_minutes=args.minutes, seed=0
+    )
+    r = convae.train(
+        model,
+        DihedralPairs(splits.train.blurred, splits.train.sharp),
+        splits.val,
+        cfg,
+        checkpoint_dir=out,
+        meta=meta,
+    )
+    convae.plot_history(
+        r.history,
+        out / "training_curve.png",
+        title=f"{convae.architecture_of(model)[0]}: flip/transpose fine-tune",
+    )
+    (out / "finetune.json").write_text(
+        json.dumps(
+            {
+                "init": args.init,
+                "init_val_loss": init_val,
+                "best_val_loss": r.best_val_loss,
+                "best_epoch": r.best_epoch,
+                "epochs": r.epochs_completed,
+                "images_per_s": r.images_per_s,
+                "seconds": r.seconds,
+                "config": r.config,
+                "history": r.history,
+            },
+            indent=1,
+        )
+    )
+    print(
+        f"init val loss {init_val:.5f} -> best {r.best_val_loss:.5f} at epoch {r.best_epoch} "
+        f"({r.epochs_completed} epochs, {r.images_per_s:.1f} images/s)"
+    )
     return 0
 
 

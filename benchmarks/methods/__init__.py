@@ -2,6 +2,7 @@
 
 Adding a method to the comparison is adding one small file here.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -12,8 +13,16 @@ from functools import lru_cache
 from benchmarks.methods.base import Method, MethodContext
 
 # The order methods appear in tables (others follow alphabetically).
-ORDER = ["identity", "wiener", "richardson-lucy", "nmf-coupled", "dnmf-coupled",
-         "dnmf-prior", "convae", "convae-unet"]
+ORDER = [
+    "identity",
+    "wiener",
+    "richardson-lucy",
+    "nmf-coupled",
+    "dnmf-coupled",
+    "dnmf-prior",
+    "convae",
+    "convae-unet",
+]
 
 
 @lru_cache(maxsize=1)

@@ -9,11 +9,12 @@ A concrete method only names its architecture and constructor keywords::
 
 Training budget comes from ``ctx.preset`` (epochs, max_minutes, batch_size), overridden by
 ``ctx.options`` keys ``epochs``, ``max_minutes``, ``batch_size``, ``lr`` (also ``amp``,
-``compile``, ``lr_schedule``) and ``tta`` (restore with the 8-flip self-ensemble).  All training, checkpoint and model code lives in :mod:`convae`.
+``compile``, ``lr_schedule``) and ``tta`` (restore with the 8-flip self-ensemble).
+All training, checkpoint and model code lives in :mod:`convae`.
 """
+
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,9 +33,9 @@ class _CNNMethod(Method):
 
     learns: ClassVar[bool] = True
     checkpointable: ClassVar[bool] = True
-    architecture: ClassVar[str] = ""                       # a convae registry name
-    model_kwargs: ClassVar[dict[str, Any]] = {}            # constructor kwargs (not in_channels)
-    tiny_model_kwargs: ClassVar[dict[str, Any]] = {}       # applied on top when preset.tiny
+    architecture: ClassVar[str] = ""  # a convae registry name
+    model_kwargs: ClassVar[dict[str, Any]] = {}  # constructor kwargs (not in_channels)
+    tiny_model_kwargs: ClassVar[dict[str, Any]] = {}  # applied on top when preset.tiny
     infer_batch_size: ClassVar[int] = 32
     #: training batch that replaces the preset's (None: the preset's, e.g. 64 for convae)
     train_batch_size: ClassVar[int | None] = None
@@ -57,11 +58,11 @@ class _CNNMethod(Method):
         return torch.device(self.ctx.device)
 
     def build_model(self, in_channels: int) -> nn.Module:
-        """A fresh model for ``in_channels``, initialised from ``ctx.seed`` (global RNG untouched)."""
+        """A fresh model for ``in_channels``, seeded by ``ctx.seed`` (global RNG untouched)."""
         kwargs = dict(self.model_kwargs)
         if self.ctx.preset.tiny:
             kwargs.update(self.tiny_model_kwargs)
-        kwargs.update(self.ctx.options.get("model_kwargs") or {})   # e.g. train --model-arg width=32
+        kwargs.update(self.ctx.options.get("model_kwargs") or {})  # e.g. train --model-arg width=32
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.ctx.seed)
             return convae.build_model(self.architecture, in_channels=in_channels, **kwargs)
@@ -69,13 +70,22 @@ class _CNNMethod(Method):
     def train_config(self) -> convae.TrainConfig:
         """The TrainConfig this run uses: preset budget, then ``ctx.options`` overrides."""
         p, o = self.ctx.preset, self.ctx.options
-        cfg = convae.TrainConfig(epochs=p.epochs, max_minutes=p.max_minutes,
-                                 batch_size=self.train_batch_size or p.batch_size,
-                                 seed=self.ctx.seed,
-                                 device=str(self.device))
-        for key, conv in (("epochs", int), ("max_minutes", float), ("batch_size", int),
-                          ("lr", float), ("amp", bool), ("compile", bool),
-                          ("lr_schedule", str)):
+        cfg = convae.TrainConfig(
+            epochs=p.epochs,
+            max_minutes=p.max_minutes,
+            batch_size=self.train_batch_size or p.batch_size,
+            seed=self.ctx.seed,
+            device=str(self.device),
+        )
+        for key, conv in (
+            ("epochs", int),
+            ("max_minutes", float),
+            ("batch_size", int),
+            ("lr", float),
+            ("amp", bool),
+            ("compile", bool),
+            ("lr_schedule", str),
+        ):
             if o.get(key) is not None:
                 setattr(cfg, key, conv(o[key]))
         cfg.validate()
@@ -90,14 +100,20 @@ class _CNNMethod(Method):
     def fit(self, train: PairSet, val: PairSet, blur: BlurLike) -> None:
         """Train on ``train``, select the best epoch on ``val``; ``blur`` is not used (blind)."""
         if self.model is not None and self.loaded_from is not None:
-            return   # a checkpoint was loaded (--checkpoint): no retraining
+            return  # a checkpoint was loaded (--checkpoint): no retraining
         c = int(train.blurred.shape[1])
         model = self.build_model(c)
         work = Path(self.ctx.work_dir) if self.ctx.work_dir is not None else None
         val_data = (val.blurred, val.sharp) if val is not None and len(val) else None
-        result = convae.train(model, (train.blurred, train.sharp), val_data, self.train_config(),
-                              checkpoint_dir=work, meta=self.ctx.blur_meta,
-                              progress=not self.ctx.quiet)
+        result = convae.train(
+            model,
+            (train.blurred, train.sharp),
+            val_data,
+            self.train_config(),
+            checkpoint_dir=work,
+            meta=self.ctx.blur_meta,
+            progress=not self.ctx.quiet,
+        )
         self.model = model.eval()
         self.result = result
         self.history = result.history
@@ -107,8 +123,11 @@ class _CNNMethod(Method):
         self.train_images_per_s = result.images_per_s
         self.image_shape = tuple(int(v) for v in train.blurred.shape[1:])  # type: ignore[assignment]
         if work is not None and self.history:
-            convae.plot_history(self.history, work / CURVE_NAME,
-                                title=f"{self.name} ({self.ctx.preset.name} preset)")
+            convae.plot_history(
+                self.history,
+                work / CURVE_NAME,
+                title=f"{self.name} ({self.ctx.preset.name} preset)",
+            )
 
     @torch.no_grad()
     def restore(self, y: torch.Tensor, blur: BlurLike) -> torch.Tensor:
@@ -118,8 +137,10 @@ class _CNNMethod(Method):
             raise ValueError(f"restore expects (N, C, H, W), got {tuple(y.shape)}")
         want = getattr(convae.unwrap_model(model), "in_channels", y.shape[1])
         if y.shape[1] != want:
-            raise ValueError(f"{self.name} was trained on {want}-channel images, got "
-                             f"{y.shape[1]} channels (RGB/gray mismatch)")
+            raise ValueError(
+                f"{self.name} was trained on {want}-channel images, got "
+                f"{y.shape[1]} channels (RGB/gray mismatch)"
+            )
         model.eval()
         outs = []
         tta = bool(self.ctx.options.get("tta"))
@@ -133,18 +154,25 @@ class _CNNMethod(Method):
         """Write the (best) model with its history and blur meta; loadable with ``load``."""
         model = self._need_model()
         r = self.result
-        convae.save_checkpoint(path, model, history=self.history,
-                               config=r.config if r else {},
-                               epoch=self.epochs_run or 0,
-                               best_val_loss=self.best_val_loss,
-                               best_epoch=r.best_epoch if r else None,
-                               meta=self.ctx.blur_meta)
+        convae.save_checkpoint(
+            path,
+            model,
+            history=self.history,
+            config=r.config if r else {},
+            epoch=self.epochs_run or 0,
+            best_val_loss=self.best_val_loss,
+            best_epoch=r.best_epoch if r else None,
+            meta=self.ctx.blur_meta,
+        )
 
     def load(self, path: str | Path) -> None:
         """Load a checkpoint of this method's architecture (warns if blur settings differ)."""
-        model = convae.load_model(path, map_location=self.device,
-                                  expect_architecture=self.architecture,
-                                  expect_meta=self.ctx.blur_meta)
+        model = convae.load_model(
+            path,
+            map_location=self.device,
+            expect_architecture=self.architecture,
+            expect_meta=self.ctx.blur_meta,
+        )
         info = getattr(model, "checkpoint", {})
         self.model = model
         self.loaded_from = str(path)
@@ -173,12 +201,15 @@ class _CNNMethod(Method):
             loaded_from=self.loaded_from,
             tta=bool(self.ctx.options.get("tta")),
         )
-        shape = self.image_shape or (getattr(base, "in_channels", 3), self.ctx.preset.size,
-                                     self.ctx.preset.size)
+        shape = self.image_shape or (
+            getattr(base, "in_channels", 3),
+            self.ctx.preset.size,
+            self.ctx.preset.size,
+        )
         try:
             d["macs_per_image"] = convae.count_macs(base, shape)
             d["macs_image_shape"] = list(shape)
-        except Exception:   # MACs are a nicety; never fail a run over them
+        except Exception:  # MACs are a nicety; never fail a run over them
             d["macs_per_image"] = None
         return d
 
@@ -186,5 +217,10 @@ class _CNNMethod(Method):
         """The training curve (train/val loss per epoch), when there is a history."""
         if not self.history:
             return []
-        return [convae.plot_history(self.history, Path(out_dir) / CURVE_NAME,
-                                    title=f"{self.name} ({self.ctx.preset.name} preset)")]
+        return [
+            convae.plot_history(
+                self.history,
+                Path(out_dir) / CURVE_NAME,
+                title=f"{self.name} ({self.ctx.preset.name} preset)",
+            )
+        ]

@@ -4,12 +4,14 @@ Models live in :mod:`dnmf.deblur`; this file only caches fitted dictionaries in 
 work folder (keyed by settings and training data), draws the loss curves and atoms, and
 stores what was chosen on validation.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,8 +29,15 @@ def data_key(*tensors: torch.Tensor) -> str:
     for t in tensors:
         t = t.detach().to("cpu", torch.float64)
         h.update(str(tuple(t.shape)).encode())
-        h.update(np.asarray([float(t.sum()), float(t.square().sum()),
-                             float(t.flatten()[:: max(1, t.numel() // 997)].sum())]).tobytes())
+        h.update(
+            np.asarray(
+                [
+                    float(t.sum()),
+                    float(t.square().sum()),
+                    float(t.flatten()[:: max(1, t.numel() // 997)].sum()),
+                ]
+            ).tobytes()
+        )
     return h.hexdigest()[:12]
 
 
@@ -36,14 +45,21 @@ def cache_path(ctx: MethodContext, name: str, settings: dict[str, Any], key: str
     """Where a fitted dictionary with these settings is cached (``None`` without a work dir)."""
     if ctx.work_dir is None:
         return None
-    blob = json.dumps({"settings": settings, "data": key, "blur": ctx.blur_meta}, sort_keys=True,
-                      default=str)
+    blob = json.dumps(
+        {"settings": settings, "data": key, "blur": ctx.blur_meta}, sort_keys=True, default=str
+    )
     digest = hashlib.sha1(blob.encode()).hexdigest()[:12]
     return Path(ctx.work_dir) / f"{name}-dictionary-{digest}.npz"
 
 
-def load_or_fit(ctx: MethodContext, name: str, model_cls: Any, settings: dict[str, Any],
-                key: str, fit: Callable[[Any], Any]) -> tuple[Any, Path | None, bool]:
+def load_or_fit(
+    ctx: MethodContext,
+    name: str,
+    model_cls: Any,
+    settings: dict[str, Any],
+    key: str,
+    fit: Callable[[Any], Any],
+) -> tuple[Any, Path | None, bool]:
     """The cached dictionary for these settings and data, or a fresh ``model_cls`` fitted by
     ``fit(model)`` and cached. Returns ``(model, cache path or None, whether it was cached)``."""
     dev = torch.device(ctx.device)
@@ -57,8 +73,9 @@ def load_or_fit(ctx: MethodContext, name: str, model_cls: Any, settings: dict[st
     return model, path, False
 
 
-def preset_settings(ctx: MethodContext, name: str, full: dict[str, Any],
-                    tiny: dict[str, Any], small: dict[str, Any]) -> dict[str, Any]:
+def preset_settings(
+    ctx: MethodContext, name: str, full: dict[str, Any], tiny: dict[str, Any], small: dict[str, Any]
+) -> dict[str, Any]:
     """Model settings for the run's preset: ``full`` at 128 px and up, lightened by ``small``
     at <= 64 px (the fast preset's few-minute budget) or ``tiny`` in the smoke preset, then
     the ``<name>_settings`` entry of ``ctx.options``."""
@@ -77,8 +94,9 @@ def mean_scores(x: torch.Tensor, sharp: torch.Tensor) -> tuple[float, float]:
     return float(psnr(x, s).mean()), float(ssim(x, s).mean())
 
 
-def pick(grid: list[Any], run: Callable[[Any], torch.Tensor], sharp: torch.Tensor
-         ) -> tuple[Any, list[dict[str, Any]]]:
+def pick(
+    grid: list[Any], run: Callable[[Any], torch.Tensor], sharp: torch.Tensor
+) -> tuple[Any, list[dict[str, Any]]]:
     """Score every candidate on validation; return the best by mean PSNR and all scores."""
     scores = []
     for cand in grid:
@@ -89,12 +107,14 @@ def pick(grid: list[Any], run: Callable[[Any], torch.Tensor], sharp: torch.Tenso
 
 
 # ---------------------------------------------------------------------------- figures
-def plot_losses(path: Path, title: str, joint: np.ndarray | None,
-                pretrain: list[np.ndarray]) -> Path | None:
+def plot_losses(
+    path: Path, title: str, joint: np.ndarray | None, pretrain: list[np.ndarray]
+) -> Path | None:
     """Loss curves: layer-wise pretraining (if any) and the joint fine-tuning."""
     if joint is None or len(np.atleast_1d(joint)) == 0:
         return None
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -118,7 +138,7 @@ def plot_losses(path: Path, title: str, joint: np.ndarray | None,
 
 
 def tile_atoms(W: torch.Tensor, channels: int, side: int, max_atoms: int = 64) -> np.ndarray:
-    """First ``max_atoms`` columns of ``W`` (C·side² rows) as a grid image, each atom scaled to [0, 1]."""
+    """First ``max_atoms`` columns of ``W`` (C·side² rows) as a grid image, each in [0, 1]."""
     W = W.detach().to("cpu", torch.float32)[: channels * side * side, :max_atoms]
     n = W.shape[1]
     cols = int(np.ceil(np.sqrt(n)))
@@ -133,13 +153,16 @@ def tile_atoms(W: torch.Tensor, channels: int, side: int, max_atoms: int = 64) -
         if channels == 1:
             img = np.repeat(img, 3, axis=2)
         r, c = divmod(j, cols)
-        out[pad + r * (side + pad): pad + r * (side + pad) + side,
-            pad + c * (side + pad): pad + c * (side + pad) + side] = img
+        out[
+            pad + r * (side + pad) : pad + r * (side + pad) + side,
+            pad + c * (side + pad) : pad + c * (side + pad) + side,
+        ] = img
     return out
 
 
 def plot_atoms(path: Path, panels: list[tuple[str, np.ndarray]], title: str) -> Path:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -5,6 +5,7 @@
 expose their class as ``METHOD``; the registry discovers them, so adding a method is
 adding a file.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -31,10 +32,10 @@ class MethodContext:
     preset: Preset
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0
-    work_dir: Path | None = None          # per-method folder for curves, figures, caches
-    quiet: bool = False                   # no progress bars when True
-    blur_meta: dict[str, Any] = field(default_factory=dict)   # degradation settings
-    options: dict[str, Any] = field(default_factory=dict)     # CLI overrides (epochs, ...)
+    work_dir: Path | None = None  # per-method folder for curves, figures, caches
+    quiet: bool = False  # no progress bars when True
+    blur_meta: dict[str, Any] = field(default_factory=dict)  # degradation settings
+    options: dict[str, Any] = field(default_factory=dict)  # CLI overrides (epochs, ...)
 
 
 class Method:
@@ -42,8 +43,8 @@ class Method:
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    sees_psf: ClassVar[bool] = False     # non-blind methods use ``blur``
-    learns: ClassVar[bool] = False       # learns from (blurred, sharp) pairs
+    sees_psf: ClassVar[bool] = False  # non-blind methods use ``blur``
+    learns: ClassVar[bool] = False  # learns from (blurred, sharp) pairs
     checkpointable: ClassVar[bool] = False
 
     def __init__(self, ctx: MethodContext) -> None:

@@ -1,4 +1,5 @@
 """``convae``: the reference convolutional autoencoder (DESIGN §7), blind, learned."""
+
 from __future__ import annotations
 
 from typing import Any, ClassVar
@@ -12,7 +13,7 @@ class ConvAEMethod(_CNNMethod):
     name: ClassVar[str] = "convae"
     description: ClassVar[str] = "reference convolutional autoencoder (MSE + 0.1(1-SSIM))"
     architecture: ClassVar[str] = "convae"
-    model_kwargs: ClassVar[dict[str, Any]] = {"base_channels": 64}      # faithful
+    model_kwargs: ClassVar[dict[str, Any]] = {"base_channels": 64}  # faithful
     tiny_model_kwargs: ClassVar[dict[str, Any]] = {"base_channels": 8}  # smoke preset
 
 

@@ -1,4 +1,5 @@
 """``identity``: the blurred input itself, the floor every method must beat."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """``richardson-lucy``: RL with the reflect-boundary operator, iterations chosen on validation."""
+
 from __future__ import annotations
 
 import warnings
@@ -26,20 +27,30 @@ class RichardsonLucy(Method):
     def fit(self, train: PairSet, val: PairSet, blur: BlurLike) -> None:
         sharp = val.sharp.to(self.ctx.device)
         scores: list[float] = []
-        richardson_lucy(val.blurred.to(self.ctx.device), blur, self.max_iter(),
-                        callback=lambda k, x: scores.append(float(psnr(x, sharp).mean())))
+        richardson_lucy(
+            val.blurred.to(self.ctx.device),
+            blur,
+            self.max_iter(),
+            callback=lambda k, x: scores.append(float(psnr(x, sharp).mean())),
+        )
         self.scores = scores
         self.n_iter = 1 + max(range(len(scores)), key=scores.__getitem__)
         if self.n_iter == len(scores) and not self.ctx.quiet:
-            warnings.warn(f"richardson-lucy: best validation PSNR at the last searched "
-                          f"iteration ({self.n_iter}); more iterations might help", stacklevel=2)
+            warnings.warn(
+                f"richardson-lucy: best validation PSNR at the last searched "
+                f"iteration ({self.n_iter}); more iterations might help",
+                stacklevel=2,
+            )
 
     def restore(self, y: torch.Tensor, blur: BlurLike) -> torch.Tensor:
         return richardson_lucy(y.to(self.ctx.device), blur, self.n_iter).to("cpu", torch.float32)
 
     def info(self) -> dict[str, Any]:
-        return {"n_iter": self.n_iter, "max_iter_searched": self.max_iter(),
-                "val_psnr_by_iter": self.scores}
+        return {
+            "n_iter": self.n_iter,
+            "max_iter_searched": self.max_iter(),
+            "val_psnr_by_iter": self.scores,
+        }
 
 
 METHOD = RichardsonLucy

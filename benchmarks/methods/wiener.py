@@ -1,4 +1,5 @@
 """``wiener``: padded Wiener–Hunt deconvolution, balance chosen on the validation split."""
+
 from __future__ import annotations
 
 from typing import Any

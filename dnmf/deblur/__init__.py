@@ -5,6 +5,7 @@
 * :mod:`dnmf.deblur.prior` — non-blind Deep NMF patch prior restored by multiplicative updates
   through any operator with ``A``/``A_adjoint``.
 """
+
 from .patches import PatchGrid
 from .prior import DeepNMFPrior, LinearOperator, deblur_mu
 

@@ -26,33 +26,54 @@ Options (each measured in the ablation):
 * ``refit`` re-learns the output block on the codes the blurred block alone gives (the codes
   restoration will see), with :func:`dnmf.solve_h` on the transposed problem.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import time
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from .patches import PatchGrid
-from .prior import _save_npz, code_patches, code_patches_hals, sample_patches
+from .prior import _save_npz, code_patches, code_patches_hals
 
 __all__ = ["CoupledDeblur"]
 
 
 class CoupledDeblur:
-    """Coupled-dictionary (Deep) NMF deblurring; keyword-only parameters, fitted attributes end in ``_``."""
+    """Coupled-dictionary (Deep) NMF deblurring.
 
-    def __init__(self, *, size: int = 8, context: int = 4, stride: int = 4,
-                 ranks: Sequence[int] = (256,), target: str = "residual",
-                 normalise: str = "contrast", contrast_floor: float = 0.02,
-                 blur_weight: float = 1.0, l1: float = 0.0, refit: bool = True,
-                 n_patches: int = 20000, fit_iter: int = 100, code_iter: int = 100,
-                 coder: str = "mu", restore_stride: int | None = None, stages: int = 1,
-                 seed: int = 0, device=None, batch_size: int = 16) -> None:
+    Keyword-only parameters; fitted attributes end in ``_``.
+    """
+
+    def __init__(
+        self,
+        *,
+        size: int = 8,
+        context: int = 4,
+        stride: int = 4,
+        ranks: Sequence[int] = (256,),
+        target: str = "residual",
+        normalise: str = "contrast",
+        contrast_floor: float = 0.02,
+        blur_weight: float = 1.0,
+        l1: float = 0.0,
+        refit: bool = True,
+        n_patches: int = 20000,
+        fit_iter: int = 100,
+        code_iter: int = 100,
+        coder: str = "mu",
+        restore_stride: int | None = None,
+        stages: int = 1,
+        seed: int = 0,
+        device=None,
+        batch_size: int = 16,
+    ) -> None:
         if target not in ("sharp", "residual"):
             raise ValueError(f"target must be 'sharp' or 'residual', got {target!r}")
         self.size, self.context, self.stride = int(size), int(context), int(stride)
@@ -64,20 +85,24 @@ class CoupledDeblur:
         self.target, self.normalise, self.blur_weight = target, normalise, float(blur_weight)
         self.contrast_floor = float(contrast_floor)
         self.l1, self.refit = float(l1), bool(refit)
-        self.n_patches, self.fit_iter, self.code_iter = int(n_patches), int(fit_iter), int(code_iter)
+        self.n_patches, self.fit_iter, self.code_iter = (
+            int(n_patches),
+            int(fit_iter),
+            int(code_iter),
+        )
         if coder not in ("mu", "hals"):
             raise ValueError(f"coder must be 'mu' or 'hals', got {coder!r}")
         self.coder = coder
         if int(stages) < 1:
             raise ValueError(f"stages must be >= 1, got {stages!r}")
         self.stages = int(stages)
-        self.next_: "CoupledDeblur | None" = None         # the following stage (stages > 1)
+        self.next_: CoupledDeblur | None = None  # the following stage (stages > 1)
         self.restore_stride = None if restore_stride is None else int(restore_stride)
         self.seed, self.batch_size = int(seed), int(batch_size)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
-        self.Ws_: list[torch.Tensor] | None = None       # joint factors W1 (stacked), W2, …
-        self.W_blur_: torch.Tensor | None = None          # effective blurred block (m_b × r_k)
-        self.W_out_: torch.Tensor | None = None           # effective output block (m_o × r_k)
+        self.Ws_: list[torch.Tensor] | None = None  # joint factors W1 (stacked), W2, …
+        self.W_blur_: torch.Tensor | None = None  # effective blurred block (m_b × r_k)
+        self.W_out_: torch.Tensor | None = None  # effective output block (m_o × r_k)
         self.channels_: int | None = None
         self.loss_history_: np.ndarray | None = None
         self.pretrain_histories_: list[np.ndarray] = []
@@ -105,7 +130,9 @@ class CoupledDeblur:
         r = (sharp_c - Bc) / mu
         return torch.cat([r.clamp_min(0), (-r).clamp_min(0)], dim=-2)
 
-    def _columns(self, blurred: torch.Tensor, sharp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _columns(
+        self, blurred: torch.Tensor, sharp: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         n, c, h, w = blurred.shape
         grid = PatchGrid(h, w, self.size, self.stride)
         Vb, Bc, mu = self._features(blurred, grid)
@@ -115,7 +142,7 @@ class CoupledDeblur:
         Vo = Vo.permute(1, 0, 2).reshape(Vo.shape[1], -1)
         if self.n_patches < Vb.shape[1]:
             g = torch.Generator().manual_seed(self.seed)
-            idx = torch.randperm(Vb.shape[1], generator=g)[:self.n_patches].to(Vb.device)
+            idx = torch.randperm(Vb.shape[1], generator=g)[: self.n_patches].to(Vb.device)
             Vb, Vo = Vb[:, idx], Vo[:, idx]
         return Vb.contiguous(), Vo.contiguous()
 
@@ -126,13 +153,15 @@ class CoupledDeblur:
         return code_patches(Vb, self.W_blur_, n_iter=n_iter, l1=l1)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, blurred: torch.Tensor, sharp: torch.Tensor) -> "CoupledDeblur":
+    def fit(self, blurred: torch.Tensor, sharp: torch.Tensor) -> CoupledDeblur:
         """Learn the coupled dictionary from (blurred, sharp) batches ``(N, C, H, W)``."""
         import dnmf
 
         if blurred.shape != sharp.shape or blurred.ndim != 4:
-            raise ValueError(f"blurred {tuple(blurred.shape)} and sharp {tuple(sharp.shape)} "
-                             "must be equal (N, C, H, W) shapes")
+            raise ValueError(
+                f"blurred {tuple(blurred.shape)} and sharp {tuple(sharp.shape)} "
+                "must be equal (N, C, H, W) shapes"
+            )
         t0 = time.perf_counter()
         dev = self.device
         Vb, Vo = self._columns(blurred.to(dev, torch.float32), sharp.to(dev, torch.float32))
@@ -141,8 +170,16 @@ class CoupledDeblur:
         init = "nndsvda" if self.ranks[0] <= min(V.shape) else "random"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=dnmf.ConvergenceWarning)
-            res = dnmf.factorize(V, list(self.ranks), beta=2, max_iter=self.fit_iter, tol=1e-5,
-                                 init=init, l1=[0.0] * k + [self.l1], seed=self.seed)
+            res = dnmf.factorize(
+                V,
+                list(self.ranks),
+                beta=2,
+                max_iter=self.fit_iter,
+                tol=1e-5,
+                init=init,
+                l1=[0.0] * k + [self.l1],
+                seed=self.seed,
+            )
         Ws = [W.float() for W in res.Ws]
         W = Ws[-1]
         for Wl in reversed(Ws[:-1]):
@@ -154,8 +191,17 @@ class CoupledDeblur:
             H = self._code(Vb, self.code_iter, self.l1)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", category=dnmf.ConvergenceWarning)
-                W_out = dnmf.solve_h(Vo.T.contiguous(), [H.T.contiguous()], H=W_out.T.contiguous(),
-                                     max_iter=self.fit_iter, tol=1e-6).H.T.contiguous().float()
+                W_out = (
+                    dnmf.solve_h(
+                        Vo.T.contiguous(),
+                        [H.T.contiguous()],
+                        H=W_out.T.contiguous(),
+                        max_iter=self.fit_iter,
+                        tol=1e-6,
+                    )
+                    .H.T.contiguous()
+                    .float()
+                )
         self.Ws_, self.W_blur_, self.W_out_ = Ws, W_blur, W_out
         self.channels_ = int(blurred.shape[1])
         self.loss_history_ = np.asarray(res.loss_history)
@@ -170,8 +216,14 @@ class CoupledDeblur:
 
     # ------------------------------------------------------------------ restore
     @torch.no_grad()
-    def restore(self, blurred: torch.Tensor, *, code_iter: int | None = None,
-                l1: float | None = None, stride: int | None = None) -> torch.Tensor:
+    def restore(
+        self,
+        blurred: torch.Tensor,
+        *,
+        code_iter: int | None = None,
+        l1: float | None = None,
+        stride: int | None = None,
+    ) -> torch.Tensor:
         """Restore a batch ``(N, C, H, W)`` in [0, 1]; returns float32 on ``self.device``."""
         if self.W_blur_ is None:
             raise RuntimeError("CoupledDeblur is not fitted: call fit() or load() first")
@@ -184,8 +236,9 @@ class CoupledDeblur:
             x = self.next_.restore(x, code_iter=code_iter, l1=l1, stride=stride)
         return x
 
-    def _restore_one(self, blurred: torch.Tensor, n_it: int, lam: float,
-                     stride: int | None) -> torch.Tensor:
+    def _restore_one(
+        self, blurred: torch.Tensor, n_it: int, lam: float, stride: int | None
+    ) -> torch.Tensor:
         h, w = blurred.shape[-2:]
         st = stride if stride is not None else (self.restore_stride or self.stride)
         grid = PatchGrid(h, w, self.size, int(st))
@@ -204,13 +257,26 @@ class CoupledDeblur:
 
     # ------------------------------------------------------------------ persistence
     def get_params(self) -> dict[str, Any]:
-        return dict(size=self.size, context=self.context, stride=self.stride,
-                    ranks=list(self.ranks), target=self.target, normalise=self.normalise,
-                    contrast_floor=self.contrast_floor,
-                    blur_weight=self.blur_weight, l1=self.l1, refit=self.refit,
-                    n_patches=self.n_patches, fit_iter=self.fit_iter, code_iter=self.code_iter,
-                    coder=self.coder, restore_stride=self.restore_stride, stages=self.stages,
-                    seed=self.seed, batch_size=self.batch_size)
+        return dict(
+            size=self.size,
+            context=self.context,
+            stride=self.stride,
+            ranks=list(self.ranks),
+            target=self.target,
+            normalise=self.normalise,
+            contrast_floor=self.contrast_floor,
+            blur_weight=self.blur_weight,
+            l1=self.l1,
+            refit=self.refit,
+            n_patches=self.n_patches,
+            fit_iter=self.fit_iter,
+            code_iter=self.code_iter,
+            coder=self.coder,
+            restore_stride=self.restore_stride,
+            stages=self.stages,
+            seed=self.seed,
+            batch_size=self.batch_size,
+        )
 
     def n_parameters(self) -> int:
         own = int(sum(W.numel() for W in self.Ws_ or []))
@@ -218,10 +284,13 @@ class CoupledDeblur:
 
     def _arrays(self) -> dict[str, np.ndarray]:
         arrays = {f"W{i + 1}": W.cpu().numpy() for i, W in enumerate(self.Ws_)}
-        arrays.update(W_blur=self.W_blur_.cpu().numpy(), W_out=self.W_out_.cpu().numpy(),
-                      params=np.asarray(json.dumps(self.get_params())),
-                      channels=np.asarray(self.channels_),
-                      loss_history=np.asarray(self.loss_history_ if self.loss_history_ is not None else []))
+        arrays.update(
+            W_blur=self.W_blur_.cpu().numpy(),
+            W_out=self.W_out_.cpu().numpy(),
+            params=np.asarray(json.dumps(self.get_params())),
+            channels=np.asarray(self.channels_),
+            loss_history=np.asarray(self.loss_history_ if self.loss_history_ is not None else []),
+        )
         for i, h in enumerate(self.pretrain_histories_):
             arrays[f"pretrain_{i + 1}"] = h
         if self.next_ is not None:
@@ -229,7 +298,7 @@ class CoupledDeblur:
         return arrays
 
     @classmethod
-    def _from_arrays(cls, z: Any, device=None, prefix: str = "") -> "CoupledDeblur":
+    def _from_arrays(cls, z: Any, device=None, prefix: str = "") -> CoupledDeblur:
         params = json.loads(str(z[prefix + "params"]))
         obj = cls(**params, device=device)
         k = len(params["ranks"])
@@ -239,8 +308,9 @@ class CoupledDeblur:
         obj.W_out_ = torch.from_numpy(z[prefix + "W_out"]).to(dev)
         obj.channels_ = int(z[prefix + "channels"])
         obj.loss_history_ = z[prefix + "loss_history"]
-        obj.pretrain_histories_ = [z[f"{prefix}pretrain_{i + 1}"] for i in range(k)
-                                   if f"{prefix}pretrain_{i + 1}" in z]
+        obj.pretrain_histories_ = [
+            z[f"{prefix}pretrain_{i + 1}"] for i in range(k) if f"{prefix}pretrain_{i + 1}" in z
+        ]
         if obj.stages > 1:
             obj.next_ = cls._from_arrays(z, device=device, prefix=prefix + "next_")
         return obj
@@ -251,6 +321,6 @@ class CoupledDeblur:
         _save_npz(path, self._arrays())
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device=None) -> "CoupledDeblur":
+    def load(cls, path: str | os.PathLike, device=None) -> CoupledDeblur:
         with np.load(path, allow_pickle=False) as z:
             return cls._from_arrays(z, device=device)

@@ -16,6 +16,7 @@ layout of :func:`torch.nn.functional.unfold` and of ``dnmf``'s ``V``).
   grid's patches (a larger context window), reflect-padded at the image border. Reflect mode
   is for feature extraction only (no adjoint is provided for it).
 """
+
 from __future__ import annotations
 
 import torch
@@ -40,9 +41,16 @@ class PatchGrid:
             if int(v) != v or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if stride > size:
-            raise ValueError(f"stride ({stride}) must not exceed the patch size ({size}): "
-                             "the patches would not cover the image")
-        self.height, self.width, self.size, self.stride = int(height), int(width), int(size), int(stride)
+            raise ValueError(
+                f"stride ({stride}) must not exceed the patch size ({size}): "
+                "the patches would not cover the image"
+            )
+        self.height, self.width, self.size, self.stride = (
+            int(height),
+            int(width),
+            int(size),
+            int(stride),
+        )
         self.pad_h = _pad_for(self.height, self.size, self.stride)
         self.pad_w = _pad_for(self.width, self.size, self.stride)
         self.padded = (self.height + sum(self.pad_h), self.width + sum(self.pad_w))
@@ -54,8 +62,10 @@ class PatchGrid:
         return self.n_h * self.n_w
 
     def __repr__(self) -> str:
-        return (f"PatchGrid({self.height}x{self.width}, size={self.size}, stride={self.stride}, "
-                f"patches={self.n_h}x{self.n_w})")
+        return (
+            f"PatchGrid({self.height}x{self.width}, size={self.size}, stride={self.stride}, "
+            f"patches={self.n_h}x{self.n_w})"
+        )
 
     def _check(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or tuple(x.shape[-2:]) != (self.height, self.width):
@@ -86,20 +96,26 @@ class PatchGrid:
 
     # ------------------------------------------------------------------ assembly
     def fold_sum(self, patches: torch.Tensor) -> torch.Tensor:
-        """Overlap-add ``(N, C·size², L)`` patches into ``(N, C, H, W)`` (adjoint of zero extract)."""
-        if patches.ndim != 3 or patches.shape[-1] != self.n_patches or patches.shape[1] % (self.size ** 2):
-            raise ValueError(f"expected (N, C*{self.size}**2, {self.n_patches}) patches, "
-                             f"got {tuple(patches.shape)}")
+        """Overlap-add ``(N, C·size², L)`` patches into ``(N, C, H, W)`` (adjoint of extract)."""
+        if (
+            patches.ndim != 3
+            or patches.shape[-1] != self.n_patches
+            or patches.shape[1] % (self.size**2)
+        ):
+            raise ValueError(
+                f"expected (N, C*{self.size}**2, {self.n_patches}) patches, "
+                f"got {tuple(patches.shape)}"
+            )
         out = F.fold(patches, output_size=self.padded, kernel_size=self.size, stride=self.stride)
-        (t, b), (l, r) = self.pad_h, self.pad_w
-        return out[..., t:t + self.height, l:l + self.width]
+        t, l = self.pad_h[0], self.pad_w[0]
+        return out[..., t : t + self.height, l : l + self.width]
 
     def counts(self, device=None, dtype=torch.float32) -> torch.Tensor:
         """How many patches cover each pixel, ``(1, 1, H, W)``."""
         key = (str(device), dtype)
         cache = self.__dict__.setdefault("_counts", {})
         if key not in cache:
-            ones = torch.ones(1, self.size ** 2, self.n_patches, device=device, dtype=dtype)
+            ones = torch.ones(1, self.size**2, self.n_patches, device=device, dtype=dtype)
             cache[key] = self.fold_sum(ones)
         return cache[key]
 

@@ -19,22 +19,32 @@ otherwise the step is discarded, β shrinks and the next step is a plain one fro
 accepted objectives therefore never increase either. All images of a batch are solved
 together (one β and one accept/reject decision per image).
 """
+
 from __future__ import annotations
 
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from .patches import PatchGrid
 
-__all__ = ["LinearOperator", "DeepNMFPrior", "deblur_mu", "MUResult", "code_patches",
-           "code_patches_hals", "sample_patches", "learn_dictionary"]
+__all__ = [
+    "LinearOperator",
+    "DeepNMFPrior",
+    "deblur_mu",
+    "MUResult",
+    "code_patches",
+    "code_patches_hals",
+    "sample_patches",
+    "learn_dictionary",
+]
 
 EPS = 1e-12
 
@@ -48,12 +58,19 @@ class LinearOperator(Protocol):
 
 
 # ---------------------------------------------------------------------------- helpers
-def sample_patches(images: torch.Tensor, grid_size: int, stride: int, n_patches: int | None,
-                   *, seed: int = 0, context: int = 0) -> torch.Tensor:
+def sample_patches(
+    images: torch.Tensor,
+    grid_size: int,
+    stride: int,
+    n_patches: int | None,
+    *,
+    seed: int = 0,
+    context: int = 0,
+) -> torch.Tensor:
     """``(m, n)`` matrix of patches (one per column) drawn without replacement from ``images``."""
     n, c, h, w = images.shape
     grid = PatchGrid(h, w, grid_size, stride)
-    P = grid.extract(images, context=context, mode="reflect")           # (N, m, L)
+    P = grid.extract(images, context=context, mode="reflect")  # (N, m, L)
     P = P.permute(1, 0, 2).reshape(P.shape[1], -1)
     if n_patches is not None and n_patches < P.shape[1]:
         g = torch.Generator().manual_seed(int(seed))
@@ -68,9 +85,16 @@ def contrast_normalise(P: torch.Tensor, eps: float = 1e-3) -> tuple[torch.Tensor
     return P / mu, mu
 
 
-def code_patches(V: torch.Tensor, W: torch.Tensor, *, n_iter: int = 50, l1: float = 0.0,
-                 H: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Nonnegative codes ``H`` with ``V ≈ W H`` (Frobenius MU with ``W`` fixed; ``V`` may be batched).
+def code_patches(
+    V: torch.Tensor,
+    W: torch.Tensor,
+    *,
+    n_iter: int = 50,
+    l1: float = 0.0,
+    H: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Nonnegative codes ``H`` with ``V ≈ W H`` (Frobenius MU, ``W`` fixed; ``V`` may be batched).
 
     ``weights`` (one per row of ``V``) weight the rows of the fit.
     """
@@ -87,8 +111,14 @@ def code_patches(V: torch.Tensor, W: torch.Tensor, *, n_iter: int = 50, l1: floa
     return H
 
 
-def code_patches_hals(V: torch.Tensor, W: torch.Tensor, *, n_iter: int = 10, l1: float = 0.0,
-                      H: torch.Tensor | None = None) -> torch.Tensor:
+def code_patches_hals(
+    V: torch.Tensor,
+    W: torch.Tensor,
+    *,
+    n_iter: int = 10,
+    l1: float = 0.0,
+    H: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Nonnegative codes ``H`` with ``V ≈ W H`` by HALS (exact coordinate descent on rows of H).
 
     Solves ``min_{H ≥ 0} ½‖V − W H‖² + l1·ΣH`` (``V`` may be batched, ``(…, m, n)``) with the
@@ -160,11 +190,23 @@ def _objective(y, AH, H, l1):
     return f
 
 
-def deblur_mu(y: torch.Tensor, op: LinearOperator, W: torch.Tensor, grid: PatchGrid,
-              H0: torch.Tensor, *, n_iter: int = 100, l1: float = 0.0,
-              accelerate: bool = True, beta0: float = 0.5, beta_max: float = 1.0,
-              grow: float = 1.1, shrink: float = 2.0, record: bool = True,
-              snapshots: Sequence[int] = ()) -> MUResult:
+def deblur_mu(
+    y: torch.Tensor,
+    op: LinearOperator,
+    W: torch.Tensor,
+    grid: PatchGrid,
+    H0: torch.Tensor,
+    *,
+    n_iter: int = 100,
+    l1: float = 0.0,
+    accelerate: bool = True,
+    beta0: float = 0.5,
+    beta_max: float = 1.0,
+    grow: float = 1.1,
+    shrink: float = 2.0,
+    record: bool = True,
+    snapshots: Sequence[int] = (),
+) -> MUResult:
     """Multiplicative updates on ``H`` (N, r, L) for ½‖y − A(assemble(W H))‖² + l1·ΣH.
 
     ``accelerate=False`` is plain MU. With ``accelerate=True`` every step is taken from an
@@ -177,7 +219,7 @@ def deblur_mu(y: torch.Tensor, op: LinearOperator, W: torch.Tensor, grid: PatchG
         raise ValueError("W and the initial H must be nonnegative")
     n = y.shape[0]
     M = _Map(op, grid, W, y.shape[1])
-    num = M.adjoint(y).clamp_min(0)                      # Mᵀy (nonnegative for a nonnegative A)
+    num = M.adjoint(y).clamp_min(0)  # Mᵀy (nonnegative for a nonnegative A)
     H = H0.clone().clamp_min(EPS)
     AH = M.forward(H)
     f = _objective(y, AH, H, l1)
@@ -219,22 +261,42 @@ def deblur_mu(y: torch.Tensor, op: LinearOperator, W: torch.Tensor, grid: PatchG
 
 
 # ---------------------------------------------------------------------------- learning
-def learn_dictionary(sharp: torch.Tensor, *, size: int, ranks: Sequence[int], n_patches: int,
-                     stride: int = 2, normalise: bool = True, max_iter: int = 100,
-                     l1: float = 0.0, seed: int = 0, device=None) -> Any:
+def learn_dictionary(
+    sharp: torch.Tensor,
+    *,
+    size: int,
+    ranks: Sequence[int],
+    n_patches: int,
+    stride: int = 2,
+    normalise: bool = True,
+    max_iter: int = 100,
+    l1: float = 0.0,
+    seed: int = 0,
+    device=None,
+) -> Any:
     """Deep NMF of sharp patches (``dnmf.factorize``); returns the factorization result."""
     import dnmf
 
-    V = sample_patches(sharp.to(device=device, dtype=torch.float32), size, stride, n_patches,
-                       seed=seed)
+    V = sample_patches(
+        sharp.to(device=device, dtype=torch.float32), size, stride, n_patches, seed=seed
+    )
     if normalise:
         V, _ = contrast_normalise(V)
     import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=dnmf.ConvergenceWarning)
         init = "nndsvda" if ranks[0] <= min(V.shape) else "random"
-        return dnmf.factorize(V, list(ranks), beta=2, max_iter=max_iter, tol=1e-5,
-                              init=init, l1=[0.0] * len(ranks) + [float(l1)], seed=seed)
+        return dnmf.factorize(
+            V,
+            list(ranks),
+            beta=2,
+            max_iter=max_iter,
+            tol=1e-5,
+            init=init,
+            l1=[0.0] * len(ranks) + [float(l1)],
+            seed=seed,
+        )
 
 
 class DeepNMFPrior:
@@ -249,14 +311,37 @@ class DeepNMFPrior:
     itself is always :func:`deblur_mu`.
     """
 
-    def __init__(self, *, size: int = 8, stride: int = 4, ranks: Sequence[int] = (128,),
-                 n_patches: int = 20000, fit_iter: int = 100, normalise: bool = True,
-                 dc_atoms: bool = True, l1: float = 0.0, n_iter: int = 60, accelerate: bool = True,
-                 init: str = "x0", code_iter: int = 30, coder: str = "mu", seed: int = 0,
-                 device=None) -> None:
+    def __init__(
+        self,
+        *,
+        size: int = 8,
+        stride: int = 4,
+        ranks: Sequence[int] = (128,),
+        n_patches: int = 20000,
+        fit_iter: int = 100,
+        normalise: bool = True,
+        dc_atoms: bool = True,
+        l1: float = 0.0,
+        n_iter: int = 60,
+        accelerate: bool = True,
+        init: str = "x0",
+        code_iter: int = 30,
+        coder: str = "mu",
+        seed: int = 0,
+        device=None,
+    ) -> None:
         self.size, self.stride, self.ranks = int(size), int(stride), tuple(int(r) for r in ranks)
-        self.n_patches, self.fit_iter, self.normalise = int(n_patches), int(fit_iter), bool(normalise)
-        self.dc_atoms, self.l1, self.n_iter, self.accelerate = bool(dc_atoms), float(l1), int(n_iter), bool(accelerate)
+        self.n_patches, self.fit_iter, self.normalise = (
+            int(n_patches),
+            int(fit_iter),
+            bool(normalise),
+        )
+        self.dc_atoms, self.l1, self.n_iter, self.accelerate = (
+            bool(dc_atoms),
+            float(l1),
+            int(n_iter),
+            bool(accelerate),
+        )
         if init not in ("x0", "y", "const"):
             raise ValueError(f"init must be 'x0', 'y' or 'const', got {init!r}")
         if coder not in ("mu", "hals"):
@@ -270,11 +355,18 @@ class DeepNMFPrior:
         self.fit_seconds_: float | None = None
 
     # --------------------------------------------------------------- dictionary
-    def fit(self, sharp: torch.Tensor) -> "DeepNMFPrior":
+    def fit(self, sharp: torch.Tensor) -> DeepNMFPrior:
         t0 = time.perf_counter()
-        res = learn_dictionary(sharp, size=self.size, ranks=self.ranks, n_patches=self.n_patches,
-                               normalise=self.normalise, max_iter=self.fit_iter, seed=self.seed,
-                               device=self.device)
+        res = learn_dictionary(
+            sharp,
+            size=self.size,
+            ranks=self.ranks,
+            n_patches=self.n_patches,
+            normalise=self.normalise,
+            max_iter=self.fit_iter,
+            seed=self.seed,
+            device=self.device,
+        )
         self.Ws_ = [W.float() for W in res.Ws]
         self.channels_ = int(sharp.shape[1])
         self.loss_history_ = np.asarray(res.loss_history)
@@ -291,19 +383,28 @@ class DeepNMFPrior:
             W = Wl @ W
         W = W / W.amax(dim=0, keepdim=True).clamp_min(EPS)
         if self.dc_atoms:
-            c, s2 = self.channels_, self.size ** 2
+            c, s2 = self.channels_, self.size**2
             dc = torch.zeros(c * s2, c, dtype=W.dtype, device=W.device)
             for k in range(c):
-                dc[k * s2:(k + 1) * s2, k] = 1.0
+                dc[k * s2 : (k + 1) * s2, k] = 1.0
             W = torch.cat([W, dc], dim=1)
         return W
 
     # --------------------------------------------------------------- restoration
-    def restore(self, y: torch.Tensor, op: LinearOperator, *, x0: torch.Tensor | None = None,
-                n_iter: int | None = None, l1: float | None = None, accelerate: bool | None = None,
-                init: str | None = None, record: bool = False,
-                snapshots: Sequence[int] = ()) -> MUResult:
-        """Restore ``y`` (N, C, H, W); ``x0`` (e.g. a Wiener estimate) seeds the codes for init='x0'."""
+    def restore(
+        self,
+        y: torch.Tensor,
+        op: LinearOperator,
+        *,
+        x0: torch.Tensor | None = None,
+        n_iter: int | None = None,
+        l1: float | None = None,
+        accelerate: bool | None = None,
+        init: str | None = None,
+        record: bool = False,
+        snapshots: Sequence[int] = (),
+    ) -> MUResult:
+        """Restore ``y`` (N, C, H, W); ``x0`` (a Wiener estimate, say) seeds codes (init='x0')."""
         n_iter = self.n_iter if n_iter is None else int(n_iter)
         l1 = self.l1 if l1 is None else float(l1)
         accelerate = self.accelerate if accelerate is None else bool(accelerate)
@@ -315,38 +416,67 @@ class DeepNMFPrior:
         start = {"x0": x0 if x0 is not None else y, "y": y, "const": None}[init]
         if start is None:
             r = W.shape[1]
-            H0 = torch.full((y.shape[0], r, grid.n_patches), float(y.mean()) / float(W.sum(0).mean()),
-                            device=dev, dtype=torch.float32)
+            H0 = torch.full(
+                (y.shape[0], r, grid.n_patches),
+                float(y.mean()) / float(W.sum(0).mean()),
+                device=dev,
+                dtype=torch.float32,
+            )
         else:
             V = grid.extract(start.to(dev, torch.float32).clamp(0, 1), mode="reflect")
             coder = code_patches_hals if self.coder == "hals" else code_patches
             H0 = coder(V, W, n_iter=self.code_iter, l1=0.0)
-        return deblur_mu(y, op, W, grid, H0, n_iter=n_iter, l1=l1, accelerate=accelerate,
-                         record=record, snapshots=snapshots)
+        return deblur_mu(
+            y,
+            op,
+            W,
+            grid,
+            H0,
+            n_iter=n_iter,
+            l1=l1,
+            accelerate=accelerate,
+            record=record,
+            snapshots=snapshots,
+        )
 
     # --------------------------------------------------------------- persistence
     def get_params(self) -> dict[str, Any]:
-        return dict(size=self.size, stride=self.stride, ranks=list(self.ranks),
-                    n_patches=self.n_patches, fit_iter=self.fit_iter, normalise=self.normalise,
-                    dc_atoms=self.dc_atoms, l1=self.l1, n_iter=self.n_iter,
-                    accelerate=self.accelerate, init=self.init, code_iter=self.code_iter,
-                    coder=self.coder, seed=self.seed)
+        return dict(
+            size=self.size,
+            stride=self.stride,
+            ranks=list(self.ranks),
+            n_patches=self.n_patches,
+            fit_iter=self.fit_iter,
+            normalise=self.normalise,
+            dc_atoms=self.dc_atoms,
+            l1=self.l1,
+            n_iter=self.n_iter,
+            accelerate=self.accelerate,
+            init=self.init,
+            code_iter=self.code_iter,
+            coder=self.coder,
+            seed=self.seed,
+        )
 
     def save(self, path: str | os.PathLike) -> None:
         if self.Ws_ is None:
             raise RuntimeError("nothing to save: the prior is not fitted")
         import json
+
         arrays = {f"W{i + 1}": W.cpu().numpy() for i, W in enumerate(self.Ws_)}
         arrays["params"] = np.asarray(json.dumps(self.get_params()))
         arrays["channels"] = np.asarray(self.channels_)
-        arrays["loss_history"] = np.asarray(self.loss_history_ if self.loss_history_ is not None else [])
+        arrays["loss_history"] = np.asarray(
+            self.loss_history_ if self.loss_history_ is not None else []
+        )
         for i, h in enumerate(self.pretrain_histories_):
             arrays[f"pretrain_{i + 1}"] = h
         _save_npz(path, arrays)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device=None) -> "DeepNMFPrior":
+    def load(cls, path: str | os.PathLike, device=None) -> DeepNMFPrior:
         import json
+
         with np.load(path, allow_pickle=False) as z:
             params = json.loads(str(z["params"]))
             obj = cls(**params, device=device)
@@ -354,7 +484,9 @@ class DeepNMFPrior:
             obj.Ws_ = [torch.from_numpy(z[f"W{i + 1}"]).to(obj.device) for i in range(k)]
             obj.channels_ = int(z["channels"])
             obj.loss_history_ = z["loss_history"]
-            obj.pretrain_histories_ = [z[f"pretrain_{i + 1}"] for i in range(k) if f"pretrain_{i + 1}" in z]
+            obj.pretrain_histories_ = [
+                z[f"pretrain_{i + 1}"] for i in range(k) if f"pretrain_{i + 1}" in z
+            ]
         return obj
 
     def n_parameters(self) -> int:
@@ -370,7 +502,7 @@ def _save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     try:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-        os.chmod(tmp, 0o644)          # mkstemp creates 0600 files
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

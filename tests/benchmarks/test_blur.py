@@ -19,8 +19,12 @@ def test_reflect_boundary_matches_scipy_mirror(shape):
     """Reflect in numpy's sense (edge not repeated) == scipy.ndimage 'mirror'."""
     op = BlurOperator.gaussian(25, 3.0)
     x = torch.rand(2, 3, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    ref = np.stack([[ndi.convolve(x[i, c].numpy(), op.kernel.numpy(), mode="mirror")
-                     for c in range(3)] for i in range(2)])
+    ref = np.stack(
+        [
+            [ndi.convolve(x[i, c].numpy(), op.kernel.numpy(), mode="mirror") for c in range(3)]
+            for i in range(2)
+        ]
+    )
     assert np.abs(op.A(x).numpy() - ref).max() < 1e-12
     # ... and differs from the edge-repeating 'reflect' of scipy (the OpenCV-101 distinction)
     ref_sym = ndi.convolve(x[0, 0].numpy(), op.kernel.numpy(), mode="reflect")
@@ -38,8 +42,11 @@ def test_even_user_kernel_matches_scipy():
 @pytest.mark.parametrize("kernel", ["gauss", "even"])
 def test_adjoint(kernel, device):
     g = torch.Generator().manual_seed(2)
-    op = (BlurOperator.gaussian(25, 3.0) if kernel == "gauss"
-          else BlurOperator(torch.rand(8, 5, dtype=torch.float64, generator=g)))
+    op = (
+        BlurOperator.gaussian(25, 3.0)
+        if kernel == "gauss"
+        else BlurOperator(torch.rand(8, 5, dtype=torch.float64, generator=g))
+    )
     x = torch.rand(2, 3, 37, 31, dtype=torch.float64, generator=g).to(device)
     y = torch.rand(2, 3, 37, 31, dtype=torch.float64, generator=g).to(device)
     lhs = (op.A(x) * y).sum()

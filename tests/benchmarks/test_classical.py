@@ -38,7 +38,7 @@ def test_baselines_improve_on_blurred(pairs, name, device):
     gain = psnr(out, test.sharp) - psnr(test.blurred, test.sharp)
     assert gain.mean() > 1.0
     assert (ssim(out, test.sharp) - ssim(test.blurred, test.sharp)).mean() > 0.02
-    assert m.info()     # the chosen parameter is recorded
+    assert m.info()  # the chosen parameter is recorded
 
 
 def test_padding_removes_wraparound(pairs):

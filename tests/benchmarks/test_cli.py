@@ -1,4 +1,5 @@
 """The CLI end to end, in a subprocess, as a user runs it."""
+
 import json
 import os
 import subprocess
@@ -13,15 +14,30 @@ CLASSICAL = ["identity", "wiener", "richardson-lucy"]
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-m", "benchmarks", *args], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "smoke"
-    r = cli("run", "--preset", "smoke", "--methods", *CLASSICAL, "--out", str(out),
-            "--save-images", "--quiet")
+    r = cli(
+        "run",
+        "--preset",
+        "smoke",
+        "--methods",
+        *CLASSICAL,
+        "--out",
+        str(out),
+        "--save-images",
+        "--quiet",
+    )
     return r, out
 
 
@@ -29,7 +45,7 @@ def test_run_smoke_writes_everything(smoke_run):
     r, out = smoke_run
     assert r.returncode == 0, r.stderr
     assert "| wiener |" in r.stdout and "PSNR (dB)" in r.stdout
-    assert "embedded" in r.stdout                      # the default data is announced
+    assert "embedded" in r.stdout  # the default data is announced
     for f in ["summary.md", "summary.csv", "per_image.csv", "run.json", "examples.png"]:
         assert (out / f).is_file(), f
     per_image = pd.read_csv(out / "per_image.csv")
@@ -48,31 +64,71 @@ def test_run_refuses_overwrite(smoke_run):
     _, out = smoke_run
     r = cli("run", "--preset", "smoke", "--methods", "identity", "--out", str(out), "--quiet")
     assert r.returncode == 1 and "--overwrite" in r.stderr
-    assert (out / "run.json").is_file()               # nothing was lost
+    assert (out / "run.json").is_file()  # nothing was lost
 
 
 def test_run_bad_inputs(tmp_path):
     r = cli("run", "--preset", "smoke", "--methods", "nope", "--out", str(tmp_path / "x"))
     assert r.returncode == 1 and "unknown method" in r.stderr
     (tmp_path / "empty").mkdir()
-    r = cli("run", "--preset", "smoke", "--data-dir", str(tmp_path / "empty"),
-            "--methods", "identity", "--out", str(tmp_path / "y"))
+    r = cli(
+        "run",
+        "--preset",
+        "smoke",
+        "--data-dir",
+        str(tmp_path / "empty"),
+        "--methods",
+        "identity",
+        "--out",
+        str(tmp_path / "y"),
+    )
     assert r.returncode == 1 and "no images" in r.stderr
-    r = cli("run", "--preset", "smoke", "--data-dir", str(tmp_path / "missing"),
-            "--methods", "identity", "--out", str(tmp_path / "z"))
+    r = cli(
+        "run",
+        "--preset",
+        "smoke",
+        "--data-dir",
+        str(tmp_path / "missing"),
+        "--methods",
+        "identity",
+        "--out",
+        str(tmp_path / "z"),
+    )
     assert r.returncode == 1 and "not found" in r.stderr
     import numpy as np
-    np.save(tmp_path / "line.npy", np.array([[1.0, 2.0, 0.0]]))   # changed by a left-right flip
-    r = cli("run", "--preset", "smoke", "--methods", "identity", "--psf", str(tmp_path / "line.npy"),
-            "--tta", "--out", str(tmp_path / "t"))
+
+    np.save(tmp_path / "line.npy", np.array([[1.0, 2.0, 0.0]]))  # changed by a left-right flip
+    r = cli(
+        "run",
+        "--preset",
+        "smoke",
+        "--methods",
+        "identity",
+        "--psf",
+        str(tmp_path / "line.npy"),
+        "--tta",
+        "--out",
+        str(tmp_path / "t"),
+    )
     assert r.returncode == 1 and "--tta" in r.stderr and not (tmp_path / "t").exists()
 
 
 def test_report_merges_two_runs(smoke_run, tmp_path):
     _, out = smoke_run
     second = tmp_path / "seed1"
-    r = cli("run", "--preset", "smoke", "--methods", "identity", "wiener", "--seed", "1",
-            "--out", str(second), "--quiet")
+    r = cli(
+        "run",
+        "--preset",
+        "smoke",
+        "--methods",
+        "identity",
+        "wiener",
+        "--seed",
+        "1",
+        "--out",
+        str(second),
+        "--quiet",
+    )
     assert r.returncode == 0, r.stderr
     r = cli("report", str(out), str(second), "--out", str(tmp_path / "merged.md"))
     assert r.returncode == 0, r.stderr

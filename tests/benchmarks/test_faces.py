@@ -1,29 +1,45 @@
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
 
-from benchmarks.faces import (find_images, identity_from_stem, load_embedded, load_face_folder,
-                              parse_identities, split_identities)
+from benchmarks.faces import (
+    find_images,
+    identity_from_stem,
+    load_embedded,
+    load_face_folder,
+    parse_identities,
+    split_identities,
+)
 
 
-@pytest.mark.parametrize("stem, ident", [
-    ("Akshay Kumar_12", "Akshay Kumar"), ("person07_03_", "person07"), ("s12_4", "s12"),
-    ("Brad Pitt_0", "Brad Pitt"), ("lonely", "lonely")])
+@pytest.mark.parametrize(
+    "stem, ident",
+    [
+        ("Akshay Kumar_12", "Akshay Kumar"),
+        ("person07_03_", "person07"),
+        ("s12_4", "s12"),
+        ("Brad Pitt_0", "Brad Pitt"),
+        ("lonely", "lonely"),
+    ],
+)
 def test_identity_from_stem(stem, ident):
     assert identity_from_stem(stem) == ident
 
 
 def test_identity_from_sibling_folders(tmp_path, make_image):
-    files = [make_image(tmp_path / "Original Images" / name / f"{name}_{k}.jpg", seed=k)
-             for name in ("Alia", "Brad") for k in range(2)]
+    files = [
+        make_image(tmp_path / "Original Images" / name / f"{name}_{k}.jpg", seed=k)
+        for name in ("Alia", "Brad")
+        for k in range(2)
+    ]
     assert parse_identities(files, tmp_path) == ["Alia", "Alia", "Brad", "Brad"]
 
 
 def test_identity_single_subfolder_uses_stem(tmp_path, make_image):
-    files = [make_image(tmp_path / "Faces" / "Faces" / f"Akshay Kumar_{k}.jpg", seed=k)
-             for k in range(2)]
+    files = [
+        make_image(tmp_path / "Faces" / "Faces" / f"Akshay Kumar_{k}.jpg", seed=k) for k in range(2)
+    ]
     assert parse_identities(files, tmp_path) == ["Akshay Kumar", "Akshay Kumar"]
 
 
@@ -99,7 +115,7 @@ def test_preset_overrides():
 
     p = get_preset("fast")
     assert p.with_overrides(size=128, max_images=None).size == 128
-    assert p.with_overrides(max_images=None).max_images == p.max_images   # None: not given
-    assert p.with_overrides(max_images=0).max_images is None              # 0: all images
+    assert p.with_overrides(max_images=None).max_images == p.max_images  # None: not given
+    assert p.with_overrides(max_images=0).max_images is None  # 0: all images
     with pytest.raises(ValueError, match="unknown preset"):
         get_preset("nope")

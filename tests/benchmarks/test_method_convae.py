@@ -1,4 +1,5 @@
 """The ``convae`` benchmark adapter on tiny random pair sets with the smoke preset."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,6 +13,7 @@ from benchmarks.methods.base import MethodContext
 from benchmarks.methods.convae import METHOD, ConvAEMethod
 from benchmarks.pairs import PairSet
 from benchmarks.presets import get_preset
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -29,14 +31,14 @@ BLUR = {"kind": "gaussian", "kernel_shape": [25, 25], "sigma": 3.0, "noise": 0.0
 def pairset(n: int, c: int = 3, size: int = 32, seed: int = 0) -> PairSet:
     g = torch.Generator().manual_seed(seed)
     sharp = torch.rand(n, c, size, size, generator=g)
-    blurred = torch.nn.functional.avg_pool2d(sharp, 3, stride=1, padding=1,
-                                             count_include_pad=False)
+    blurred = torch.nn.functional.avg_pool2d(sharp, 3, stride=1, padding=1, count_include_pad=False)
     return PairSet(blurred, sharp, [f"p{i % 3}" for i in range(n)])
 
 
 def ctx(tmp_path: Path | None = None, **kw) -> MethodContext:
-    return MethodContext(preset=get_preset("smoke"), work_dir=tmp_path, quiet=True,
-                         blur_meta=dict(BLUR), **kw)
+    return MethodContext(
+        preset=get_preset("smoke"), work_dir=tmp_path, quiet=True, blur_meta=dict(BLUR), **kw
+    )
 
 
 def test_registered():
@@ -72,7 +74,7 @@ def test_fit_restore_save_load(tmp_path):
     m2.load(tmp_path / "convae.pt")
     assert torch.equal(m2.restore(y, blur=None), x_hat)
     assert m2.info()["epochs_run"] == info["epochs_run"]
-    m2.fit(train, val, blur=None)          # loaded: fit does not retrain
+    m2.fit(train, val, blur=None)  # loaded: fit does not retrain
     assert torch.equal(m2.restore(y, blur=None), x_hat)
     assert [p.name for p in m.figures(tmp_path / "figs")] == ["training_curve.png"]
 
@@ -136,7 +138,8 @@ def test_tta_option_restores_with_the_self_ensemble():
 def test_tta_refuses_an_asymmetric_blur():
     from benchmarks.blur import BlurOperator, make_blur
     from benchmarks.runner import check_tta
-    check_tta(True, make_blur())                      # the Gaussian: fine
-    check_tta(False, BlurOperator(torch.tensor([[1.0, 2.0, 0.0]])))   # off: not checked
+
+    check_tta(True, make_blur())  # the Gaussian: fine
+    check_tta(False, BlurOperator(torch.tensor([[1.0, 2.0, 0.0]])))  # off: not checked
     with pytest.raises(ValueError, match="--tta"):
         check_tta(True, BlurOperator(torch.tensor([[1.0, 2.0, 0.0]])))

@@ -1,4 +1,5 @@
 """The Deep NMF adapters in the runner's call shape, on the smoke preset (seconds)."""
+
 import pytest
 import torch
 
@@ -20,7 +21,7 @@ def _faces(n, seed):
         c = torch.rand(3, 1, 1, generator=g) * 0.5 + 0.2
         img = c + 0.2 * torch.sin(xx / (2 + 3 * torch.rand(1, generator=g))) * torch.cos(yy / 3)
         y0, x0 = torch.randint(4, 18, (2,), generator=g).tolist()
-        img[:, y0:y0 + 10, x0:x0 + 8] = torch.rand(3, 1, 1, generator=g) * 0.8 + 0.1
+        img[:, y0 : y0 + 10, x0 : x0 + 8] = torch.rand(3, 1, 1, generator=g) * 0.8 + 0.1
         out[i] = img.clamp(0, 1)
     return out
 
@@ -40,8 +41,9 @@ def test_method_fits_restores_and_round_trips(name, pairs, tmp_path):
     torch.set_num_threads(1)
     train, val, test, blur = pairs
     cls = get_method(name)
-    ctx = MethodContext(preset=get_preset("smoke"), work_dir=tmp_path / name, quiet=True,
-                        blur_meta=blur.meta())
+    ctx = MethodContext(
+        preset=get_preset("smoke"), work_dir=tmp_path / name, quiet=True, blur_meta=blur.meta()
+    )
     m = cls(ctx)
     m.fit(train, val, blur)
     out = m.restore(test.blurred, blur)

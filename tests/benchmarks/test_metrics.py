@@ -15,8 +15,9 @@ def _sk(x_hat: torch.Tensor, x: torch.Tensor):
         if a.shape[0] == 1:
             s = structural_similarity(a[0], b[0], **kw)
         else:
-            s = structural_similarity(a.transpose(1, 2, 0), b.transpose(1, 2, 0),
-                                      channel_axis=-1, **kw)
+            s = structural_similarity(
+                a.transpose(1, 2, 0), b.transpose(1, 2, 0), channel_axis=-1, **kw
+            )
         out_s.append(s)
         out_p.append(peak_signal_noise_ratio(b, a, data_range=1))
     return np.array(out_s), np.array(out_p)
@@ -44,7 +45,7 @@ def test_parity_real_faces(faces_dir, gray):
 def test_clipping_and_identical():
     x = torch.rand(2, 3, 32, 32)
     assert torch.allclose(ssim(x, x), torch.ones(2, dtype=torch.float64))
-    assert mse(x + 5, x).max() <= 1.0        # outputs clipped to [0, 1] first
+    assert mse(x + 5, x).max() <= 1.0  # outputs clipped to [0, 1] first
     assert torch.isfinite(psnr(x, x)).all()
     with pytest.raises(ValueError, match="shape"):
         mse(x, x[:1])

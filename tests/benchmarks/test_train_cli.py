@@ -1,4 +1,5 @@
 """`deblur-bench train` on the smoke preset: interrupted + resumed == straight run."""
+
 import os
 import subprocess
 import sys
@@ -8,8 +9,13 @@ import torch
 
 def cli(*args):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-m", "benchmarks", *args], capture_output=True,
-                          text=True, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
 
 
 def test_train_resume_equals_straight_run(tmp_path):
@@ -42,8 +48,25 @@ def test_train_extra_photos_and_model_args(tmp_path):
     import convae
 
     out = tmp_path / "unet"
-    r = cli("train", "convae-unet", "--preset", "smoke", "--quiet", "--threads", "1", "--epochs", "1",
-            "--extra-photos", "6", "--model-arg", "width=4", "--model-arg", "depth=1", "--out", str(out))
+    r = cli(
+        "train",
+        "convae-unet",
+        "--preset",
+        "smoke",
+        "--quiet",
+        "--threads",
+        "1",
+        "--epochs",
+        "1",
+        "--extra-photos",
+        "6",
+        "--model-arg",
+        "width=4",
+        "--model-arg",
+        "depth=1",
+        "--out",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     info = json.loads((out / "train.json").read_text())
     assert info["extra_photos"] == 6 and info["model_args"] == {"width": 4, "depth": 1}
@@ -51,10 +74,19 @@ def test_train_extra_photos_and_model_args(tmp_path):
     assert model.init_kwargs["width"] == 4 and model.init_kwargs["depth"] == 1
 
     bad = tmp_path / "bad"
-    r = cli("train", "convae-unet", "--preset", "smoke", "--quiet", "--model-arg", "nonsense=3",
-            "--out", str(bad))
+    r = cli(
+        "train",
+        "convae-unet",
+        "--preset",
+        "smoke",
+        "--quiet",
+        "--model-arg",
+        "nonsense=3",
+        "--out",
+        str(bad),
+    )
     assert r.returncode == 1 and "--model-arg" in r.stderr
-    assert not bad.exists()   # no empty run folder left behind
+    assert not bad.exists()  # no empty run folder left behind
 
 
 def test_train_refuses_augment_faces_for_an_asymmetric_psf_before_making_a_folder(tmp_path):
@@ -62,9 +94,18 @@ def test_train_refuses_augment_faces_for_an_asymmetric_psf_before_making_a_folde
 
     k = np.zeros((3, 3))
     k[0, 0] = k[1, 1] = 1.0
-    k[0, 1] = 0.5                      # no flip or quarter turn leaves it unchanged
+    k[0, 1] = 0.5  # no flip or quarter turn leaves it unchanged
     np.save(tmp_path / "psf.npy", k)
     out = tmp_path / "t"
-    r = cli("train", "convae-unet", "--preset", "smoke", "--augment-faces",
-            "--psf", str(tmp_path / "psf.npy"), "--out", str(out))
+    r = cli(
+        "train",
+        "convae-unet",
+        "--preset",
+        "smoke",
+        "--augment-faces",
+        "--psf",
+        str(tmp_path / "psf.npy"),
+        "--out",
+        str(out),
+    )
     assert r.returncode == 1 and "--augment-faces" in r.stderr and not out.exists()

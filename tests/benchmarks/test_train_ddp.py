@@ -3,6 +3,7 @@
 The venv's own torchrun is used (``python -m torch.distributed.run``).  The smoke preset
 reads the embedded photographs (or data/faces/), 32 px, the tiny ConvAE.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,22 @@ def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           f"--nproc_per_node={nproc}", "-m", "benchmarks", *args],
-                          capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            "benchmarks",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 COMMON = ("train", "convae", "--preset", "smoke", "--threads", "1", "--max-images", "24")
@@ -35,8 +49,12 @@ def test_torchrun_two_processes_train_resume_and_load(tmp_path):
     # rank 0 alone prints the summary and writes the one checkpoint folder
     assert r.stdout.count("on 2 processes") == 1, r.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
-    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt", "train.json",
-                                                     "training_curve.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best.pt",
+        "last.pt",
+        "train.json",
+        "training_curve.png",
+    ]
     info = json.loads((out / "train.json").read_text())
     assert info["distributed"]["world_size"] == 2
     assert info["distributed"]["global_batch_size"] == 2 * info["config"]["batch_size"]
@@ -62,11 +80,26 @@ def test_torchrun_two_processes_train_resume_and_load(tmp_path):
 
 
 def test_distributed_flag_without_torchrun_is_a_clear_error(tmp_path):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
-    r = subprocess.run([sys.executable, "-m", "benchmarks", *COMMON, "--distributed",
-                        "--out", str(tmp_path / "x")], capture_output=True, text=True,
-                       env=env, timeout=120)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    }
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            *COMMON,
+            "--distributed",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert r.returncode == 1 and "torchrun" in r.stderr
 
 

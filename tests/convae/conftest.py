@@ -1,4 +1,5 @@
 """Fixtures for convae tests: tiny deterministic (blurred, sharp) pairs."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,8 +7,9 @@ import torch
 import torch.nn.functional as F
 
 
-def make_pairs(n: int, c: int = 3, h: int = 32, w: int = 32,
-               seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def make_pairs(
+    n: int, c: int = 3, h: int = 32, w: int = 32, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Smooth random 'sharp' images and a 3x3 box-blurred copy, float32 in [0, 1]."""
     g = torch.Generator().manual_seed(seed)
     sharp = torch.rand(n, c, h, w, generator=g)
@@ -19,7 +21,6 @@ def make_pairs(n: int, c: int = 3, h: int = 32, w: int = 32,
 @pytest.fixture
 def pairs():
     return make_pairs
-
 
 
 @pytest.fixture(autouse=True)

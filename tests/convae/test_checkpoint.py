@@ -6,8 +6,14 @@ import torch
 
 import convae
 from convae import CheckpointError, ConvAE, MetaMismatchWarning, TrainConfig, train
-from convae.checkpoint import (capture_rng_state, check_compatible, load_model,
-                               read_checkpoint, restore_rng_state, save_checkpoint)
+from convae.checkpoint import (
+    capture_rng_state,
+    check_compatible,
+    load_model,
+    read_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 
 
 def tiny(c: int = 3, base: int = 4) -> ConvAE:
@@ -18,17 +24,29 @@ def tiny(c: int = 3, base: int = 4) -> ConvAE:
 @pytest.fixture
 def trained(pairs, tmp_path):
     b, s = pairs(8)
-    train(tiny(), (b, s), (b[:2], s[:2]), TrainConfig(epochs=1, batch_size=4),
-          checkpoint_dir=tmp_path, meta={"kind": "gaussian", "sigma": 3.0, "size": [25, 25]},
-          progress=False)
+    train(
+        tiny(),
+        (b, s),
+        (b[:2], s[:2]),
+        TrainConfig(epochs=1, batch_size=4),
+        checkpoint_dir=tmp_path,
+        meta={"kind": "gaussian", "sigma": 3.0, "size": [25, 25]},
+        progress=False,
+    )
     return tmp_path / "last.pt"
 
 
 def test_round_trip(tmp_path):
     m = tiny()
-    p = save_checkpoint(tmp_path / "m.pt", m, epoch=3, history=[{"epoch": 1, "x": 1.0}],
-                        meta={"sigma": 3.0, "shape": (25, 25)}, config={"lr": 1e-3})
-    raw = torch.load(p, weights_only=True)          # plain, safe-loadable content
+    p = save_checkpoint(
+        tmp_path / "m.pt",
+        m,
+        epoch=3,
+        history=[{"epoch": 1, "x": 1.0}],
+        meta={"sigma": 3.0, "shape": (25, 25)},
+        config={"lr": 1e-3},
+    )
+    raw = torch.load(p, weights_only=True)  # plain, safe-loadable content
     assert raw["architecture"] == "convae" and raw["meta"]["shape"] == [25, 25]
     m2 = load_model(p)
     assert not m2.training
@@ -42,8 +60,18 @@ def test_round_trip(tmp_path):
 
 def test_training_checkpoint_contents(trained):
     ck = read_checkpoint(trained)
-    assert {"model_state", "optimizer_state", "config", "architecture", "model_kwargs", "epoch",
-            "rng", "best_val_loss", "history", "meta"} <= ck.keys()
+    assert {
+        "model_state",
+        "optimizer_state",
+        "config",
+        "architecture",
+        "model_kwargs",
+        "epoch",
+        "rng",
+        "best_val_loss",
+        "history",
+        "meta",
+    } <= ck.keys()
     assert ck["config"]["batch_size"] == 4 and ck["epoch"] == 1
     assert {"torch", "numpy", "python", "shuffle"} <= ck["rng"].keys()
 
@@ -54,6 +82,7 @@ def test_atomic_save_keeps_old_file_on_failure(tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise OSError("disk full")
+
     monkeypatch.setattr(torch, "save", boom)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(p, tiny(), epoch=2)
@@ -64,8 +93,14 @@ def test_atomic_save_keeps_old_file_on_failure(tmp_path, monkeypatch):
 def test_refuses_other_channel_count(trained, pairs):
     b, s = pairs(4, c=1)
     with pytest.raises(CheckpointError, match=r"3 channels \(RGB\).*1 channel \(gray\)"):
-        train(tiny(c=1), (b, s), None, TrainConfig(epochs=2, batch_size=4),
-              resume_from=trained, progress=False)
+        train(
+            tiny(c=1),
+            (b, s),
+            None,
+            TrainConfig(epochs=2, batch_size=4),
+            resume_from=trained,
+            progress=False,
+        )
     with pytest.raises(CheckpointError, match="1 channel"):
         load_model(trained, expect_in_channels=1)
 
@@ -103,12 +138,19 @@ def test_blur_meta_mismatch_warns(trained, pairs):
         load_model(trained, expect_meta={"kind": "gaussian", "sigma": 2.0, "size": [25, 25]})
     b, s = pairs(8)
     with pytest.warns(MetaMismatchWarning, match="sigma"):
-        train(tiny(), (b, s), None, TrainConfig(epochs=2, batch_size=4), resume_from=trained,
-              meta={"sigma": 1.0}, progress=False)
+        train(
+            tiny(),
+            (b, s),
+            None,
+            TrainConfig(epochs=2, batch_size=4),
+            resume_from=trained,
+            meta={"sigma": 1.0},
+            progress=False,
+        )
 
 
 def test_same_meta_does_not_warn(trained, recwarn):
-    load_model(trained, expect_meta={"sigma": 3.0, "size": (25, 25)})   # tuple == list
+    load_model(trained, expect_meta={"sigma": 3.0, "size": (25, 25)})  # tuple == list
     assert not [w for w in recwarn if issubclass(w.category, MetaMismatchWarning)]
 
 
@@ -116,8 +158,14 @@ def test_weights_only_file_cannot_be_resumed(trained, pairs):
     b, s = pairs(8)
     best = trained.with_name("best.pt")
     with pytest.raises(CheckpointError, match="cannot be resumed"):
-        train(tiny(), (b, s), None, TrainConfig(epochs=2, batch_size=4), resume_from=best,
-              progress=False)
+        train(
+            tiny(),
+            (b, s),
+            None,
+            TrainConfig(epochs=2, batch_size=4),
+            resume_from=best,
+            progress=False,
+        )
 
 
 def test_meta_must_be_json(tmp_path):

@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 import torch
 from skimage.metrics import structural_similarity
@@ -39,8 +38,14 @@ def test_ssim_matches_skimage_reference(c):
     ours = ssim(y.float(), x.float())
     for i in range(2):
         ref = structural_similarity(
-            y[i].numpy().transpose(1, 2, 0), x[i].numpy().transpose(1, 2, 0), data_range=1,
-            gaussian_weights=True, sigma=1.5, use_sample_covariance=False, channel_axis=2)
+            y[i].numpy().transpose(1, 2, 0),
+            x[i].numpy().transpose(1, 2, 0),
+            data_range=1,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            channel_axis=2,
+        )
         assert abs(ours[i].item() - ref) < 1e-4
 
 

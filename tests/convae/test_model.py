@@ -7,7 +7,7 @@ from convae.ref_model import ConvAE, pad_to_multiple
 
 
 def expected_params(c: int, base: int = 64) -> int:
-    chans = [c] + [base * 2 ** i for i in range(5)]
+    chans = [c] + [base * 2**i for i in range(5)]
     enc = sum(ci * co * 9 + co for ci, co in zip(chans[:-1], chans[1:]))
     rev = chans[::-1]
     dec = sum(ci * co * 9 + co for ci, co in zip(rev[:-1], rev[1:]))
@@ -24,12 +24,23 @@ def test_layers_follow_the_reference():
     m = ConvAE()
     convs = [l for l in m.encoder if isinstance(l, nn.Conv2d)]
     assert [(l.in_channels, l.out_channels) for l in convs] == [
-        (3, 64), (64, 128), (128, 256), (256, 512), (512, 1024)]
-    assert all(l.kernel_size == (3, 3) and l.stride == (2, 2) and l.padding == (1, 1)
-               for l in convs)
+        (3, 64),
+        (64, 128),
+        (128, 256),
+        (256, 512),
+        (512, 1024),
+    ]
+    assert all(
+        l.kernel_size == (3, 3) and l.stride == (2, 2) and l.padding == (1, 1) for l in convs
+    )
     tconvs = [l for l in m.decoder if isinstance(l, nn.ConvTranspose2d)]
     assert [(l.in_channels, l.out_channels) for l in tconvs] == [
-        (1024, 512), (512, 256), (256, 128), (128, 64), (64, 3)]
+        (1024, 512),
+        (512, 256),
+        (256, 128),
+        (128, 64),
+        (64, 3),
+    ]
     assert all(l.output_padding == (1, 1) for l in tconvs)
     assert isinstance(m.decoder[-1], nn.Sigmoid)
     assert sum(isinstance(l, nn.ReLU) for l in m.decoder) == 4
@@ -83,10 +94,10 @@ def test_registry_and_architecture_of():
 def test_count_macs_matches_formula():
     base, s = 8, 32
     m = ConvAE(base_channels=base)
-    chans = [3] + [base * 2 ** i for i in range(5)]
+    chans = [3] + [base * 2**i for i in range(5)]
     enc = sum((s // 2 ** (i + 1)) ** 2 * chans[i + 1] * chans[i] * 9 for i in range(5))
     rev = chans[::-1]
-    dec = sum((s // 32 * 2 ** i) ** 2 * rev[i] * rev[i + 1] * 9 for i in range(5))
+    dec = sum((s // 32 * 2**i) ** 2 * rev[i] * rev[i + 1] * 9 for i in range(5))
     assert convae.count_macs(m, (3, s, s)) == enc + dec
 
 
@@ -105,7 +116,10 @@ def test_cuda_forward_matches_cpu():
 def test_convae_never_imports_benchmarks_or_dnmf():
     import subprocess
     import sys
-    code = ("import sys, convae; convae.available_architectures(); "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('benchmarks', 'dnmf')]; "
-            "assert not bad, bad")
+
+    code = (
+        "import sys, convae; convae.available_architectures(); "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('benchmarks', 'dnmf')]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -55,17 +55,38 @@ def test_resume_reaches_same_weights(pairs, tmp_path):
     b, s = pairs(20)
     vb, vs = pairs(6, seed=1)
     meta = {"sigma": 3.0}
-    straight = train(tiny_model(), (b, s), (vb, vs), cfg(epochs=2, keep_best=False),
-                     checkpoint_dir=tmp_path / "a", meta=meta, progress=False)
-    first = train(tiny_model(), (b, s), (vb, vs), cfg(epochs=1, keep_best=False),
-                  checkpoint_dir=tmp_path / "b", meta=meta, progress=False)
+    straight = train(
+        tiny_model(),
+        (b, s),
+        (vb, vs),
+        cfg(epochs=2, keep_best=False),
+        checkpoint_dir=tmp_path / "a",
+        meta=meta,
+        progress=False,
+    )
+    first = train(
+        tiny_model(),
+        (b, s),
+        (vb, vs),
+        cfg(epochs=1, keep_best=False),
+        checkpoint_dir=tmp_path / "b",
+        meta=meta,
+        progress=False,
+    )
     assert first.epochs_completed == 1
     # drift the global RNG: resume must restore it
     torch.rand(100)
-    m = tiny_model(seed=123)          # different init: everything comes from the checkpoint
-    resumed = train(m, (b, s), (vb, vs), cfg(epochs=2, keep_best=False),
-                    checkpoint_dir=tmp_path / "b", resume_from=tmp_path / "b" / "last.pt",
-                    meta=meta, progress=False)
+    m = tiny_model(seed=123)  # different init: everything comes from the checkpoint
+    resumed = train(
+        m,
+        (b, s),
+        (vb, vs),
+        cfg(epochs=2, keep_best=False),
+        checkpoint_dir=tmp_path / "b",
+        resume_from=tmp_path / "b" / "last.pt",
+        meta=meta,
+        progress=False,
+    )
     assert resumed.epochs_run == 1 and resumed.epochs_completed == 2
     a = read_checkpoint(tmp_path / "a" / "last.pt")
     c = read_checkpoint(tmp_path / "b" / "last.pt")
@@ -80,21 +101,39 @@ def test_resume_reaches_same_weights(pairs, tmp_path):
 
 def test_max_minutes_stops_at_epoch_boundary_and_resumes(pairs, tmp_path):
     b, s = pairs(8)
-    r = train(tiny_model(), (b, s), None, cfg(epochs=5, max_minutes=1e-6),
-              checkpoint_dir=tmp_path, progress=False)
+    r = train(
+        tiny_model(),
+        (b, s),
+        None,
+        cfg(epochs=5, max_minutes=1e-6),
+        checkpoint_dir=tmp_path,
+        progress=False,
+    )
     assert r.stopped_reason == "max_minutes" and r.epochs_run == 1
     assert read_checkpoint(r.last_path)["epoch"] == 1
-    r2 = train(tiny_model(), (b, s), None, cfg(epochs=2), checkpoint_dir=tmp_path,
-               resume_from=r.last_path, progress=False)
+    r2 = train(
+        tiny_model(),
+        (b, s),
+        None,
+        cfg(epochs=2),
+        checkpoint_dir=tmp_path,
+        resume_from=r.last_path,
+        progress=False,
+    )
     assert r2.epochs_completed == 2 and r2.epochs_run == 1
 
 
 def test_callback_can_stop(pairs):
     b, s = pairs(8)
     seen = []
-    r = train(tiny_model(), (b, s), None, cfg(epochs=4),
-              callback=lambda rec: seen.append(rec["epoch"]) or rec["epoch"] == 2,
-              progress=False)
+    r = train(
+        tiny_model(),
+        (b, s),
+        None,
+        cfg(epochs=4),
+        callback=lambda rec: seen.append(rec["epoch"]) or rec["epoch"] == 2,
+        progress=False,
+    )
     assert seen == [1, 2] and r.stopped_reason == "callback"
 
 
@@ -102,14 +141,13 @@ def test_best_checkpoint_and_keep_best(pairs, tmp_path):
     b, s = pairs(16)
     vb, vs = pairs(4, seed=5)
     m = tiny_model()
-    r = train(m, (b, s), (vb, vs), cfg(epochs=4, lr=5e-3), checkpoint_dir=tmp_path,
-              progress=False)
+    r = train(m, (b, s), (vb, vs), cfg(epochs=4, lr=5e-3), checkpoint_dir=tmp_path, progress=False)
     vals = [h["val_loss"] for h in r.history]
     best_epoch = vals.index(min(vals)) + 1
     assert r.best_epoch == best_epoch and r.best_val_loss == min(vals)
     best = read_checkpoint(tmp_path / "best.pt")
     assert best["epoch"] == best_epoch and "optimizer_state" not in best
-    assert states_equal(best["model_state"], m.state_dict())   # keep_best restored it
+    assert states_equal(best["model_state"], m.state_dict())  # keep_best restored it
     assert read_checkpoint(tmp_path / "last.pt")["epoch"] == 4
     assert not list(tmp_path.glob("*.tmp"))
 
@@ -134,8 +172,10 @@ def test_dataset_and_pairset_inputs_match_tensors(pairs):
     b, s = pairs(12, c=1)
     ref = tiny_model(1)
     train(ref, (b, s), (b[:3], s[:3]), cfg(), progress=False)
-    for data, val in ((PairDataset(b, s), PairDataset(b[:3], s[:3])),
-                      (PairSetLike(b, s), PairSetLike(b[:3], s[:3]))):
+    for data, val in (
+        (PairDataset(b, s), PairDataset(b[:3], s[:3])),
+        (PairSetLike(b, s), PairSetLike(b[:3], s[:3])),
+    ):
         m = tiny_model(1)
         train(m, data, val, cfg(), progress=False)
         assert states_equal(m.state_dict(), ref.state_dict())
@@ -180,8 +220,14 @@ def test_resume_with_changed_config_warns(pairs, tmp_path):
     b, s = pairs(8)
     train(tiny_model(), (b, s), None, cfg(epochs=1), checkpoint_dir=tmp_path, progress=False)
     with pytest.warns(UserWarning, match="batch_size: 8 -> 4"):
-        train(tiny_model(), (b, s), None, cfg(epochs=2, batch_size=4),
-              resume_from=tmp_path / "last.pt", progress=False)
+        train(
+            tiny_model(),
+            (b, s),
+            None,
+            cfg(epochs=2, batch_size=4),
+            resume_from=tmp_path / "last.pt",
+            progress=False,
+        )
 
 
 def test_plot_history(tmp_path, pairs):
@@ -199,6 +245,7 @@ def test_config_round_trip():
 
 def test_cosine_factor():
     from convae.train import cosine_factor
+
     assert cosine_factor(0.0) == 1.0 and cosine_factor(-1.0) == 1.0
     assert cosine_factor(0.5) == pytest.approx(0.5)
     assert cosine_factor(1.0) == pytest.approx(0.0) and cosine_factor(3.0) == pytest.approx(0.0)
@@ -206,24 +253,32 @@ def test_cosine_factor():
 
 def test_cosine_schedule_decays_lr_per_step(pairs, capsys):
     from convae.train import cosine_factor
-    b, s = pairs(16)   # batch 8: 2 steps per epoch, 3 epochs = 6 steps
-    r = train(tiny_model(), (b, s), None, cfg(epochs=3, lr=1e-2, lr_schedule="cosine"),
-              progress=False)
+
+    b, s = pairs(16)  # batch 8: 2 steps per epoch, 3 epochs = 6 steps
+    r = train(
+        tiny_model(), (b, s), None, cfg(epochs=3, lr=1e-2, lr_schedule="cosine"), progress=False
+    )
     # history records the lr of each epoch's last step: step 2e+1 of 6
     want = [1e-2 * cosine_factor((2 * e + 1) / 6) for e in range(3)]
     assert [h["lr"] for h in r.history] == pytest.approx(want)
-    assert capsys.readouterr().err == ""   # progress=False stays silent with a schedule
+    assert capsys.readouterr().err == ""  # progress=False stays silent with a schedule
     const = train(tiny_model(), (b, s), None, cfg(epochs=3, lr=1e-2), progress=False)
     assert [h["lr"] for h in const.history] == [1e-2] * 3
 
 
 def test_cosine_schedule_follows_the_time_budget(pairs):
     from convae.train import cosine_factor
+
     b, s = pairs(16)
     # a tiny budget is used up after the first epoch: the next epoch's lr is near 0,
     # below what the epoch count alone gives, and training stops there
-    r = train(tiny_model(), (b, s), None,
-              cfg(epochs=50, lr=1e-2, lr_schedule="cosine", max_minutes=1e-6), progress=False)
+    r = train(
+        tiny_model(),
+        (b, s),
+        None,
+        cfg(epochs=50, lr=1e-2, lr_schedule="cosine", max_minutes=1e-6),
+        progress=False,
+    )
     assert r.stopped_reason == "max_minutes" and r.epochs_run == 1
     assert r.history[0]["lr"] == pytest.approx(1e-2 * cosine_factor(1 / 100))
     with pytest.raises(ValueError, match="lr_schedule"):
@@ -232,15 +287,21 @@ def test_cosine_schedule_follows_the_time_budget(pairs):
 
 def test_cosine_schedule_time_part_outpaces_the_epoch_count(pairs, monkeypatch):
     from convae.train import cosine_factor
-    ct = __import__("sys").modules["convae.train"]   # the module (convae.train is also a function)
-    clock = iter(range(0, 10**6, 2))   # a slow fake clock: 2 s per reading
+
+    ct = __import__("sys").modules["convae.train"]  # the module (convae.train is also a function)
+    clock = iter(range(0, 10**6, 2))  # a slow fake clock: 2 s per reading
     monkeypatch.setattr(ct.time, "perf_counter", lambda: float(next(clock)))
     b, s = pairs(16)
-    r = train(tiny_model(), (b, s), None,
-              cfg(epochs=50, lr=1e-2, lr_schedule="cosine", max_minutes=1.0), progress=False)
+    r = train(
+        tiny_model(),
+        (b, s),
+        None,
+        cfg(epochs=50, lr=1e-2, lr_schedule="cosine", max_minutes=1.0),
+        progress=False,
+    )
     by_epochs = [1e-2 * cosine_factor((e + 0.5) / 50) for e in range(len(r.history))]
     assert r.stopped_reason == "max_minutes" and 2 < r.epochs_run < 50
-    assert r.history[0]["lr"] == pytest.approx(by_epochs[0])   # no time estimate yet
+    assert r.history[0]["lr"] == pytest.approx(by_epochs[0])  # no time estimate yet
     assert all(h["lr"] < want for h, want in zip(r.history[1:], by_epochs[1:]))
     assert r.history[-1]["lr"] < 0.2 * by_epochs[-1]
 
@@ -251,11 +312,25 @@ def test_cosine_schedule_resumes_exactly(pairs, tmp_path):
     straight = tiny_model()
     train(straight, (b, s), None, c, progress=False)
     # stopped after epoch 1 of 3 (a crash, Ctrl-C): the decay continues where it was
-    train(tiny_model(), (b, s), None, c, checkpoint_dir=tmp_path, progress=False,
-          callback=lambda rec: True)
+    train(
+        tiny_model(),
+        (b, s),
+        None,
+        c,
+        checkpoint_dir=tmp_path,
+        progress=False,
+        callback=lambda rec: True,
+    )
     resumed = tiny_model(seed=9)
-    r = train(resumed, (b, s), None, c, checkpoint_dir=tmp_path, progress=False,
-              resume_from=tmp_path / "last.pt")
+    r = train(
+        resumed,
+        (b, s),
+        None,
+        c,
+        checkpoint_dir=tmp_path,
+        progress=False,
+        resume_from=tmp_path / "last.pt",
+    )
     assert r.epochs_run == 2 and states_equal(straight.state_dict(), resumed.state_dict())
 
 
@@ -263,11 +338,12 @@ def test_cosine_schedule_resumes_exactly(pairs, tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_keeps_tensor_pairs_on_the_device(pairs):
     from convae.train import _PairData
+
     b, s = pairs(8)
     d = _PairData((b, s), "train_data")
     assert d.keep_on(torch.device("cuda")) and d.blurred.is_cuda and d.sharp.is_cuda
-    assert not b.is_cuda   # the caller's tensors stay where they were
-    (gb, gs), = d.batches([torch.tensor([3, 1])], torch.device("cuda"))
+    assert not b.is_cuda  # the caller's tensors stay where they were
+    ((gb, gs),) = d.batches([torch.tensor([3, 1])], torch.device("cuda"))
     assert torch.equal(gb.cpu(), b[[3, 1]]) and torch.equal(gs.cpu(), s[[3, 1]])
     assert not _PairData((b, s), "x").keep_on(torch.device("cpu"))
 
@@ -285,19 +361,34 @@ def test_cuda_training_and_resume(pairs, tmp_path, amp):
     assert ck["rng"]["cuda"] is not None
     if amp:
         assert "scaler_state" in ck
-    train(tiny_model(), (b, s), (b[:4], s[:4]), dataclasses.replace(c, epochs=1),
-          checkpoint_dir=tmp_path / "b", progress=False)
+    train(
+        tiny_model(),
+        (b, s),
+        (b[:4], s[:4]),
+        dataclasses.replace(c, epochs=1),
+        checkpoint_dir=tmp_path / "b",
+        progress=False,
+    )
     m2 = tiny_model()
-    train(m2, (b, s), (b[:4], s[:4]), c, checkpoint_dir=tmp_path / "b",
-          resume_from=tmp_path / "b" / "last.pt", progress=False)
+    train(
+        m2,
+        (b, s),
+        (b[:4], s[:4]),
+        c,
+        checkpoint_dir=tmp_path / "b",
+        resume_from=tmp_path / "b" / "last.pt",
+        progress=False,
+    )
     a, bb = m.state_dict(), m2.state_dict()
-    for k in a:   # cuDNN may pick non-deterministic kernels: close, not bitwise
+    for k in a:  # cuDNN may pick non-deterministic kernels: close, not bitwise
         torch.testing.assert_close(a[k], bb[k], atol=1e-4, rtol=1e-3)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not __import__("os").environ.get("CONVAE_SLOW_TESTS"),
-                    reason="torch.compile takes about a minute on CPU; set CONVAE_SLOW_TESTS=1")
+@pytest.mark.skipif(
+    not __import__("os").environ.get("CONVAE_SLOW_TESTS"),
+    reason="torch.compile takes about a minute on CPU; set CONVAE_SLOW_TESTS=1",
+)
 def test_compile_matches_eager(pairs):
     b, s = pairs(8)
     eager, comp = tiny_model(), tiny_model()

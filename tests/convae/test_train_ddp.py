@@ -4,6 +4,7 @@ Each test starts two worker processes (a script written to tmp_path) that join o
 group (gloo on CPU, nccl on two GPUs) through a file store and call ``convae.train`` on
 tiny random tensors.  The workers save what they end with; the test compares.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ import torch
 import convae
 from convae.checkpoint import read_checkpoint
 
-WORKER = textwrap.dedent('''
+WORKER = textwrap.dedent("""
     import json, sys
     from pathlib import Path
 
@@ -102,11 +103,18 @@ WORKER = textwrap.dedent('''
 
     (out / f"report_rank{rank}.json").write_text(json.dumps(rep))
     dist.destroy_process_group()
-''')
+""")
 
-BACKENDS = ["gloo", pytest.param("nccl", marks=[
-    pytest.mark.cuda,
-    pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices")])]
+BACKENDS = [
+    "gloo",
+    pytest.param(
+        "nccl",
+        marks=[
+            pytest.mark.cuda,
+            pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices"),
+        ],
+    ),
+]
 
 
 def run_workers(tmp_path: Path, backend: str, world: int = 2, timeout: float = 180) -> Path:
@@ -117,10 +125,16 @@ def run_workers(tmp_path: Path, backend: str, world: int = 2, timeout: float = 1
     out.mkdir()
     store = tmp_path / "store"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    procs = [subprocess.Popen([sys.executable, str(script), str(r), str(world), backend,
-                               str(store), str(out)], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
-             for r in range(world)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(r), str(world), backend, str(store), str(out)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for r in range(world)
+    ]
     logs = []
     try:
         for p in procs:
@@ -146,7 +160,7 @@ def states_close(a: dict, b: dict) -> bool:
 def test_two_process_ddp_training(tmp_path, backend, pairs):
     out = run_workers(tmp_path, backend)
     rep = [json.loads((out / f"report_rank{r}.json").read_text()) for r in range(2)]
-    exact = backend == "gloo"        # CUDA kernels need not be bit-reproducible
+    exact = backend == "gloo"  # CUDA kernels need not be bit-reproducible
     same = states_equal if exact else states_close
 
     # a) DDP keeps the ranks in sync, although they started from different inits
@@ -167,8 +181,9 @@ def test_two_process_ddp_training(tmp_path, backend, pairs):
     assert y.shape == (2, 3, 32, 32) and torch.isfinite(y).all()
     # the sharded, all-reduced validation loss is the single-process one; ranks agree
     assert rep[0]["a"]["val_loss"] == rep[1]["a"]["val_loss"]
-    assert rep[0]["a"]["val_loss"] == pytest.approx(rep[0]["a"]["single_process_val_loss"],
-                                                    rel=1e-6)
+    assert rep[0]["a"]["val_loss"] == pytest.approx(
+        rep[0]["a"]["single_process_val_loss"], rel=1e-6
+    )
 
     # b) 1 epoch + resume to 2 under DDP == 2 epochs straight
     assert all(r["b"] == {"epochs_run": 1, "epochs": 2, "writes": r["b"]["writes"]} for r in rep)
@@ -189,14 +204,18 @@ def test_two_process_ddp_training(tmp_path, backend, pairs):
 
     # e) a DDP last.pt resumes in a single process too, warning that the order changes
     if exact:
-        b, s = pairs(21, seed=0)          # the workers' data (same recipe as conftest)
+        b, s = pairs(21, seed=0)  # the workers' data (same recipe as conftest)
         vb, vs = pairs(5, seed=1)
         m = convae.ConvAE(in_channels=3, base_channels=4)
         with pytest.warns(UserWarning, match="trained on 2 process"):
-            r = convae.train(m, (b, s), (vb, vs),
-                             convae.TrainConfig(epochs=3, batch_size=4, lr=3e-3,
-                                                keep_best=False),
-                             resume_from=out / "a" / "last.pt", progress=False)
+            r = convae.train(
+                m,
+                (b, s),
+                (vb, vs),
+                convae.TrainConfig(epochs=3, batch_size=4, lr=3e-3, keep_best=False),
+                resume_from=out / "a" / "last.pt",
+                progress=False,
+            )
         assert r.epochs_run == 1 and r.world_size == 1
 
 
@@ -207,14 +226,18 @@ def test_distributed_sampler_shards_cover_the_epoch():
     from convae.train import _epoch_order
 
     gen = torch.Generator().manual_seed(0)
-    shards = [_epoch_order(21, gen, 3, DistributedSampler(range(21), num_replicas=2, rank=r,
-                                                          shuffle=True, seed=0))
-              for r in range(2)]
-    assert [len(s) for s in shards] == [11, 11]            # padded by wrapping
+    shards = [
+        _epoch_order(
+            21, gen, 3, DistributedSampler(range(21), num_replicas=2, rank=r, shuffle=True, seed=0)
+        )
+        for r in range(2)
+    ]
+    assert [len(s) for s in shards] == [11, 11]  # padded by wrapping
     assert set(torch.cat(shards).tolist()) == set(range(21))
-    other = _epoch_order(21, gen, 4, DistributedSampler(range(21), num_replicas=2, rank=0,
-                                                        shuffle=True, seed=0))
-    assert not torch.equal(other, shards[0])               # set_epoch reshuffles
+    other = _epoch_order(
+        21, gen, 4, DistributedSampler(range(21), num_replicas=2, rank=0, shuffle=True, seed=0)
+    )
+    assert not torch.equal(other, shards[0])  # set_epoch reshuffles
 
 
 def test_init_distributed_errors(monkeypatch):

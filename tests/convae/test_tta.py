@@ -1,4 +1,5 @@
 """convae.tta: the 8 flips / quarter turns and the test-time self-ensemble."""
+
 import pytest
 import torch
 
@@ -6,7 +7,7 @@ from convae import dihedral, self_ensemble, undo_dihedral
 
 
 def test_the_eight_transforms_are_distinct_and_invertible():
-    x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)   # not square
+    x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)  # not square
     seen = []
     for k in range(8):
         y = dihedral(x, k)
@@ -25,12 +26,12 @@ def test_the_eight_transforms_are_distinct_and_invertible():
 
 def test_self_ensemble_averages_the_undone_outputs():
     torch.manual_seed(0)
-    conv = torch.nn.Conv2d(3, 3, 3, padding=1)          # not flip-equivariant
+    conv = torch.nn.Conv2d(3, 3, 3, padding=1)  # not flip-equivariant
     x = torch.rand(2, 3, 6, 7)
     want = sum(undo_dihedral(conv(dihedral(x, k)), k) for k in range(8)) / 8
     torch.testing.assert_close(self_ensemble(conv, x), want)
     assert not torch.allclose(self_ensemble(conv, x), conv(x))
-    double = torch.nn.Identity()                         # equivariant: ensemble = model
+    double = torch.nn.Identity()  # equivariant: ensemble = model
     torch.testing.assert_close(self_ensemble(double, x), x)
     torch.testing.assert_close(self_ensemble(conv, x, [0]), conv(x).detach())
     with pytest.raises(ValueError, match="at least one"):

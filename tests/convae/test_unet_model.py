@@ -1,4 +1,5 @@
 """convae-unet (issue 7): shapes, size, residual, training step, checkpoints, registry."""
+
 import pytest
 import torch
 
@@ -48,17 +49,25 @@ def test_default_is_under_two_million_parameters():
     assert n == 410_204 and n < 2_000_000
     assert convae.count_parameters(ConvAEUNet(width=32)) == 1_601_708
     assert convae.count_parameters(ConvAEUNet(in_channels=1)) < n
-    assert m.init_kwargs == {"in_channels": 3, "width": 16, "depth": 3, "enc_blocks": [1, 1, 1],
-                             "middle_blocks": 2, "dec_blocks": [1, 1, 1], "shuffle": 2}
-    assert 0 < convae.count_macs(m, (3, 128, 128)) < convae.count_macs(convae.ConvAE(),
-                                                                      (3, 128, 128))
+    assert m.init_kwargs == {
+        "in_channels": 3,
+        "width": 16,
+        "depth": 3,
+        "enc_blocks": [1, 1, 1],
+        "middle_blocks": 2,
+        "dec_blocks": [1, 1, 1],
+        "shuffle": 2,
+    }
+    assert (
+        0 < convae.count_macs(m, (3, 128, 128)) < convae.count_macs(convae.ConvAE(), (3, 128, 128))
+    )
 
 
 def test_residual_zeroed_last_layer_returns_input():
     x = torch.rand(2, 3, 37, 31)
-    assert torch.equal(tiny()(x), x)                   # fresh model: last layer starts at 0
+    assert torch.equal(tiny()(x), x)  # fresh model: last layer starts at 0
     m = randomize(tiny())
-    assert not torch.allclose(m(x), x)                 # random weights: a real correction
+    assert not torch.allclose(m(x), x)  # random weights: a real correction
     with torch.no_grad():
         m.ending.weight.zero_()
         m.ending.bias.zero_()
@@ -105,8 +114,15 @@ def test_registered_and_built_by_name():
 def test_checkpoint_round_trip_through_shared_code(pairs, tmp_path):
     b, s = pairs(8)
     m = tiny()
-    r = train(m, (b, s), (b[:2], s[:2]), TrainConfig(epochs=2, batch_size=4),
-              checkpoint_dir=tmp_path, meta={"sigma": 3.0}, progress=False)
+    r = train(
+        m,
+        (b, s),
+        (b[:2], s[:2]),
+        TrainConfig(epochs=2, batch_size=4),
+        checkpoint_dir=tmp_path,
+        meta={"sigma": 3.0},
+        progress=False,
+    )
     assert r.epochs_completed == 2 and (tmp_path / "best.pt").is_file()
     ck = read_checkpoint(tmp_path / "last.pt")
     assert ck["architecture"] == "convae-unet" and ck["model_kwargs"] == m.init_kwargs
@@ -117,12 +133,25 @@ def test_checkpoint_round_trip_through_shared_code(pairs, tmp_path):
     m_last.load_state_dict(ck["model_state"])
     assert torch.equal(m_last.eval()(x), m2(x))
     # resume continues with the shared loop and refuses a differently shaped model
-    r3 = train(tiny(), (b, s), (b[:2], s[:2]), TrainConfig(epochs=3, batch_size=4),
-               checkpoint_dir=tmp_path, resume_from=tmp_path / "last.pt", progress=False)
+    r3 = train(
+        tiny(),
+        (b, s),
+        (b[:2], s[:2]),
+        TrainConfig(epochs=3, batch_size=4),
+        checkpoint_dir=tmp_path,
+        resume_from=tmp_path / "last.pt",
+        progress=False,
+    )
     assert r3.epochs_completed == 3 and r3.epochs_run == 1
     with pytest.raises(CheckpointError, match="was made for 'convae-unet' with"):
-        train(tiny(width=4), (b, s), None, TrainConfig(epochs=4, batch_size=4),
-              resume_from=tmp_path / "last.pt", progress=False)
+        train(
+            tiny(width=4),
+            (b, s),
+            None,
+            TrainConfig(epochs=4, batch_size=4),
+            resume_from=tmp_path / "last.pt",
+            progress=False,
+        )
 
 
 def test_refuses_a_convae_checkpoint(pairs, tmp_path):
@@ -132,8 +161,9 @@ def test_refuses_a_convae_checkpoint(pairs, tmp_path):
         load_model(p, expect_architecture="convae-unet")
     b, s = pairs(4)
     with pytest.raises(CheckpointError, match="architecture 'convae', not 'convae-unet'"):
-        train(tiny(), (b, s), None, TrainConfig(epochs=2, batch_size=4), resume_from=p,
-              progress=False)
+        train(
+            tiny(), (b, s), None, TrainConfig(epochs=2, batch_size=4), resume_from=p, progress=False
+        )
 
 
 @pytest.mark.cuda
@@ -142,10 +172,15 @@ def test_cuda_forward_and_training(pairs):
     m = randomize(tiny())
     x = torch.rand(2, 3, 37, 31)
     ref = m.eval()(x)
-    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):   # TF32 differs by ~1e-3
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # TF32 differs by ~1e-3
         got = m.cuda()(x.cuda()).cpu()
     torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
     b, s = pairs(8)
-    r = train(tiny(), (b, s), (b[:2], s[:2]),
-              TrainConfig(epochs=2, batch_size=4, device="cuda", amp=True), progress=False)
+    r = train(
+        tiny(),
+        (b, s),
+        (b[:2], s[:2]),
+        TrainConfig(epochs=2, batch_size=4, device="cuda", amp=True),
+        progress=False,
+    )
     assert r.epochs_completed == 2 and all(h["train_loss"] > 0 for h in r.history)

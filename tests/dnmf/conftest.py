@@ -1,4 +1,5 @@
 """Fixtures of the dnmf tests (``device`` and ``faces_dir`` come from tests/conftest.py)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Blind coupled-dictionary (Deep) NMF deblurring on a tiny synthetic set."""
+
 import importlib.util
 from pathlib import Path
 
@@ -8,8 +9,9 @@ import torch
 from dnmf.deblur.coupled import CoupledDeblur
 
 # the synthetic data and operator of the prior tests (tests are not an importable package)
-_spec = importlib.util.spec_from_file_location("_deblur_prior_helpers",
-                                               Path(__file__).with_name("test_deblur_prior.py"))
+_spec = importlib.util.spec_from_file_location(
+    "_deblur_prior_helpers", Path(__file__).with_name("test_deblur_prior.py")
+)
 _h = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_h)
 ConvBlur, psnr, quant, synthetic = _h.ConvBlur, _h.psnr, _h.quant, _h.synthetic
@@ -22,32 +24,55 @@ def data():
     return quant(op.A(xtr)), xtr, quant(op.A(xte)), xte
 
 
-@pytest.mark.parametrize("ranks,coder,code_iter", [((24,), "mu", 40), ((32, 16), "mu", 40),
-                                                   ((32, 16), "hals", 10)])
+@pytest.mark.parametrize(
+    "ranks,coder,code_iter", [((24,), "mu", 40), ((32, 16), "mu", 40), ((32, 16), "hals", 10)]
+)
 def test_beats_blurred_input(data, ranks, coder, code_iter):
     ytr, xtr, yte, xte = data
-    m = CoupledDeblur(size=4, context=2, stride=2, ranks=ranks, n_patches=3000, fit_iter=40,
-                      code_iter=code_iter, coder=coder, seed=0).fit(ytr, xtr)
+    m = CoupledDeblur(
+        size=4,
+        context=2,
+        stride=2,
+        ranks=ranks,
+        n_patches=3000,
+        fit_iter=40,
+        code_iter=code_iter,
+        coder=coder,
+        seed=0,
+    ).fit(ytr, xtr)
     out = m.restore(yte)
     assert out.shape == yte.shape and out.min() >= 0 and out.max() <= 1
     assert psnr(out, xte) > psnr(yte, xte) + 0.5
     assert len(m.Ws_) == len(ranks) and all((W >= 0).all() for W in m.Ws_)
 
 
-@pytest.mark.parametrize("kw", [dict(target="sharp", normalise="mean", context=0),
-                                dict(target="residual", normalise="none", refit=False)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(target="sharp", normalise="mean", context=0),
+        dict(target="residual", normalise="none", refit=False),
+    ],
+)
 def test_variants_run(data, kw):
     ytr, xtr, yte, _ = data
-    m = CoupledDeblur(size=4, stride=2, ranks=(16,), n_patches=1500, fit_iter=10, code_iter=10,
-                      **{"context": 1, **kw}).fit(ytr, xtr)
+    m = CoupledDeblur(
+        size=4,
+        stride=2,
+        ranks=(16,),
+        n_patches=1500,
+        fit_iter=10,
+        code_iter=10,
+        **{"context": 1, **kw},
+    ).fit(ytr, xtr)
     assert m.restore(yte).shape == yte.shape
-    assert m.restore(yte, stride=1).shape == yte.shape      # denser overlap at restore time
+    assert m.restore(yte, stride=1).shape == yte.shape  # denser overlap at restore time
 
 
 def test_save_load_round_trip(data, tmp_path):
     ytr, xtr, yte, _ = data
-    m = CoupledDeblur(size=4, context=1, stride=2, ranks=(16, 8), n_patches=1500, fit_iter=10,
-                      code_iter=10).fit(ytr, xtr)
+    m = CoupledDeblur(
+        size=4, context=1, stride=2, ranks=(16, 8), n_patches=1500, fit_iter=10, code_iter=10
+    ).fit(ytr, xtr)
     m.save(tmp_path / "c.npz")
     back = CoupledDeblur.load(tmp_path / "c.npz")
     assert back.get_params() == m.get_params()
@@ -56,10 +81,29 @@ def test_save_load_round_trip(data, tmp_path):
 
 def test_two_stage_cascade_improves_and_round_trips(data, tmp_path):
     ytr, xtr, yte, xte = data
-    one = CoupledDeblur(size=4, context=2, stride=2, ranks=(24, 12), n_patches=2000, fit_iter=20,
-                        coder="hals", code_iter=10, seed=0).fit(ytr, xtr)
-    two = CoupledDeblur(size=4, context=2, stride=2, ranks=(24, 12), n_patches=2000, fit_iter=20,
-                        coder="hals", code_iter=10, stages=2, seed=0).fit(ytr, xtr)
+    one = CoupledDeblur(
+        size=4,
+        context=2,
+        stride=2,
+        ranks=(24, 12),
+        n_patches=2000,
+        fit_iter=20,
+        coder="hals",
+        code_iter=10,
+        seed=0,
+    ).fit(ytr, xtr)
+    two = CoupledDeblur(
+        size=4,
+        context=2,
+        stride=2,
+        ranks=(24, 12),
+        n_patches=2000,
+        fit_iter=20,
+        coder="hals",
+        code_iter=10,
+        stages=2,
+        seed=0,
+    ).fit(ytr, xtr)
     assert two.next_ is not None and two.n_parameters() == 2 * one.n_parameters()
     out = two.restore(yte)
     assert psnr(out, xte) > psnr(yte, xte) + 0.5

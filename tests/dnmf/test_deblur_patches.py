@@ -1,12 +1,14 @@
 """PatchGrid: shapes, coverage, exact adjoints of fold_sum/extract and assemble."""
+
 import pytest
 import torch
 
 from dnmf.deblur.patches import PatchGrid
 
 
-@pytest.mark.parametrize("hw,size,stride", [((37, 31), 8, 4), ((32, 32), 8, 4), ((33, 40), 6, 3),
-                                            ((16, 20), 5, 5)])
+@pytest.mark.parametrize(
+    "hw,size,stride", [((37, 31), 8, 4), ((32, 32), 8, 4), ((33, 40), 6, 3), ((16, 20), 5, 5)]
+)
 def test_adjoints(device, hw, size, stride):
     g = PatchGrid(*hw, size, stride)
     gen = torch.Generator().manual_seed(0)
@@ -27,7 +29,7 @@ def test_assemble_inverts_extract(device):
     x = torch.rand(1, 3, 37, 31, device=device)
     for mode in ("zeros", "reflect"):
         assert torch.allclose(g.assemble(g.extract(x, mode=mode)), x, atol=1e-6)
-    assert g.counts(device).min() >= 1        # every pixel is covered
+    assert g.counts(device).min() >= 1  # every pixel is covered
 
 
 def test_context_patches_are_centred():

@@ -1,4 +1,5 @@
 """Non-blind Deep NMF prior: MU keeps H >= 0 and is monotone; acceleration is safeguarded."""
+
 import numpy as np
 import pytest
 import torch
@@ -37,7 +38,7 @@ def synthetic(n, size=24, seed=0):
         for _ in range(4):
             y0, x0 = torch.randint(0, size - 6, (2,), generator=g).tolist()
             h, w = torch.randint(4, 12, (2,), generator=g).tolist()
-            img[:, y0:y0 + h, x0:x0 + w] = torch.rand(3, 1, 1, generator=g) * 0.8 + 0.1
+            img[:, y0 : y0 + h, x0 : x0 + w] = torch.rand(3, 1, 1, generator=g) * 0.8 + 0.1
         out[i] = img
     return out
 
@@ -53,15 +54,26 @@ def psnr(a, b):
 @pytest.fixture(scope="module")
 def fitted():
     torch.manual_seed(0)
-    prior = DeepNMFPrior(size=4, stride=2, ranks=(24, 12), n_patches=3000, fit_iter=40,
-                         code_iter=30, n_iter=40, seed=0)
+    prior = DeepNMFPrior(
+        size=4,
+        stride=2,
+        ranks=(24, 12),
+        n_patches=3000,
+        fit_iter=40,
+        code_iter=30,
+        n_iter=40,
+        seed=0,
+    )
     return prior.fit(synthetic(12, seed=1))
 
 
 def test_operator_protocol_and_adjoint():
     op = ConvBlur()
     assert isinstance(op, LinearOperator)
-    x, y = torch.rand(2, 3, 20, 17, dtype=torch.float64), torch.rand(2, 3, 20, 17, dtype=torch.float64)
+    x, y = (
+        torch.rand(2, 3, 20, 17, dtype=torch.float64),
+        torch.rand(2, 3, 20, 17, dtype=torch.float64),
+    )
     assert torch.allclose((op.A(x) * y).sum(), (x * op.A_adjoint(y)).sum())
 
 
@@ -74,7 +86,7 @@ def test_plain_mu_nonnegative_and_monotone(fitted, l1):
     H0 = code_patches(grid.extract(y, mode="reflect"), W, n_iter=5)
     res = deblur_mu(y, op, W, grid, H0, n_iter=30, l1=l1, accelerate=False)
     assert (res.H >= 0).all()
-    hist = np.stack(res.history)                       # (iterations + 1, N)
+    hist = np.stack(res.history)  # (iterations + 1, N)
     assert (np.diff(hist, axis=0) <= 1e-6 * hist[:-1]).all()
     assert (hist[-1] < hist[0]).all()
 
@@ -136,11 +148,15 @@ def test_hals_coder_reaches_the_nnls_optimum():
     Vb = torch.stack([V[:, :4], V[:, 3:]])
     Hb = code_patches_hals(Vb, W, n_iter=200)
     assert torch.allclose(Hb[0], H[:, :4], atol=1e-6) and torch.allclose(Hb[1], H[:, 3:], atol=1e-6)
+
     # at an equal small budget HALS is closer to the optimum than MU
     def err(Hx):
         return float((V - W @ Hx).square().sum())
+
     best = float(((V.numpy() - W.numpy() @ ref) ** 2).sum())
-    assert err(code_patches_hals(V, W, n_iter=10)) - best < err(code_patches(V, W, n_iter=10)) - best
+    assert (
+        err(code_patches_hals(V, W, n_iter=10)) - best < err(code_patches(V, W, n_iter=10)) - best
+    )
 
 
 def test_hals_l1_matches_penalised_optimum():
@@ -153,6 +169,7 @@ def test_hals_l1_matches_penalised_optimum():
 
     def obj(H):
         return float(0.5 * (V - W @ H).square().sum() + 0.3 * H.sum())
+
     Hh = code_patches_hals(V, W, n_iter=100, l1=0.3)
     Hm = code_patches(V, W, n_iter=2000, l1=0.3)
     assert (Hh >= 0).all() and obj(Hh) <= obj(Hm) + 1e-9

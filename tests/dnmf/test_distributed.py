@@ -5,6 +5,7 @@ world size, run every scenario in that group (start-up dominates), and compare w
 function run in this process, where ``torch.distributed`` is not initialised. 37 columns do not
 split evenly over 2 or 3 processes.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,16 @@ import pytest
 import torch
 
 import dnmf
-from dnmf.distributed import (ShardedFactorizationResult, factorize_columns, gather_result,
-                              keyed_column_normal, main, run_local, run_local_batch,
-                              sample_columns)
+from dnmf.distributed import (
+    ShardedFactorizationResult,
+    factorize_columns,
+    gather_result,
+    keyed_column_normal,
+    main,
+    run_local,
+    run_local_batch,
+    sample_columns,
+)
 from dnmf.shards import column_range
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,14 +50,21 @@ def _custom_factors() -> tuple[list[np.ndarray], np.ndarray]:
 
 # Scenarios run in every group; the same kwargs run in this process for the reference.
 SCENARIOS = {
-    "frob-random-pretrain": dict(ranks=[6, 3], kwargs=dict(init="random", seed=3, max_iter=80,
-                                                           tol=1e-6, pretrain=30)),
-    "kl-nndsvda-sampled": dict(ranks=[5, 2], kwargs=dict(beta=1, init="nndsvda", seed=5,
-                                                         init_sample=16, max_iter=40, tol=0)),
-    "frob-nndsvd-penalties": dict(ranks=[4], kwargs=dict(init="nndsvd", seed=0, max_iter=60,
-                                                         tol=1e-5, l1=0.01, l2=[0.02, 0.03])),
-    "beta-half-nndsvdar": dict(ranks=[5, 3], kwargs=dict(beta=0.5, init="nndsvdar", seed=2,
-                                                         init_sample=20, max_iter=30, tol=0)),
+    "frob-random-pretrain": dict(
+        ranks=[6, 3], kwargs=dict(init="random", seed=3, max_iter=80, tol=1e-6, pretrain=30)
+    ),
+    "kl-nndsvda-sampled": dict(
+        ranks=[5, 2],
+        kwargs=dict(beta=1, init="nndsvda", seed=5, init_sample=16, max_iter=40, tol=0),
+    ),
+    "frob-nndsvd-penalties": dict(
+        ranks=[4],
+        kwargs=dict(init="nndsvd", seed=0, max_iter=60, tol=1e-5, l1=0.01, l2=[0.02, 0.03]),
+    ),
+    "beta-half-nndsvdar": dict(
+        ranks=[5, 3],
+        kwargs=dict(beta=0.5, init="nndsvdar", seed=2, init_sample=20, max_iter=30, tol=0),
+    ),
     "frob-custom": dict(ranks=[6, 3], kwargs=dict(init="custom", max_iter=50, tol=0)),
 }
 
@@ -83,8 +98,9 @@ def _jobs(world: int, npy: Path) -> list[dict]:
     shards[-1] = shards[-1][:-1]  # one row short
     jobs.append({"shards": shards, "ranks": [3], "kwargs": {"max_iter": 5}})
     # after the collective errors, the group goes on; each process maps its columns of a .npy
-    jobs.append({"npy": str(npy), "ranks": [4], "kwargs": dict(init="random", seed=1, max_iter=20,
-                                                               tol=0)})
+    jobs.append(
+        {"npy": str(npy), "ranks": [4], "kwargs": dict(init="random", seed=1, max_iter=20, tol=0)}
+    )
     return jobs
 
 
@@ -138,7 +154,7 @@ def test_group_custom_init_equals_dnmf_factorize(group_runs):
 
 def test_group_errors_are_raised_on_every_rank(group_runs):
     world, results = group_runs
-    nan_err, neg_err, init_err, rows_err = results[-N_ERR - 1:-1]
+    nan_err, neg_err, init_err, rows_err = results[-N_ERR - 1 : -1]
     # the NaN sits in the last process's block: rank 0 reports that rank refused its input
     assert isinstance(nan_err, ValueError)
     assert f"rank {world - 1} refused its input" in str(nan_err) and "NaN" in str(nan_err)
@@ -238,16 +254,19 @@ def test_sample_columns():
     assert not np.array_equal(s, sample_columns(1000, 64, seed=1))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(init="nndsvda", init_sample=3), r"ranks\[0\] <= min\(24, sampled columns 3\)"),
-    (dict(init="random", Ws=[np.ones((M, 4))]), "only used with init='custom'"),
-    (dict(col_offset=5), "tile"),
-    (dict(n_cols=40), "does not match"),
-    (dict(seed=-1), "seed"),
-    (dict(beta="nope"), "beta"),
-    (dict(pretrain=0), "pretrain"),
-    (dict(init_sample=0), "init_sample"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(init="nndsvda", init_sample=3), r"ranks\[0\] <= min\(24, sampled columns 3\)"),
+        (dict(init="random", Ws=[np.ones((M, 4))]), "only used with init='custom'"),
+        (dict(col_offset=5), "tile"),
+        (dict(n_cols=40), "does not match"),
+        (dict(seed=-1), "seed"),
+        (dict(beta="nope"), "beta"),
+        (dict(pretrain=0), "pretrain"),
+        (dict(init_sample=0), "init_sample"),
+    ],
+)
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         factorize_columns(_data(), 4, max_iter=2, **kwargs)
@@ -294,8 +313,23 @@ def test_cli_single_process(tmp_path, capsys, monkeypatch):
     V = _data()
     np.save(tmp_path / "V.npy", V)
     out = tmp_path / "res.npz"
-    args = ["--npy", str(tmp_path / "V.npy"), "--ranks", "5", "2", "--max-iter", "20", "--tol",
-            "0", "--seed", "0", "--dtype", "float64", "--out", str(out)]
+    args = [
+        "--npy",
+        str(tmp_path / "V.npy"),
+        "--ranks",
+        "5",
+        "2",
+        "--max-iter",
+        "20",
+        "--tol",
+        "0",
+        "--seed",
+        "0",
+        "--dtype",
+        "float64",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert info["world_size"] == 1 and info["n"] == N and info["n_iter"] == 20
@@ -309,19 +343,41 @@ def test_cli_single_process(tmp_path, capsys, monkeypatch):
     assert "nonnegative" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
-                    reason="torchrun not installed beside python")
+@pytest.mark.skipif(
+    shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
+    reason="torchrun not installed beside python",
+)
 def test_cli_torchrun_two_processes(tmp_path):
     """The README's single-node command, with 2 processes."""
     V = _data()
     np.save(tmp_path / "V.npy", V)
     out = tmp_path / "res.npz"
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
-    cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "dnmf.distributed",
-           "--npy", str(tmp_path / "V.npy"), "--ranks", "5", "2", "--max-iter", "20",
-           "--tol", "0", "--seed", "0", "--dtype", "float64", "--out", str(out)]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=_cli_env(), timeout=180,
-                       cwd=tmp_path)
+    cmd = [
+        torchrun,
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "dnmf.distributed",
+        "--npy",
+        str(tmp_path / "V.npy"),
+        "--ranks",
+        "5",
+        "2",
+        "--max-iter",
+        "20",
+        "--tol",
+        "0",
+        "--seed",
+        "0",
+        "--dtype",
+        "float64",
+        "--out",
+        str(out),
+    ]
+    p = subprocess.run(
+        cmd, capture_output=True, text=True, env=_cli_env(), timeout=180, cwd=tmp_path
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     info = json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("{")][-1])
     assert info["world_size"] == 2 and info["backend"] == "gloo"

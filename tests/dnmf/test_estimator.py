@@ -1,4 +1,5 @@
 """DeepNMF: scikit-learn's estimator contract, orientation, Pipeline, clone, masks."""
+
 from __future__ import annotations
 
 import warnings
@@ -22,8 +23,11 @@ EXPECTED_FAILED_CHECKS: dict[str, str] = {}
 
 
 @parametrize_with_checks(
-    [DeepNMF(n_components=2, random_state=0), DeepNMF(n_components=(3, 2), random_state=0),
-     DeepNMF(n_components=2, beta_loss=1, random_state=0)],
+    [
+        DeepNMF(n_components=2, random_state=0),
+        DeepNMF(n_components=(3, 2), random_state=0),
+        DeepNMF(n_components=2, beta_loss=1, random_state=0),
+    ],
     expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
 )
 def test_sklearn_compatible(estimator, check):
@@ -37,7 +41,9 @@ def X(rng):
     return rng.random((40, 12))
 
 
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # short runs on purpose
+@pytest.mark.filterwarnings(
+    "ignore::sklearn.exceptions.ConvergenceWarning"
+)  # short runs on purpose
 def test_orientation_and_attributes(X):
     est = DeepNMF(n_components=[6, 3], max_iter=300, random_state=0)
     codes = est.fit_transform(X)
@@ -69,13 +75,17 @@ def test_clone_and_params():
 
 
 def test_in_a_pipeline_next_to_sklearn_nmf(X):
-    pipe = make_pipeline(FunctionTransformer(lambda a: a * 2), DeepNMF(n_components=3, random_state=0))
+    pipe = make_pipeline(
+        FunctionTransformer(lambda a: a * 2), DeepNMF(n_components=3, random_state=0)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dnmf.ConvergenceWarning)
         out = pipe.fit_transform(X)
         assert out.shape == (40, 3)
         assert pipe.transform(X[:5]).shape == (5, 3)
-        stacked = make_pipeline(DeepNMF(n_components=6, random_state=0), NMF(n_components=2, max_iter=500))
+        stacked = make_pipeline(
+            DeepNMF(n_components=6, random_state=0), NMF(n_components=2, max_iter=500)
+        )
         assert stacked.fit_transform(X).shape == (40, 2)
 
 
@@ -100,11 +110,15 @@ def test_float32_preserved(X):
     assert est.transform(X.astype(np.float32)).dtype == np.float32
 
 
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # short runs on purpose
+@pytest.mark.filterwarnings(
+    "ignore::sklearn.exceptions.ConvergenceWarning"
+)  # short runs on purpose
 def test_errors_name_parameters(X):
     with pytest.raises(ValueError, match="Negative values in data passed to DeepNMF"):
         DeepNMF(n_components=2).fit(X - 1)
-    with pytest.raises(ValueError, match=r"init='nndsvd' needs n_components <= min\(n_samples, n_features\)"):
+    with pytest.raises(
+        ValueError, match=r"init='nndsvd' needs n_components <= min\(n_samples, n_features\)"
+    ):
         DeepNMF(n_components=20, init="nndsvd").fit(X)
     with pytest.raises(ValueError, match="init must be one of"):
         DeepNMF(n_components=2, init="custom").fit(X)

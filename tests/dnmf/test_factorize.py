@@ -1,4 +1,5 @@
 """dnmf.factorize: monotone loss, planted factors, masks, batches, dtypes, persistence, devices."""
+
 from __future__ import annotations
 
 import warnings
@@ -41,7 +42,7 @@ def test_loss_history_matches_direct_loss(rng):
     res = _fit(V, [6, 3], max_iter=30, tol=0, seed=1, l1=0.01, l2=[0.1, 0.0, 0.2])
     R = res.reconstruct()
     pen = 0.01 * sum(F.sum() for F in [*res.Ws, res.H])
-    pen += 0.5 * (0.1 * (res.Ws[0] ** 2).sum() + 0.2 * (res.H ** 2).sum())
+    pen += 0.5 * (0.1 * (res.Ws[0] ** 2).sum() + 0.2 * (res.H**2).sum())
     np.testing.assert_allclose(res.loss, 0.5 * ((V - R) ** 2).sum() + pen, rtol=1e-10)
     assert res.loss_iters[0] == 0 and res.loss_iters[-1] == 30
 
@@ -53,10 +54,12 @@ def test_masked_entries_do_not_influence_fit(rng, beta):
     W0, W20, H0 = rng.random((20, 6)), rng.random((6, 3)), rng.random((3, 16))
     V2 = V.copy()
     V2[mask == 0] = rng.random(int((mask == 0).sum())) * 100
-    a = dnmf.factorize(V, [6, 3], beta=beta, mask=mask, init="custom", Ws=[W0, W20], H=H0,
-                       max_iter=40, tol=0)
-    b = dnmf.factorize(V2, [6, 3], beta=beta, mask=mask, init="custom", Ws=[W0, W20], H=H0,
-                       max_iter=40, tol=0)
+    a = dnmf.factorize(
+        V, [6, 3], beta=beta, mask=mask, init="custom", Ws=[W0, W20], H=H0, max_iter=40, tol=0
+    )
+    b = dnmf.factorize(
+        V2, [6, 3], beta=beta, mask=mask, init="custom", Ws=[W0, W20], H=H0, max_iter=40, tol=0
+    )
     np.testing.assert_array_equal(a.H, b.H)
     np.testing.assert_array_equal(a.Ws[0], b.Ws[0])
     np.testing.assert_allclose(a.loss_history, b.loss_history, rtol=0, atol=0)

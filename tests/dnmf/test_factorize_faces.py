@@ -1,4 +1,5 @@
 """benchmarks/factorize_faces.py (`deblur-bench factorize`) on tiny synthetic images."""
+
 from __future__ import annotations
 
 import argparse
@@ -46,11 +47,31 @@ def test_load_face_matrix(image_dir):
 def test_factorize_command_writes_everything(image_dir, tmp_path, capsys):
     out = tmp_path / "run"
     with pytest.warns(RuntimeWarning, match="broken.jpg"):
-        code = ff.main(_args("--data-dir", str(image_dir), "--ranks", "6", "3", "--size", "12",
-                             "--max-iter", "30", "--out", str(out), "--no-progress"))
+        code = ff.main(
+            _args(
+                "--data-dir",
+                str(image_dir),
+                "--ranks",
+                "6",
+                "3",
+                "--size",
+                "12",
+                "--max-iter",
+                "30",
+                "--out",
+                str(out),
+                "--no-progress",
+            )
+        )
     assert code == 0
-    for name in ["factors.npz", "atoms_layer1.png", "atoms_layer2.png", "loss.png",
-                 "reconstructions.png", "run.json"]:
+    for name in [
+        "factors.npz",
+        "atoms_layer1.png",
+        "atoms_layer2.png",
+        "loss.png",
+        "reconstructions.png",
+        "run.json",
+    ]:
         assert (out / name).is_file(), name
     res = dnmf.load(out / "factors.npz")
     assert res.ranks == (6, 3) and res.Ws[0].shape == (12 * 12 * 3, 6) and res.H.shape == (3, 9)
@@ -58,13 +79,31 @@ def test_factorize_command_writes_everything(image_dir, tmp_path, capsys):
     assert summary["n_images"] == 9 and summary["V_shape"] == [432, 9]
     assert "relative error" in capsys.readouterr().out
     # an existing non-empty --out is refused without --overwrite ...
-    code = ff.main(_args("--data-dir", str(image_dir), "--ranks", "4", "--out", str(out), "--no-progress"))
+    code = ff.main(
+        _args("--data-dir", str(image_dir), "--ranks", "4", "--out", str(out), "--no-progress")
+    )
     assert code == 2 and "--overwrite" in capsys.readouterr().err
     # ... and accepted with it
     with pytest.warns(RuntimeWarning):
-        code = ff.main(_args("--data-dir", str(image_dir), "--ranks", "4", "--size", "12", "--gray",
-                             "--max-iter", "5", "--beta", "1", "--out", str(out), "--overwrite",
-                             "--no-progress"))
+        code = ff.main(
+            _args(
+                "--data-dir",
+                str(image_dir),
+                "--ranks",
+                "4",
+                "--size",
+                "12",
+                "--gray",
+                "--max-iter",
+                "5",
+                "--beta",
+                "1",
+                "--out",
+                str(out),
+                "--overwrite",
+                "--no-progress",
+            )
+        )
     assert code == 0 and dnmf.load(out / "factors.npz").ranks == (4,)
 
 
@@ -75,14 +114,35 @@ def test_factorize_command_errors(tmp_path, image_dir, capsys):
     assert ff.main(_args("--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "o2"))) == 2
     assert "holds no images" in capsys.readouterr().err
     with pytest.warns(RuntimeWarning):  # 9 images cannot give rank 128 with NNDSVD
-        assert ff.main(_args("--data-dir", str(image_dir), "--out", str(tmp_path / "o3"), "--size", "8")) == 2
+        assert (
+            ff.main(
+                _args("--data-dir", str(image_dir), "--out", str(tmp_path / "o3"), "--size", "8")
+            )
+            == 2
+        )
     assert "init='random'" in capsys.readouterr().err
 
 
 def test_on_the_face_set(faces_dir, tmp_path):
-    code = ff.main(_args("--data-dir", str(faces_dir), "--ranks", "8", "4", "--size", "24", "--gray",
-                         "--max-images", "30", "--max-iter", "40", "--out", str(tmp_path / "f"),
-                         "--no-progress"))
+    code = ff.main(
+        _args(
+            "--data-dir",
+            str(faces_dir),
+            "--ranks",
+            "8",
+            "4",
+            "--size",
+            "24",
+            "--gray",
+            "--max-images",
+            "30",
+            "--max-iter",
+            "40",
+            "--out",
+            str(tmp_path / "f"),
+            "--no-progress",
+        )
+    )
     assert code == 0
     summary = json.loads((tmp_path / "f" / "run.json").read_text())
     assert summary["n_images"] == 30 and summary["relative_error"] < 0.5

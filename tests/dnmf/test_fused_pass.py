@@ -1,5 +1,6 @@
 """The fused first-layer pass (β = 2, CPU): one pass over blocks of rows of V gives the same
 factors as the two whole products it replaces, and it is used exactly where it is valid."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,19 +28,20 @@ def _solver(V, ranks, **kw):
     H = torch.rand(*V.shape[:-2], ranks[-1], V.shape[-1], dtype=V.dtype)
     if V.ndim == 3:
         Ws = [W.expand(V.shape[0], -1, -1).contiguous() for W in Ws]
-    return _mu._FrobeniusSolver(V, Ws, H, _mu.Penalties.none(len(ranks) + 1), [True] * (len(ranks) + 1),
-                                _mu.EPSILON, **kw)
+    return _mu._FrobeniusSolver(
+        V, Ws, H, _mu.Penalties.none(len(ranks) + 1), [True] * (len(ranks) + 1), _mu.EPSILON, **kw
+    )
 
 
 def test_used_only_where_valid(rng, small_blocks):
     V = rng.random((50, 20))
     assert _solver(V, [4]).fused_rows == 7
-    assert _solver(V, [3, 5]).fused_rows == 7           # r1 <= rk: W1ᵀV is the cheap product
-    assert _solver(V, [5, 3]).fused_rows == 0           # r1 > rk: (W1…Wk)ᵀ V is cheaper
-    assert _solver(np.asfortranarray(V), [4]).fused_rows == 0   # rows are not slabs
+    assert _solver(V, [3, 5]).fused_rows == 7  # r1 <= rk: W1ᵀV is the cheap product
+    assert _solver(V, [5, 3]).fused_rows == 0  # r1 > rk: (W1…Wk)ᵀ V is cheaper
+    assert _solver(np.asfortranarray(V), [4]).fused_rows == 0  # rows are not slabs
     assert _solver(rng.random((2, 50, 20)), [4]).fused_rows == 0  # batches keep bmm
-    assert _solver(V, [4], reduce=lambda t: t).fused_rows == 0   # shards sum V Hᵀ first
-    assert _solver(V[:6], [4]).fused_rows == 0           # a single block: nothing to fuse
+    assert _solver(V, [4], reduce=lambda t: t).fused_rows == 0  # shards sum V Hᵀ first
+    assert _solver(V[:6], [4]).fused_rows == 0  # a single block: nothing to fuse
 
 
 def test_default_block_leaves_small_matrices_alone(rng):
@@ -55,6 +57,7 @@ def fused_calls(monkeypatch):
     def spy(self, *args):
         calls.append(1)
         return real(self, *args)
+
     monkeypatch.setattr(_mu._FrobeniusSolver, "_fused_first_layer", spy)
     return calls
 

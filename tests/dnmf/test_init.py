@@ -1,4 +1,5 @@
 """Initial factors: NNDSVD variants agree with scikit-learn's, random ones have the data's scale."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,7 +30,9 @@ def test_nndsvdar_fills_zeros_with_small_noise(rng):
 
 def test_randomized_svd_matches_exact(rng):
     # a decaying spectrum, as images have (a flat one is where randomized SVD is loose)
-    X = torch.from_numpy(rng.random((400, 8)) @ rng.random((8, 300)) + 0.01 * rng.random((400, 300)))
+    X = torch.from_numpy(
+        rng.random((400, 8)) @ rng.random((8, 300)) + 0.01 * rng.random((400, 300))
+    )
     U, S, Vh = top_svd(X, 5, torch.Generator().manual_seed(0))
     S_exact = torch.linalg.svdvals(X)[:5]
     np.testing.assert_allclose(S.numpy(), S_exact.numpy(), rtol=1e-6)

@@ -1,4 +1,5 @@
 """One layer with custom init and fixed iterations is scikit-learn's multiplicative update."""
+
 from __future__ import annotations
 
 import inspect
@@ -13,9 +14,18 @@ import dnmf
 def _sk_mu(X, W, H, beta, n_iter, l1_W=0.0, l1_H=0.0, l2_W=0.0, l2_H=0.0):
     params = inspect.signature(_fit_multiplicative_update).parameters
     assert {"X", "W", "H", "beta_loss", "max_iter", "tol"} <= set(params)  # the 1.9 signature
-    W, H, n = _fit_multiplicative_update(X, W.copy(), H.copy(), beta_loss=beta, max_iter=n_iter,
-                                         tol=0, l1_reg_W=l1_W, l1_reg_H=l1_H, l2_reg_W=l2_W,
-                                         l2_reg_H=l2_H)
+    W, H, n = _fit_multiplicative_update(
+        X,
+        W.copy(),
+        H.copy(),
+        beta_loss=beta,
+        max_iter=n_iter,
+        tol=0,
+        l1_reg_W=l1_W,
+        l1_reg_H=l1_H,
+        l2_reg_W=l2_W,
+        l2_reg_H=l2_H,
+    )
     assert n == n_iter
     return W, H
 
@@ -41,8 +51,18 @@ def test_one_layer_with_penalties_matches_sklearn(rng, beta):
     X = rng.random((25, 15))
     W0, H0 = rng.random((25, 3)), rng.random((3, 15))
     Wsk, Hsk = _sk_mu(X, W0, H0, beta, 40, l1_W=0.1, l1_H=0.2, l2_W=0.3, l2_H=0.05)
-    res = dnmf.factorize(X, 3, beta=beta, init="custom", Ws=[W0], H=H0, max_iter=40, tol=0,
-                         l1=[0.1, 0.2], l2=[0.3, 0.05])
+    res = dnmf.factorize(
+        X,
+        3,
+        beta=beta,
+        init="custom",
+        Ws=[W0],
+        H=H0,
+        max_iter=40,
+        tol=0,
+        l1=[0.1, 0.2],
+        l2=[0.3, 0.05],
+    )
     assert _rel(res.Ws[0], Wsk) < 1e-5
     assert _rel(res.H, Hsk) < 1e-5
 

@@ -1,11 +1,18 @@
 """dnmf.shards: balanced column ranges and loaders that read only one process's columns."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from dnmf.shards import (ColumnShard, column_range, list_images, load_image_columns,
-                         load_npy_columns, resolve_rank_world)
+from dnmf.shards import (
+    ColumnShard,
+    column_range,
+    list_images,
+    load_image_columns,
+    load_npy_columns,
+    resolve_rank_world,
+)
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 4, 7])
@@ -46,7 +53,9 @@ def test_npy_columns_concatenate_to_the_whole(matrix, order):
     for world in (1, 2, 3, 5):
         shards = [load_npy_columns(path, r, world) for r in range(world)]
         assert all(isinstance(s, ColumnShard) and s.n_cols == 37 for s in shards)
-        assert [s.col_offset for s in shards] == [column_range(37, r, world)[0] for r in range(world)]
+        assert [s.col_offset for s in shards] == [
+            column_range(37, r, world)[0] for r in range(world)
+        ]
         assert all(s.V.flags.c_contiguous and s.V.dtype == np.float64 for s in shards)
         np.testing.assert_array_equal(np.concatenate([s.V for s in shards], axis=1), V)
 

@@ -1,4 +1,5 @@
 """Every bad input raises an error that names the parameter and what is allowed."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,7 +16,9 @@ def V(rng):
 
 def test_negative_entries_counted(V):
     V[0, 0], V[3, 2] = -0.5, -2.0
-    with pytest.raises(ValueError, match=r"V must be nonnegative: found 2 negative entries \(minimum -2"):
+    with pytest.raises(
+        ValueError, match=r"V must be nonnegative: found 2 negative entries \(minimum -2"
+    ):
         dnmf.factorize(V, 2)
 
 
@@ -28,7 +31,9 @@ def test_nan_inf(V, bad):
 
 @pytest.mark.parametrize("shape", [(10,), (2, 3, 4, 5)])
 def test_wrong_ndim(shape):
-    with pytest.raises(ValueError, match=r"V must be 2-D \(m, n\) or 3-D \(batch, m, n\); got ndim"):
+    with pytest.raises(
+        ValueError, match=r"V must be 2-D \(m, n\) or 3-D \(batch, m, n\); got ndim"
+    ):
         dnmf.factorize(np.ones(shape), 1)
 
 
@@ -46,11 +51,15 @@ def test_ranks_not_positive(V, ranks):
 
 @pytest.mark.parametrize("ranks", [2.0, "3", [2, 1.5], [True], None])
 def test_ranks_not_ints(V, ranks):
-    with pytest.raises(TypeError, match="ranks must be a positive int or a sequence of positive ints"):
+    with pytest.raises(
+        TypeError, match="ranks must be a positive int or a sequence of positive ints"
+    ):
         dnmf.factorize(V, ranks)
 
 
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # short runs on purpose
+@pytest.mark.filterwarnings(
+    "ignore::sklearn.exceptions.ConvergenceWarning"
+)  # short runs on purpose
 @pytest.mark.parametrize("init", ["nndsvd", "nndsvda", "nndsvdar"])
 def test_first_rank_too_large_for_nndsvd(V, init):
     with pytest.raises(ValueError, match=r"needs the first rank <= min\(m, n\) = 8.*init='random'"):
@@ -63,7 +72,9 @@ def test_deeper_rank_too_large_for_nndsvd(V):
         dnmf.factorize(V, [3, 5])
 
 
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # short runs on purpose
+@pytest.mark.filterwarnings(
+    "ignore::sklearn.exceptions.ConvergenceWarning"
+)  # short runs on purpose
 @pytest.mark.parametrize("beta", [0, -0.5, "itakura-saito"])
 def test_beta_nonpositive_with_zeros(V, beta):
     V[2, 3] = 0.0
@@ -92,7 +103,9 @@ def test_custom_needs_factors(V):
 
 def test_custom_wrong_shape(V):
     with pytest.raises(ValueError, match=r"Ws\[1\] must have shape \(4, 2\), got \(3, 2\)"):
-        dnmf.factorize(V, [4, 2], init="custom", Ws=[np.ones((10, 4)), np.ones((3, 2))], H=np.ones((2, 8)))
+        dnmf.factorize(
+            V, [4, 2], init="custom", Ws=[np.ones((10, 4)), np.ones((3, 2))], H=np.ones((2, 8))
+        )
     with pytest.raises(ValueError, match=r"H must have shape \(2, 8\), got \(2, 7\)"):
         dnmf.factorize(V, 2, init="custom", Ws=[np.ones((10, 2))], H=np.ones((2, 7)))
     with pytest.raises(ValueError, match="Ws must be a list of 2 factors"):
@@ -108,7 +121,9 @@ def test_custom_wrong_sign(V):
         dnmf.factorize(V, 2, init="custom", Ws=[np.ones((10, 2))], H=np.full((2, 8), np.nan))
 
 
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # short runs on purpose
+@pytest.mark.filterwarnings(
+    "ignore::sklearn.exceptions.ConvergenceWarning"
+)  # short runs on purpose
 def test_custom_factors_ignored_warning(V):
     with pytest.warns(RuntimeWarning, match="only used with init='custom'"):
         dnmf.factorize(V, 2, H=np.ones((2, 8)), max_iter=2, seed=0)
@@ -123,16 +138,19 @@ def test_mask_wrong_shape_and_values(V):
         dnmf.factorize(V, 2, mask=np.zeros(V.shape))
 
 
-@pytest.mark.parametrize("name,value,match", [
-    ("max_iter", 0, "max_iter must be an int >= 1"),
-    ("max_iter", 2.5, "max_iter must be an int >= 1"),
-    ("tol", -1.0, "tol must be a float >= 0"),
-    ("eps", 0.0, "eps must be a float > 0"),
-    ("check_every", 0, "check_every must be an int >= 1"),
-    ("pretrain", 0, "pretrain must be a bool or an int >= 1"),
-    ("seed", -3, "seed must be None or an int >= 0"),
-    ("device", 12.5, "device must be a torch device"),
-])
+@pytest.mark.parametrize(
+    "name,value,match",
+    [
+        ("max_iter", 0, "max_iter must be an int >= 1"),
+        ("max_iter", 2.5, "max_iter must be an int >= 1"),
+        ("tol", -1.0, "tol must be a float >= 0"),
+        ("eps", 0.0, "eps must be a float > 0"),
+        ("check_every", 0, "check_every must be an int >= 1"),
+        ("pretrain", 0, "pretrain must be a bool or an int >= 1"),
+        ("seed", -3, "seed must be None or an int >= 0"),
+        ("device", 12.5, "device must be a torch device"),
+    ],
+)
 def test_bad_scalar_parameters(V, name, value, match):
     with pytest.raises(ValueError, match=match):
         dnmf.factorize(V, 2, **{name: value})
@@ -159,7 +177,9 @@ def test_bad_types(V):
         dnmf.factorize(V, 1, dtype="int32")
 
 
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # short runs on purpose
+@pytest.mark.filterwarnings(
+    "ignore::sklearn.exceptions.ConvergenceWarning"
+)  # short runs on purpose
 def test_integer_input_becomes_float64():
     res = dnmf.factorize(np.arange(1, 13).reshape(3, 4), 2, max_iter=5, seed=0)
     assert res.H.dtype == np.float64
