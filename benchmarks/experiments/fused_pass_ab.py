@@ -1,9 +1,9 @@
 """A/B of dnmf's fused first-layer pass against the two whole products it replaces.
 
 ``dnmf`` (β = 2, CPU, ``r1 ≤ rk``) computes ``V Hᵀ``, the ``W1`` update and ``W1ᵀ V`` in one
-pass over blocks of rows of ``V`` (``dnmf._mu.FUSED_BLOCK_BYTES``). This times, in one process
-and interleaved round by round, the same ``dnmf.factorize`` call with the pass off (a block
-larger than ``V``) and at a few block sizes, next to scikit-learn's ``NMF(solver="mu")``, on
+pass over blocks of rows of ``V`` (``dnmf._mu.run_mu(fused_block_bytes=)``). This times, in one
+process and interleaved round by round, the same fit from fixed factors with the pass off (a
+block larger than ``V``) and at a few block sizes, next to scikit-learn's ``NMF(solver="mu")``, on
 ``deblur-bench nmf-speed``'s matrix::
 
     python -m benchmarks.experiments.fused_pass_ab --threads 2 --rounds 15 \\
@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 
-import dnmf
 from benchmarks.io_utils import write_json
 from benchmarks.nmf_speed import _environment, _sklearn_fit, _time_round_robin, make_problem
 from dnmf import _mu
@@ -49,14 +48,9 @@ def run_ab(
     default = _mu.FUSED_BLOCK_BYTES
 
     def dnmf_with(block_bytes):
-        def fit():
-            _mu.FUSED_BLOCK_BYTES = block_bytes
-            try:
-                return dnmf.factorize(
-                    Vt, [rank], init="custom", Ws=[W0], H=H0, max_iter=n_iter, tol=0
-                )
-            finally:
-                _mu.FUSED_BLOCK_BYTES = default
+        def fit():  # dnmf.factorize(init="custom") minus its input checks, at this block size
+            Ws, H = [torch.from_numpy(W0.copy())], torch.from_numpy(H0.copy())
+            return _mu.run_mu(Vt, Ws, H, max_iter=n_iter, tol=0, fused_block_bytes=block_bytes)
 
         return fit
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -32,3 +34,42 @@ def _one_thread():
     with threadpool_limits(limits=1):
         yield
     torch.set_num_threads(before)
+
+
+def _sk_mu(X, W, H, beta, n_iter, l1_W=0.0, l1_H=0.0, l2_W=0.0, l2_H=0.0):
+    from sklearn.decomposition._nmf import _fit_multiplicative_update
+
+    params = inspect.signature(_fit_multiplicative_update).parameters
+    assert {"X", "W", "H", "beta_loss", "max_iter", "tol"} <= set(params)  # the 1.9 signature
+    W, H, n = _fit_multiplicative_update(
+        X,
+        W.copy(),
+        H.copy(),
+        beta_loss=beta,
+        max_iter=n_iter,
+        tol=0,
+        l1_reg_W=l1_W,
+        l1_reg_H=l1_H,
+        l2_reg_W=l2_W,
+        l2_reg_H=l2_H,
+    )
+    assert n == n_iter
+    return W, H
+
+
+@pytest.fixture
+def sk_mu():
+    """``sk_mu(X, W, H, beta, n_iter, l1_W=, l1_H=, l2_W=, l2_H=)``: scikit-learn's
+    multiplicative updates from ``(W, H)`` for exactly ``n_iter`` iterations (copies in)."""
+    return _sk_mu
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a), np.asarray(b)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
+
+
+@pytest.fixture
+def rel():
+    """``rel(a, b)``: the largest absolute difference relative to the largest ``|b|``."""
+    return _rel
