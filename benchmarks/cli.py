@@ -7,7 +7,7 @@ import importlib
 import sys
 
 from benchmarks import __version__
-from benchmarks.presets import PRESETS
+from benchmarks.presets import PRESETS, add_protocol_args
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -23,8 +23,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--data-dir",
-        help="folder of face images, searched recursively "
-        "(default: data/faces/, else the embedded photographs)",
+        help="folder of face images, searched recursively, or builtin:faces / builtin:photos "
+        "(default: the shipped face set)",
     )
     p.add_argument("--size", type=int, help="square image side in px (overrides the preset)")
     p.add_argument("--gray", action="store_true", default=None, help="grayscale instead of RGB")
@@ -83,6 +83,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         augment_photos=args.augment_photos,
         augment_faces=args.augment_faces,
         lr_schedule=args.lr_schedule,
+        jpeg_quality=args.jpeg_quality,
+        ssim_weight=args.ssim_weight,
     )
     run_benchmark(cfg)
     return 0
@@ -212,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["constant", "cosine"],
         help="CNN learning-rate schedule (default constant)",
     )
+    add_protocol_args(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("restore", help="deblur your own images with one method")

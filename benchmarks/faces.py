@@ -189,9 +189,15 @@ def load_embedded(
     )
 
 
-def default_data_dir() -> Path:
-    """``data/faces`` beside the package (used when it holds images)."""
-    return Path(__file__).resolve().parent.parent / "data" / "faces"
+#: The face set that ships with the package (Georgia Tech Face Database, 50 people x 15
+#: tight colour crops; attribution and terms in ``SOURCE.txt`` beside the images).
+SHIPPED_FACES = Path(__file__).resolve().parent / "data" / "gt_faces"
+SHIPPED_FACES_SOURCE = "shipped face set: Georgia Tech Face Database (50 people x 15 images)"
+#: ``--data-dir`` names for the data that comes with the toolkit (no folder of that name needed).
+BUILTIN_SETS = {
+    "builtin:faces": "the shipped face set (the default)",
+    "builtin:photos": "crops of scikit-image's sample photographs (not faces)",
+}
 
 
 def load_images(
@@ -202,14 +208,26 @@ def load_images(
     max_images: int | None = None,
     seed: int = 0,
 ) -> ImageSet:
-    """The data a run uses: ``data_dir`` if given, else ``data/faces/`` if it holds images,
-    else the embedded photographs (announced by the caller through ``ImageSet.source``)."""
-    if data_dir is not None:
-        return load_face_folder(data_dir, size=size, gray=gray, max_images=max_images, seed=seed)
-    local = default_data_dir()
-    if local.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in local.rglob("*")):
-        return load_face_folder(local, size=size, gray=gray, max_images=max_images, seed=seed)
-    return load_embedded(size=size, gray=gray, max_images=max_images, seed=seed)
+    """The data a run uses: ``data_dir`` if given, else the shipped face set.
+
+    ``data_dir`` may also name a built-in set (:data:`BUILTIN_SETS`): ``builtin:faces`` (the
+    shipped faces) or ``builtin:photos`` (scikit-image's photographs, not faces).
+    """
+    name = str(data_dir) if data_dir is not None else "builtin:faces"
+    if name.startswith("builtin:"):
+        if name not in BUILTIN_SETS:
+            raise ValueError(
+                f"--data-dir {name!r}: unknown built-in set; choose one of "
+                f"{sorted(BUILTIN_SETS)} or a folder of images"
+            )
+        if name == "builtin:photos":
+            return load_embedded(size=size, gray=gray, max_images=max_images, seed=seed)
+        faces = load_face_folder(
+            SHIPPED_FACES, size=size, gray=gray, max_images=max_images, seed=seed
+        )
+        faces.source = SHIPPED_FACES_SOURCE
+        return faces
+    return load_face_folder(data_dir, size=size, gray=gray, max_images=max_images, seed=seed)
 
 
 def split_identities(

@@ -10,6 +10,7 @@ import torch
 
 from benchmarks.blur import BlurOperator, degrade
 from benchmarks.faces import ImageSet, load_images, split_identities
+from benchmarks.jpeg import jpeg_round_trip
 from benchmarks.pairs import PairSet
 from benchmarks.presets import Preset
 
@@ -41,7 +42,12 @@ def prepare_splits(
     blur: BlurOperator,
     noise: float = 0.0,
 ) -> Splits:
-    """Load, split by identity (seeded), and degrade every image once (seeded noise)."""
+    """Load, split by identity (seeded), and degrade every image once (seeded noise).
+
+    With ``preset.jpeg_quality`` set, the sharp and the blurred images are then both replaced
+    by their JPEG copies at that quality (the source's protocol: every split, so that training
+    and scoring see the same kind of image).
+    """
     images = load_images(
         data_dir, size=preset.size, gray=preset.gray, max_images=preset.max_images, seed=seed
     )
@@ -50,6 +56,10 @@ def prepare_splits(
     blurred = torch.cat(
         [degrade(chunk, blur, noise=noise, generator=gen) for chunk in images.images.split(256)]
     )
+    if preset.jpeg_quality is not None:
+        q = preset.jpeg_quality
+        blurred = torch.cat([jpeg_round_trip(c, q) for c in blurred.split(256)])
+        images.images = torch.cat([jpeg_round_trip(c, q) for c in images.images.split(256)])
     meta = {
         "n_images": len(images),
         "n_identities": len(set(images.identities)),

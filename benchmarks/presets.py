@@ -5,6 +5,8 @@ Explicit CLI flags override a preset's fields (``--preset fast --size 128``).
 
 from __future__ import annotations
 
+import argparse
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -22,6 +24,9 @@ class Preset:
     batch_size: int  # CNN batch size
     tiny: bool  # use tiny models / few iterations (tests and CI)
     description: str
+    jpeg_quality: int | None = None  # JPEG round trip of sharp and blurred images (None: none)
+    ssim_weight: float | None = None  # CNN loss MSE + w (1 - SSIM); None: the method's default
+    keep_best: bool = True  # CNNs keep their best-validation epoch (False: the last one)
 
     def with_overrides(self, **kw: Any) -> Preset:
         """Return a copy with every non-``None`` keyword applied (``max_images=0``: all)."""
@@ -56,6 +61,21 @@ PRESETS: dict[str, Preset] = {
         description="first run on a 2-core CPU: 64x64, hundreds of images, <= 5 min in all "
         "(CNN rows are short trainings)",
     ),
+    "seed": Preset(
+        name="seed",
+        size=160,
+        gray=False,
+        max_images=None,
+        epochs=100,
+        max_minutes=None,
+        batch_size=64,
+        tiny=False,
+        description="the source repository's own ConvAE protocol: 160x160 RGB, JPEG-75 copies "
+        "of both images, MSE loss, Adam 1e-3, batch 64, 100 epochs, last-epoch weights",
+        jpeg_quality=75,
+        ssim_weight=0.0,
+        keep_best=False,
+    ),
     "paper": Preset(
         name="paper",
         size=160,
@@ -68,6 +88,42 @@ PRESETS: dict[str, Preset] = {
         description="the reference protocol, meant for a GPU: 160x160 RGB, all images, 100 epochs",
     ),
 }
+
+
+def _jpeg_quality(text: str) -> int:
+    from benchmarks.jpeg import check_jpeg_quality
+
+    try:
+        return check_jpeg_quality(int(text))  # type: ignore[return-value]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"an integer from 1 to 95, got {text!r}") from None
+
+
+def _ssim_weight(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"a finite number >= 0, got {text!r}")
+    return value
+
+
+def add_protocol_args(p: argparse.ArgumentParser) -> None:
+    """The flags that override a preset's protocol fields (``run`` and ``train`` share them)."""
+    p.add_argument(
+        "--jpeg-quality",
+        type=_jpeg_quality,
+        metavar="Q",
+        help="save the sharp and the blurred images as JPEG at quality Q (1-95) and read them "
+        "back, as the source's data script did (the seed preset: 75)",
+    )
+    p.add_argument(
+        "--ssim-weight",
+        type=_ssim_weight,
+        metavar="W",
+        help="CNN loss MSE + W (1 - SSIM) (default 0.1; the seed preset: 0, MSE alone)",
+    )
 
 
 def get_preset(name: str) -> Preset:

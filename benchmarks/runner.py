@@ -64,6 +64,8 @@ class RunConfig:
     augment_photos: bool = False
     augment_faces: bool = False
     lr_schedule: str | None = None
+    jpeg_quality: int | None = None  # JPEG round trip of both images (overrides the preset)
+    ssim_weight: float | None = None  # CNN rows: loss MSE + w (1 - SSIM) (overrides the preset)
 
     def resolved_preset(self) -> Preset:
         return get_preset(self.preset).with_overrides(
@@ -72,6 +74,8 @@ class RunConfig:
             epochs=self.epochs,
             max_minutes=self.max_minutes,
             max_images=self.max_images,
+            jpeg_quality=self.jpeg_quality,
+            ssim_weight=self.ssim_weight,
         )
 
 
@@ -139,6 +143,36 @@ def _cnn_data_note(cfg: RunConfig) -> str:
     return f" CNNs trained here on the training images and {' and '.join(parts)}." if parts else ""
 
 
+def _jpeg_note(preset: Preset) -> str:
+    q = preset.jpeg_quality
+    return f", then sharp and blurred images both saved as JPEG (quality {q})" if q else ""
+
+
+def _training_mse_table(infos: dict[str, Any]) -> str:
+    """The learned rows' last-epoch training MSE next to the held-out table.
+
+    This is how the source measured its ConvAE: the mean training loss (MSE) over the
+    batches of its last epoch, on images it trained on, not on held-out people.
+    """
+    rows = [(n, i) for n, i in infos.items() if i.get("train_mse_last_epoch") is not None]
+    if not rows:
+        return ""
+    lines = [
+        "",
+        "Training-set MSE of the last epoch (mean over its batches, on the training images; "
+        "the figure the source reported) next to the held-out MSE above:",
+        "",
+        "| method | epochs trained | training MSE, last epoch | weights scored: epoch |",
+        "|---|---|---|---|",
+    ]
+    for name, info in rows:
+        lines.append(
+            f"| {name} | {info.get('epochs_trained')} | {info['train_mse_last_epoch']:.5f} "
+            f"| {info.get('weights_epoch')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def check_tta(tta: bool, blur: Any) -> None:
     """``--tta`` averages over all 8 flips / quarter turns: refuse a blur that they change."""
     if tta and psf_symmetries(blur) != list(range(8)):
@@ -187,10 +221,10 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
         f"{'gray' if preset.gray else 'RGB'}; train/val/test images "
         f"{splits.meta['n_train']}/{splits.meta['n_val']}/{splits.meta['n_test']}",
     )
-    if splits.source.startswith("embedded"):
+    if cfg.data_dir is None:
         print(
-            f"No --data-dir given and data/faces/ is empty: using the {splits.source} "
-            f"(not faces; see data/README.md to use a face set).",
+            f"No --data-dir given: using the {splits.source} (see data/README.md for its "
+            f"terms and for using your own face folder).",
             flush=True,
         )
     blur_meta = {**blur.meta(), "noise": cfg.noise, "quantization": "8-bit"}
@@ -317,11 +351,12 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
         f"{len(splits.meta['test_ids'])} held-out identities. Blur: {blur_meta['kind']} "
         f"{blur_meta['kernel_shape'][0]}×{blur_meta['kernel_shape'][1]}"
         f"{', sigma ' + str(blur.sigma) if blur.sigma else ''}, noise {cfg.noise}, "
-        f"8-bit. Means ± 95% t-interval over test images."
+        f"8-bit{_jpeg_note(preset)}. Means ± 95% t-interval over test images."
         f"{' CNN rows use the 8-flip test-time self-ensemble (--tta).' if cfg.tta else ''}"
         f"{_cnn_data_note(cfg)}"
         f"\n\n"
     )
+    md += _training_mse_table(infos)
     write_text(out / "summary.md", header + md)
     from benchmarks.io_utils import atomic_write
 

@@ -31,7 +31,7 @@ from benchmarks.io_utils import prepare_out_dir, write_json
 from benchmarks.methods import MethodContext, get_method, registry
 from benchmarks.methods._cnn import CURVE_NAME, _CNNMethod
 from benchmarks.pipeline import prepare_splits
-from benchmarks.presets import PRESETS, get_preset
+from benchmarks.presets import PRESETS, add_protocol_args, get_preset
 from benchmarks.runner import default_out, git_commit, peak_rss_mib, resolve_device, versions
 from convae.train import (
     DistributedInfo,
@@ -49,7 +49,10 @@ def cnn_methods() -> list[str]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="CNN method to train (convae, convae-unet)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="fast")
-    p.add_argument("--data-dir", help="face folder (default: data/faces/ or the embedded set)")
+    p.add_argument(
+        "--data-dir",
+        help="face folder, or builtin:faces / builtin:photos (default: the shipped face set)",
+    )
     p.add_argument("--size", type=int, help="image side in px (overrides the preset)")
     p.add_argument("--gray", action="store_true", default=None)
     p.add_argument("--max-images", type=int)
@@ -68,6 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="constant (default) or cosine decay to 0 over --epochs or over "
         "--max-minutes, whichever ends first",
     )
+    add_protocol_args(p)
     p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     p.add_argument("--resume", help="last.pt of an interrupted run to continue")
     p.add_argument("--device", default="cpu")
@@ -207,6 +211,8 @@ def _train(
         max_images=args.max_images,
         epochs=args.epochs,
         max_minutes=args.max_minutes,
+        jpeg_quality=args.jpeg_quality,
+        ssim_weight=args.ssim_weight,
     )
     model_kwargs = parse_model_args(getattr(args, "model_arg", []) or [])
     extra = getattr(args, "extra_photos", 0) or 0

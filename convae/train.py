@@ -146,7 +146,7 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     """What a :func:`train` call did. ``history`` has one dict per epoch since the start
-    (including epochs done before a resume): ``epoch``, ``train_loss``, ``val_loss``,
+    (including epochs done before a resume): ``epoch``, ``train_loss``, ``train_mse``, ``val_loss``,
     ``val_mse``, ``seconds`` (epoch wall time incl. validation), ``train_seconds``,
     ``images_per_s`` (training throughput, all ranks together under DDP), ``lr``."""
 
@@ -699,6 +699,9 @@ def train(
             desc=f"epoch {epoch + 1}/{config.epochs}",
         )
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        # The epoch's mean training MSE, the figure the source reported (its loss was MSE
+        # alone); equal to the loss when ssim_weight is 0.
+        mse_sum = torch.zeros((), dtype=torch.float64, device=device)
         done = 0
         last_post = 0.0
         for step, (b, s) in enumerate(tr.batches(idx_batches, device, config.num_workers)):
@@ -720,6 +723,10 @@ def train(
             scaler.step(optimizer)
             scaler.update()
             loss_sum += loss.detach().double() * len(b)
+            if config.ssim_weight == 0:
+                mse_sum += loss.detach().double() * len(b)
+            else:
+                mse_sum += (out.detach().float() - s).square().mean().double() * len(b)
             done += len(b)
             bar.update(len(b))
             now = time.perf_counter()
@@ -745,16 +752,20 @@ def train(
             stats = torch.cat(
                 [
                     torch.stack(
-                        [loss_sum, torch.tensor(float(done), dtype=torch.float64, device=device)]
+                        [
+                            loss_sum,
+                            torch.tensor(float(done), dtype=torch.float64, device=device),
+                            mse_sum,
+                        ]
                     ),
                     vsum,
                 ]
             )
             dist.all_reduce(stats)
             dist.broadcast(stats, src=0)  # rank 0's numbers decide, bit for bit
-            loss_sum, done = stats[0], int(stats[1].item())
+            loss_sum, done, mse_sum = stats[0], int(stats[1].item()), stats[2]
             val = (
-                {"loss": stats[2].item() / va.n, "mse": stats[3].item() / va.n}
+                {"loss": stats[3].item() / va.n, "mse": stats[4].item() / va.n}
                 if va is not None
                 else None
             )
@@ -776,6 +787,7 @@ def train(
         rec = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
+            "train_mse": mse_sum.item() / max(done, 1),
             "val_loss": val["loss"] if val else None,
             "val_mse": val["mse"] if val else None,
             "seconds": seconds,

@@ -1,8 +1,7 @@
-"""Shared fixtures: devices, the face set (skipped when absent), tiny image folders."""
+"""Shared fixtures: devices, the shipped face set, tiny image folders."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -29,23 +28,12 @@ def device(request) -> torch.device:
     return torch.device(request.param)
 
 
-def _faces_dir() -> Path | None:
-    env = os.environ.get("DEBLUR_FACES_DIR")
-    candidates = [Path(env)] if env else []
-    candidates.append(REPO.parent / "shared" / "data" / "gt_faces")
-    for c in candidates:
-        if c.is_dir() and any(c.glob("*.jpg")):
-            return c
-    return None
-
-
 @pytest.fixture(scope="session")
 def faces_dir() -> Path:
-    """The development face set (DEBLUR_FACES_DIR or ../shared/data/gt_faces); skip if absent."""
-    d = _faces_dir()
-    if d is None:
-        pytest.skip("face set not found: set DEBLUR_FACES_DIR to ../shared/data/gt_faces")
-    return d
+    """The face set that ships with the package (750 JPEGs, 50 people x 15)."""
+    from benchmarks.faces import SHIPPED_FACES
+
+    return SHIPPED_FACES
 
 
 def write_image(

@@ -9,7 +9,7 @@ A concrete method only names its architecture and constructor keywords::
 
 Training budget comes from ``ctx.preset`` (epochs, max_minutes, batch_size), overridden by
 ``ctx.options`` keys ``epochs``, ``max_minutes``, ``batch_size``, ``lr`` (also ``amp``,
-``compile``, ``lr_schedule``) and ``tta`` (restore with the 8-flip self-ensemble).
+``compile``, ``lr_schedule``, ``ssim_weight``) and ``tta`` (restore with the 8-flip self-ensemble).
 All training, checkpoint and model code lives in :mod:`convae`.
 """
 
@@ -76,7 +76,10 @@ class _CNNMethod(Method):
             batch_size=self.train_batch_size or p.batch_size,
             seed=self.ctx.seed,
             device=str(self.device),
+            keep_best=p.keep_best,
         )
+        if p.ssim_weight is not None:
+            cfg.ssim_weight = p.ssim_weight
         for key, conv in (
             ("epochs", int),
             ("max_minutes", float),
@@ -85,6 +88,7 @@ class _CNNMethod(Method):
             ("amp", bool),
             ("compile", bool),
             ("lr_schedule", str),
+            ("ssim_weight", float),
         ):
             if o.get(key) is not None:
                 setattr(cfg, key, conv(o[key]))
@@ -200,6 +204,10 @@ class _CNNMethod(Method):
             stopped_reason=self.result.stopped_reason if self.result else None,
             loaded_from=self.loaded_from,
             tta=bool(self.ctx.options.get("tta")),
+            # the source's own figure: mean training MSE over the last epoch's batches
+            train_mse_last_epoch=self.history[-1].get("train_mse") if self.history else None,
+            epochs_trained=self.history[-1].get("epoch") if self.history else None,
+            weights_epoch=self._weights_epoch(),
         )
         shape = self.image_shape or (
             getattr(base, "in_channels", 3),
@@ -212,6 +220,13 @@ class _CNNMethod(Method):
         except Exception:  # MACs are a nicety; never fail a run over them
             d["macs_per_image"] = None
         return d
+
+    def _weights_epoch(self) -> int | None:
+        """The epoch whose weights restore: a loaded file's own, else best or last trained."""
+        if self.loaded_from is not None or self.result is None:
+            return self.epochs_run
+        keep_best = self.result.config.get("keep_best", True) if self.result.config else True
+        return self.result.best_epoch if keep_best else self.result.epochs_completed
 
     def figures(self, out_dir: Path) -> list[Path]:
         """The training curve (train/val loss per epoch), when there is a history."""

@@ -396,3 +396,17 @@ def test_compile_matches_eager(pairs):
     train(comp, (b, s), None, cfg(epochs=1, batch_size=4, compile=True), progress=False)
     for k, v in eager.state_dict().items():
         torch.testing.assert_close(comp.state_dict()[k], v, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("ssim_weight", [0.0, 0.1])
+def test_history_records_the_epochs_training_mse(pairs, ssim_weight):
+    """``train_mse`` is the epoch's mean batch MSE: the loss itself when the loss is MSE alone,
+    below the loss when the SSIM term is added (1 - SSIM > 0 on these images)."""
+    b, s = pairs(12)
+    r = train(tiny_model(), (b, s), None, cfg(epochs=2, ssim_weight=ssim_weight), progress=False)
+    for h in r.history:
+        assert h["train_mse"] > 0
+        if ssim_weight == 0:
+            assert h["train_mse"] == pytest.approx(h["train_loss"], rel=1e-12)
+        else:
+            assert h["train_mse"] < h["train_loss"]
