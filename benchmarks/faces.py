@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm"}
+from benchmarks.images import IMAGE_SUFFIXES as IMAGE_SUFFIXES  # the one list, re-exported
+from benchmarks.images import Picture, image_files, read_or_warn, suffixes_text
+
 _STEM_SUFFIX = re.compile(r"_\d+_?$")
 
 # Real photographs shipped inside the scikit-image wheel (no download). Each is its own
@@ -70,9 +70,9 @@ def find_images(root: str | Path) -> list[Path]:
         raise FileNotFoundError(f"data folder not found: {root}")
     if not root.is_dir():
         raise NotADirectoryError(f"--data-dir must be a folder, got a file: {root}")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(root)
     if not files:
-        raise ValueError(f"no images (.jpg/.jpeg/.png/.pgm) found under {root}")
+        raise ValueError(f"no images ({suffixes_text()}) found under {root}")
     return files
 
 
@@ -96,27 +96,9 @@ def parse_identities(files: list[Path], root: str | Path) -> list[str]:
     return [identity_from_stem(f.stem) for f in files]
 
 
-def preprocess(im: Image.Image, size: int, gray: bool) -> np.ndarray:
+def preprocess(pic: Picture, size: int) -> np.ndarray:
     """Center-crop to a square, resize (bicubic, antialiased by PIL), return ``(C, S, S)``."""
-    im = im.convert("L" if gray else "RGB")
-    w, h = im.size
-    s = min(w, h)
-    left, top = (w - s) // 2, (h - s) // 2
-    im = im.crop((left, top, left + s, top + s))
-    if s != size:
-        im = im.resize((size, size), Image.BICUBIC, reducing_gap=None)
-    arr = np.asarray(im, dtype=np.float32) / 255.0
-    return arr[None] if gray else arr.transpose(2, 0, 1)
-
-
-def _read(path: Path) -> Image.Image | None:
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.copy()
-    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError ... on bad files
-        warnings.warn(f"skipping unreadable image {path}: {exc}", stacklevel=3)
-        return None
+    return pic.center_square().resize(size).array()
 
 
 def _cap_per_identity(identities: list[str], max_images: int | None, seed: int) -> list[int]:
@@ -146,10 +128,10 @@ def load_face_folder(
     keep = _cap_per_identity(identities, max_images, seed)
     arrays, ids, names = [], [], []
     for i in keep:
-        im = _read(files[i])
-        if im is None:
+        pic = read_or_warn(files[i], gray=gray)
+        if pic is None:
             continue
-        arrays.append(preprocess(im, size, gray))
+        arrays.append(preprocess(pic, size))
         ids.append(identities[i])
         names.append(str(files[i].relative_to(root)))
     if not arrays:
@@ -167,15 +149,15 @@ def load_embedded(
     arrays, ids, names = [], [], []
     for fname in EMBEDDED_PHOTOS:
         path = folder / fname
-        im = _read(path) if path.exists() else None
-        if im is None:
+        pic = read_or_warn(path, gray=gray) if path.exists() else None
+        if pic is None:
             continue
-        w, h = im.size
+        w, h = pic.size
         tile = max(size, min(w, h) // 3)  # about 9 crops per photograph
         for r in range(h // tile):
             for c in range(w // tile):
-                crop = im.crop((c * tile, r * tile, (c + 1) * tile, (r + 1) * tile))
-                arrays.append(preprocess(crop, size, gray))
+                crop = pic.crop((c * tile, r * tile, (c + 1) * tile, (r + 1) * tile))
+                arrays.append(preprocess(crop, size))
                 ids.append(Path(fname).stem)
                 names.append(f"{Path(fname).stem}_r{r}c{c}.png")
     if not arrays:

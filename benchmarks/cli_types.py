@@ -1,0 +1,69 @@
+"""``argparse`` ``type=`` functions shared by every subcommand.
+
+A bad value fails at parse time with argparse's own message, which names the flag::
+
+    deblur-bench run: error: argument --size: must be an integer >= 1, got '0'
+
+so each check lives here once instead of in every command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (sizes, epochs, thread counts, ranks)."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def nonneg_int(text: str) -> int:
+    """An integer >= 0 (seeds, counts where 0 means none or all)."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
+def finite_nonneg_float(text: str) -> float:
+    """A finite number >= 0 (noise level); refuses ``nan`` and ``inf``."""
+    value = _float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def finite_positive_float(text: str) -> float:
+    """A finite number > 0 (blur sigma, time caps, learning rates, regularisation balance)."""
+    value = _float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def device_name(text: str) -> str:
+    """``cpu``, ``cuda`` or ``cuda:N``; whether CUDA is present is checked when it is used."""
+    if not _DEVICE.match(text):
+        raise argparse.ArgumentTypeError(f"must be cpu, cuda or cuda:N, got {text!r}")
+    return text
