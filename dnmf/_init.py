@@ -6,7 +6,27 @@ from a CPU ``torch.Generator`` in float64, so a seed gives the same factors on e
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
 import torch
+
+from . import _validation as val
+
+
+def make_generator(seed: Any) -> torch.Generator:
+    """A CPU generator from a seed: None draws one from torch's global RNG; an int >= 0, a
+    numpy ``RandomState`` or ``Generator`` (one draw), or a ``torch.Generator`` (used as is)."""
+    if isinstance(seed, torch.Generator):
+        return seed
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (1,)))
+    elif isinstance(seed, np.random.RandomState):
+        seed = int(seed.randint(np.iinfo(np.int32).max))
+    elif isinstance(seed, np.random.Generator):
+        seed = int(seed.integers(2**62))
+    return torch.Generator().manual_seed(val.check_seed(seed))
 
 
 def _randn(shape: tuple[int, ...], gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
@@ -43,8 +63,40 @@ def nndsvd(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """NNDSVD ('nndsvd'), zeros filled with the mean ('nndsvda') or small noise ('nndsvdar')."""
     U, S, Vh = top_svd(X, r, gen)
-    W = torch.zeros((*X.shape[:-2], X.shape[-2], r), dtype=X.dtype, device=X.device)
-    H = torch.zeros((*X.shape[:-2], r, X.shape[-1]), dtype=X.dtype, device=X.device)
+    W, H = nndsvd_from_svd(U, S, Vh, eps=eps)
+    return fill_nndsvd_zeros(
+        W,
+        H,
+        variant,
+        mean=lambda: X.mean(dim=(-2, -1), keepdim=True),
+        noise=lambda: (_randn(tuple(W.shape), gen, W), _randn(tuple(H.shape), gen, H)),
+    )
+
+
+def _row_norms(yp: torch.Tensor, yn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return yp.norm(dim=-1), yn.norm(dim=-1)
+
+
+def nndsvd_from_svd(
+    U: torch.Tensor,
+    S: torch.Tensor,
+    Vh: torch.Tensor,
+    *,
+    eps: float = 1e-6,
+    row_norms: Callable[
+        [torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]
+    ] = _row_norms,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The NNDSVD factors ``(W, H)`` of the leading singular triplets ``U S Vh`` (batched).
+
+    Entries below ``eps`` are set to 0 (:func:`fill_nndsvd_zeros` then fills them for the
+    variants). ``row_norms(yp, yn)`` returns the norms of the rows of the positive and negative
+    parts of ``Vh[1:]``; the default computes them here, and a column-sharded ``Vh``
+    (``dnmf.distributed``) passes one that sums the squares over the shards.
+    """
+    W = torch.zeros(U.shape, dtype=U.dtype, device=U.device)
+    H = torch.zeros(Vh.shape, dtype=Vh.dtype, device=Vh.device)
+    r = U.shape[-1]
     # The leading singular pair of a nonnegative matrix can be taken nonnegative.
     s0 = S[..., :1].sqrt()
     W[..., :, 0] = s0 * U[..., :, 0].abs()
@@ -54,10 +106,10 @@ def nndsvd(
         xp, xn = x.clamp_min(0), (-x).clamp_min(0)
         yp, yn = y.clamp_min(0), (-y).clamp_min(0)
         xpn, xnn = xp.norm(dim=-2), xn.norm(dim=-2)
-        ypn, ynn = yp.norm(dim=-1), yn.norm(dim=-1)
+        ypn, ynn = row_norms(yp, yn)
         mp, mn = xpn * ypn, xnn * ynn
         pos = mp > mn  # keep the part (positive or negative) with the larger energy
-        tiny = torch.finfo(X.dtype).tiny
+        tiny = torch.finfo(U.dtype).tiny
         u = torch.where(
             pos.unsqueeze(-2),
             xp / xpn.clamp_min(tiny).unsqueeze(-2),
@@ -73,15 +125,31 @@ def nndsvd(
         H[..., 1:, :] = lbd.unsqueeze(-1) * v
     W[W < eps] = 0
     H[H < eps] = 0
+    return W, H
+
+
+def fill_nndsvd_zeros(
+    W: torch.Tensor,
+    H: torch.Tensor,
+    variant: str,
+    *,
+    mean: Callable[[], torch.Tensor],
+    noise: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The variant's treatment of NNDSVD's zeros: kept ('nndsvd'), set to the data's mean
+    ``mean()`` ('nndsvda'), or to ``|mean · N(0, 1)| / 100`` with ``noise()`` giving the standard
+    normals for ``W`` and ``H`` ('nndsvdar'). Called only when needed, so ``mean`` and ``noise``
+    may be collectives or draw random numbers."""
     if variant == "nndsvd":
         return W, H
-    avg = X.mean(dim=(-2, -1), keepdim=True)
+    avg = mean()
     if variant == "nndsvda":
         W = torch.where(W == 0, avg, W)
         H = torch.where(H == 0, avg, H)
     elif variant == "nndsvdar":
-        W = torch.where(W == 0, (avg * _randn(tuple(W.shape), gen, W) / 100).abs(), W)
-        H = torch.where(H == 0, (avg * _randn(tuple(H.shape), gen, H) / 100).abs(), H)
+        nW, nH = noise()
+        W = torch.where(W == 0, (avg * nW / 100).abs(), W)
+        H = torch.where(H == 0, (avg * nH / 100).abs(), H)
     else:
         raise ValueError(f"variant must be 'nndsvd', 'nndsvda' or 'nndsvdar', got {variant!r}")
     return W.contiguous(), H.contiguous()

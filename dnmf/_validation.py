@@ -2,7 +2,8 @@
 
 Every public entry point funnels its arguments through these helpers, so each error names the
 parameter, what was given and what is allowed. Nothing here copies ``V`` unless it has to
-(a dtype or device change, a scipy sparse matrix, a non-strided layout).
+(a dtype or device change, a scipy sparse matrix, a non-strided layout). Conversion helpers
+(``to_tensor``, ``parse_device``, ...) live in ``dnmf._convert`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -15,109 +16,16 @@ from typing import Any
 import numpy as np
 import torch
 
-try:  # scipy is a hard dependency of the project, but keep dnmf importable without it
-    import scipy.sparse as _sp
-except ImportError:  # pragma: no cover
-    _sp = None
+from ._convert import as_kind as as_kind  # re-exported: callers use val.<name>
+from ._convert import as_output as as_output
+from ._convert import parse_device as parse_device
+from ._convert import parse_dtype as parse_dtype
+from ._convert import split_masked, to_tensor
+from ._convert import to_numpy as to_numpy
+from ._loss import Penalties
 
 BETA_NAMES = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
 INITS = ("nndsvd", "nndsvda", "nndsvdar", "random", "custom")
-_FLOAT_DTYPES = (torch.float32, torch.float64)
-
-
-def as_kind(x: Any) -> str:
-    """'torch' for tensors, else 'numpy' (results are returned in the kind of the input)."""
-    return "torch" if isinstance(x, torch.Tensor) else "numpy"
-
-
-def parse_dtype(dtype: Any) -> torch.dtype | None:
-    """Map None / numpy / torch / string dtypes to float32 or float64."""
-    if dtype is None:
-        return None
-    if isinstance(dtype, torch.dtype):
-        out = dtype
-    else:
-        try:
-            name = np.dtype(dtype).name
-        except TypeError:
-            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
-        out = {"float32": torch.float32, "float64": torch.float64}.get(name)
-    if out not in _FLOAT_DTYPES:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
-    return out
-
-
-def parse_device(device: Any) -> torch.device | None:
-    if device is None:
-        return None
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(
-            f"device must be a torch device or a string such as 'cpu' or 'cuda', got {device!r}"
-        ) from None
-
-
-def to_tensor(
-    x: Any,
-    name: str,
-    *,
-    dtype: torch.dtype | None = None,
-    device: torch.device | None = None,
-) -> torch.Tensor:
-    """Convert ``x`` to a float tensor without copying when possible.
-
-    float32/float64 are kept unless ``dtype`` asks otherwise; integer and boolean data become
-    float64 (as scikit-learn does); complex, object and string data are refused.
-    """
-    if isinstance(x, torch.Tensor):
-        t = x.detach()
-    elif _sp is not None and _sp.issparse(x):
-        t = torch.from_numpy(np.asarray(x.toarray()))
-    else:
-        if isinstance(x, (str, bytes)) or x is None:
-            raise TypeError(
-                f"{name} must be a numpy array or a torch tensor, got {type(x).__name__}"
-            )
-        try:
-            arr = np.asarray(x)
-        except Exception as exc:  # ragged lists and the like
-            raise TypeError(f"{name} must be a numpy array or a torch tensor: {exc}") from None
-        if arr.dtype.kind not in "fiub":
-            raise TypeError(
-                f"{name} must hold real numbers (float32 or float64), got dtype {arr.dtype}"
-            )
-        if arr.dtype.kind == "f" and arr.dtype.itemsize == 2:
-            arr = arr.astype(np.float32)
-        if any(s < 0 for s in arr.strides):  # torch.from_numpy refuses negative strides
-            arr = arr.copy()
-        with warnings.catch_warnings():  # read-only arrays are fine: V is never written to
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            t = torch.from_numpy(arr)
-    if t.is_complex():
-        raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
-    if dtype is None:
-        if t.dtype in _FLOAT_DTYPES:
-            dtype = t.dtype
-        elif t.dtype in (torch.float16, torch.bfloat16):
-            dtype = torch.float32
-        else:
-            dtype = torch.float64
-    if device is None:
-        device = t.device
-    t = t.to(device=device, dtype=dtype)
-    if not _is_blas_friendly(t):
-        t = t.contiguous()
-    return t
-
-
-def _is_blas_friendly(t: torch.Tensor) -> bool:
-    """Row- or column-major in the last two dims (matmul takes both without a copy)."""
-    if t.ndim < 2:
-        return t.is_contiguous()
-    s0, s1 = t.stride(-2), t.stride(-1)
-    m, n = t.shape[-2], t.shape[-1]
-    return (s1 == 1 and s0 >= max(n, 1)) or (s0 == 1 and s1 >= max(m, 1)) or t.is_contiguous()
 
 
 def check_matrix(V: torch.Tensor, name: str = "V", *, allow_batch: bool = True) -> None:
@@ -202,24 +110,81 @@ def _is_int_scalar(x: Any) -> bool:
     return isinstance(x, np.integer)
 
 
-def check_init(init: str, ranks: list[int], shape: tuple[int, ...]) -> None:
-    """Validate the init name and that nndsvd* can produce the requested first rank."""
-    if init not in INITS:
+def check_init_name(init: Any) -> str:
+    """``init`` is one of :data:`INITS`."""
+    if not isinstance(init, str) or init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    return init
+
+
+def check_init(
+    init: Any, ranks: list[int], shape: tuple[int, ...], *, n_sampled: int | None = None
+) -> None:
+    """Validate the init name and that nndsvd* can produce every requested rank.
+
+    NNDSVD of layer ``l`` takes the leading singular vectors of its input (``V`` for the first
+    layer, the previous layer's ``r(l-1) × n`` codes after it), so ``ranks[l]`` may not exceed
+    either side of that input. ``n_sampled`` is for an SVD of only that many of the ``n``
+    columns (``dnmf.distributed``'s ``init_sample``), which then bounds every rank.
+    """
+    check_init_name(init)
+    if not init.startswith("nndsvd"):
+        return
     m, n = shape[-2], shape[-1]
-    if init.startswith("nndsvd") and ranks[0] > min(m, n):
+    cols = n if n_sampled is None else min(n_sampled, n)
+    for l, r in enumerate(ranks):
+        rows = m if l == 0 else ranks[l - 1]
+        if r <= min(rows, cols):
+            continue
+        if cols < n:
+            raise ValueError(
+                f"init={init!r} needs ranks[{l}] <= min({rows}, sampled columns {cols}) = "
+                f"{min(rows, cols)}, got {r}; lower the rank, raise init_sample, or use "
+                "init='random'"
+            )
+        if l == 0:
+            raise ValueError(
+                f"init={init!r} needs the first rank <= min(m, n) = {min(m, n)} (V is {m} x {n}), "
+                f"got ranks[0]={r}; lower the rank or use init='random'"
+            )
         raise ValueError(
-            f"init={init!r} needs the first rank <= min(m, n) = {min(m, n)} (V is {m} x {n}), "
-            f"got ranks[0]={ranks[0]}; lower the rank or use init='random'"
+            f"init={init!r} initializes layer {l + 1} from the previous layer's {rows} x {n} "
+            f"codes and needs ranks[{l}] <= {min(rows, n)}, got {r}; use init='random' for "
+            "non-decreasing ranks"
         )
-    if init.startswith("nndsvd"):
-        for l in range(1, len(ranks)):
-            if ranks[l] > min(ranks[l - 1], n):
-                raise ValueError(
-                    f"init={init!r} initializes layer {l + 1} from the previous layer's "
-                    f"{ranks[l - 1]} x {n} codes and needs ranks[{l}] <= {min(ranks[l - 1], n)}, "
-                    f"got {ranks[l]}; use init='random' for non-decreasing ranks"
-                )
+
+
+def warn_unused_factors(init: str, Ws: Any, H: Any) -> None:
+    """``RuntimeWarning`` (at the caller of the caller) for ``Ws``/``H`` without 'custom'."""
+    if init != "custom" and (Ws is not None or H is not None):
+        warnings.warn(
+            "Ws and H are only used with init='custom'; ignoring them.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def check_seed(seed: Any) -> int | None:
+    """``seed`` is None or an int >= 0 (numpy integers included)."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
+    return int(seed)
+
+
+def check_solver_args(
+    beta: Any, max_iter: Any, tol: Any, eps: Any, check_every: Any
+) -> tuple[float, int, float, float, int]:
+    """The arguments every solver takes: ``(beta, max_iter, tol, eps, check_every)``."""
+    beta = parse_beta(beta)
+    max_iter = check_positive_int(max_iter, "max_iter")
+    tol = check_nonneg_float(tol, "tol")
+    eps = check_nonneg_float(eps, "eps")
+    if eps == 0:
+        raise ValueError("eps must be a float > 0 (it floors divisions), got 0")
+    check_every = check_positive_int(check_every, "check_every")
+    return beta, max_iter, tol, eps, check_every
 
 
 def parse_penalty(value: Any, name: str, n_factors: int) -> list[float]:
@@ -238,6 +203,31 @@ def parse_penalty(value: Any, name: str, n_factors: int) -> list[float]:
     if any(not np.isfinite(v) or v < 0 for v in vals):
         raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
     return vals
+
+
+def parse_penalties(l1: Any, l2: Any, n_factors: int) -> Penalties:
+    """``l1`` and ``l2`` (each a float or one value per factor) as :class:`Penalties`."""
+    return Penalties(parse_penalty(l1, "l1", n_factors), parse_penalty(l2, "l2", n_factors))
+
+
+def check_data(
+    V: Any,
+    mask: Any,
+    *,
+    dtype: torch.dtype | None,
+    device: torch.device | None,
+    name: str = "V",
+    allow_batch: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``V`` as a checked tensor and its mask (``None`` without one).
+
+    A numpy masked array's mask becomes the mask (masked entries: weight 0); giving both a
+    masked array and ``mask`` is an error (:func:`dnmf._convert.split_masked`).
+    """
+    V, mask = split_masked(V, mask, name)
+    Vt = to_tensor(V, name, dtype=dtype, device=device)
+    check_matrix(Vt, name, allow_batch=allow_batch)
+    return Vt, (check_mask(mask, Vt) if mask is not None else None)
 
 
 def check_mask(mask: Any, V: torch.Tensor) -> torch.Tensor:
@@ -271,17 +261,18 @@ def check_custom_factors(
         want = (*batch, dims[l], dims[l + 1])
         if tuple(t.shape) != want:
             raise ValueError(f"Ws[{l}] must have shape {want}, got {tuple(t.shape)}")
-        _check_factor(t, f"Ws[{l}]")
+        check_factor(t, f"Ws[{l}]")
         out.append(t.contiguous())
     Ht = to_tensor(H, "H", dtype=V.dtype, device=V.device).clone()
     want = (*batch, ranks[-1], V.shape[-1])
     if tuple(Ht.shape) != want:
         raise ValueError(f"H must have shape {want}, got {tuple(Ht.shape)}")
-    _check_factor(Ht, "H")
+    check_factor(Ht, "H")
     return out, Ht.contiguous()
 
 
-def _check_factor(t: torch.Tensor, name: str) -> None:
+def check_factor(t: torch.Tensor, name: str) -> None:
+    """A factor is finite and nonnegative."""
     tmin, tmax = (float(x) for x in torch.aminmax(t))
     if not (np.isfinite(tmin) and np.isfinite(tmax)):
         raise ValueError(f"{name} contains NaN or infinity")
@@ -290,6 +281,36 @@ def _check_factor(t: torch.Tensor, name: str) -> None:
             f"{name} must be nonnegative: found {int((t < 0).sum())} negative entries "
             f"(minimum {tmin:.6g})"
         )
+
+
+def check_fixed_factors(Ws: Any, V: torch.Tensor) -> list[torch.Tensor]:
+    """The dictionary ``W1 … Wk`` of :func:`dnmf.solve_h` on V's dtype and device (not copied
+    when already there); 2-D factors of a batch are broadcast over it (expanded views)."""
+    if isinstance(Ws, (np.ndarray, torch.Tensor)):
+        Ws = [Ws]
+    Wt = [to_tensor(W, f"Ws[{l}]", dtype=V.dtype, device=V.device) for l, W in enumerate(Ws)]
+    if not Wt:
+        raise ValueError("Ws must hold at least one factor")
+    dims = [V.shape[-2]] + [W.shape[-1] for W in Wt]
+    for l, W in enumerate(Wt):
+        if W.ndim not in (2, V.ndim) or W.shape[-2] != dims[l] or float(W.min()) < 0:
+            raise ValueError(
+                f"Ws[{l}] must be nonnegative with {dims[l]} rows, got shape {tuple(W.shape)}"
+            )
+        check_factor(W, f"Ws[{l}]")
+    if V.ndim == 3:  # broadcast shared factors over the batch (expanded views, no copies)
+        Wt = [W.expand(V.shape[0], *W.shape[-2:]) if W.ndim == 2 else W for W in Wt]
+    return Wt
+
+
+def check_start_codes(H: Any, V: torch.Tensor, rk: int) -> torch.Tensor:
+    """A copy of the user's starting codes ``H`` (``rk × n`` per matrix), checked."""
+    Ht = to_tensor(H, "H", dtype=V.dtype, device=V.device).clone()
+    want = (*V.shape[:-2], rk, V.shape[-1])
+    if tuple(Ht.shape) != want or float(Ht.min()) < 0:
+        raise ValueError(f"H must be nonnegative with shape {want}, got {tuple(Ht.shape)}")
+    check_factor(Ht, "H")
+    return Ht
 
 
 def check_pretrain(pretrain: Any) -> None:

@@ -1,219 +1,33 @@
-"""``dnmf.factorize``: Deep NMF ``V ≈ W1 W2 … Wk H`` with samples as the columns of ``V``."""
+"""``dnmf.factorize``: Deep NMF ``V ≈ W1 W2 … Wk H`` with samples as the columns of ``V``.
+
+:func:`factorize` fits every factor; :func:`solve_h` fits the codes ``H`` of new columns with
+the dictionary held fixed. Both check their arguments in one place (``dnmf._validation``), run
+a solver of ``dnmf._mu``, and return a :class:`FactorizationResult` (``dnmf._result``).
+"""
 
 from __future__ import annotations
 
-import io
-import numbers
-import os
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from . import _validation as val
-from ._init import init_layer, init_stack
+from ._fitting import ConvergenceWarning, initial_factors, pretrain_layers, warn_unconverged
+from ._init import init_layer, make_generator
 from ._mu import EPSILON, MUOutcome, Penalties, run_hals_codes, run_mu
+from ._result import FORMAT_VERSION, FactorizationResult, load
 
-try:  # the one piece of scikit-learn dnmf uses: its warning class, so filters written for it work
-    from sklearn.exceptions import ConvergenceWarning
-except ImportError:  # pragma: no cover
-
-    class ConvergenceWarning(UserWarning):
-        """Raised when the iteration budget ends before the convergence test passes."""
-
-
-FORMAT_VERSION = 1
-Array = Any  # numpy.ndarray or torch.Tensor, following the input's kind
-
-
-@dataclass
-class FactorizationResult:
-    """Factors and diagnostics of a (deep) NMF.
-
-    ``Ws`` and ``H`` have the kind of the input (numpy arrays for numpy/scipy input, torch
-    tensors on the computing device for tensor input). ``loss_history[i]`` is the objective
-    (β-divergence + penalties) after ``loss_iters[i]`` joint iterations; for a batch it has one
-    column per matrix, and ``n_iter``/``converged`` are arrays with one entry per matrix.
-    """
-
-    Ws: list[Array]
-    H: Array
-    loss_history: np.ndarray
-    loss_iters: np.ndarray
-    n_iter: int | np.ndarray
-    converged: bool | np.ndarray
-    beta: float
-    ranks: tuple[int, ...]
-    pretrain_loss_histories: list[np.ndarray] = field(default_factory=list)
-
-    @property
-    def loss(self) -> float | np.ndarray:
-        """Final objective (one value per matrix for a batch)."""
-        return self.loss_history[-1]
-
-    def W(self) -> Array:
-        """The product ``W1 W2 … Wk`` (the dictionary in data space)."""
-        out = self.Ws[-1]
-        for Wl in reversed(self.Ws[:-1]):
-            out = Wl @ out
-        return out
-
-    def reconstruct(self) -> Array:
-        """``W1 W2 … Wk H``, same kind (numpy/torch) and shape as the input."""
-        return self.W() @ self.H
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write everything to one ``.npz`` file, atomically (read it back with ``dnmf.load``)."""
-        arrays: dict[str, np.ndarray] = {
-            "format_version": np.asarray(FORMAT_VERSION),
-            "n_layers": np.asarray(len(self.Ws)),
-            "H": _to_numpy(self.H),
-            "loss_history": np.asarray(self.loss_history),
-            "loss_iters": np.asarray(self.loss_iters),
-            "n_iter": np.asarray(self.n_iter),
-            "converged": np.asarray(self.converged),
-            "beta": np.asarray(self.beta),
-            "ranks": np.asarray(self.ranks, dtype=np.int64),
-        }
-        for l, Wl in enumerate(self.Ws):
-            arrays[f"W{l + 1}"] = _to_numpy(Wl)
-        for l, h in enumerate(self.pretrain_loss_histories):
-            arrays[f"pretrain_loss_{l + 1}"] = np.asarray(h)
-        path = os.fspath(path)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        with open(tmp, "wb") as fh:
-            fh.write(buf.getvalue())
-        os.replace(tmp, path)
-
-
-def load(path: str | os.PathLike) -> FactorizationResult:
-    """Read a result written by :meth:`FactorizationResult.save` (numpy arrays)."""
-    with np.load(os.fspath(path), allow_pickle=False) as data:
-        version = int(data["format_version"])
-        if version > FORMAT_VERSION:
-            raise ValueError(
-                f"{path} has format version {version}; this dnmf reads <= {FORMAT_VERSION}"
-            )
-        k = int(data["n_layers"])
-        n_iter = data["n_iter"]
-        converged = data["converged"]
-        return FactorizationResult(
-            Ws=[data[f"W{l + 1}"] for l in range(k)],
-            H=data["H"],
-            loss_history=data["loss_history"],
-            loss_iters=data["loss_iters"],
-            n_iter=int(n_iter) if n_iter.ndim == 0 else n_iter,
-            converged=bool(converged) if converged.ndim == 0 else converged,
-            beta=float(data["beta"]),
-            ranks=tuple(int(r) for r in data["ranks"]),
-            pretrain_loss_histories=[
-                data[f"pretrain_loss_{l + 1}"]
-                for l in range(k)
-                if f"pretrain_loss_{l + 1}" in data.files
-            ],
-        )
-
-
-def _to_numpy(x: Array) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
-
-def _out(x: torch.Tensor, kind: str) -> Array:
-    return x if kind == "torch" else x.cpu().numpy()
-
-
-def make_generator(seed: Any) -> torch.Generator:
-    """A CPU generator from an int seed (None draws one from torch's global RNG)."""
-    if isinstance(seed, torch.Generator):
-        return seed
-    if seed is None:
-        seed = int(torch.randint(0, 2**62, (1,)))
-    elif isinstance(seed, np.random.RandomState):
-        seed = int(seed.randint(np.iinfo(np.int32).max))
-    elif isinstance(seed, np.random.Generator):
-        seed = int(seed.integers(2**62))
-    elif isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
-    return torch.Generator().manual_seed(int(seed))
-
-
-def _check_common(beta, max_iter, tol, eps, check_every):
-    beta = val.parse_beta(beta)
-    max_iter = val.check_positive_int(max_iter, "max_iter")
-    tol = val.check_nonneg_float(tol, "tol")
-    eps = val.check_nonneg_float(eps, "eps")
-    if eps == 0:
-        raise ValueError("eps must be a float > 0 (it floors divisions), got 0")
-    check_every = val.check_positive_int(check_every, "check_every")
-    return beta, max_iter, tol, eps, check_every
-
-
-def _warn_unconverged(out: MUOutcome, max_iter: int, tol: float, what: str) -> None:
-    if tol <= 0 or out.stopped_by_callback or bool(np.all(out.converged)):
-        return
-    n_bad = int(np.sum(~np.asarray(out.converged)))
-    extra = (
-        f" for {n_bad} of {np.asarray(out.converged).size} matrices"
-        if np.ndim(out.converged)
-        else ""
-    )
-    warnings.warn(
-        f"{what}: maximum number of iterations {max_iter} reached{extra} before the relative "
-        f"loss decrease fell below tol={tol:g}. Increase max_iter to improve convergence.",
-        ConvergenceWarning,
-        stacklevel=3,
-    )
-
-
-def pretrain_layers(
-    V: torch.Tensor,
-    ranks: Sequence[int],
-    init_fn: Callable[[int, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]],
-    *,
-    beta: float,
-    max_iter: int,
-    tol: float,
-    penalties: Penalties,
-    eps: float,
-    check_every: int,
-    mask: torch.Tensor | None = None,
-    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> tuple[list[torch.Tensor], torch.Tensor, list[np.ndarray]]:
-    """Layer-wise pretraining ``V ≈ W1 H1``, ``H1 ≈ W2 H2``, …: returns ``(Ws, H, histories)``.
-
-    ``init_fn(l, X, r)`` initialises layer ``l`` on its input ``X``; layer ``l`` gets the
-    penalties of ``Wl`` and of ``H``. ``mask`` applies to the first layer only, and ``reduce``
-    (column shards, see :func:`run_mu`) to every layer.
-    """
-    k = len(ranks)
-    Ws, hist, X, Mk = [], [], V, mask
-    for l, r in enumerate(ranks):
-        W_l, H_l = init_fn(l, X, r)
-        out = run_mu(
-            X,
-            [W_l],
-            H_l,
-            beta=beta,
-            mask=Mk,
-            max_iter=max_iter,
-            tol=tol,
-            penalties=Penalties(
-                [penalties.l1[l], penalties.l1[k]], [penalties.l2[l], penalties.l2[k]]
-            ),
-            eps=eps,
-            check_every=check_every,
-            reduce=reduce,
-        )
-        hist.append(out.loss_history)
-        Ws.append(W_l)
-        # β ≤ 0 cannot fit zeros: the next layer sees the codes floored at eps.
-        X, Mk = (H_l.clamp_min(eps) if beta <= 0 else H_l), None
-    return Ws, H_l, hist
+__all__ = [
+    "FORMAT_VERSION",
+    "ConvergenceWarning",
+    "FactorizationResult",
+    "factorize",
+    "load",
+    "make_generator",
+    "pretrain_layers",
+    "solve_h",
+]
 
 
 def factorize(
@@ -267,7 +81,9 @@ def factorize(
         Layer-wise pretraining (``V ≈ W1 H1``, ``H1 ≈ W2 H2``, …) before joint fine-tuning;
         an int sets the iterations per layer (``True``: ``max_iter``). Ignored for one layer.
     mask : array of V's shape, optional
-        Weights in [0, 1]; 0 marks a missing entry, ignored by the loss and the updates.
+        Weights in [0, 1]; 0 marks a missing entry, ignored by the loss and the updates. A numpy
+        masked array ``V`` brings its own: its masked entries are missing (weight 0, their
+        values ignored); giving ``mask`` as well is an error.
     l1, l2 : float or sequence of k + 1 floats
         Penalty ``l1·ΣF + ½·l2·‖F‖²`` on each factor; a float applies to every factor, a
         sequence gives one weight per factor in the order (W1, …, Wk, H).
@@ -277,6 +93,7 @@ def factorize(
         Seeds initialization (the updates themselves are deterministic).
     device, dtype : optional
         Where and in which precision to compute; default: the input's device and float dtype.
+        A device this machine does not have (e.g. 'cuda' without a GPU) is a ``ValueError``.
     verbose : bool
         Print the loss at every convergence check.
     callback : callable, optional
@@ -292,51 +109,39 @@ def factorize(
     -------
     FactorizationResult
     """
-    dt = val.parse_dtype(dtype)
     dev = val.parse_device(device)
     kind = val.as_kind(V)
-    Vt = val.to_tensor(V, "V", dtype=dt, device=dev)
-    val.check_matrix(Vt, "V")
+    Vt, M = val.check_data(V, mask, dtype=val.parse_dtype(dtype), device=dev)
     ranks_ = val.parse_ranks(ranks)
-    beta_, max_iter, tol, eps, check_every = _check_common(beta, max_iter, tol, eps, check_every)
+    beta_, max_iter, tol, eps, check_every = val.check_solver_args(
+        beta, max_iter, tol, eps, check_every
+    )
     if loss_every is not None:
         loss_every = val.check_positive_int(loss_every, "loss_every")
-    if not isinstance(init, str):
-        raise ValueError(f"init must be one of {val.INITS}, got {init!r}")
     val.check_init(init, ranks_, tuple(Vt.shape))
     val.check_pretrain(pretrain)
-    M = val.check_mask(mask, Vt) if mask is not None else None
     val.check_beta_zeros(Vt, beta_, M)
-    k = len(ranks_)
-    pen = Penalties(val.parse_penalty(l1, "l1", k + 1), val.parse_penalty(l2, "l2", k + 1))
-    if init != "custom" and (Ws is not None or H is not None):
-        warnings.warn(
-            "Ws and H are only used with init='custom'; ignoring them.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    pen = val.parse_penalties(l1, l2, len(ranks_) + 1)
+    val.warn_unused_factors(init, Ws, H)
     gen = make_generator(seed)
-
-    pre_hist: list[np.ndarray] = []
     with torch.no_grad():
         if init == "custom":
             Ws_, H_ = val.check_custom_factors(Ws, H, Vt, ranks_)
-        elif pretrain is not False and k > 1:
-            Ws_, H_, pre_hist = pretrain_layers(
+            pre_hist = []
+        else:
+            Ws_, H_, pre_hist = initial_factors(
                 Vt,
                 ranks_,
                 lambda l, X, r: init_layer(X, r, init, gen),
+                pretrain=pretrain,
                 beta=beta_,
                 mask=M,
-                max_iter=max_iter if pretrain is True else int(pretrain),
+                max_iter=max_iter,
                 tol=tol,
                 penalties=pen,
                 eps=eps,
                 check_every=check_every,
             )
-        else:
-            Ws_, H_ = init_stack(Vt, ranks_, init, gen)
-
         out = run_mu(
             Vt,
             Ws_,
@@ -352,17 +157,9 @@ def factorize(
             callback=callback,
             verbose=verbose,
         )
-    _warn_unconverged(out, max_iter, tol, "dnmf.factorize")
-    return FactorizationResult(
-        Ws=[_out(W, kind) for W in Ws_],
-        H=_out(H_, kind),
-        loss_history=out.loss_history,
-        loss_iters=out.loss_iters,
-        n_iter=int(out.n_iter) if out.n_iter.ndim == 0 else out.n_iter,
-        converged=bool(out.converged) if out.converged.ndim == 0 else out.converged,
-        beta=beta_,
-        ranks=tuple(ranks_),
-        pretrain_loss_histories=pre_hist,
+    warn_unconverged(out, max_iter, tol, "dnmf.factorize")
+    return FactorizationResult.from_outcome(
+        out, Ws_, H_, kind=kind, beta=beta_, pretrain_loss_histories=pre_hist
     )
 
 
@@ -387,99 +184,123 @@ def solve_h(
 ) -> FactorizationResult:
     """Codes ``H ≥ 0`` for new columns of ``V`` with the dictionary ``W1…Wk`` held fixed.
 
-    ``V`` is ``(m, n)`` or ``(B, m, n)`` (samples as columns), ``Ws`` the fitted factors (a
-    batch may share 2-D factors, which are then broadcast). ``H`` is an optional starting point;
-    by default a constant matched to the data's scale. ``l1``/``l2`` penalize ``H`` only.
-    ``solver='mu'`` runs multiplicative updates (any β, masks); ``'hals'`` solves the convex
-    β = 2 subproblem by exact row-wise coordinate descent (no mask), which converges much
-    faster on ill-conditioned dictionaries; ``'auto'`` picks HALS where it applies.
+    Parameters
+    ----------
+    V : array (m, n) or (B, m, n)
+        Nonnegative data, samples as columns (as :func:`factorize`).
+    Ws : array or sequence of arrays
+        The fitted factors ``W1 … Wk`` (finite, nonnegative; never modified). A batch may share
+        2-D factors, which are then broadcast.
+    beta : float or str
+        As :func:`factorize`.
+    H : array (rk, n) or (B, rk, n), optional
+        Starting codes (copied); by default a constant matched to the data's scale.
+    mask : array of V's shape, optional
+        As :func:`factorize` (a numpy masked array ``V`` brings its own).
+    max_iter, tol, eps, check_every, verbose, device, dtype
+        As :func:`factorize`.
+    l1, l2 : float
+        Penalty ``l1·ΣH + ½·l2·‖H‖²`` on the codes only.
+    warn : bool
+        Raise ``ConvergenceWarning`` when ``max_iter`` ends the run.
+    solver : {'mu', 'hals', 'auto'}
+        'mu' runs multiplicative updates (any β, masks); 'hals' solves the convex β = 2
+        subproblem by exact row-wise coordinate descent (no mask), which converges much faster
+        on ill-conditioned dictionaries; 'auto' picks HALS where it applies.
+
+    Returns
+    -------
+    FactorizationResult
+        ``Ws`` as used (on the computing device), the codes ``H`` and the run's records.
     """
-    dt = val.parse_dtype(dtype)
     dev = val.parse_device(device)
     kind = val.as_kind(V)
-    Vt = val.to_tensor(V, "V", dtype=dt, device=dev)
-    val.check_matrix(Vt, "V")
-    beta_, max_iter, tol, eps, check_every = _check_common(beta, max_iter, tol, eps, check_every)
-    M = val.check_mask(mask, Vt) if mask is not None else None
+    Vt, M = val.check_data(V, mask, dtype=val.parse_dtype(dtype), device=dev)
+    beta_, max_iter, tol, eps, check_every = val.check_solver_args(
+        beta, max_iter, tol, eps, check_every
+    )
     val.check_beta_zeros(Vt, beta_, M)
-    if solver not in ("mu", "hals", "auto"):
-        raise ValueError(f"solver must be one of ('mu', 'hals', 'auto'), got {solver!r}")
-    if solver == "hals" and (beta_ != 2 or M is not None):
-        raise ValueError("solver='hals' solves beta=2 without a mask; use solver='mu' (or 'auto')")
-    use_hals = solver == "hals" or (solver == "auto" and beta_ == 2 and M is None)
-    if isinstance(Ws, (np.ndarray, torch.Tensor)):
-        Ws = [Ws]
-    Wt = [val.to_tensor(W, f"Ws[{l}]", dtype=Vt.dtype, device=Vt.device) for l, W in enumerate(Ws)]
-    if not Wt:
-        raise ValueError("Ws must hold at least one factor")
-    dims = [Vt.shape[-2]] + [W.shape[-1] for W in Wt]
-    for l, W in enumerate(Wt):
-        if W.ndim not in (2, Vt.ndim) or W.shape[-2] != dims[l] or float(W.min()) < 0:
-            raise ValueError(
-                f"Ws[{l}] must be nonnegative with {dims[l]} rows, got shape {tuple(W.shape)}"
-            )
-    if Vt.ndim == 3:  # broadcast shared factors over the batch (expanded views, no copies)
-        Wt = [W.expand(Vt.shape[0], *W.shape[-2:]) if W.ndim == 2 else W for W in Wt]
-    rk = dims[-1]
-    if H is None:
-        P = Wt[0]
-        for W in Wt[1:]:
-            P = P @ W
-        if M is None:
-            vmean = Vt.mean(dim=(-2, -1), keepdim=True)
-        else:  # the mean of the observed entries only: masked values must not matter
-            vmean = (M * Vt).sum(dim=(-2, -1), keepdim=True) / M.sum(dim=(-2, -1), keepdim=True)
-        # A constant start whose reconstruction has the data's mean: MU keeps the scale it starts at
-        # only up to a slow drift, so starting at the right one saves iterations.
-        pmean = P.sum(dim=-1).mean(dim=-1, keepdim=True).unsqueeze(-1)
-        scale = vmean / pmean.clamp_min(eps)
-        Ht = scale.expand(*Vt.shape[:-2], rk, Vt.shape[-1]).contiguous()
-    else:
-        Ht = val.to_tensor(H, "H", dtype=Vt.dtype, device=Vt.device).clone()
-        want = (*Vt.shape[:-2], rk, Vt.shape[-1])
-        if tuple(Ht.shape) != want or float(Ht.min()) < 0:
-            raise ValueError(f"H must be nonnegative with shape {want}, got {tuple(Ht.shape)}")
+    use_hals = _use_hals(solver, beta_, M)
+    Wt = val.check_fixed_factors(Ws, Vt)
+    rk = int(Wt[-1].shape[-1])
+    Ht = _constant_codes(Vt, Wt, M, eps) if H is None else val.check_start_codes(H, Vt, rk)
     l1_ = val.check_nonneg_float(l1, "l1")
     l2_ = val.check_nonneg_float(l2, "l2")
-    k = len(Wt)
-    pen = Penalties([0.0] * k + [l1_], [0.0] * k + [l2_])
     with torch.no_grad():
-        if use_hals:
-            out = run_hals_codes(
-                Vt,
-                Wt,
-                Ht,
-                max_iter=max_iter,
-                tol=tol,
-                l1=l1_,
-                l2=l2_,
-                check_every=check_every,
-                verbose=verbose,
-            )
-        else:
-            out = run_mu(
-                Vt,
-                Wt,
-                Ht,
-                beta=beta_,
-                mask=M,
-                max_iter=max_iter,
-                tol=tol,
-                penalties=pen,
-                eps=eps,
-                update=[False] * k + [True],
-                check_every=check_every,
-                verbose=verbose,
-            )
+        out = _solve_codes(
+            Vt, Wt, Ht, use_hals, beta_, M, max_iter, tol, l1_, l2_, eps, check_every, verbose
+        )
     if warn:
-        _warn_unconverged(out, max_iter, tol, "dnmf.solve_h")
-    return FactorizationResult(
-        Ws=[_out(W, kind) for W in Wt],
-        H=_out(Ht, kind),
-        loss_history=out.loss_history,
-        loss_iters=out.loss_iters,
-        n_iter=int(out.n_iter) if out.n_iter.ndim == 0 else out.n_iter,
-        converged=bool(out.converged) if out.converged.ndim == 0 else out.converged,
-        beta=beta_,
-        ranks=tuple(int(W.shape[-1]) for W in Wt),
+        warn_unconverged(out, max_iter, tol, "dnmf.solve_h")
+    return FactorizationResult.from_outcome(out, Wt, Ht, kind=kind, beta=beta_)
+
+
+def _use_hals(solver: Any, beta: float, mask: torch.Tensor | None) -> bool:
+    """Whether :func:`solve_h`'s ``solver`` runs HALS (checked against ``beta`` and ``mask``)."""
+    if solver not in ("mu", "hals", "auto"):
+        raise ValueError(f"solver must be one of ('mu', 'hals', 'auto'), got {solver!r}")
+    if solver == "hals" and (beta != 2 or mask is not None):
+        raise ValueError("solver='hals' solves beta=2 without a mask; use solver='mu' (or 'auto')")
+    return solver == "hals" or (solver == "auto" and beta == 2 and mask is None)
+
+
+def _constant_codes(
+    V: torch.Tensor, Ws: list[torch.Tensor], mask: torch.Tensor | None, eps: float
+) -> torch.Tensor:
+    """A constant start whose reconstruction has the data's mean: MU keeps the scale it starts
+    at only up to a slow drift, so starting at the right one saves iterations."""
+    P = Ws[0]
+    for W in Ws[1:]:
+        P = P @ W
+    if mask is None:
+        vmean = V.mean(dim=(-2, -1), keepdim=True)
+    else:  # the mean of the observed entries only: masked values must not matter
+        vmean = (mask * V).sum(dim=(-2, -1), keepdim=True) / mask.sum(dim=(-2, -1), keepdim=True)
+    pmean = P.sum(dim=-1).mean(dim=-1, keepdim=True).unsqueeze(-1)
+    scale = vmean / pmean.clamp_min(eps)
+    return scale.expand(*V.shape[:-2], Ws[-1].shape[-1], V.shape[-1]).contiguous()
+
+
+def _solve_codes(
+    V: torch.Tensor,
+    Ws: list[torch.Tensor],
+    H: torch.Tensor,
+    use_hals: bool,
+    beta: float,
+    mask: torch.Tensor | None,
+    max_iter: int,
+    tol: float,
+    l1: float,
+    l2: float,
+    eps: float,
+    check_every: int,
+    verbose: bool,
+) -> MUOutcome:
+    """Run HALS or multiplicative updates on ``H`` alone (updated in place)."""
+    if use_hals:
+        return run_hals_codes(
+            V,
+            Ws,
+            H,
+            max_iter=max_iter,
+            tol=tol,
+            l1=l1,
+            l2=l2,
+            check_every=check_every,
+            verbose=verbose,
+        )
+    k = len(Ws)
+    return run_mu(
+        V,
+        Ws,
+        H,
+        beta=beta,
+        mask=mask,
+        max_iter=max_iter,
+        tol=tol,
+        penalties=Penalties([0.0] * k + [l1], [0.0] * k + [l2]),
+        eps=eps,
+        update=[False] * k + [True],
+        check_every=check_every,
+        verbose=verbose,
     )

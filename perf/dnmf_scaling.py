@@ -1,4 +1,4 @@
-"""``python -m benchmarks.dnmf_scaling``: strong scaling of ``dnmf.distributed`` on one machine.
+"""``python -m perf.dnmf_scaling``: strong scaling of ``dnmf.distributed`` on one machine.
 
 One random nonnegative ``V`` (planted rank plus noise) is written to a temporary ``.npy``; for
 each process count it starts that many local processes (``gloo`` on 127.0.0.1, one thread each,
@@ -239,7 +239,7 @@ def to_markdown(result: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.dnmf_scaling", description=__doc__.split("\n\n")[0]
+        prog="python -m perf.dnmf_scaling", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("--m", type=int, default=4096)
     p.add_argument("--n", type=int, default=8192)

@@ -1,0 +1,189 @@
+"""Conversion between the user's arrays and the solvers' tensors, for :mod:`dnmf`.
+
+Inputs become float tensors without a copy when possible (:func:`to_tensor`); results go back
+in the kind of the input (:func:`as_output`: numpy for numpy/scipy input, tensors for tensor
+input). Devices are checked here once, so a missing CUDA device is a ``ValueError`` naming
+``device`` rather than an assertion deep inside torch.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+try:  # scipy is a hard dependency of the project, but keep dnmf importable without it
+    import scipy.sparse as _sp
+except ImportError:  # pragma: no cover
+    _sp = None
+
+_FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+def as_kind(x: Any) -> str:
+    """'torch' for tensors, else 'numpy' (results are returned in the kind of the input)."""
+    return "torch" if isinstance(x, torch.Tensor) else "numpy"
+
+
+def as_output(x: torch.Tensor, kind: str) -> Any:
+    """``x`` itself for tensor input (``kind='torch'``), else a numpy array on the CPU."""
+    return x if kind == "torch" else x.cpu().numpy()
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A numpy array of a tensor (detached, on the CPU) or of anything ``np.asarray`` takes."""
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def parse_dtype(dtype: Any) -> torch.dtype | None:
+    """Map None / numpy / torch / string dtypes to float32 or float64."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, torch.dtype):
+        out = dtype
+    else:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
+        out = {"float32": torch.float32, "float64": torch.float64}.get(name)
+    if out not in _FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+    return out
+
+
+def parse_device(device: Any) -> torch.device | None:
+    """A usable ``torch.device`` (None stays None: compute where the input is).
+
+    Raises ``ValueError`` naming ``device`` for a value torch cannot parse and for a device this
+    machine does not have (no CUDA build or no GPU, an index past the GPU count).
+    """
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device must be a torch device or a string such as 'cpu' or 'cuda', got {device!r}"
+        ) from None
+    _check_available(dev, device)
+    return dev
+
+
+def _check_available(dev: torch.device, given: Any) -> None:
+    if dev.type == "cpu":
+        return
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = (
+                "this torch is built without CUDA"
+                if torch.version.cuda is None
+                else "torch sees no CUDA device"
+            )
+            raise ValueError(f"device={str(given)!r} is not available: {why}; use device='cpu'")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(
+                f"device={str(given)!r} is not available: torch sees {count} CUDA device(s), "
+                f"cuda:0 to cuda:{count - 1}"
+            )
+        return
+    try:  # other backends (mps, xpu, ...): ask torch for an empty tensor there
+        torch.empty(0, device=dev)
+    except (RuntimeError, AssertionError, NotImplementedError) as exc:
+        raise ValueError(f"device={str(given)!r} is not available: {exc}") from None
+
+
+def split_masked(x: Any, mask: Any, name: str = "V") -> tuple[Any, Any]:
+    """A numpy masked array's mask as ``mask=`` weights: masked entries get weight 0.
+
+    Returns ``(data, mask)``: for a masked array, its data with the masked entries set to 0 and
+    weights that are 0 where it is masked and 1 elsewhere (``None`` when nothing is masked);
+    anything else comes back unchanged. A masked array together with ``mask`` is refused: the
+    two could disagree about which entries are missing.
+    """
+    if not isinstance(x, np.ma.MaskedArray):
+        return x, mask
+    if mask is not None:
+        raise ValueError(
+            f"{name} is a numpy masked array and mask= is given too; give the missing entries "
+            f"one way: as {name}'s mask, or as mask= with a plain array"
+        )
+    missing = np.ma.getmaskarray(x)
+    data = x.filled(0)
+    if not missing.any():
+        return data, None
+    return data, (~missing).astype(data.dtype if data.dtype.kind == "f" else np.float64)
+
+
+def to_tensor(
+    x: Any,
+    name: str,
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """Convert ``x`` to a float tensor without copying when possible.
+
+    float32/float64 are kept unless ``dtype`` asks otherwise; integer and boolean data become
+    float64 (as scikit-learn does); complex, object and string data are refused.
+    """
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+    elif _sp is not None and _sp.issparse(x):
+        t = torch.from_numpy(np.asarray(x.toarray()))
+    else:
+        if isinstance(x, (str, bytes)) or x is None:
+            raise TypeError(
+                f"{name} must be a numpy array or a torch tensor, got {type(x).__name__}"
+            )
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"{name} must be a numpy array or a torch tensor: {exc}") from None
+        if arr.dtype.kind not in "fiub":
+            raise TypeError(
+                f"{name} must hold real numbers (float32 or float64), got dtype {arr.dtype}"
+            )
+        if arr.dtype.kind == "f" and arr.dtype.itemsize == 2:
+            arr = arr.astype(np.float32)
+        if any(s < 0 for s in arr.strides):  # torch.from_numpy refuses negative strides
+            arr = arr.copy()
+        with warnings.catch_warnings():  # read-only arrays are fine: V is never written to
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            t = torch.from_numpy(arr)
+    if t.is_complex():
+        raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
+    if dtype is None:
+        if t.dtype in _FLOAT_DTYPES:
+            dtype = t.dtype
+        elif t.dtype in (torch.float16, torch.bfloat16):
+            dtype = torch.float32
+        else:
+            dtype = torch.float64
+    if device is None:
+        device = t.device
+    t = t.to(device=device, dtype=dtype)
+    if not _is_blas_friendly(t):
+        t = t.contiguous()
+    return t
+
+
+def _is_blas_friendly(t: torch.Tensor) -> bool:
+    """Row- or column-major in the last two dims (matmul takes both without a copy)."""
+    if t.ndim < 2:
+        return t.is_contiguous()
+    s0, s1 = t.stride(-2), t.stride(-1)
+    m, n = t.shape[-2], t.shape[-1]
+    return (s1 == 1 and s0 >= max(n, 1)) or (s0 == 1 and s1 >= max(m, 1)) or t.is_contiguous()
+
+
+def _is_blas_friendly(t: torch.Tensor) -> bool:
+    """Row- or column-major in the last two dims (matmul takes both without a copy)."""
+    if t.ndim < 2:
+        return t.is_contiguous()
+    s0, s1 = t.stride(-2), t.stride(-1)
+    m, n = t.shape[-2], t.shape[-1]
+    return (s1 == 1 and s0 >= max(n, 1)) or (s0 == 1 and s1 >= max(m, 1)) or t.is_contiguous()
