@@ -13,6 +13,7 @@ from convae.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from convae.config import TrainConfig, TrainResult
 from convae.loss import MSESSIMLoss, mse_ssim_loss, ssim
 from convae.models import (
     architecture_of,
@@ -24,8 +25,9 @@ from convae.models import (
     register,
     unwrap_model,
 )
+from convae.plot import plot_history
 from convae.ref_model import ConvAE  # noqa: E402  (registers "convae")
-from convae.train import TrainConfig, TrainResult, evaluate, plot_history, train
+from convae.train import evaluate, train
 from convae.tta import dihedral, self_ensemble, undo_dihedral
 
 __all__ = [

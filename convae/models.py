@@ -88,7 +88,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     """The plain module inside a ``torch.compile`` / ``DistributedDataParallel`` wrapper."""
     while True:
         if hasattr(model, "_orig_mod"):  # torch.compile's OptimizedModule
-            model = model._orig_mod
+            model = model._orig_mod  # type: ignore[assignment]
         elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
             model = model.module
         else:

@@ -42,8 +42,7 @@ def self_ensemble(
     ks = list(transforms)
     if not ks:
         raise ValueError("self_ensemble needs at least one transform")
-    acc = None
-    for k in ks:
-        out = undo_dihedral(model(dihedral(x, k)).float(), k)
-        acc = out if acc is None else acc.add_(out)
+    acc = undo_dihedral(model(dihedral(x, ks[0])).float(), ks[0])
+    for k in ks[1:]:
+        acc.add_(undo_dihedral(model(dihedral(x, k)).float(), k))
     return acc / len(ks)

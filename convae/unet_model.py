@@ -171,7 +171,7 @@ class ConvAEUNet(nn.Module):
             self.decoders.append(nn.Sequential(*[NAFBlock(c) for _ in range(n)]))
         self.ending = nn.Conv2d(width, c_io, 3, padding=1)
         nn.init.zeros_(self.ending.weight)  # a fresh model returns its input unchanged
-        nn.init.zeros_(self.ending.bias)
+        nn.init.zeros_(self.ending.bias)  # type: ignore[arg-type]
         self.reshuffle = nn.PixelShuffle(shuffle)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -337,15 +337,15 @@ def test_cosine_schedule_resumes_exactly(pairs, tmp_path):
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_keeps_tensor_pairs_on_the_device(pairs):
-    from convae.train import _PairData
+    from convae.data import PairData
 
     b, s = pairs(8)
-    d = _PairData((b, s), "train_data")
+    d = PairData((b, s), "train_data")
     assert d.keep_on(torch.device("cuda")) and d.blurred.is_cuda and d.sharp.is_cuda
     assert not b.is_cuda  # the caller's tensors stay where they were
     ((gb, gs),) = d.batches([torch.tensor([3, 1])], torch.device("cuda"))
     assert torch.equal(gb.cpu(), b[[3, 1]]) and torch.equal(gs.cpu(), s[[3, 1]])
-    assert not _PairData((b, s), "x").keep_on(torch.device("cpu"))
+    assert not PairData((b, s), "x").keep_on(torch.device("cpu"))
 
 
 @pytest.mark.cuda

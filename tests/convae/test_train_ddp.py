@@ -39,7 +39,7 @@ WORKER = textwrap.dedent("""
                             world_size=world)
 
     import convae
-    T = sys.modules["convae.train"]     # the module (convae.train is the function)
+    T = sys.modules["convae._epoch"]    # the module whose save_checkpoint the loop calls
 
     writes = []                       # every checkpoint this rank writes
     _save = T.save_checkpoint
@@ -223,18 +223,18 @@ def test_distributed_sampler_shards_cover_the_epoch():
     """The sharding the loop uses under DDP: equal shares, together every index, per-epoch."""
     from torch.utils.data.distributed import DistributedSampler
 
-    from convae.train import _epoch_order
+    from convae.distributed import epoch_order
 
     gen = torch.Generator().manual_seed(0)
     shards = [
-        _epoch_order(
+        epoch_order(
             21, gen, 3, DistributedSampler(range(21), num_replicas=2, rank=r, shuffle=True, seed=0)
         )
         for r in range(2)
     ]
     assert [len(s) for s in shards] == [11, 11]  # padded by wrapping
     assert set(torch.cat(shards).tolist()) == set(range(21))
-    other = _epoch_order(
+    other = epoch_order(
         21, gen, 4, DistributedSampler(range(21), num_replicas=2, rank=0, shuffle=True, seed=0)
     )
     assert not torch.equal(other, shards[0])  # set_epoch reshuffles
