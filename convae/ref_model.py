@@ -36,7 +36,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, 
 
 @register("convae")
 class ConvAE(nn.Module):
-    """Reference ConvAE from the project's source description (DESIGN §7).
+    """Reference ConvAE from the project's source description.
 
     Args:
         in_channels: 3 (RGB) or 1 (gray); the output has the same number of channels.
