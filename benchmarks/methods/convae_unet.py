@@ -14,7 +14,7 @@ class ConvAEUNetMethod(_CNNMethod):
     description: ClassVar[str] = "residual NAF U-Net, predicts the correction (MSE + 0.1(1-SSIM))"
     architecture: ClassVar[str] = "convae-unet"
     model_kwargs: ClassVar[dict[str, Any]] = {}  # the model's defaults
-    #: batch 16 beat 64 by 2.7 dB on the validation people at equal CPU time (notes/unet-notes.md)
+    #: batch 16 beat 64 by 2.7 dB on the validation people at equal CPU time (docs/results/unet.md)
     train_batch_size: ClassVar[int | None] = 16
     tiny_model_kwargs: ClassVar[dict[str, Any]] = {
         "width": 8,
