@@ -16,13 +16,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.errors import UserError
+
 
 def gaussian_kernel(size: int = 25, sigma: float = 3.0) -> torch.Tensor:
     """Normalised 2-D Gaussian kernel ``(size, size)`` in float64, as cv2.getGaussianKernel."""
     if not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"kernel size must be a positive integer, got {size!r}")
-    if not sigma > 0:
-        raise ValueError(f"sigma must be > 0, got {sigma!r}")
+    if not (sigma > 0 and np.isfinite(sigma)):
+        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2.0
     g = torch.exp(-0.5 * (x / sigma) ** 2)
     g = g / g.sum()
@@ -35,7 +37,10 @@ def load_psf(path: str | Path) -> torch.Tensor:
     if not path.is_file():
         raise FileNotFoundError(f"PSF file not found: {path}")
     if path.suffix.lower() == ".npy":
-        arr = np.load(path, allow_pickle=False)
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:  # truncated, text, pickled objects
+            raise UserError(f"cannot read PSF {path}: not a valid .npy array ({exc})") from None
     else:
         from PIL import Image
 
@@ -43,7 +48,9 @@ def load_psf(path: str | Path) -> torch.Tensor:
             with Image.open(path) as im:
                 arr = np.asarray(im.convert("F"), dtype=np.float64)
         except Exception as exc:  # PIL raises many types for bad files
-            raise ValueError(f"cannot read PSF image {path}: {exc}") from exc
+            raise UserError(f"cannot read PSF image {path}: {exc}") from None
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise UserError(f"PSF in {path} must hold real numbers, got dtype {arr.dtype}")
     arr = np.asarray(arr, dtype=np.float64)
     if arr.ndim != 2:
         raise ValueError(f"PSF must be a 2-D array, got shape {arr.shape} from {path}")
@@ -88,6 +95,17 @@ class BlurOperator:
         # Same-size convolution centred as scipy.ndimage.convolve (also for even kernels).
         self.pad = ((kh - 1) // 2, kh // 2, (kw - 1) // 2, kw // 2)
         self._cache: dict[tuple, Any] = {}
+
+    def check_image_size(self, height: int, width: int, what: str = "image") -> None:
+        """Refuse an image the reflect padding cannot handle (not larger than half the kernel)."""
+        t, b, l, r = self.pad
+        need_h, need_w = max(t, b), max(l, r)
+        if height <= need_h or width <= need_w:
+            kh, kw = self.kernel.shape
+            raise UserError(
+                f"{what} of {width}x{height} px is too small for this {kw}x{kh} kernel: reflect "
+                f"padding needs more than {need_w} px across and {need_h} px down"
+            )
 
     # -- constructors -------------------------------------------------------------
     @classmethod
@@ -174,18 +192,29 @@ def degrade(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Blur, add Gaussian noise of std ``noise`` (on the [0, 1] scale), quantize to 8 bits."""
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
+    if not (noise >= 0 and np.isfinite(noise)):
+        raise ValueError(f"noise must be a finite number >= 0, got {noise}")
     y = blur.A(x)
     if noise > 0:
         y = y + noise * torch.randn(y.shape, generator=generator, dtype=y.dtype).to(y.device)
     return quantize8(y)
 
 
+DEFAULT_KERNEL_SIZE = 25
+DEFAULT_SIGMA = 3.0
+
+
 def make_blur(
-    *, kernel_size: int = 25, sigma: float = 3.0, psf: str | Path | None = None
+    *, kernel_size: int | None = None, sigma: float | None = None, psf: str | Path | None = None
 ) -> BlurOperator:
-    """The operator the CLI options describe: ``--psf FILE`` wins over the Gaussian."""
+    """The operator the CLI options describe: ``--psf FILE``, or the Gaussian (25 px, sigma 3
+    unless given).  ``kernel_size``/``sigma`` describe the Gaussian only, so they are refused
+    together with ``psf`` rather than silently ignored."""
     if psf is not None:
+        if kernel_size is not None or sigma is not None:
+            raise UserError("--sigma and --kernel-size do not apply with --psf: drop them")
         return BlurOperator.from_file(psf)
-    return BlurOperator.gaussian(kernel_size, sigma)
+    return BlurOperator.gaussian(
+        DEFAULT_KERNEL_SIZE if kernel_size is None else kernel_size,
+        DEFAULT_SIGMA if sigma is None else sigma,
+    )

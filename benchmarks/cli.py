@@ -7,6 +7,14 @@ import importlib
 import sys
 
 from benchmarks import __version__
+from benchmarks.cli_types import (
+    device_name,
+    finite_nonneg_float,
+    finite_positive_float,
+    nonneg_int,
+    positive_int,
+)
+from benchmarks.errors import UserError
 from benchmarks.presets import PRESETS, add_protocol_args
 
 
@@ -26,19 +34,23 @@ def _data_args(p: argparse.ArgumentParser) -> None:
         help="folder of face images, searched recursively, or builtin:faces / builtin:photos "
         "(default: the shipped face set)",
     )
-    p.add_argument("--size", type=int, help="square image side in px (overrides the preset)")
+    p.add_argument(
+        "--size", type=positive_int, help="square image side in px (overrides the preset)"
+    )
     p.add_argument("--gray", action="store_true", default=None, help="grayscale instead of RGB")
     p.add_argument(
-        "--max-images", type=int, help="cap on images loaded (overrides the preset; 0 = all)"
+        "--max-images",
+        type=nonneg_int,
+        help="cap on images loaded (overrides the preset; 0 = all)",
     )
-    p.add_argument("--seed", type=int, default=0, help="split / noise / training seed")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="split / noise / training seed")
+    p.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads")
 
 
 def _blur_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sigma", type=float, default=3.0, help="Gaussian blur sigma (default 3)")
-    p.add_argument("--kernel-size", type=int, default=25, help="Gaussian kernel side (default 25)")
+    p.add_argument("--sigma", type=finite_positive_float, help="Gaussian blur sigma (default 3)")
+    p.add_argument("--kernel-size", type=positive_int, help="Gaussian kernel side (default 25)")
     p.add_argument("--psf", help="user PSF (.npy or grayscale image), replaces the Gaussian")
 
 
@@ -47,7 +59,7 @@ def _parse_checkpoints(items: list[str] | None) -> dict[str, str]:
     for item in items or []:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
-            raise SystemExit(f"error: --checkpoint expects METHOD=PATH, got {item!r}")
+            raise UserError(f"--checkpoint expects METHOD=PATH, got {item!r}")
         out[name] = path
     return out
 
@@ -155,6 +167,19 @@ def _missing(name: str, exc: Exception) -> int:
     return 2
 
 
+#: What the CLI reports as ``error: ...`` (exit 1): mistakes in flags and the user's own paths.
+#: ``TypeError``, ``RuntimeError`` and the rest are bugs and keep their traceback.
+USER_ERRORS = (
+    UserError,
+    ValueError,  # validation in the libraries (bad parameter values) raises ValueError
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deblur-bench",
@@ -170,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", help="methods to run (default: all; see `list`)")
     p.add_argument(
         "--noise",
-        type=float,
+        type=finite_nonneg_float,
         default=0.0,
         help="Gaussian noise std on the [0, 1] scale, added before quantization",
     )
@@ -183,9 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="load a trained method instead of training it (repeatable)",
     )
     p.add_argument("--save-images", action="store_true", help="write restored test images")
-    p.add_argument("--epochs", type=int, help="CNN training epochs (overrides the preset)")
-    p.add_argument("--max-minutes", type=float, help="CNN training time cap per method")
-    p.add_argument("--batch-size", type=int, help="CNN training batch (overrides the method's)")
+    p.add_argument("--epochs", type=positive_int, help="CNN training epochs (overrides the preset)")
+    p.add_argument(
+        "--max-minutes", type=finite_positive_float, help="CNN training time cap per method"
+    )
+    p.add_argument(
+        "--batch-size", type=positive_int, help="CNN training batch (overrides the method's)"
+    )
     p.add_argument(
         "--tta",
         action="store_true",
@@ -194,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--extra-photos",
-        type=int,
+        type=nonneg_int,
         default=0,
         metavar="N",
         help="CNNs trained in this run also see N degraded photo crops (as train)",
@@ -231,15 +260,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the restored PNGs")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--gray", action="store_true", help="process as grayscale")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--balance", type=float, help="wiener: regularisation balance")
-    p.add_argument("--iterations", type=int, help="richardson-lucy: iterations")
+    p.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument(
+        "--balance", type=finite_positive_float, help="wiener: regularisation balance (> 0)"
+    )
+    p.add_argument("--iterations", type=positive_int, help="richardson-lucy: iterations (>= 1)")
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("report", help="merge finished runs into one table")
     _common(p)
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    p.add_argument("--baseline", default="identity", help="method for paired differences")
+    p.add_argument(
+        "--baseline",
+        help="method for paired differences (default: identity, when the runs have it)",
+    )
     p.add_argument("--out", help="also write the merged markdown table to this file")
     p.set_defaults(func=cmd_report)
 
@@ -268,14 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (
-        ValueError,
-        FileNotFoundError,
-        FileExistsError,
-        NotADirectoryError,
-        RuntimeError,
-        TypeError,
-    ) as exc:
+    except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -10,7 +10,6 @@ reconstructions and ``run.json`` with the settings and timings.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
@@ -19,10 +18,19 @@ from typing import Any
 
 import numpy as np
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm"}
+from benchmarks.cli_types import (
+    device_name,
+    finite_nonneg_float,
+    nonneg_int,
+    positive_int,
+)
+from benchmarks.errors import UserError
+from benchmarks.images import image_files, read_or_warn, suffixes_text
+from benchmarks.io_utils import write_json
+from benchmarks.run_dir import MARKER, RunFolder
 
 
-class FaceFolderError(ValueError):
+class FaceFolderError(UserError):
     """A missing folder, or one without a single readable image."""
 
 
@@ -33,35 +41,28 @@ def load_face_matrix(
 
     Returns ``V`` of shape ``(size·size·channels, n_images)``, the relative paths of the images
     used (sorted, so the columns are reproducible) and the image shape ``(size, size[, 3])``.
-    Unreadable files are skipped with a warning that names them.
+    Unreadable files are skipped with a warning that names them.  Images are read at their
+    full depth (16-bit files too) and upright (EXIF orientation), like every benchmarks path.
     """
-    from PIL import Image
-
     root = Path(data_dir)
     if not root.is_dir():
         raise FaceFolderError(f"--data-dir {root} does not exist or is not a folder")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    columns, names, skipped = [], [], []
+    if size < 1:
+        raise UserError(f"--size must be an integer >= 1, got {size}")
+    files = image_files(root)
+    columns, names = [], []
     for path in files:
         if max_images is not None and len(columns) >= max_images:
             break
-        try:
-            with Image.open(path) as im:
-                im = im.convert("L" if gray else "RGB")
-                w, h = im.size
-                s = min(w, h)
-                left, top = (w - s) // 2, (h - s) // 2
-                im = im.crop((left, top, left + s, top + s))
-                im = im.resize((size, size), Image.BICUBIC, reducing_gap=None)
-                arr = np.asarray(im, dtype=np.float32) / 255.0
-        except Exception as exc:  # PIL raises many kinds for corrupt files
-            skipped.append(path)
-            warnings.warn(f"skipping unreadable image {path}: {exc}", RuntimeWarning, stacklevel=2)
+        pic = read_or_warn(path, gray=gray, category=RuntimeWarning)
+        if pic is None:
             continue
+        chw = pic.center_square().resize(size).array()  # (C, S, S): columns are channels-last
+        arr = chw[0] if gray else chw.transpose(1, 2, 0)
         columns.append(np.clip(arr, 0.0, 1.0).reshape(-1))
         names.append(str(path.relative_to(root)))
     if not columns:
-        what = "no readable images" if files else f"no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+        what = "no readable images" if files else f"no images ({suffixes_text()})"
         raise FaceFolderError(f"--data-dir {root} holds {what}")
     shape = (size, size) if gray else (size, size, 3)
     return np.stack(columns, axis=1), names, shape
@@ -134,6 +135,71 @@ def _reconstructions_figure(
     plt.close(fig)
 
 
+class JointProgress:
+    """``dnmf.factorize`` callback that draws a progress bar of the joint iterations.
+
+    The bar starts at the first joint iteration, not before the fit: the layer-wise
+    pretraining that comes first reports no iterations, and counting its time as the first
+    one's made the rate and the time left wrong (seconds per iteration for a fast fit).
+    """
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled = total, enabled
+        self.bar: Any = None
+
+    def __call__(self, it: int, loss: float) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=self.total, initial=it, desc="dnmf.factorize", unit="it", file=sys.stderr
+            )
+        else:
+            self.bar.update(it - self.bar.n)
+        self.bar.set_postfix(loss=f"{loss:.4g}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _fit(V: np.ndarray, ranks: list[int], *, progress: bool, **kw: Any) -> tuple[Any, float]:
+    """``dnmf.factorize`` with the progress bar; its warnings printed as ``warning: ...``."""
+    import dnmf
+
+    bar = JointProgress(kw["max_iter"], progress)
+    if progress:
+        print("dnmf.factorize: pretraining the layers ...", file=sys.stderr, flush=True)
+    t1 = time.perf_counter()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", dnmf.ConvergenceWarning)
+            res = dnmf.factorize(V, ranks, callback=bar, **kw)
+    finally:
+        bar.close()
+    t_fit = time.perf_counter() - t1
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    return res, t_fit
+
+
+def _write_figures(out: Path, res: Any, V: np.ndarray, shape: tuple[int, ...]) -> float:
+    """Factors, atoms, loss curve and reconstructions into ``out``; returns the relative error."""
+    res.save(out / "factors.npz")
+    prefix = res.Ws[0]
+    for l in range(len(res.Ws)):
+        if l > 0:
+            prefix = prefix @ res.Ws[l]
+        title = "columns of W1" if l == 0 else f"columns of W1…W{l + 1}"
+        _atoms_figure(prefix, shape, f"layer {l + 1}: {title}", out / f"atoms_layer{l + 1}.png")
+    _loss_figure(res, out / "loss.png")
+    R = res.reconstruct()
+    _reconstructions_figure(V, R, shape, out / "reconstructions.png")
+    return float(np.linalg.norm(V - R) / np.linalg.norm(V))
+
+
 def run_factorize(
     data_dir: str | Path,
     ranks: list[int],
@@ -151,86 +217,51 @@ def run_factorize(
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Load the faces, factorize, write every output into ``out``; returns the run summary."""
+    """Load the faces, factorize, write every output into ``out``; returns the run summary.
+
+    The run is written into a staging folder beside ``out`` and put in place at the end, so
+    an error (or ``--overwrite`` of an earlier run) never leaves half a run behind.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
-    import dnmf
 
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise FileExistsError(
-            f"--out {out} exists and is not empty; pass --overwrite to write into it"
-        )
-    t0 = time.perf_counter()
-    V, names, shape = load_face_matrix(data_dir, size=size, gray=gray, max_images=max_images)
-    t_load = time.perf_counter() - t0
-    out.mkdir(parents=True, exist_ok=True)
+    if device is not None:
+        from benchmarks.runner import resolve_device
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=max_iter, desc="dnmf.factorize", unit="it", file=sys.stderr)
-
-    def callback(it: int, loss: float) -> None:
-        if bar is not None:
-            bar.update(it - bar.n)
-            bar.set_postfix(loss=f"{loss:.4g}")
-
-    t1 = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", dnmf.ConvergenceWarning)
-        res = dnmf.factorize(
-            V,
-            ranks,
-            beta=beta,
-            max_iter=max_iter,
-            tol=tol,
-            init=init,
-            seed=seed,
-            device=device,
-            callback=callback,
-        )
-    t_fit = time.perf_counter() - t1
-    if bar is not None:
-        bar.close()
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
-
-    res.save(out / "factors.npz")
-    prefix = res.Ws[0]
-    for l in range(len(res.Ws)):
-        if l > 0:
-            prefix = prefix @ res.Ws[l]
-        title = "columns of W1" if l == 0 else f"columns of W1…W{l + 1}"
-        _atoms_figure(prefix, shape, f"layer {l + 1}: {title}", out / f"atoms_layer{l + 1}.png")
-    _loss_figure(res, out / "loss.png")
-    R = res.reconstruct()
-    _reconstructions_figure(V, R, shape, out / "reconstructions.png")
-    rel = float(np.linalg.norm(V - R) / np.linalg.norm(V))
-    summary = {
-        "format_version": 1,
-        "data_dir": str(data_dir),
-        "n_images": len(names),
-        "image_shape": list(shape),
-        "V_shape": list(V.shape),
-        "ranks": list(res.ranks),
-        "beta": res.beta,
-        "init": init,
-        "seed": seed,
-        "max_iter": max_iter,
-        "tol": tol,
-        "n_iter": int(res.n_iter),
-        "converged": bool(res.converged),
-        "final_loss": float(res.loss),
-        "relative_error": rel,
-        "device": str(device or "cpu"),
-        "seconds": {"load": t_load, "factorize": t_fit},
-        "images": names,
-        "outputs": sorted(p.name for p in out.iterdir()) + ["run.json"],
-    }
-    (out / "run.json").write_text(json.dumps(summary, indent=2))
+        resolve_device(device)  # a clear error for cuda without CUDA, before any work
+    folder = RunFolder(out, kind="factorize", overwrite=overwrite, protect=[data_dir])
+    with folder:
+        t0 = time.perf_counter()
+        V, names, shape = load_face_matrix(data_dir, size=size, gray=gray, max_images=max_images)
+        t_load = time.perf_counter() - t0
+        fit = {"beta": beta, "max_iter": max_iter, "tol": tol, "init": init, "seed": seed}
+        res, t_fit = _fit(V, ranks, progress=progress, device=device, **fit)
+        rel = _write_figures(folder.path, res, V, shape)
+        summary = {
+            "format_version": 1,
+            "data_dir": str(data_dir),
+            "n_images": len(names),
+            "image_shape": list(shape),
+            "V_shape": list(V.shape),
+            "ranks": list(res.ranks),
+            "beta": res.beta,
+            "init": init,
+            "seed": seed,
+            "max_iter": max_iter,
+            "tol": tol,
+            "n_iter": int(res.n_iter),
+            "converged": bool(res.converged),
+            "final_loss": float(res.loss),
+            "relative_error": rel,
+            "device": str(device or "cpu"),
+            "seconds": {"load": t_load, "factorize": t_fit},
+            "images": names,
+            "outputs": sorted(p.name for p in folder.path.iterdir() if p.name != MARKER)
+            + ["run.json"],
+        }
+        write_json(folder.path / "run.json", summary)
+        folder.commit()
     return summary
 
 
@@ -240,27 +271,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-dir", required=True, type=Path, help="folder of face images (searched recursively)"
     )
     parser.add_argument(
-        "--ranks", type=int, nargs="+", default=[128, 32, 8], help="layer ranks (default 128 32 8)"
+        "--ranks",
+        type=positive_int,
+        nargs="+",
+        default=[128, 32, 8],
+        help="layer ranks (default 128 32 8)",
     )
     parser.add_argument(
         "--beta", type=float, default=2.0, help="β-divergence: 2 Frobenius, 1 KL, 0 IS (default 2)"
     )
     parser.add_argument(
-        "--device", default=None, help="torch device, e.g. cpu or cuda (default cpu)"
+        "--device", type=device_name, default=None, help="cpu, cuda or cuda:N (default cpu)"
     )
     parser.add_argument(
-        "--size", type=int, default=64, help="side of the square images in pixels (default 64)"
+        "--size",
+        type=positive_int,
+        default=64,
+        help="side of the square images in pixels (default 64)",
     )
     parser.add_argument("--gray", action="store_true", help="grayscale instead of RGB")
-    parser.add_argument("--max-iter", type=int, default=500, help="joint iterations (default 500)")
     parser.add_argument(
-        "--tol", type=float, default=1e-5, help="relative loss decrease to stop at (default 1e-5)"
+        "--max-iter", type=positive_int, default=500, help="joint iterations (default 500)"
+    )
+    parser.add_argument(
+        "--tol",
+        type=finite_nonneg_float,
+        default=1e-5,
+        help="relative loss decrease to stop at (default 1e-5)",
     )
     parser.add_argument(
         "--init", default="nndsvda", choices=("nndsvda", "nndsvd", "nndsvdar", "random")
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-images", type=int, default=None, help="use at most this many images")
+    parser.add_argument("--seed", type=nonneg_int, default=0)
+    parser.add_argument(
+        "--max-images", type=positive_int, default=None, help="use at most this many images"
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -268,7 +313,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output folder (default results/factorize-<date-time>)",
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="write into an existing non-empty --out"
+        "--overwrite", action="store_true", help="replace a run folder this tool made"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -293,7 +338,7 @@ def main(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             progress=not args.no_progress,
         )
-    except (FaceFolderError, FileExistsError, ValueError, TypeError) as exc:
+    except (FaceFolderError, FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(

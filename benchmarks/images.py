@@ -44,6 +44,10 @@ _ORIENT = {
 class UnreadableImage(UserError):
     """An image file that cannot be decoded; the message names the file and the reason."""
 
+    def __init__(self, path: str | Path, reason: object) -> None:
+        self.path, self.reason = Path(path), str(reason)
+        super().__init__(f"cannot read image {path}: {reason}")
+
 
 def suffixes_text() -> str:
     return "/".join(IMAGE_SUFFIXES)
@@ -101,34 +105,42 @@ def read_picture(path: str | Path, *, gray: bool = False) -> Picture:
     Raises :class:`UnreadableImage` naming the file for anything that cannot be decoded.
     """
     path = Path(path)
+    im = None
     try:
         im = Image.open(path)
         im.load()
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, ... on bad files
-        raise UnreadableImage(f"cannot read image {path}: {exc}") from None
+        if im is not None:
+            im.close()
+        raise UnreadableImage(path, exc) from None
     with im:
         orientation = _orientation(im)
         try:
             deep = _deep_array(path, im)
+            pic = _from_pillow(im, gray) if deep is None else Picture(_float_bands(deep, gray))
         except (OSError, ValueError) as exc:  # PNGError and tifffile's errors are ValueErrors
             if isinstance(exc, UnreadableImage):
                 raise
-            raise UnreadableImage(f"cannot read image {path}: {exc}") from None
-        if deep is None:
-            pic = _from_pillow(im, gray)
-        else:
-            pic = Picture(_float_bands(deep, gray))
+            raise UnreadableImage(path, exc) from None
     if orientation in _ORIENT:  # what ImageOps.exif_transpose does, band by band
         pic = Picture([b.transpose(_ORIENT[orientation]) for b in pic.bands])
     return pic
 
 
-def read_or_warn(path: Path, *, gray: bool, stacklevel: int = 3) -> Picture | None:
+def read_or_warn(
+    path: Path,
+    *,
+    gray: bool,
+    category: type[Warning] = UserWarning,
+    stacklevel: int = 3,
+) -> Picture | None:
     """:func:`read_picture`, or None with a warning that names the file (folders skip it)."""
     try:
         return read_picture(path, gray=gray)
     except UnreadableImage as exc:
-        warnings.warn(f"skipping unreadable image: {exc}", stacklevel=stacklevel)
+        warnings.warn(
+            f"skipping unreadable image {path}: {exc.reason}", category, stacklevel=stacklevel
+        )
         return None
 
 
@@ -154,7 +166,7 @@ def _deep_array(path: Path, im: Image.Image) -> np.ndarray | None:
 
         return np.asarray(tifffile.imread(path))
     if im.mode not in _EIGHT_BIT_MODES:
-        raise UnreadableImage(f"cannot read image {path}: unsupported image mode {im.mode!r}")
+        raise UnreadableImage(path, f"unsupported image mode {im.mode!r}")
     return None
 
 
@@ -178,7 +190,7 @@ def _to_unit(a: np.ndarray) -> np.ndarray:
         return (np.clip(a.astype(np.float64), 0, None) / top).astype(np.float32)
     if a.dtype.kind == "b":
         return a.astype(np.float32)
-    raise UnreadableImage(f"unsupported sample type {a.dtype}")
+    raise ValueError(f"unsupported sample type {a.dtype}")
 
 
 def _float_bands(a: np.ndarray, gray: bool) -> list[Image.Image]:
@@ -189,7 +201,7 @@ def _float_bands(a: np.ndarray, gray: bool) -> list[Image.Image]:
     elif u.ndim == 3 and u.shape[2] >= 3:
         u = u[..., :3]
     elif u.ndim != 2:
-        raise UnreadableImage(f"unsupported sample layout {a.shape}")
+        raise ValueError(f"unsupported sample layout {a.shape}")
     if u.ndim == 3 and gray:
         u = u[..., 0] * _LUMA[0] + u[..., 1] * _LUMA[1] + u[..., 2] * _LUMA[2]
     planes = [u] if u.ndim == 2 else [u[..., c] for c in range(3)]

@@ -1,29 +1,53 @@
-"""Small file helpers: atomic writes and run folders that are never silently overwritten."""
+"""Small file helpers: atomic writes that respect the umask.
+
+Run folders (marker, lock, replace-by-swap) live in :mod:`benchmarks.run_dir`.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 
+def new_temp_file(path: str | Path) -> Path:
+    """Create an empty, uniquely named hidden file beside ``path`` and return its name.
+
+    It is created with ``os.open(..., 0o666)`` so that the kernel applies the umask (and any
+    default ACL) exactly as for a file the user made; ``tempfile.mkstemp`` would make it 0600
+    and a shared results folder unreadable to colleagues.  The suffix of ``path`` is kept
+    because some writers choose the format from it.
+    """
+    path = Path(path)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{path.suffix}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"could not create a temporary file beside {path}")
+
+
 def atomic_write(path: str | Path, writer: Callable[[Path], None]) -> Path:
-    """Call ``writer(tmp_path)`` then rename onto ``path``: readers never see half a file."""
+    """Call ``writer(tmp_path)`` then rename onto ``path``: readers never see half a file.
+
+    The file gets the mode a plain ``open(path, "w")`` would give (``0o666 & ~umask``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent
-    )
-    os.close(fd)
+    tmp = new_temp_file(path)
     try:
-        writer(Path(tmp))
+        writer(tmp)
+        with open(tmp, "rb") as f:  # the data reach the disk before the name does
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
@@ -44,19 +68,3 @@ def _jsonable(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     return str(o)
-
-
-def prepare_out_dir(out: str | Path, overwrite: bool) -> Path:
-    """Create the run folder; refuse an existing non-empty one unless ``overwrite``."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"output folder {out} already holds a run; pass --overwrite to replace it "
-                f"or choose another --out"
-            )
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out

@@ -1,4 +1,9 @@
-"""``deblur-bench restore``: deblur a user's own images (any size) with one method."""
+"""``deblur-bench restore``: deblur a user's own images (any size) with one method.
+
+Every input is read and checked before the first file is written, so a bad input (unreadable,
+too small for the kernel) stops the command with nothing half done; outputs never replace an
+input, and existing outputs only with ``--overwrite``.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,13 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from benchmarks.blur import make_blur
-from benchmarks.faces import IMAGE_SUFFIXES, _read
+from benchmarks.errors import UserError
 from benchmarks.figures import save_png
+from benchmarks.images import image_files, read_or_warn, read_picture, suffixes_text
 from benchmarks.methods import MethodContext, get_method
 from benchmarks.presets import get_preset
 from benchmarks.runner import check_tta, resolve_device
@@ -24,11 +29,9 @@ def collect_inputs(items: list[str]) -> list[Path]:
     for item in items:
         p = Path(item)
         if p.is_dir():
-            found = sorted(
-                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-            )
+            found = image_files(p)
             if not found:
-                raise ValueError(f"no images (.jpg/.jpeg/.png/.pgm) found under {p}")
+                raise UserError(f"no images ({suffixes_text()}) found under {p}")
             files += found
         elif p.is_file():
             files.append(p)
@@ -37,11 +40,57 @@ def collect_inputs(items: list[str]) -> list[Path]:
     return files
 
 
+def output_paths(files: list[Path], out: Path, overwrite: bool) -> list[Path]:
+    """``<out>/<stem>.png`` per input; refuses clashes, inputs as outputs and, without
+    ``overwrite``, existing files."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} exists and is not a folder")
+    targets = [out / (f.stem + ".png") for f in files]
+    if len(set(targets)) != len(targets):
+        raise UserError("two inputs share a file name; restore them into separate --out folders")
+    inputs = {f.resolve() for f in files}
+    own = [t for t in targets if t.resolve() in inputs]
+    if own:
+        raise UserError(
+            f"--out {out} would replace the input {own[0]} with its restoration; "
+            f"choose another --out"
+        )
+    clash = [t for t in targets if t.exists()]
+    if clash and not overwrite:
+        raise FileExistsError(
+            f"{clash[0]} exists ({len(clash)} output files would be replaced); pass --overwrite"
+        )
+    return targets
+
+
+def check_inputs(files: list[Path], *, gray: bool, blur, sees_psf: bool) -> list[int]:
+    """Read every input once; returns the indices of the readable ones (others warned about).
+
+    Raises :class:`UserError` when none is readable or an image is too small for the kernel.
+    """
+    ok = []
+    for i, f in enumerate(files):
+        pic = read_or_warn(f, gray=gray)
+        if pic is None:
+            continue
+        if sees_psf:
+            w, h = pic.size
+            blur.check_image_size(h, w, what=f"image {f}")
+        ok.append(i)
+    if not ok:
+        raise UserError(
+            f"none of the {len(files)} input image(s) could be read "
+            f"({', '.join(map(str, files[:3]))}{' ...' if len(files) > 3 else ''}); "
+            f"nothing was restored"
+        )
+    return ok
+
+
 def restore_files(args: argparse.Namespace) -> list[Path]:
     """Restore every input image and write ``<out>/<stem>.png``; returns the written paths."""
     cls = get_method(args.method)
     if cls.learns and not args.checkpoint:
-        raise ValueError(
+        raise UserError(
             f"method {args.method!r} is learned: pass --checkpoint PATH "
             f"(made by `deblur-bench run` or `deblur-bench train`)"
         )
@@ -51,6 +100,9 @@ def restore_files(args: argparse.Namespace) -> list[Path]:
     blur = make_blur(kernel_size=args.kernel_size, sigma=args.sigma, psf=args.psf)
     tta = bool(getattr(args, "tta", False))
     check_tta(tta, blur)
+    files = collect_inputs(args.inputs)
+    out = Path(args.out)
+    targets = output_paths(files, out, args.overwrite)
     ctx = MethodContext(
         preset=get_preset("fast"),
         device=device,
@@ -64,31 +116,17 @@ def restore_files(args: argparse.Namespace) -> list[Path]:
     for attr, value in (("balance", args.balance), ("n_iter", args.iterations)):
         if value is not None:
             if not hasattr(method, attr):
-                raise ValueError(f"method {args.method!r} has no parameter {attr!r}")
+                raise UserError(f"method {args.method!r} has no parameter {attr!r}")
             setattr(method, attr, value)
-    files = collect_inputs(args.inputs)
-    out = Path(args.out)
-    targets = [out / (f.stem + ".png") for f in files]
-    if len(set(targets)) != len(targets):
-        raise ValueError("two inputs share a file name; restore them into separate --out folders")
-    clash = [t for t in targets if t.exists()]
-    if clash and not args.overwrite:
-        raise FileExistsError(
-            f"{clash[0]} exists ({len(clash)} output files would be replaced); pass --overwrite"
-        )
+    readable = check_inputs(files, gray=args.gray, blur=blur, sees_psf=cls.sees_psf)
     written = []
-    for f, target in tqdm(
-        list(zip(files, targets)), desc=f"restore {args.method}", disable=args.quiet
-    ):
-        im = _read(f)
-        if im is None:
-            continue
-        im = im.convert("L" if args.gray else "RGB")
-        a = np.asarray(im, dtype=np.float32) / 255.0
-        x = torch.from_numpy(a[None, None] if a.ndim == 2 else a.transpose(2, 0, 1)[None].copy())
+    for i in tqdm(readable, desc=f"restore {args.method}", disable=args.quiet):
+        x = torch.from_numpy(read_picture(files[i], gray=args.gray).array()[None])
         with torch.no_grad():
             x_hat = method.restore(x, blur)
-        written.append(save_png(target, x_hat[0]))
+        written.append(save_png(targets[i], x_hat[0]))
     if not args.quiet:
-        print(f"wrote {len(written)} restored images to {out}", file=sys.stderr)
+        skipped = len(files) - len(readable)
+        note = f" ({skipped} unreadable input(s) skipped, named above)" if skipped else ""
+        print(f"wrote {len(written)} restored images to {out}{note}", file=sys.stderr)
     return written

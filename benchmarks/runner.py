@@ -18,9 +18,10 @@ from tqdm import tqdm
 
 from benchmarks import __version__
 from benchmarks.blur import make_blur
+from benchmarks.errors import UserError
 from benchmarks.extra_pairs import check_cnn_data, cnn_training_pairs, psf_symmetries
 from benchmarks.figures import examples_figure, save_png
-from benchmarks.io_utils import prepare_out_dir, write_json, write_text
+from benchmarks.io_utils import write_json, write_text
 from benchmarks.methods import MethodContext, get_method, registry
 from benchmarks.methods._cnn import _CNNMethod
 from benchmarks.metrics import all_metrics
@@ -28,6 +29,7 @@ from benchmarks.pairs import PairSet
 from benchmarks.pipeline import prepare_splits
 from benchmarks.presets import Preset, get_preset
 from benchmarks.report import summarize, to_markdown
+from benchmarks.run_dir import RunFolder
 
 FORMAT_VERSION = 1
 N_EXAMPLES = 6
@@ -42,8 +44,8 @@ class RunConfig:
     size: int | None = None
     gray: bool | None = None
     methods: list[str] | None = None
-    sigma: float = 3.0
-    kernel_size: int = 25
+    sigma: float | None = None  # None: 3.0 (refused together with psf)
+    kernel_size: int | None = None  # None: 25 (refused together with psf)
     psf: str | None = None
     noise: float = 0.0
     seed: int = 0
@@ -81,12 +83,40 @@ class RunConfig:
 
 def resolve_device(name: str) -> torch.device:
     """``cpu`` or ``cuda[:k]``, with a clear error when CUDA is asked for but absent."""
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was requested but no CUDA device is available")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:  # torch's message for a malformed device string
+        raise UserError(f"--device must be cpu, cuda or cuda:N, got {name!r}") from None
     if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device must be cpu or cuda, got {name!r}")
+        raise UserError(f"--device must be cpu or cuda, got {name!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(
+            f"--device {name}: no CUDA device is available here (this torch "
+            f"{'has no CUDA support' if torch.version.cuda is None else 'finds no GPU'}); "
+            f"use --device cpu"
+        )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UserError(
+            f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible"
+        )
     return dev
+
+
+def data_folder(data_dir: str | Path | None) -> Path | None:
+    """The folder a ``--data-dir`` value reads (the shipped faces for builtin:/None)."""
+    from benchmarks.faces import SHIPPED_FACES
+
+    if data_dir is None or str(data_dir) == "builtin:faces":
+        return SHIPPED_FACES
+    return None if str(data_dir).startswith("builtin:") else Path(data_dir)
+
+
+def check_checkpoint_files(checkpoints: dict[str, str]) -> None:
+    """Every ``--checkpoint METHOD=PATH`` names an existing file (checked before any work)."""
+    for name, path in checkpoints.items():
+        if not Path(path).is_file():
+            what = "is a folder, not a file" if Path(path).is_dir() else "does not exist"
+            raise FileNotFoundError(f"--checkpoint {name}={path}: {path} {what}")
 
 
 def git_commit() -> str | None:
@@ -203,12 +233,34 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
     for n in cfg.checkpoints:
         if n not in names:
             raise ValueError(f"--checkpoint given for {n!r}, which is not among --methods")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise UserError(f"--threads must be an integer >= 1, got {cfg.threads}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     blur = make_blur(kernel_size=cfg.kernel_size, sigma=cfg.sigma, psf=cfg.psf)
     check_tta(cfg.tta, blur)  # before the run folder exists
     check_cnn_data(cfg.extra_photos, cfg.augment_faces, blur)
-    out = prepare_out_dir(cfg.out or default_out(preset.name), cfg.overwrite)
+    check_checkpoint_files(cfg.checkpoints)
+    folder = RunFolder(
+        cfg.out or default_out(preset.name),
+        kind="run",
+        overwrite=cfg.overwrite,
+        protect=[data_folder(cfg.data_dir)],
+    )
+    with folder:  # locked; a replaced run is swapped in only by folder.commit() at the end
+        return _run_into(folder, cfg, preset, device, names, blur)
+
+
+def _run_into(
+    folder: RunFolder,
+    cfg: RunConfig,
+    preset: Preset,
+    device: torch.device,
+    names: list[str],
+    blur: Any,
+) -> dict[str, Any]:
+    """Fit, restore and score every method, writing into ``folder.path``."""
+    out = folder.path
     torch.manual_seed(cfg.seed)
 
     t0 = time.perf_counter()
@@ -391,7 +443,9 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
         "methods": infos,
         "figures": ["examples.png", *figures],
     }
+    record = folder.relocate(record)  # paths into the staging folder name the run folder
     write_json(out / "run.json", record)
+    out = folder.commit()
     print(header + md, flush=True)
     log(cfg, f"results written to {out}")
     return {"out": out, "summary": summary, "per_image": per_image, "record": record}

@@ -19,6 +19,8 @@ the one ``last.pt`` (on a shared filesystem when the run spans nodes).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,13 +28,29 @@ from typing import Any
 
 import convae
 from benchmarks.blur import make_blur
+from benchmarks.cli_types import (
+    device_name,
+    finite_nonneg_float,
+    finite_positive_float,
+    nonneg_int,
+    positive_int,
+)
+from benchmarks.errors import UserError
 from benchmarks.extra_pairs import check_cnn_data, cnn_training_pairs
-from benchmarks.io_utils import prepare_out_dir, write_json
+from benchmarks.io_utils import write_json
 from benchmarks.methods import MethodContext, get_method, registry
 from benchmarks.methods._cnn import CURVE_NAME, _CNNMethod
 from benchmarks.pipeline import prepare_splits
 from benchmarks.presets import PRESETS, add_protocol_args, get_preset
-from benchmarks.runner import default_out, git_commit, peak_rss_mib, resolve_device, versions
+from benchmarks.run_dir import RunFolder
+from benchmarks.runner import (
+    data_folder,
+    default_out,
+    git_commit,
+    peak_rss_mib,
+    resolve_device,
+    versions,
+)
 from convae.train import (
     DistributedInfo,
     barrier,
@@ -53,18 +71,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--data-dir",
         help="face folder, or builtin:faces / builtin:photos (default: the shipped face set)",
     )
-    p.add_argument("--size", type=int, help="image side in px (overrides the preset)")
+    p.add_argument("--size", type=positive_int, help="image side in px (overrides the preset)")
     p.add_argument("--gray", action="store_true", default=None)
-    p.add_argument("--max-images", type=int)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sigma", type=float, default=3.0)
-    p.add_argument("--kernel-size", type=int, default=25)
+    p.add_argument("--max-images", type=nonneg_int, help="cap on images loaded (0 = all)")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--sigma", type=finite_positive_float, help="Gaussian blur sigma (default 3)")
+    p.add_argument("--kernel-size", type=positive_int, help="Gaussian kernel side (default 25)")
     p.add_argument("--psf")
-    p.add_argument("--noise", type=float, default=0.0)
-    p.add_argument("--epochs", type=int, help="total epochs (a resumed run continues to this)")
-    p.add_argument("--max-minutes", type=float, help="wall-clock cap of this call")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--noise", type=finite_nonneg_float, default=0.0)
+    p.add_argument(
+        "--epochs", type=positive_int, help="total epochs (a resumed run continues to this)"
+    )
+    p.add_argument("--max-minutes", type=finite_positive_float, help="wall-clock cap of this call")
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--lr", type=finite_positive_float)
     p.add_argument(
         "--lr-schedule",
         choices=["constant", "cosine"],
@@ -74,13 +94,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_protocol_args(p)
     p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     p.add_argument("--resume", help="last.pt of an interrupted run to continue")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=positive_int)
     p.add_argument("--out", help="checkpoint folder (default results/<date-time>-train-MODEL/)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace a run folder this tool made")
     p.add_argument(
         "--extra-photos",
-        type=int,
+        type=nonneg_int,
         default=0,
         metavar="N",
         help="add N random crops of scikit-image's bundled photographs, degraded "
@@ -130,32 +150,48 @@ def parse_model_args(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _shared_out_dir(args: argparse.Namespace, info: DistributedInfo | None) -> Path:
-    """The checkpoint folder, checked and created by rank 0 only; every rank gets its path.
+def _run_folder(args: argparse.Namespace) -> RunFolder:
+    """The checkpoint folder: new, continued (``--resume`` in its own folder) or replaced.
+
+    ``--resume A/last.pt`` continues in ``A``; with ``--out B`` it writes into ``B``, which must
+    be new (or empty) unless ``--overwrite`` replaces a run folder this tool made.
+    """
+    resume = Path(args.resume) if args.resume else None
+    if resume is not None and not resume.is_file():
+        raise FileNotFoundError(f"--resume checkpoint not found: {resume}")
+    default = resume.parent if resume is not None else default_out(f"train-{args.model}")
+    return RunFolder(
+        args.out or default,
+        kind="train",
+        overwrite=args.overwrite,
+        protect=[data_folder(args.data_dir)],
+        staged=False,  # checkpoints appear as they are written (a crash can be resumed)
+        continue_in=resume.parent if resume is not None else None,
+    )
+
+
+def _shared_out_dir(
+    args: argparse.Namespace, info: DistributedInfo | None, stack: contextlib.ExitStack
+) -> tuple[Path, RunFolder | None]:
+    """The checkpoint folder, checked, locked and created by rank 0 only (held open in
+    ``stack``); every rank gets its path, rank 0 also the :class:`RunFolder` to commit.
 
     An error on rank 0 (existing run folder, missing --resume file) is sent to the other
     ranks so that all of them stop with it instead of waiting forever at a barrier.
     """
     error: BaseException | None = None
     out: Path | None = None
+    folder: RunFolder | None = None
     if info is None or info.is_main:
         try:
-            if args.resume:
-                resume = Path(args.resume)
-                if not resume.is_file():
-                    raise FileNotFoundError(f"--resume checkpoint not found: {resume}")
-                out = Path(args.out) if args.out else resume.parent
-                out.mkdir(parents=True, exist_ok=True)  # resuming continues in place
-            else:
-                out = prepare_out_dir(
-                    args.out or default_out(f"train-{args.model}"), args.overwrite
-                )
+            folder = stack.enter_context(_run_folder(args))
+            out = folder.path
         except (OSError, ValueError) as exc:
             error = exc
     if info is None:
         if error is not None:
             raise error
-        return out  # type: ignore[return-value]
+        return out, folder  # type: ignore[return-value]
     import torch.distributed as dist
 
     box: list[Any] = [
@@ -167,10 +203,10 @@ def _shared_out_dir(args: argparse.Namespace, info: DistributedInfo | None) -> P
         if error is not None:
             raise error
         kind = {"FileExistsError": FileExistsError, "FileNotFoundError": FileNotFoundError}.get(
-            box[1][0], RuntimeError
+            box[1][0], UserError
         )
         raise kind(f"{box[1][1]} (reported by rank 0)")
-    return Path(box[0])
+    return Path(box[0]), folder
 
 
 def main(args: argparse.Namespace) -> int:
@@ -186,17 +222,31 @@ def main(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if not (getattr(args, "distributed", False) or env_world_size() > 1):
-        return _train(args, cls, resolve_device(args.device), None)
+        with contextlib.ExitStack() as stack:  # holds the run folder (lock) to the end
+            return _train(args, cls, resolve_device(args.device), None, stack)
     resolve_device(args.device)  # same errors as the single-process command
+    missing = [
+        k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ
+    ]
+    if missing:
+        raise UserError(
+            f"--distributed needs the environment torchrun sets ({', '.join(missing)} missing); "
+            f"start it as `torchrun --nproc_per_node=N -m benchmarks train ...`"
+        )
     info = init_distributed(args.device)
     try:
-        return _train(args, cls, info.device, info)
+        with contextlib.ExitStack() as stack:
+            return _train(args, cls, info.device, info, stack)
     finally:
         destroy_distributed()
 
 
 def _train(
-    args: argparse.Namespace, cls: type[_CNNMethod], device: Any, info: DistributedInfo | None
+    args: argparse.Namespace,
+    cls: type[_CNNMethod],
+    device: Any,
+    info: DistributedInfo | None,
+    stack: contextlib.ExitStack,
 ) -> int:
     import torch
 
@@ -220,7 +270,7 @@ def _train(
     augment_faces = bool(getattr(args, "augment_faces", False))
     blur = make_blur(kernel_size=args.kernel_size, sigma=args.sigma, psf=args.psf)
     check_cnn_data(extra, augment_faces, blur)  # before the run folder exists
-    out = _shared_out_dir(args, info)
+    out, folder = _shared_out_dir(args, info, stack)
     blur_meta = {**blur.meta(), "noise": args.noise, "quantization": "8-bit"}
     splits = prepare_splits(preset, args.data_dir, seed=args.seed, blur=blur, noise=args.noise)
     if not quiet:
@@ -253,9 +303,7 @@ def _train(
     )
     try:
         model = method.build_model(int(splits.train.blurred.shape[1]))
-    except TypeError as exc:  # an unknown --model-arg: leave no empty run folder behind
-        if is_main and not args.resume and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
+    except TypeError as exc:  # an unknown --model-arg (the run folder is removed on the way out)
         raise ValueError(f"{args.model}: bad --model-arg ({exc})") from None
     train_b, train_s = cnn_training_pairs(
         splits.train.blurred,
@@ -309,6 +357,8 @@ def _train(
                 "augment_faces": augment_faces,
             },
         )
+        if folder is not None:  # a replaced run is swapped in only now
+            out = folder.commit()
     barrier()  # the others leave only when rank 0's files are complete
     if is_main:
         best = (

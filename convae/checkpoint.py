@@ -20,7 +20,7 @@ import json
 import os
 import pickle
 import random
-import tempfile
+import secrets
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -48,11 +48,23 @@ class MetaMismatchWarning(UserWarning):
 # --------------------------------------------------------------------------- writing
 
 
+def _new_temp(path: Path) -> tuple[int, str]:
+    """A new hidden file beside ``path``, opened for writing, with the mode a plain ``open``
+    gives (``0o666 & ~umask``; ``tempfile.mkstemp`` would make it 0600 for good)."""
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file beside {path}")
+
+
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     """``torch.save(obj)`` to a temporary file beside ``path``, fsync, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _new_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
@@ -83,7 +95,7 @@ def normalize_meta(meta: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def capture_rng_state(shuffle_generator: torch.Generator | None = None) -> dict[str, Any]:
     """Snapshot of every RNG a training run touches, in ``weights_only``-loadable types."""
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()  # the legacy tuple (the stubs also allow a dict)
     py_state = random.getstate()
     return {
         "torch": torch.get_rng_state(),
@@ -182,6 +194,11 @@ def read_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
+        raise CheckpointError(
+            f"not a checkpoint: {path} (the file is truncated, corrupt or of another kind: "
+            f"not the zip archive torch.save writes)"
+        )
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except (
@@ -191,6 +208,8 @@ def read_checkpoint(
         zipfile.BadZipFile,
         ValueError,
         OSError,
+        KeyError,  # torch's unpickler on damaged data: KeyError, IndexError ("pop from empty list")
+        IndexError,
     ) as e:
         msg = str(e)
         if "Weights only load failed" in msg:
@@ -203,17 +222,30 @@ def read_checkpoint(
                 f"(weights_only=True) refuses: {detail}"
             ) from e
         raise CheckpointError(
-            f"cannot read checkpoint {path}: the file is truncated, corrupt or not a "
-            f"checkpoint ({type(e).__name__}: {msg.splitlines()[0] if msg else ''})"
+            f"not a checkpoint: {path} (the file is truncated, corrupt or of another kind; "
+            f"{type(e).__name__}: {msg.splitlines()[0] if msg else ''})"
         ) from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a convae checkpoint (no '{FORMAT}' format tag)")
+    missing = [k for k, t in _REQUIRED.items() if not isinstance(ckpt.get(k), t)]
+    if missing:
+        raise CheckpointError(
+            f"not a checkpoint: {path} (damaged: {', '.join(missing)} missing or of the wrong type)"
+        )
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format version "
             f"{ckpt['format_version']}; this code reads up to {FORMAT_VERSION}"
         )
     return ckpt
+
+
+#: Keys every checkpoint has, with their types (checked on read, so a damaged file fails here).
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "architecture": str,
+    "model_kwargs": dict,
+    "model_state": dict,
+}
 
 
 def _channels_word(n: Any) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.errors import UserError
 from benchmarks.methods.base import MethodContext
 from benchmarks.metrics import psnr, ssim
 
@@ -71,6 +73,27 @@ def load_or_fit(
     if path is not None:
         model.save(path)
     return model, path, False
+
+
+def load_model_file(model_cls: Any, path: str | Path, device: torch.device, what: str) -> Any:
+    """``model_cls.load(path)`` for ``--checkpoint``: a file that is not one of ``what``'s
+    saved models fails with one clear error naming it instead of numpy's or zipfile's."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return model_cls.load(path, device=device)
+    except (
+        OSError,
+        EOFError,
+        KeyError,
+        IndexError,
+        TypeError,
+        ValueError,
+        zipfile.BadZipFile,
+    ) as e:
+        # numpy refuses pickled data (ValueError), a foreign .npz lacks keys (KeyError), ...
+        why = f"{type(e).__name__}: {e}"
+    raise UserError(f"not a checkpoint: {path} (not a saved {what} model; {why})")
 
 
 def preset_settings(

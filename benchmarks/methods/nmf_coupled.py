@@ -104,7 +104,9 @@ class NMFCoupled(Method):
         self.model.save(path)
 
     def load(self, path: str | Path) -> None:
-        self.model = CoupledDeblur.load(path, device=torch.device(self.ctx.device))
+        self.model = common.load_model_file(
+            CoupledDeblur, path, torch.device(self.ctx.device), self.name
+        )
         self.loaded_from = str(path)
 
     def info(self) -> dict[str, Any]:

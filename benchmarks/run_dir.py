@@ -1,0 +1,399 @@
+"""Run folders that never cost the user anything they made.
+
+Every folder ``run``, ``train`` and ``factorize`` create holds a small JSON marker,
+:data:`MARKER`, that names the tool and, once the command finished, lists the files it wrote.
+:class:`RunFolder` is what a command writes through:
+
+- it takes an exclusive lock (``fcntl.flock`` on ``.<name>.lock`` beside the folder), so a
+  second command writing into the same ``--out`` at the same time is refused;
+- it refuses the current folder, the data folder and any folder holding it, the home folder
+  and ``/`` outright, and an existing folder unless it is a finished-or-not run of this tool
+  (the marker, or a ``run.json``/``train.json`` with the tool's ``format_version`` for runs
+  made before the marker existed) and ``--overwrite`` was given;
+- a replacement is written into ``.<name>.tmp-<pid>`` beside the old run and swapped in by
+  :meth:`RunFolder.commit` only at the end (old run renamed aside, new one renamed in, old one
+  deleted), so a command that fails leaves the previous run as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import fcntl
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from benchmarks.errors import UserError
+
+MARKER = ".deblur-bench-run"
+TOOL = "deblur-bench"
+MARKER_VERSION = 1
+#: Result files of runs made before the marker existed; any with a ``format_version`` key count.
+LEGACY_RECORDS = ("run.json", "train.json")
+
+
+# --------------------------------------------------------------------------- the marker
+def write_marker(folder: Path, kind: str, files: list[str] | None = None) -> None:
+    """Write (or rewrite) the marker of a tool-made folder; ``files``: what the run wrote."""
+    from benchmarks.io_utils import write_json
+
+    write_json(
+        folder / MARKER,
+        {
+            "tool": TOOL,
+            "marker_version": MARKER_VERSION,
+            "kind": kind,
+            "written": _dt.datetime.now().isoformat(timespec="seconds"),
+            "pid": os.getpid(),
+            "complete": files is not None,
+            "files": files,
+        },
+    )
+
+
+def read_marker(folder: Path) -> dict[str, Any] | None:
+    """The folder's marker, or None when it has none (or an unreadable one)."""
+    try:
+        data = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("tool") == TOOL else None
+
+
+def _legacy_record(folder: Path) -> bool:
+    for name in LEGACY_RECORDS:
+        try:
+            data = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and "format_version" in data:
+            return True
+    return False
+
+
+def is_tool_made(folder: Path) -> bool:
+    """Whether ``folder`` is a run folder this tool wrote (marker or legacy record)."""
+    return read_marker(folder) is not None or _legacy_record(folder)
+
+
+def list_files(folder: Path) -> list[str]:
+    """Every file under ``folder`` (relative, sorted), the marker left out."""
+    return sorted(
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if (p.is_file() or p.is_symlink()) and p.name != MARKER
+    )
+
+
+def foreign_files(folder: Path) -> list[str]:
+    """Files of a tool-made folder that the tool did not write (added by someone since).
+
+    Only a finished run's marker lists its files; other folders report nothing here.
+    """
+    marker = read_marker(folder)
+    if marker is None or not isinstance(marker.get("files"), list):
+        return []
+    return sorted(set(list_files(folder)) - set(marker["files"]))
+
+
+def _sample(names: Iterable[str], k: int = 4) -> str:
+    names = list(names)
+    shown = ", ".join(names[:k])
+    return shown + (f" and {len(names) - k} more" if len(names) > k else "")
+
+
+def _top_entries(folder: Path) -> list[str]:
+    return sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+
+
+# --------------------------------------------------------------------------- refusals
+def refusal(target: Path, protect: Iterable[str | Path] = ()) -> str | None:
+    """Why ``target`` (resolved) may never be a run folder, or None.
+
+    Refused: the current folder or any folder holding it, each ``protect`` path (the data
+    folder) or any folder holding it, the home folder and the file-system root.
+    """
+    cwd = Path.cwd().resolve()
+    if target == Path(target.anchor):
+        return "it is the root of the file system"
+    if target == Path.home().resolve():
+        return "it is the home folder"
+    if target == cwd:
+        return "it is the current folder; give the run a folder of its own (e.g. results/NAME)"
+    if target in cwd.parents:
+        return "it holds the current folder"
+    for p in protect:
+        data = Path(p).resolve()
+        if target == data:
+            return "it is the data folder (--data-dir); outputs must not mix with the images"
+        if target in data.parents:
+            return f"it holds the data folder {p}"
+    return None
+
+
+# --------------------------------------------------------------------------- the lock
+class _Lock:
+    """``fcntl.flock`` on ``.<name>.lock`` beside the run folder, refused when held."""
+
+    def __init__(self, target: Path, shown: str) -> None:
+        self.path = target.parent / f".{target.name}.lock"
+        self.shown = shown
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        for _ in range(20):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                holder = _read_pid(fd)
+                os.close(fd)
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                raise UserError(
+                    f"--out {self.shown}: another deblur-bench command"
+                    f"{f' (pid {holder})' if holder else ''} is writing this run folder; "
+                    f"wait for it to finish or choose another --out"
+                ) from None
+            try:  # the holder before us may have removed the file: lock the current one
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                self.fd = fd
+                return
+            os.close(fd)
+        raise UserError(f"--out {self.shown}: could not lock {self.path}")
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:  # unlink while still holding it, so that no one locks a file about to vanish
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _read_pid(fd: int) -> str:
+    try:
+        return os.pread(fd, 32, 0).decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+# --------------------------------------------------------------------------- the folder
+class RunFolder:
+    """Where a command writes its run: checked, locked, and swapped in at the end.
+
+    Parameters
+    ----------
+    out : str or Path
+        The ``--out`` folder as the user gave it.
+    kind : str
+        ``"run"``, ``"train"`` or ``"factorize"`` (recorded in the marker).
+    overwrite : bool
+        ``--overwrite``: an existing run folder of this tool may be replaced.
+    protect : iterable of paths
+        Folders that must never be replaced or hold the run (the data folder).
+    staged : bool
+        Write even a new run into a temporary folder first (``run``, ``factorize``: a failed
+        command leaves nothing).  Otherwise (``train``) a new run is written in place so that
+        its checkpoints can be resumed after a crash; a replacement is always staged.
+    continue_in : str or Path, optional
+        A folder the command may keep writing into without ``--overwrite`` (``train --resume
+        A/last.pt`` continues in ``A``).
+
+    Use as a context manager; call :meth:`commit` once every output is written.  Leaving the
+    block without ``commit`` (an error) removes the staged folder, or a new folder that holds
+    nothing but the marker, and keeps the previous run.
+    """
+
+    def __init__(
+        self,
+        out: str | Path,
+        *,
+        kind: str,
+        overwrite: bool = False,
+        protect: Iterable[str | Path | None] = (),
+        staged: bool = True,
+        continue_in: str | Path | None = None,
+    ) -> None:
+        self.shown = str(out)
+        self.target = Path(out).expanduser().resolve()
+        self.kind = kind
+        self.overwrite = overwrite
+        self.protect = [p for p in protect if p is not None]
+        self.staged = staged
+        self.continue_in = Path(continue_in).resolve() if continue_in is not None else None
+        self.path = self.target  # where to write; the staging folder while replacing
+        self.mode = ""  # "new", "continue" or "replace"
+        self._lock = _Lock(self.target, self.shown)
+        self._made_parents: list[Path] = []
+        self._made_target = False
+        self._marks = True  # False: continuing in a folder the tool did not make
+        self._foreign_before: set[str] = set()
+        self._committed = False
+
+    # -- entering: checks, lock, where to write ------------------------------------------
+    def __enter__(self) -> RunFolder:
+        # Continuing a run in its own folder deletes nothing, wherever that folder is.
+        continuing = self.continue_in is not None and self.target == self.continue_in
+        why = None if continuing else refusal(self.target, self.protect)
+        if why:
+            raise UserError(f"--out {self.shown} refused: {why}")
+        if self.target.exists() and not self.target.is_dir():
+            raise FileExistsError(f"--out {self.shown} exists and is not a folder")
+        self._make_parents()
+        try:
+            self._lock.acquire()
+            self._clean_stale()
+            self.mode = self._decide()
+            self._prepare()
+        except BaseException:
+            self._lock.release()
+            self._remove_made_parents()
+            raise
+        return self
+
+    def _make_parents(self) -> None:
+        missing = [p for p in reversed(self.target.parents) if not p.exists()]
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self._made_parents = list(reversed(missing))  # deepest first, for removal
+
+    def _decide(self) -> str:
+        t = self.target
+        if not t.exists() or not any(t.iterdir()):
+            return "new"
+        if self.continue_in is not None and t == self.continue_in:
+            return "continue"
+        if not is_tool_made(t):
+            hint = " (--overwrite only replaces a run folder this tool made)" * self.overwrite
+            raise FileExistsError(
+                f"--out {self.shown} holds files that are not a deblur-bench run "
+                f"({_sample(_top_entries(t))}){hint}; choose another --out"
+            )
+        if not self.overwrite:
+            raise FileExistsError(
+                f"output folder {self.shown} already holds a run; pass --overwrite to replace "
+                f"it or choose another --out"
+            )
+        extra = foreign_files(t)
+        if extra:
+            raise FileExistsError(
+                f"--out {self.shown} is a deblur-bench run, but files were added to it since "
+                f"({_sample(extra)}); --overwrite would delete them: move them out first"
+            )
+        return "replace"
+
+    def _prepare(self) -> None:
+        if self.mode == "replace" or (self.mode == "new" and self.staged):
+            self.path = self.target.parent / f".{self.target.name}.tmp-{os.getpid()}"
+            if self.path.exists():  # this pid's own leftover (pids are reused)
+                shutil.rmtree(self.path)
+            self.path.mkdir()
+            write_marker(self.path, self.kind)
+            return
+        self._made_target = not self.target.exists()
+        self.target.mkdir(exist_ok=True)
+        if self.mode == "continue":
+            # Never mark a user's own folder as a run (--overwrite could then delete it), and
+            # keep the files someone added to a finished run foreign to it.
+            self._marks = is_tool_made(self.target)
+            self._foreign_before = set(foreign_files(self.target))
+            if self._marks and read_marker(self.target) is None:
+                write_marker(self.target, self.kind)
+            return
+        write_marker(self.target, self.kind)
+
+    def _clean_stale(self) -> None:
+        """Leftovers of a command killed mid-way (only ever ours: they carry the marker)."""
+        parent, name = self.target.parent, self.target.name
+        for p in parent.glob(f".{name}.tmp-*"):
+            if p.is_dir() and read_marker(p) is not None:
+                shutil.rmtree(p, ignore_errors=True)
+        for p in parent.glob(f".{name}.old-*"):
+            if p.is_dir() and is_tool_made(p):
+                if self.target.exists():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:  # killed between the two renames of a swap: put the old run back
+                    os.rename(p, self.target)
+
+    # -- leaving -------------------------------------------------------------------------
+    def relocate(self, obj: Any) -> Any:
+        """``obj`` with every string path into the staging folder pointed at the target."""
+        if self.path == self.target:
+            return obj
+        src, dst = str(self.path), str(self.target)
+        if isinstance(obj, str):
+            inside = obj == src or obj.startswith(src + os.sep)
+            return dst + obj[len(src) :] if inside else obj
+        if isinstance(obj, dict):
+            return {k: self.relocate(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(self.relocate(v) for v in obj)
+        return obj
+
+    def commit(self) -> Path:
+        """Record the files written and put the run in place; returns the run folder."""
+        if self._marks:
+            files = sorted(set(list_files(self.path)) - self._foreign_before)
+            write_marker(self.path, self.kind, files=files)
+        if self.path != self.target:
+            old = self.target.parent / f".{self.target.name}.old-{os.getpid()}"
+            replacing = self.target.exists()
+            if replacing and any(self.target.iterdir()):
+                os.rename(self.target, old)
+                try:
+                    os.rename(self.path, self.target)
+                except BaseException:
+                    os.rename(old, self.target)
+                    raise
+                shutil.rmtree(old)
+            else:
+                if replacing:
+                    self.target.rmdir()  # an empty folder, perhaps made for the run
+                os.rename(self.path, self.target)
+            self.path = self.target
+        self._committed = True
+        return self.target
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if not self._committed:
+                self._discard(exc_type)
+        finally:
+            self._lock.release()
+        if not self._committed:
+            self._remove_made_parents()
+
+    def _discard(self, exc_type: type[BaseException] | None) -> None:
+        if self.path != self.target:
+            shutil.rmtree(self.path, ignore_errors=True)
+            if self.mode == "replace" and exc_type is not None:
+                print(f"note: the previous run in {self.shown} is kept as it was", file=sys.stderr)
+        elif self.mode == "new" and list_files(self.target) == []:  # only our marker inside
+            if self._made_target:
+                shutil.rmtree(self.target, ignore_errors=True)
+            else:  # the user's empty folder: leave it as it was
+                (self.target / MARKER).unlink(missing_ok=True)
+
+    def _remove_made_parents(self) -> None:
+        for p in self._made_parents:
+            try:
+                p.rmdir()
+            except OSError:
+                break
