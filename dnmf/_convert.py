@@ -41,6 +41,7 @@ def parse_dtype(dtype: Any) -> torch.dtype | None:
     """Map None / numpy / torch / string dtypes to float32 or float64."""
     if dtype is None:
         return None
+    out: torch.dtype | None
     if isinstance(dtype, torch.dtype):
         out = dtype
     else:
@@ -169,15 +170,6 @@ def to_tensor(
     if not _is_blas_friendly(t):
         t = t.contiguous()
     return t
-
-
-def _is_blas_friendly(t: torch.Tensor) -> bool:
-    """Row- or column-major in the last two dims (matmul takes both without a copy)."""
-    if t.ndim < 2:
-        return t.is_contiguous()
-    s0, s1 = t.stride(-2), t.stride(-1)
-    m, n = t.shape[-2], t.shape[-1]
-    return (s1 == 1 and s0 >= max(n, 1)) or (s0 == 1 and s1 >= max(m, 1)) or t.is_contiguous()
 
 
 def _is_blas_friendly(t: torch.Tensor) -> bool:

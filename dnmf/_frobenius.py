@@ -17,10 +17,11 @@ With column shards (``reduce`` set) ``‖V‖²``, ``V Hᵀ``, ``H Hᵀ``, the l
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from ._linalg import _chain, _mm, _mT
+from ._linalg import _chain, _mm, _mT, _prod
 from ._loss import Penalties, squared_norm
 from ._update import MUSolverBase
 
@@ -59,7 +60,7 @@ class FrobeniusSolver(MUSolverBase):
         self.fixed: tuple | None = None  # (PᵀV, PᵀP) while no W changes
         lead = tuple(V.shape[:-2])
         m, n, r1, rk = V.shape[-2], V.shape[-1], Ws[0].shape[-1], H.shape[-2]
-        kw = dict(dtype=V.dtype, device=V.device)
+        kw: dict[str, Any] = dict(dtype=V.dtype, device=V.device)
         # Preallocated outputs of the products that scale with m or n.
         # V Hᵀ of a batch on the CPU is computed as (H Vᵀ)ᵀ: MKL's batched product with the
         # small rank as the row count ran 2.3× faster than with it as the column count
@@ -112,19 +113,21 @@ class FrobeniusSolver(MUSolverBase):
             T: list[torch.Tensor | None] = [None] * k
             SS: list[torch.Tensor] = [self.G] * k
             for l in range(k - 2, -1, -1):
-                Wn = Ws[l + 1]
-                T[l] = Wn if T[l + 1] is None else _mm(Wn, T[l + 1])
+                Wn, Tn = Ws[l + 1], T[l + 1]
+                T[l] = Wn if Tn is None else _mm(Wn, Tn)
                 SS[l] = _mm(_mm(Wn, SS[l + 1]), _mT(Wn))
             if fused:
                 W1tV = self._fused_first_layer(Ws[0], H, T[0], SS[0])
             B = self.A  # Pᵀ V Hᵀ, with P = I before the first layer
-            Q = None  # Pᵀ P
+            assert B is not None
+            Q: torch.Tensor | None = None  # Pᵀ P
             for l in range(k):
-                W = Ws[l]
+                W, Tl = Ws[l], T[l]
                 if upd[l] and l == 0 and not fused:
                     self._w1_step(W, B, T[0], SS[0], active)
                 elif upd[l] and l > 0:
-                    N = B if T[l] is None else _mm(B, _mT(T[l]))
+                    assert Q is not None
+                    N = B if Tl is None else _mm(B, _mT(Tl))
                     D = _mm(_mm(Q, W), SS[l])
                     self._step(W, N, D, l, active)
                 if l < k - 1:
@@ -136,7 +139,7 @@ class FrobeniusSolver(MUSolverBase):
             elif k == 1:
                 PtV = W1tV
             else:
-                PtV = _mm(_mT(_chain(Ws[1:])), W1tV, out=self.bufPtV)
+                PtV = _mm(_mT(_prod(Ws[1:])), W1tV, out=self.bufPtV)
         else:
             if self.fixed is None:
                 Qf = None
@@ -144,6 +147,7 @@ class FrobeniusSolver(MUSolverBase):
                     Qf = _mm(_mT(W), W) if Qf is None else _mm(_mT(W), _mm(Qf, W))
                 self.fixed = (self._ptv(Ws).clone(), Qf)
             PtV, Qf = self.fixed
+        assert Qf is not None
         if upd[k]:
             D = _mm(Qf, H, out=self.bufDH)
             self._step(H, PtV, D, k, active)
@@ -174,7 +178,11 @@ class FrobeniusSolver(MUSolverBase):
         """W1's update, for the rows ``rows`` only (its rows are independent), from
         ``A = V Hᵀ``: numerator ``A T0ᵀ`` (``T0 = W2…Wk``), denominator ``W1 (S Sᵀ)``."""
         Ai, Wi = A[..., rows, :], W1[..., rows, :]
-        N = Ai if T0 is None else _mm(Ai, _mT(T0), out=self.bufN1[..., rows, :])
+        if T0 is None:
+            N = Ai
+        else:
+            assert self.bufN1 is not None
+            N = _mm(Ai, _mT(T0), out=self.bufN1[..., rows, :])
         D = _mm(Wi, SS0, out=self.bufD1[..., rows, :])
         self._step(Wi, N, D, 0, active)
 
@@ -185,7 +193,7 @@ class FrobeniusSolver(MUSolverBase):
             return _mm(_mT(W1), V, out=self.bufPtV)
         if W1.shape[-1] <= R.shape[-1]:
             return _mm(_mT(R), _mm(_mT(W1), V), out=self.bufPtV)
-        P = _mm(W1, R, out=self.bufP)
+        P = _mm(W1, R, out=self.bufP)  # bufP exists whenever there are 2+ layers
         return _mm(_mT(P), V, out=self.bufPtV)
 
     def _loss(self, PtV, Qf, Ws, H) -> torch.Tensor:
@@ -193,6 +201,7 @@ class FrobeniusSolver(MUSolverBase):
         # Row sums in the working dtype (cascade summation), the rest in float64: a float64
         # copy of the whole product would cost more than the loss is worth.
         # (a fresh rk × n temporary each iteration cost page faults: 4× the multiply itself)
+        assert self.G is not None
         cross = torch.mul(PtV, H, out=self.bufX).sum(dim=-1).sum(dim=-1, dtype=torch.float64)
         quad = torch.mul(Qf, self.G).sum(dim=-1).sum(dim=-1, dtype=torch.float64)
         if self.reduce is not None:  # shards: sum ⟨PᵀV, H⟩ (and H's penalty) over the columns

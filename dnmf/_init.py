@@ -26,7 +26,9 @@ def make_generator(seed: Any) -> torch.Generator:
         seed = int(seed.randint(np.iinfo(np.int32).max))
     elif isinstance(seed, np.random.Generator):
         seed = int(seed.integers(2**62))
-    return torch.Generator().manual_seed(val.check_seed(seed))
+    checked = val.check_seed(seed)
+    assert checked is not None
+    return torch.Generator().manual_seed(checked)
 
 
 def _randn(shape: tuple[int, ...], gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:

@@ -25,3 +25,10 @@ def _chain(mats: Sequence[torch.Tensor]) -> torch.Tensor | None:
     for A in reversed(mats):
         out = A if out is None else _mm(A, out)
     return out
+
+
+def _prod(mats: Sequence[torch.Tensor]) -> torch.Tensor:
+    """:func:`_chain` of a non-empty sequence."""
+    out = _chain(mats)
+    assert out is not None, "empty product"
+    return out

@@ -33,7 +33,8 @@ import torch
 
 from ._frobenius import FUSED_BLOCK_BYTES, FrobeniusSolver
 from ._general import GeneralSolver
-from ._linalg import _chain, _mm, _mT
+from ._linalg import _chain as _chain  # re-exported
+from ._linalg import _mm, _mT, _prod
 from ._loss import EPSILON, Penalties, beta_divergence, squared_norm
 from ._update import MUSolverBase, mu_exponent
 
@@ -217,7 +218,7 @@ def run_hals_codes(
     """
     batched = V.ndim == 3
     n_mat = V.shape[0] if batched else 1
-    P = _chain(Ws)
+    P = _prod(Ws)
     PtV = _mm(_mT(P), V)
     Q = _mm(_mT(P), P)
     vnorm2 = squared_norm(V)

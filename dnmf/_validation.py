@@ -58,7 +58,7 @@ def parse_beta(beta: Any, name: str = "beta") -> float:
                 f"{name} must be a real number or one of {sorted(BETA_NAMES)}, got {beta!r}"
             )
         return BETA_NAMES[beta]
-    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not np.isfinite(beta):
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not np.isfinite(float(beta)):
         raise ValueError(
             f"{name} must be a real number or one of {sorted(BETA_NAMES)}, got {beta!r}"
         )
@@ -330,6 +330,6 @@ def check_positive_int(value: Any, name: str, *, allow_zero: bool = False) -> in
 
 
 def check_nonneg_float(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (value >= 0):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (float(value) >= 0):
         raise ValueError(f"{name} must be a float >= 0, got {value!r}")
     return float(value)

@@ -149,7 +149,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             return 5 * val.check_positive_int(self.max_iter, "max_iter")
         return val.check_positive_int(self.transform_max_iter, "transform_max_iter")
 
-    def _seed(self) -> int | None:
+    def _seed(self) -> numbers.Integral | None:
         rs = self.random_state
         if rs is None or isinstance(rs, numbers.Integral):
             return rs
@@ -169,6 +169,11 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         The codes are those of the joint fit, refined with the factors fixed (warm start), so
         they are what ``transform(X)`` converges to.
         """
+        if isinstance(X, np.ma.MaskedArray):  # check_array would drop the mask silently
+            raise ValueError(
+                "DeepNMF.fit takes no missing entries, but X is a numpy masked array; fit "
+                "plain data, or use dnmf.factorize(X.T, ..., mask=) for missing entries"
+            )
         X = self._check_X(X, reset=True)
         ranks = self._ranks(X)
         init = self._init_name(ranks, X)
@@ -221,8 +226,13 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return float(np.sqrt(2 * max(div, 0.0)))
 
     def transform(self, X: Any, mask: Any = None) -> np.ndarray:
-        """Codes of ``X`` with the fitted factors fixed (``mask``: X-shaped weights in [0, 1])."""
+        """Codes of ``X`` with the fitted factors fixed (``mask``: X-shaped weights in [0, 1]).
+
+        A numpy masked array ``X`` brings its own mask (masked entries: weight 0); giving
+        ``mask`` as well is an error.
+        """
         check_is_fitted(self)
+        X, mask = val.split_masked(X, mask, "X")
         X = self._check_X(X, reset=False)
         if mask is not None:
             M = np.asarray(mask.toarray() if hasattr(mask, "toarray") else mask)

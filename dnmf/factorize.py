@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import _validation as val
@@ -127,7 +128,7 @@ def factorize(
     with torch.no_grad():
         if init == "custom":
             Ws_, H_ = val.check_custom_factors(Ws, H, Vt, ranks_)
-            pre_hist = []
+            pre_hist: list[np.ndarray] = []
         else:
             Ws_, H_, pre_hist = initial_factors(
                 Vt,

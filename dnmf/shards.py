@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import DTypeLike
+
+from . import _validation as val
 
 #: File name endings that :func:`load_image_columns` treats as images (case-insensitive).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
@@ -35,12 +38,6 @@ class ColumnShard(NamedTuple):
     V: np.ndarray
     col_offset: int  # global index of V's first column
     n_cols: int  # number of columns of the whole matrix
-
-
-def _check_int(value, name: str, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < lo:
-        raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
-    return int(value)
 
 
 def resolve_rank_world(rank: int | None = None, world: int | None = None) -> tuple[int, int]:
@@ -56,8 +53,8 @@ def resolve_rank_world(rank: int | None = None, world: int | None = None) -> tup
         if dist.is_available() and dist.is_initialized():
             return dist.get_rank(), dist.get_world_size()
         return 0, 1
-    world = _check_int(world, "world", 1)
-    rank = _check_int(rank, "rank", 0)
+    world = val.check_positive_int(world, "world")
+    rank = val.check_positive_int(rank, "rank", allow_zero=True)
     if rank >= world:
         raise ValueError(f"rank must be in [0, world) = [0, {world}), got rank={rank}")
     return rank, world
@@ -70,7 +67,7 @@ def column_range(n_cols: int, rank: int, world: int) -> tuple[int, int]:
     columns, the others ``n_cols // world``; the ranges tile ``[0, n_cols)`` in rank order.
     A rank owns no column (``start == stop``) only when ``n_cols < world``.
     """
-    n_cols = _check_int(n_cols, "n_cols", 0)
+    n_cols = val.check_positive_int(n_cols, "n_cols", allow_zero=True)
     rank, world = resolve_rank_world(rank, world)
     base, extra = divmod(n_cols, world)
     start = rank * base + min(rank, extra)
@@ -86,29 +83,13 @@ def _own_range(n_cols: int, rank: int, world: int, what: str) -> tuple[int, int]
     return column_range(n_cols, rank, world)
 
 
-def _check_values(V: np.ndarray, what: str) -> None:
-    if V.size == 0:
-        raise ValueError(f"{what} is empty: shape {V.shape}")
-    vmin, vmax = float(np.min(V)), float(np.max(V))
-    if not (np.isfinite(vmin) and np.isfinite(vmax)):
-        raise ValueError(
-            f"{what} contains NaN or infinity ({int(np.sum(~np.isfinite(V)))} entries); "
-            "factorization needs finite values"
-        )
-    if vmin < 0:
-        raise ValueError(
-            f"{what} must be nonnegative: found {int(np.sum(V < 0))} negative entries "
-            f"(minimum {vmin:.6g})"
-        )
-
-
 def load_npy_columns(
     path: str | os.PathLike,
     rank: int | None = None,
     world: int | None = None,
     *,
     samples_as_rows: bool = False,
-    dtype: np.dtype | str | None = None,
+    dtype: DTypeLike = None,
 ) -> ColumnShard:
     """Read this rank's columns of a 2-D ``.npy`` file through a memory map.
 
@@ -151,7 +132,9 @@ def load_npy_columns(
         out_dtype = np.dtype(np.float64)
     block = np.ascontiguousarray(block, dtype=out_dtype)
     del arr
-    _check_values(block, f"{str(p)!r} columns {start}:{stop}")
+    # the checks dnmf.factorize makes (on a view of the block for float32/float64)
+    what = f"{str(p)!r} columns {start}:{stop}"
+    val.check_matrix(val.to_tensor(block, what), what, allow_batch=False)
     return ColumnShard(block, start, n_cols)
 
 
@@ -187,7 +170,7 @@ def load_image_columns(
     *,
     size: int | tuple[int, int] | None = None,
     gray: bool = True,
-    dtype: np.dtype | str = np.float32,
+    dtype: DTypeLike = np.float32,
 ) -> ColumnShard:
     """Read this rank's images of ``folder`` as columns: ``V`` is ``(h·w·c) × n_own``.
 
@@ -212,7 +195,7 @@ def load_image_columns(
             with Image.open(f) as im:
                 im = im.convert("L" if gray else "RGB")
                 if hw is not None:
-                    im = im.resize((hw[1], hw[0]), Image.BICUBIC)
+                    im = im.resize((hw[1], hw[0]), Image.Resampling.BICUBIC)
                 a = np.asarray(im, dtype=np.float32) / 255.0
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise ValueError(f"could not read image {str(f)!r}: {exc}") from None

@@ -384,3 +384,10 @@ def test_cli_torchrun_two_processes(tmp_path):
     got = dnmf.load(out)
     ref = factorize_columns(V, [5, 2], max_iter=20, tol=0, seed=0)
     assert _rel(got.W(), ref.W()) < RTOL and _rel(got.H, ref.H) < RTOL
+
+
+def test_masked_arrays_are_refused():
+    """factorize_columns takes no mask: a masked array's mask must not be dropped silently."""
+    V = np.ma.masked_array(_data(), mask=_data() > 0.9)
+    with pytest.raises(ValueError, match="V_local is a numpy masked array"):
+        factorize_columns(V, 2)

@@ -141,3 +141,17 @@ def test_codes_solvers_agree(X):
         dnmf.solve_h(X.T, est.Ws_, solver="hals", beta=1)
     with pytest.raises(ValueError, match=r"solver must be one of \('mu', 'hals', 'auto'\)"):
         dnmf.solve_h(X.T, est.Ws_, solver="cd")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # short runs
+def test_masked_arrays(X):
+    hidden = np.zeros(X.shape, dtype=bool)
+    hidden[::7, 3] = True
+    Xm = np.ma.masked_array(np.where(hidden, 99.0, X), mask=hidden)
+    with pytest.raises(ValueError, match="DeepNMF.fit takes no missing entries"):
+        DeepNMF(n_components=2).fit(Xm)
+    est = DeepNMF(n_components=[5, 3], random_state=0, max_iter=30).fit(X)
+    want = est.transform(np.where(hidden, 0.0, X), mask=(~hidden).astype(float))
+    np.testing.assert_array_equal(est.transform(Xm), want)
+    with pytest.raises(ValueError, match="X is a numpy masked array and mask= is given too"):
+        est.transform(Xm, mask=np.ones(X.shape))

@@ -192,3 +192,73 @@ def test_solve_h_checks_factors(V):
         dnmf.solve_h(V, [np.ones((9, 2))])
     with pytest.raises(ValueError, match=r"H must be nonnegative with shape \(2, 8\)"):
         dnmf.solve_h(V, [np.ones((10, 2))], H=np.ones((3, 8)))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_solve_h_refuses_non_finite_factors_and_codes(V, bad):
+    W = np.ones((10, 2))
+    W[3, 1] = bad
+    with pytest.raises(ValueError, match=r"Ws\[0\] contains NaN or infinity"):
+        dnmf.solve_h(V, [W])
+    with pytest.raises(ValueError, match=r"Ws\[1\] contains NaN or infinity"):
+        dnmf.solve_h(V, [np.ones((10, 3)), np.where(np.eye(3, 2) > 0, bad, 1.0)])
+    H = np.ones((2, 8))
+    H[0, 5] = bad
+    with pytest.raises(ValueError, match="H contains NaN or infinity"):
+        dnmf.solve_h(V, [np.ones((10, 2))], H=H)
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    """This machine without a GPU, whatever it has."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", torch.device("cuda")])
+def test_missing_cuda_device_is_a_clear_error(V, no_cuda, device):
+    with pytest.raises(ValueError, match=r"device='cuda(:1)?' is not available: .*device='cpu'"):
+        dnmf.factorize(V, 2, device=device)
+    with pytest.raises(ValueError, match="device='cuda(:1)?' is not available"):
+        dnmf.solve_h(V, [np.ones((10, 2))], device=device)
+
+
+def test_cuda_index_past_the_gpus_is_a_clear_error(V, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"device='cuda:3' is not available: torch sees 1 CUDA"):
+        dnmf.factorize(V, 2, device="cuda:3")
+
+
+def test_estimator_and_shards_name_a_missing_device(V, no_cuda):
+    from dnmf.distributed import factorize_columns
+
+    with pytest.raises(ValueError, match="device='cuda' is not available"):
+        dnmf.DeepNMF(n_components=2, device="cuda").fit(V)
+    with pytest.raises(ValueError, match="device='cuda' is not available"):
+        factorize_columns(V, 2, device="cuda")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # short runs
+def test_masked_array_mask_is_the_mask(V):
+    hidden = np.zeros(V.shape, dtype=bool)
+    hidden[[0, 3, 7], [1, 4, 2]] = True
+    Vm = np.ma.masked_array(np.where(hidden, np.nan, V), mask=hidden)  # NaN where masked
+    kw = dict(max_iter=20, seed=0, tol=0)
+    got = dnmf.factorize(Vm, [3, 2], **kw)
+    want = dnmf.factorize(np.where(hidden, 0.0, V), [3, 2], mask=(~hidden).astype(float), **kw)
+    np.testing.assert_array_equal(got.H, want.H)
+    np.testing.assert_array_equal(got.loss_history, want.loss_history)
+    plain = dnmf.factorize(np.ma.masked_array(V), [3, 2], **kw)  # nothing masked: no mask
+    np.testing.assert_array_equal(plain.H, dnmf.factorize(V, [3, 2], **kw).H)
+    Ws = [np.ones((10, 2))]
+    a = dnmf.solve_h(Vm, Ws, max_iter=30)
+    b = dnmf.solve_h(np.where(hidden, 0.0, V), Ws, mask=(~hidden).astype(float), max_iter=30)
+    np.testing.assert_array_equal(a.H, b.H)
+
+
+def test_masked_array_and_mask_together_are_refused(V):
+    Vm = np.ma.masked_array(V, mask=V > 0.9)
+    with pytest.raises(ValueError, match="V is a numpy masked array and mask= is given too"):
+        dnmf.factorize(Vm, 2, mask=np.ones(V.shape))
+    with pytest.raises(ValueError, match="V is a numpy masked array and mask= is given too"):
+        dnmf.solve_h(Vm, [np.ones((10, 2))], mask=np.ones(V.shape))
