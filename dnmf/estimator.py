@@ -149,7 +149,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             return 5 * val.check_positive_int(self.max_iter, "max_iter")
         return val.check_positive_int(self.transform_max_iter, "transform_max_iter")
 
-    def _seed(self) -> numbers.Integral | None:
+    def _seed(self) -> Any:  # None, an int (numpy ints too) or a derived int
         rs = self.random_state
         if rs is None or isinstance(rs, numbers.Integral):
             return rs

@@ -89,7 +89,7 @@ def load_npy_columns(
     world: int | None = None,
     *,
     samples_as_rows: bool = False,
-    dtype: DTypeLike = None,
+    dtype: DTypeLike | None = None,
 ) -> ColumnShard:
     """Read this rank's columns of a 2-D ``.npy`` file through a memory map.
 
