@@ -1,0 +1,418 @@
+"""Block-coordinate solvers for β = 2 without a mask: HALS, its accelerated form and
+accelerated multiplicative updates, for ``V ≈ W1 W2 … Wk H`` (pure tensor code, no autograd).
+
+Every block is updated against the carried products of :mod:`dnmf._frobenius` (``V`` is read
+only through ``H Vᵀ`` and ``Pᵀ V`` per sweep, no ``m × n`` temporary):
+
+* ``W1`` (``m × r1``) by Fast HALS on its columns (Cichocki & Phan 2009): each column is the
+  exact minimizer of the loss with the others fixed, from ``C = T (H Vᵀ)`` and the suffix Gram
+  ``S Sᵀ = T (H Hᵀ) Tᵀ`` (``T = W2…Wk``). One layer, in this order and without shuffling, is
+  scikit-learn's ``solver='cd'`` (``_fit_coordinate_descent``).
+* a middle layer ``Wl`` (``r(l-1) × rl``, the model ``P Wl S``) by exact coordinate descent on
+  its entries: the loss in ``Wl`` is ``½⟨Q Wl R, Wl⟩ − ⟨B, Wl⟩`` with ``Q = PᵀP``,
+  ``R = S Sᵀ`` and ``B = Pᵀ V Sᵀ``, so entry ``(i, j)`` has curvature ``Q_ii R_jj`` and its
+  exact update needs one row of ``Q`` and one column of ``Wl R`` (kept up to date). All entries
+  are coupled through ``Q ⊗ R``, so the sweep is sequential; it runs on the host in float64
+  (the layers are small) and, for a batch, as one loop vectorized over the matrices.
+* ``H`` (``rk × n``) by HALS on its rows from ``Pᵀ V`` and ``Pᵀ P``: the H-only solve of
+  :func:`dnmf.solve_h` is this block alone.
+
+Penalties ``l1·ΣF + ½·l2·‖F‖²`` enter as scikit-learn's do: ``l1`` is subtracted from the
+linear term and ``l2`` added to the curvature. A zero curvature (a zero row of the other
+factor) leaves its coordinates as they are.
+
+Acceleration (Gillis & Glineur 2012): a block's products with ``V`` cost far more than one
+sweep over it, so each block is swept up to ``1 + α·ρ`` times per product, ``ρ`` being that
+cost ratio in multiply-adds, and stops as soon as a sweep changes it by at most ``δ`` times
+what the first sweep did (``‖ΔX_q‖ ≤ δ‖ΔX_1‖``). The same inner loop with multiplicative steps
+(:class:`dnmf._update.MUSolverBase`'s step, the reference update) is accelerated MU.
+
+Batches freeze converged matrices (their curvature inverse is set to 0), and column shards
+(``reduce``) sum ``H Vᵀ``, ``H Hᵀ``, ``‖V‖²``, the loss and ``H``'s change over the shards, so
+every shard takes the same decisions and the replicated ``W`` factors stay identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ._fpstate import raise_tiny_
+from ._linalg import _chain, _mm, _mT
+from ._loss import Penalties, squared_norm
+from ._mu import MUOutcome, _mark_converged, _outcome, _report, _to_host
+from ._update import MUSolverBase
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """Inner repetitions of a block per product with ``V`` (Gillis & Glineur 2012).
+
+    At most ``1 + alpha·ρ`` sweeps of a block, ``ρ`` = (multiply-adds of the block's products)
+    / (multiply-adds of one sweep); stop once ``‖ΔX_q‖ ≤ delta·‖ΔX_1‖``. Their paper's choice
+    for HALS is ``alpha=0.5, delta=0.1``.
+    """
+
+    alpha: float = 0.5
+    delta: float = 0.1
+
+    def budget(self, rho: float) -> int:
+        return max(1, int(1 + self.alpha * rho))
+
+
+RULES = ("hals", "mu")
+#: One entry of the middle layers' coordinate-descent loop costs a few µs of interpreter
+#: time, about what a matrix product spends on this many multiply-adds; it sets their ρ.
+ENTRY_COST = 20_000
+
+
+class BlockSolver(MUSolverBase):
+    """One sweep W1, …, Wk, H of exact block updates (``rule='hals'``) or multiplicative
+    steps (``rule='mu'``), each block repeated per ``accel`` (``None``: once)."""
+
+    def __init__(
+        self,
+        V: torch.Tensor,
+        Ws: list[torch.Tensor],
+        H: torch.Tensor,
+        pen: Penalties,
+        update: list[bool],
+        *,
+        rule: str = "hals",
+        accel: Acceleration | None = None,
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        super().__init__(V, pen, update, 0.0, 2.0, reduce)
+        if rule not in RULES:
+            raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+        self.rule, self.accel, self.k = rule, accel, len(Ws)
+        self.vnorm2 = self._sum(squared_norm(V))
+        self.G: torch.Tensor | None = None  # H Hᵀ of the current H (summed over shards)
+        self.fixed: tuple | None = None  # (PᵀV, PᵀP) while no W changes
+        m, n_local = V.shape[-2], V.shape[-1]
+        n = n_local
+        if reduce is not None:  # ρ from every column: the same inner budgets on every shard
+            n = int(self._sum(torch.tensor([float(n_local)], device=V.device))[0])
+        ranks = [W.shape[-1] for W in Ws]
+        r1, rk = ranks[0], ranks[-1]
+        # ρ of each block (Gillis & Glineur): its products' multiply-adds over one sweep's.
+        big = m * n * rk + m * n * min(r1, rk)
+        self.rho = [1.0 + (m * n * rk + n * rk * rk) / (m * r1 * (r1 + 1))]
+        for l in range(1, self.k):  # entry by entry: the loop's overhead, not its flops
+            a, b = ranks[l - 1], ranks[l]
+            self.rho.append(1.0 + big / (a * b * (a + b + ENTRY_COST)))
+        self.rho.append(1.0 + (m * n * min(r1, rk) + m * r1 * r1) / (n * rk * (rk + 1)))
+
+    # -- the sweep ---------------------------------------------------------------------------
+    def sweep(self, Ws, H, active, need_loss: bool):
+        V, k, upd = self.V, self.k, self.update
+        if any(upd[:k]):
+            self.fixed = None
+            Ht_V = self._sum(_mm(H, _mT(V)))  # H Vᵀ = (V Hᵀ)ᵀ, rk × m
+            if self.G is None:
+                self.G = self._sum(_mm(H, _mT(H)))
+            T: list[torch.Tensor | None] = [None] * k  # W(l+1)…Wk
+            SS: list[torch.Tensor] = [self.G] * k  # S Sᵀ of each layer
+            for l in range(k - 2, -1, -1):
+                Wn, Tn = Ws[l + 1], T[l + 1]
+                T[l] = Wn if Tn is None else _mm(Wn, Tn)
+                SS[l] = _mm(_mm(Wn, SS[l + 1]), _mT(Wn))
+            Bt = Ht_V  # (Pᵀ V Hᵀ)ᵀ = H Vᵀ P for the layers after the first, rk × r(l-1)
+            Q = V.new_empty(0)  # PᵀP, set after the first layer
+            for l in range(k):
+                W, Tl = Ws[l], T[l]
+                if l == 0:
+                    if upd[0]:
+                        C = Ht_V if Tl is None else _mm(Tl, Ht_V)
+                        W1t = _mT(W).contiguous()
+                        self._block(W1t, SS[0], C, 0, active)
+                        W.copy_(_mT(W1t))
+                    if k > 1:
+                        Bt = _mm(Ht_V, W)
+                else:
+                    if upd[l]:
+                        B = _mT(Bt) if Tl is None else _mm(_mT(Bt), _mT(Tl))
+                        self._middle(W, Q, SS[l], B, l, active)
+                    if l < k - 1:
+                        Bt = _mm(Bt, W)
+                Q = _mm(_mT(W), W) if l == 0 else _mm(_mT(W), _mm(Q, W))
+            PtV, Qf = self._ptv(Ws), Q
+        else:
+            if self.fixed is None:
+                self.fixed = (self._ptv(Ws), _gram_chain(Ws))
+            PtV, Qf = self.fixed
+        if upd[k]:
+            self._block(H, Qf, PtV, k, active, shards=True)
+        self.G = self._sum(_mm(H, _mT(H))) if (need_loss or any(upd[:k])) else None
+        return self._loss(PtV, Qf, Ws, H) if need_loss else None
+
+    def loss(self, Ws, H) -> torch.Tensor:
+        """Loss of the current factors (used once, before the first sweep)."""
+        self.G = self._sum(_mm(H, _mT(H)))
+        return self._loss(self._ptv(Ws), _gram_chain(Ws), Ws, H)
+
+    def _ptv(self, Ws) -> torch.Tensor:
+        """(W1…Wk)ᵀ V with one product with V of inner size min(r1, rk)."""
+        W1, R = Ws[0], _chain(Ws[1:])
+        if R is None:
+            return _mm(_mT(W1), self.V)
+        if W1.shape[-1] <= R.shape[-1]:
+            return _mm(_mT(R), _mm(_mT(W1), self.V))
+        return _mm(_mT(_mm(W1, R)), self.V)
+
+    def _loss(self, PtV, Qf, Ws, H) -> torch.Tensor:
+        # ½(‖V‖² − 2⟨PᵀV, H⟩ + ⟨PᵀP, HHᵀ⟩) + penalties, sums in float64 (as _frobenius).
+        assert self.G is not None
+        cross = torch.mul(PtV, H).sum(dim=-1).sum(dim=-1, dtype=torch.float64)
+        quad = torch.mul(Qf, self.G).sum(dim=-1).sum(dim=-1, dtype=torch.float64)
+        k = self.k
+        if self.reduce is None:
+            data = (0.5 * (self.vnorm2 - 2.0 * cross + quad)).clamp_min(0.0)
+            return data + self.pen.value([*Ws, H])
+        h_pen = Penalties([self.pen.l1[k]], [self.pen.l2[k]]).value([H])
+        both = self.reduce(
+            torch.stack([cross, torch.as_tensor(h_pen, dtype=torch.float64, device=cross.device)])
+        )
+        data = (0.5 * (self.vnorm2 - 2.0 * both[0] + quad)).clamp_min(0.0)
+        return data + both[1] + Penalties(self.pen.l1[:k], self.pen.l2[:k]).value(Ws)
+
+    # -- blocks ------------------------------------------------------------------------------
+    def _block(self, X, G, C, idx: int, active, shards: bool = False) -> None:
+        """Minimize ``½⟨G, X Xᵀ⟩ − ⟨C, X⟩`` (+ penalties) over the rows of ``X`` in place,
+        repeated per the acceleration rule; ``shards``: ``X`` is column-split (``H``)."""
+        l1, l2 = self.pen.l1[idx], self.pen.l2[idx]
+        if self.rule == "mu":
+            step = lambda run: self._mu_step(X, C, _mm(G, X), idx, run)  # noqa: E731
+        else:
+            step = lambda run: hals_rows(X, G, C, l1=l1, l2=l2, active=run)  # noqa: E731
+        self._repeat(X, step, idx, active, shards)
+
+    def _middle(self, W, Q, R, B, idx: int, active) -> None:
+        l1, l2 = self.pen.l1[idx], self.pen.l2[idx]
+        if self.rule == "mu":
+            step = lambda run: self._mu_step(W, B, _mm(_mm(Q, W), R), idx, run)  # noqa: E731
+        else:
+            step = lambda run: cd_entries(W, Q, R, B, l1=l1, l2=l2, active=run)  # noqa: E731
+        self._repeat(W, step, idx, active, False)
+
+    def _mu_step(self, F, N, D, idx: int, active) -> None:
+        """The reference multiplicative step, then the subnormal floor (dnmf._fpstate)."""
+        self._step(F, N, D, idx, active)
+        raise_tiny_(F)
+
+    def _repeat(self, X, step, idx: int, active, shards: bool) -> None:
+        """Run ``step(active)`` once, or up to the block's budget under the ``δ`` rule."""
+        if self.accel is None:
+            step(active)
+            return
+        budget = self.accel.budget(self.rho[idx])
+        run, first = active, torch.zeros(())
+        for q in range(budget):
+            before = X.clone() if budget > 1 else None
+            step(run)
+            if before is None:
+                return
+            change = (X - before).square().sum(dim=(-2, -1), dtype=torch.float64)
+            if shards and self.reduce is not None:
+                change = self.reduce(change)
+            if q == 0:
+                first = change
+                continue
+            more = change > (self.accel.delta**2) * first
+            if X.ndim == 2:
+                if not bool(more):
+                    return
+            else:
+                run = more if run is None else (run & more)
+                if not bool(run.any()):
+                    return
+
+
+def _gram_chain(Ws) -> torch.Tensor:
+    """(W1…Wk)ᵀ (W1…Wk), chained through the small factors."""
+    Q = _mm(_mT(Ws[0]), Ws[0])
+    for W in Ws[1:]:
+        Q = _mm(_mT(W), _mm(Q, W))
+    return Q
+
+
+def _inverse_curvature(diag: torch.Tensor, active: torch.Tensor | None) -> torch.Tensor:
+    """1 / diag where diag > 0, else 0 (a coordinate with no curvature is left as it is);
+    0 for the frozen matrices of a batch."""
+    tiny = torch.finfo(diag.dtype).tiny
+    inv = torch.where(diag > 0, 1.0 / diag.clamp_min(tiny), torch.zeros_like(diag))
+    if active is not None:
+        inv = inv * active.view(-1, *([1] * (diag.ndim - 1))).to(inv.dtype)
+    return inv
+
+
+def hals_rows(
+    X: torch.Tensor,
+    G: torch.Tensor,
+    C: torch.Tensor,
+    *,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    active: torch.Tensor | None = None,
+) -> None:
+    """One HALS pass over the rows of ``X`` (``(…, r, N)``, in place): row ``t`` becomes the
+    exact minimizer of ``½⟨G, X Xᵀ⟩ − ⟨C, X⟩ + l1·ΣX + ½·l2·‖X‖²`` with the other rows fixed,
+
+        X_t ← max(0, X_t + (C_t − l1 − (G X)_t − l2·X_t) / (G_tt + l2)),
+
+    the rows in order, each seeing the rows before it already updated (Gauss–Seidel).
+    ``active`` (batches): matrices to update.
+    """
+    inv = _inverse_curvature(G.diagonal(dim1=-2, dim2=-1) + l2, active)
+    if X.ndim == 2:
+        XT = X.T
+        for t, it in enumerate(inv.tolist()):
+            if it == 0.0:
+                continue
+            d = torch.addmv(C[t], XT, G[t], alpha=-1)
+            if l1:
+                d.sub_(l1)
+            if l2:
+                d.sub_(X[t], alpha=l2)
+            X[t].add_(d, alpha=it).clamp_min_(0.0)
+        return
+    for t in range(X.shape[-2]):
+        row = X[:, t : t + 1, :]
+        d = torch.baddbmm(C[:, t : t + 1, :], G[:, t : t + 1, :], X, alpha=-1)
+        if l1:
+            d.sub_(l1)
+        if l2:
+            d.sub_(row, alpha=l2)
+        row.addcmul_(d, inv[:, t].view(-1, 1, 1)).clamp_min_(0.0)
+
+
+def cd_entries(
+    X: torch.Tensor,
+    Q: torch.Tensor,
+    R: torch.Tensor,
+    B: torch.Tensor,
+    *,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    active: torch.Tensor | None = None,
+) -> None:
+    """One pass of exact coordinate descent over the entries of ``X`` (``(…, a, b)``, in
+    place) on ``½⟨Q X R, X⟩ − ⟨B, X⟩ + l1·ΣX + ½·l2·‖X‖²`` (``Q``, ``R`` symmetric PSD),
+    column by column, each entry
+
+        X_ij ← max(0, X_ij − ((Q X R)_ij − B_ij + l1 + l2·X_ij) / (Q_ii R_jj + l2)).
+    """
+    if X.ndim == 2:
+        Xn, Qn, Rn, Bn = (t.detach().to("cpu", torch.float64).numpy() for t in (X, Q, R, B))
+        out = _cd_entries_host(Xn, Qn, Rn, Bn, l1, l2)
+        X.copy_(torch.from_numpy(out))
+        return
+    Y = _mm(X, R)  # X R, kept current as entries change
+    qd = Q.diagonal(dim1=-2, dim2=-1)
+    rd = R.diagonal(dim1=-2, dim2=-1)
+    on = None if active is None else active.to(X.dtype)
+    for j in range(X.shape[-1]):
+        for i in range(X.shape[-2]):
+            inv = _inverse_curvature(qd[:, i] * rd[:, j] + l2, None)
+            if on is not None:
+                inv = inv * on
+            x = X[:, i, j]
+            g = (Q[:, i, :] * Y[:, :, j]).sum(-1) - B[:, i, j] + l1 + l2 * x
+            d = (x - g * inv).clamp_min(0.0) - x
+            X[:, i, j] += d
+            Y[:, i, :] += d.unsqueeze(-1) * R[:, j, :]
+
+
+def _cd_entries_host(X, Q, R, B, l1: float, l2: float) -> np.ndarray:
+    """:func:`cd_entries` for one matrix, in float64 numpy (a Python loop over entries costs
+    a few µs each here, against tens for the same loop of torch calls)."""
+    X = np.array(X, dtype=np.float64, order="F")  # columns contiguous: the sweep's order
+    Yt = np.ascontiguousarray((X @ R).T)  # (X R)ᵀ: row j is column j of X R
+    Qc = np.ascontiguousarray(Q)
+    qd, rd = np.diag(Q).tolist(), np.diag(R).tolist()
+    for j in range(X.shape[1]):
+        Rj, Ytj, xj, bj, rjj = np.ascontiguousarray(R[j]), Yt[j], X[:, j], B[:, j].tolist(), rd[j]
+        for i in range(X.shape[0]):
+            h = qd[i] * rjj + l2
+            if h <= 0:
+                continue
+            old = xj[i]
+            new = old - (float(Qc[i] @ Ytj) - bj[i] + l1 + l2 * old) / h
+            if new < 0.0:
+                new = 0.0
+            if new != old:
+                xj[i] = new
+                Yt[:, i] += (new - old) * Rj
+    return X
+
+
+def run_hals(
+    V: torch.Tensor,
+    Ws: list[torch.Tensor],
+    H: torch.Tensor,
+    *,
+    rule: str = "hals",
+    accel: Acceleration | None = None,
+    max_iter: int = 200,
+    tol: float = 1e-4,
+    penalties: Penalties | None = None,
+    update: Sequence[bool] | None = None,
+    check_every: int = 10,
+    loss_every: int | None = None,
+    callback: Callable[[int, object], object] | None = None,
+    verbose: bool = False,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> MUOutcome:
+    """Block-coordinate descent for β = 2 without a mask on checked tensors, updating ``Ws``
+    and ``H`` in place; same conventions as :func:`dnmf._mu.run_mu` (``update`` flags,
+    per-matrix convergence every ``check_every`` iterations, ``loss_every``, ``callback``,
+    ``reduce`` for column shards).
+
+    ``rule='hals'`` is exact block-coordinate descent (HALS for ``W1`` and ``H``, coordinate
+    descent on the entries of middle layers); ``rule='mu'`` takes multiplicative steps
+    instead. ``accel`` repeats each block per product with ``V`` (:class:`Acceleration`).
+    """
+    k = len(Ws)
+    pen = penalties or Penalties.none(k + 1)
+    update = [True] * (k + 1) if update is None else list(update)
+    batched = V.ndim == 3
+    n_mat = V.shape[0] if batched else 1
+    solver = BlockSolver(V, Ws, H, pen, update, rule=rule, accel=accel, reduce=reduce)
+    loss_every = (1 if any(update[:k]) else check_every) if loss_every is None else loss_every
+    history, iters = [], []
+    converged = torch.zeros(n_mat, dtype=torch.bool)
+    n_iter = torch.full((n_mat,), max_iter, dtype=torch.int64)
+    active: torch.Tensor | None = None
+    stopped = False
+    it = 0
+    with torch.no_grad():
+        loss = solver.loss(Ws, H)
+        history.append(loss)
+        iters.append(0)
+        prev = loss.reshape(-1).cpu()
+        if verbose:
+            _report(0, loss)
+        for it in range(1, max_iter + 1):
+            check = tol > 0 and it % check_every == 0
+            need = check or it % loss_every == 0 or it == max_iter
+            loss = solver.sweep(Ws, H, active, need)
+            if loss is None:
+                continue
+            history.append(loss)
+            iters.append(it)
+            if verbose and (check or it == max_iter):
+                _report(it, loss)
+            if check:
+                prev = _mark_converged(loss, prev, tol, converged, n_iter, it)
+                if bool(converged.all()):
+                    break
+                if batched and bool(converged.any()):
+                    active = (~converged).to(V.device)
+            if callback is not None and callback(it, _to_host(loss)) is True:
+                stopped = True
+                break
+    n_iter[~converged] = it
+    return _outcome(history, iters, n_iter, converged, batched, stopped)

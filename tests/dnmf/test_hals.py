@@ -1,0 +1,233 @@
+"""HALS / coordinate descent (dnmf._hals): scikit-learn's cd, exactness, monotonicity, speed
+against multiplicative updates, batches, dtypes, devices and the floating-point state."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.decomposition._nmf import _fit_coordinate_descent
+
+from dnmf._fpstate import flush_denormal_is_on, raise_tiny_, subnormal_floor
+from dnmf._hals import Acceleration, cd_entries, hals_rows, run_hals
+from dnmf._loss import Penalties
+from dnmf._mu import run_mu
+
+ACC = Acceleration()
+VARIANTS = [("hals", None), ("hals", ACC), ("mu", ACC)]
+
+
+def _t(*arrays, dtype=torch.float64, device="cpu"):
+    return [torch.tensor(a, dtype=dtype, device=device) for a in arrays]
+
+
+def _deep_start(rng, V, ranks):
+    """Positive factors whose product has V's scale."""
+    dims = [V.shape[-2], *ranks]
+    lead = V.shape[:-2]
+    Ws = [rng.random((*lead, dims[i], dims[i + 1])) for i in range(len(ranks))]
+    H = rng.random((*lead, ranks[-1], V.shape[-1]))
+    P = Ws[0]
+    for W in Ws[1:]:
+        P = P @ W
+    s = (V.mean() / (P @ H).mean()) ** (1 / (len(ranks) + 1))
+    return [W * s for W in Ws], H * s
+
+
+@pytest.mark.parametrize("pen", [(0.0, 0.0, 0.0, 0.0), (0.1, 0.2, 0.3, 0.05)])
+def test_one_layer_hals_is_sklearn_cd(rng, rel, pen):
+    X = rng.random((30, 20))
+    W0, H0 = rng.random((30, 4)), rng.random((4, 20))
+    l1w, l1h, l2w, l2h = pen
+    Wsk, Hsk, n = _fit_coordinate_descent(
+        X, W0.copy(), H0.copy(), tol=0, max_iter=50, l1_reg_W=l1w, l1_reg_H=l1h,
+        l2_reg_W=l2w, l2_reg_H=l2h, shuffle=False,
+    )  # fmt: skip
+    assert n == 50
+    V, W, H = _t(X, W0, H0)
+    out = run_hals(V, [W], H, max_iter=50, tol=0, penalties=Penalties([l1w, l1h], [l2w, l2h]))
+    assert rel(W.numpy(), Wsk) < 1e-6 and rel(H.numpy(), Hsk) < 1e-6
+    loss = 0.5 * np.sum((X - Wsk @ Hsk) ** 2) + l1w * Wsk.sum() + l1h * Hsk.sum()
+    loss += 0.5 * (l2w * np.sum(Wsk**2) + l2h * np.sum(Hsk**2))
+    assert out.loss_history[-1] == pytest.approx(loss, rel=1e-9)
+    assert int(out.n_iter) == 50 and len(out.loss_history) == 51
+
+
+def _brute_min(f, x0, i, j):
+    """Exact minimizer over entry (i, j) of a convex quadratic, by its three values."""
+    e = np.zeros_like(x0)
+    e[i, j] = 1.0
+    f0, f1, fm = f(x0), f(x0 + e), f(x0 - e)
+    curv, slope = f1 + fm - 2 * f0, (f1 - fm) / 2
+    return max(0.0, x0[i, j] - slope / curv)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_cd_entries_is_sequential_exact_minimization(rng, batched):
+    a, b, l1, l2 = 5, 4, 0.05, 0.2
+    P, S = rng.random((9, a)), rng.random((b, 7))
+    Q, R = P.T @ P, S @ S.T
+    B = rng.random((a, b)) * 3
+    X0 = rng.random((a, b))
+
+    def f(X):
+        return (
+            0.5 * np.sum((Q @ X @ R) * X) - np.sum(B * X) + l1 * X.sum() + 0.5 * l2 * (X**2).sum()
+        )
+
+    want = X0.copy()
+    for j in range(b):
+        for i in range(a):
+            want[i, j] = _brute_min(f, want, i, j)
+    X, Qt, Rt, Bt = _t(X0, Q, R, B)
+    if batched:  # two copies: the loop vectorized over the batch gives the same
+        X, Qt, Rt, Bt = (torch.stack([t, t]) for t in (X, Qt, Rt, Bt))
+    cd_entries(X, Qt, Rt, Bt, l1=l1, l2=l2)
+    np.testing.assert_allclose(X.numpy().reshape(-1, a, b)[-1], want, rtol=1e-10, atol=1e-12)
+    assert f(want) < f(X0)
+
+
+def test_hals_rows_minimizes_each_row_exactly(rng):
+    r, N = 4, 6
+    Wm = rng.random((10, r))
+    G, C, X0 = Wm.T @ Wm, rng.random((r, N)) * 2, rng.random((r, N))
+    X = torch.tensor(X0)
+    hals_rows(X, torch.tensor(G), torch.tensor(C), l1=0.1, l2=0.3)
+    want = X0.copy()
+    for t in range(r):  # row t's minimizer given the rows before it (new) and after it (old)
+        rest = G[t] @ want - G[t, t] * want[t]
+        want[t] = np.maximum(0.0, (C[t] - 0.1 - rest) / (G[t, t] + 0.3))
+    np.testing.assert_allclose(X.numpy(), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("ranks", [[6], [8, 5], [9, 6, 4]])
+@pytest.mark.parametrize("penalized", [False, True])
+@pytest.mark.parametrize(("rule", "accel"), VARIANTS)
+def test_loss_never_increases(rng, ranks, penalized, rule, accel):
+    V = rng.random((40, 30))
+    Ws0, H0 = _deep_start(rng, V, ranks)
+    k = len(ranks)
+    pen = Penalties([0.05] * (k + 1), [0.1] * (k + 1)) if penalized else None
+    Vt, H, *Ws = _t(V, H0, *Ws0)
+    out = run_hals(Vt, Ws, H, rule=rule, accel=accel, max_iter=60, tol=0, penalties=pen)
+    h = out.loss_history
+    assert len(h) == 61 and np.all(np.diff(h) <= 1e-12 * h[0])
+    assert h[-1] < 0.7 * h[0]
+    assert all(float(W.min()) >= 0 for W in Ws) and float(H.min()) >= 0
+
+
+def test_planted_deep_factors_recovered_faster_than_mu(planted):
+    V, _, _ = planted
+    Ws0, H0 = _deep_start(np.random.default_rng(1), V, [12, 5])
+
+    def fit(n_iter, rule=None, accel=None):
+        Vt, H, *Ws = _t(V, H0, *Ws0)
+        if rule is None:
+            return run_mu(Vt, Ws, H, max_iter=n_iter, tol=0).loss_history
+        return run_hals(Vt, Ws, H, rule=rule, accel=accel, max_iter=n_iter, tol=0).loss_history
+
+    mu = fit(1000)[-1]  # relative loss about 2.4e-4
+    assert mu / (0.5 * np.sum(V**2)) < 1e-3
+    hals, acc = fit(250, "hals"), fit(50, "hals", ACC)
+    assert hals[-1] < mu and acc[-1] < mu  # 4x and 20x fewer iterations
+    assert fit(250, "mu", ACC)[-1] < mu  # accelerated MU as well
+
+
+@pytest.mark.parametrize(("rule", "accel"), VARIANTS)
+@pytest.mark.parametrize("ranks", [[3], [4, 3]])
+def test_batched_equals_loop(rng, rule, accel, ranks):
+    V = rng.random((3, 15, 12))
+    Ws0, H0 = _deep_start(rng, V, ranks)
+    Vt, H, *Ws = _t(V, H0, *Ws0)
+    out = run_hals(Vt, Ws, H, rule=rule, accel=accel, max_iter=40, tol=1e-5, check_every=5)
+    for b in range(3):
+        Vb, Hb, *Wb = _t(V[b], H0[b], *(W[b] for W in Ws0))
+        ob = run_hals(Vb, Wb, Hb, rule=rule, accel=accel, max_iter=40, tol=1e-5, check_every=5)
+        assert int(out.n_iter[b]) == int(ob.n_iter)
+        np.testing.assert_allclose(H[b].numpy(), Hb.numpy(), rtol=1e-9, atol=1e-12)
+        for W, w in zip(Ws, Wb):
+            np.testing.assert_allclose(W[b].numpy(), w.numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(("rule", "accel"), VARIANTS)
+def test_float32_tracks_float64(rng, rule, accel):
+    V = rng.random((40, 30))
+    Ws0, H0 = _deep_start(rng, V, [6, 4])
+    runs = {}
+    for dt in (torch.float32, torch.float64):
+        Vt, H, *Ws = _t(V, H0, *Ws0, dtype=dt)
+        out = run_hals(Vt, Ws, H, rule=rule, accel=accel, max_iter=30, tol=0)
+        assert H.dtype == dt and all(W.dtype == dt for W in Ws)
+        runs[dt] = (out.loss_history, (Ws[0] @ Ws[1] @ H).double().numpy())
+    (h32, L32), (h64, L64) = runs[torch.float32], runs[torch.float64]
+    np.testing.assert_allclose(h32, h64, rtol=1e-4)
+    assert np.abs(L32 - L64).max() / np.abs(L64).max() < 1e-3
+
+
+@pytest.mark.parametrize(("rule", "accel"), VARIANTS)
+def test_cpu_and_device_agree(rng, device, rule, accel):
+    V = rng.random((2, 30, 25))
+    Ws0, H0 = _deep_start(rng, V, [5, 3])
+    hist = {}
+    for dev in ("cpu", device):
+        Vt, H, *Ws = _t(V, H0, *Ws0, device=dev)
+        hist[str(dev)] = run_hals(Vt, Ws, H, rule=rule, accel=accel, max_iter=25, tol=0)
+        assert H.device.type == torch.device(dev).type
+    np.testing.assert_allclose(hist["cpu"].loss_history, hist[str(device)].loss_history, rtol=1e-9)
+
+
+def test_fit_leaves_the_floating_point_state_as_found(rng):
+    V = rng.random((20, 15))
+    for preset in (False, True):
+        torch.set_flush_denormal(preset)
+        try:
+            before = flush_denormal_is_on()
+            for rule, accel in VARIANTS:
+                Vt, H, W = _t(V, rng.random((3, 15)), rng.random((20, 3)))
+                run_hals(Vt, [W], H, rule=rule, accel=accel, max_iter=5, tol=0)
+            assert flush_denormal_is_on() == before
+        finally:
+            torch.set_flush_denormal(False)
+    assert not flush_denormal_is_on()
+
+
+def test_raise_tiny_keeps_zeros_and_lifts_subnormals():
+    for dt in (torch.float32, torch.float64):
+        f = subnormal_floor(dt)
+        F = torch.tensor([0.0, torch.finfo(dt).tiny / 4, f / 2, 2 * f, 0.5], dtype=dt)
+        raise_tiny_(F)
+        assert F.tolist() == pytest.approx([0.0, f, f, 2 * f, 0.5], rel=1e-6)
+        assert f * torch.finfo(dt).eps >= torch.finfo(dt).tiny * 0.99
+
+
+def test_h_only_solve_matches_run_hals_codes(rng):
+    from dnmf._mu import run_hals_codes
+
+    V = rng.random((30, 20))
+    W1, W2 = rng.random((30, 6)), rng.random((6, 4))
+    H0 = rng.random((4, 20))
+    Vt, W1t, W2t, Ha, Hb = _t(V, W1, W2, H0, H0)
+    a = run_hals_codes(Vt, [W1t, W2t], Ha, max_iter=30, tol=0, l1=0.1, l2=0.2)
+    b = run_hals(
+        Vt,
+        [W1t, W2t],
+        Hb,
+        max_iter=30,
+        tol=0,
+        update=[False, False, True],
+        penalties=Penalties([0, 0, 0.1], [0, 0, 0.2]),
+    )
+    np.testing.assert_allclose(Ha.numpy(), Hb.numpy(), rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(a.loss_history, b.loss_history, rtol=1e-10)
+    assert W1t.numpy().tolist() == W1.tolist()  # the fixed factors are untouched
+
+
+def test_acceleration_budget_and_stop_rule():
+    acc = Acceleration(alpha=0.5, delta=0.1)
+    assert acc.budget(0.0) == 1 and acc.budget(12.7) == 7 and acc.budget(69.0) == 35
+
+
+def test_unknown_rule_is_rejected(rng):
+    Vt, H, W = _t(rng.random((5, 4)), rng.random((2, 4)), rng.random((5, 2)))
+    with pytest.raises(ValueError, match="rule must be one of"):
+        run_hals(Vt, [W], H, rule="cd")
