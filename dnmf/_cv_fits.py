@@ -1,0 +1,319 @@
+"""Every fit of a rank search: starting factors, pretraining, the batched fits and their scores.
+
+Fit ``(candidate, fold f, restart s)`` is exactly ``dnmf.factorize(V * M_f, ranks, mask=M_f,
+seed=seeds[f, s], …)`` with ``M_f`` the observed entries of fold ``f``: the same starting
+factors (drawn in the same order from the same generator), the same layer-wise pretraining
+and the same masked updates. Only the engine that runs the updates differs:
+
+* ``"gram"`` (β = 2, block pattern): :class:`dnmf._cv.BlockCVSolver`, all candidates × folds
+  × restarts in one batched solver;
+* ``"masked"`` (any β, any pattern): :func:`dnmf._mu.run_mu` with a 3-D masked batch per
+  candidate (its folds × restarts), the general masked solver.
+
+The held-out entries never reach a fit: starting factors come from ``V * M_f``, and both
+engines multiply ``V`` by the mask before using it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ._cv import BlockCVSolver, run_block_cv
+from ._holdout import BlockDesign
+from ._init import init_layer, make_generator
+from ._mu import Penalties, _chain, beta_divergence, run_mu
+
+#: Per candidate: the k factors and H of its F·S fits, stacked (F·S, ·, ·), in fit order f·S + s.
+Stack = tuple[list[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class SearchPlan:
+    """What every fit of one search shares."""
+
+    V: torch.Tensor  # (m, n)
+    heldout: list[torch.Tensor]  # per fold, bool (m, n): True where held out
+    design: BlockDesign | None  # the block pattern (None for i.i.d. entries)
+    restarts: int
+    seeds: np.ndarray  # (F, S) generator seed of every fold × restart
+    beta: float
+    init: str
+    pretrain: bool | int
+    max_iter: int
+    tol: float
+    pen: Penalties
+    eps: float
+    check_every: int
+
+
+@dataclass
+class SearchFits:
+    """Scores of every fit, per candidate: arrays (C, F·S), fit order f·S + s."""
+
+    heldout: np.ndarray  # β-divergence per held-out entry
+    train: np.ndarray  # β-divergence per training (observed) entry
+    n_iter: np.ndarray
+    converged: np.ndarray
+
+
+#: Rough costs for :func:`_pad_together`: multiply-adds per second of a dense product, and the
+#: fixed cost of one candidate's small operations per sweep (≈ 40 tensor ops).
+_MACS_PER_S = 5e9
+_SECONDS_PER_CANDIDATE = 4e-4
+
+
+def _pad_together(ranks: Sequence[tuple[int, ...]], m: int, n: int, fits: int, flops: int) -> bool:
+    """Fit every candidate as one batch padded to the largest ranks?
+
+    Zero columns of ``W1…Wk`` (and zero rows of the next factor) stay zero under the updates,
+    so a padded fit is the same fit. Padding costs dense products (``flops`` products of
+    ``m × n × rank`` per fit and sweep) and saves each extra candidate's fixed cost: worth it on
+    small matrices, not on large ones.
+    """
+    if len(ranks) < 2:
+        return False
+    top = [max(r[l] for r in ranks) for l in range(len(ranks[0]))]
+    extra = sum((top[0] - r[0]) + (top[-1] - r[-1]) for r in ranks)
+    extra_s = flops * m * n * fits * extra / _MACS_PER_S
+    return extra_s < (len(ranks) - 1) * _SECONDS_PER_CANDIDATE
+
+
+def _pack(starts: Sequence[Stack], ranks: Sequence[tuple[int, ...]]) -> tuple[Stack, tuple]:
+    """All candidates' fits as one batch (fit g, candidate q) → g·C + q, padded with zeros."""
+    k = len(ranks[0])
+    top = tuple(max(r[l] for r in ranks) for l in range(k))
+    dims = [None, *top]  # W1 keeps V's rows
+
+    def padded(t: torch.Tensor, rows: int | None, cols: int) -> torch.Tensor:
+        out = t.new_zeros((*t.shape[:-2], rows or t.shape[-2], cols))
+        out[..., : t.shape[-2], : t.shape[-1]] = t
+        return out
+
+    Ws = [
+        torch.stack([padded(st[0][l], dims[l], top[l]) for st in starts], dim=1).flatten(0, 1)
+        for l in range(k)
+    ]
+    H = torch.stack([padded(st[1], top[-1], st[1].shape[-1]) for st in starts], dim=1)
+    return (Ws, H.flatten(0, 1)), top
+
+
+def _unpack(fit: Stack, ranks: Sequence[tuple[int, ...]]) -> list[Stack]:
+    Ws, H = fit
+    C = len(ranks)
+    out = []
+    for q, r in enumerate(ranks):
+        dims = [Ws[0].shape[-2], *r]
+        Wq = [W.unflatten(0, (-1, C))[:, q, : dims[l], : r[l]] for l, W in enumerate(Ws)]
+        out.append((Wq, H.unflatten(0, (-1, C))[:, q, : r[-1], :]))
+    return out
+
+
+class _Engine:
+    """Runs masked fits of some candidates from given starts; returns the fitted stacks."""
+
+    def __init__(self, plan: SearchPlan, kind: str):
+        self.plan, self.kind = plan, kind
+        V = plan.V
+        if kind == "gram":
+            assert plan.design is not None
+            Vp = plan.design.pad(V)
+            self.Vm = torch.stack(
+                [Vp * (~plan.design.pad(E.to(V.dtype)).bool()).to(V.dtype) for E in plan.heldout]
+            )
+        else:
+            S = plan.restarts
+            M = torch.stack([(~E).to(V.dtype) for E in plan.heldout])
+            self.M3 = M.repeat_interleave(S, dim=0) if S > 1 else M
+
+    def fit(
+        self,
+        ranks: Sequence[tuple[int, ...]],
+        starts: Sequence[Stack],
+        max_iter: int,
+        pen: Penalties,
+    ) -> tuple[list[Stack], np.ndarray, np.ndarray]:
+        """Fit the candidates from ``starts``: (fitted stacks, n_iter (C, F·S), converged)."""
+        p = self.plan
+        m, n = p.V.shape
+        fits = starts[0][1].shape[0]
+        gram = self.kind == "gram"
+        C = len(ranks)
+        memory_ok = gram or fits * C * m * n * p.V.element_size() * 3 < (1 << 30)
+        if memory_ok and _pad_together(ranks, m, n, fits, 2 if gram else 6):
+            packed, top = _pack(starts, ranks)
+            fitted, n_iter, conv = self._run([top], [packed], max_iter, pen, copies=C)
+            return (
+                _unpack(fitted[0], ranks),
+                n_iter.reshape(fits, C).T.copy(),
+                conv.reshape(fits, C).T.copy(),
+            )
+        return self._run(ranks, starts, max_iter, pen, copies=1)
+
+    def _run(
+        self,
+        ranks: Sequence[tuple[int, ...]],
+        starts: Sequence[Stack],
+        max_iter: int,
+        pen: Penalties,
+        copies: int,
+    ) -> tuple[list[Stack], np.ndarray, np.ndarray]:
+        """``copies`` fits per fold × restart (packed candidates) follow each other."""
+        p = self.plan
+        if self.kind == "gram":
+            assert p.design is not None
+            solver = BlockCVSolver(
+                self.Vm,
+                p.design,
+                list(range(len(p.heldout))),
+                p.restarts * copies,
+                ranks,
+                [s[0] for s in starts],
+                [s[1] for s in starts],
+                pen,
+                p.eps,
+            )
+            out = run_block_cv(solver, max_iter=max_iter, tol=p.tol, check_every=p.check_every)
+            return list(zip(out.Ws, out.H)), out.n_iter, out.converged
+        M3 = self.M3.repeat_interleave(copies, dim=0) if copies > 1 else self.M3
+        fitted, n_iter, conv = [], [], []
+        for Ws, H in starts:
+            Ws, H = [W.clone() for W in Ws], H.clone()
+            V3 = p.V.expand(H.shape[0], *p.V.shape)
+            res = run_mu(
+                V3,
+                Ws,
+                H,
+                beta=p.beta,
+                mask=M3,
+                max_iter=max_iter,
+                tol=p.tol,
+                penalties=pen,
+                eps=p.eps,
+                check_every=p.check_every,
+            )
+            fitted.append((Ws, H))
+            n_iter.append(res.n_iter)
+            conv.append(res.converged)
+        return fitted, np.stack(n_iter), np.stack(conv)
+
+
+def _clone_gen(state: torch.Tensor) -> torch.Generator:
+    gen = torch.Generator()
+    gen.set_state(state)
+    return gen
+
+
+def _first_layer_starts(plan: SearchPlan, r1s: Sequence[int]) -> dict[int, list]:
+    """``(W1, H1, generator state after)`` of every fit, for each first rank ``r1``: the
+    initialisation ``factorize`` draws first, from ``V * M_f`` and a fresh generator."""
+    F, S = plan.seeds.shape
+    out: dict[int, list] = {r: [] for r in r1s}
+    for f in range(F):
+        Vm = plan.V * (~plan.heldout[f]).to(plan.V.dtype)
+        for s in range(S):
+            for r in r1s:
+                gen = make_generator(int(plan.seeds[f, s]))
+                W, H = init_layer(Vm, r, plan.init, gen)
+                out[r].append((W, H, gen.get_state()))
+    return out
+
+
+def _stack(fits: Sequence[tuple[list[torch.Tensor], torch.Tensor]]) -> Stack:
+    k = len(fits[0][0])
+    return [torch.stack([f[0][l] for f in fits]) for l in range(k)], torch.stack(
+        [f[1] for f in fits]
+    )
+
+
+def _deeper_layers(
+    plan: SearchPlan, ranks: tuple[int, ...], W1: torch.Tensor, H1: torch.Tensor, state, fit: bool
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Layers 2…k of one fit from its first layer, as ``factorize`` builds them: initialised
+    from the previous layer's codes and, when pretraining, fitted to them (no mask)."""
+    k, pen = len(ranks), plan.pen
+    gen = _clone_gen(state)
+    Ws, X = [W1], H1
+    pre_iter = plan.max_iter if plan.pretrain is True else int(plan.pretrain)
+    for l in range(1, k):
+        if fit and plan.beta <= 0:  # as factorize: β ≤ 0 cannot fit zeros
+            X = X.clamp_min(plan.eps)
+        W, H = init_layer(X, ranks[l], plan.init, gen)
+        if fit:
+            run_mu(
+                X,
+                [W],
+                H,
+                beta=plan.beta,
+                max_iter=pre_iter,
+                tol=plan.tol,
+                penalties=Penalties([pen.l1[l], pen.l1[k]], [pen.l2[l], pen.l2[k]]),
+                eps=plan.eps,
+                check_every=plan.check_every,
+            )
+        Ws.append(W)
+        X = H
+    return Ws, X
+
+
+def fit_candidates(plan: SearchPlan, ranks: Sequence[tuple[int, ...]], engine: str) -> SearchFits:
+    """Fit every candidate × fold × restart and score it on its held-out and training entries."""
+    k = len(ranks[0])
+    eng = _Engine(plan, engine)
+    r1s = sorted({r[0] for r in ranks})
+    first = _first_layer_starts(plan, r1s)
+    pen = plan.pen
+    if k > 1 and plan.pretrain is not False:
+        # Layer-1 pretraining is the same for every candidate with that r1: run it once.
+        pre_iter = plan.max_iter if plan.pretrain is True else int(plan.pretrain)
+        pen1 = Penalties([pen.l1[0], pen.l1[k]], [pen.l2[0], pen.l2[k]])
+        starts1 = [_stack([([W], H) for W, H, _ in first[r]]) for r in r1s]
+        pre, _, _ = eng.fit([(r,) for r in r1s], starts1, pre_iter, pen1)
+        first = {
+            r: [(pre[i][0][0][g], pre[i][1][g], st) for g, (_, _, st) in enumerate(first[r])]
+            for i, r in enumerate(r1s)
+        }
+    starts = []
+    for cand in ranks:
+        fits = [
+            _deeper_layers(plan, cand, W1, H1, st, fit=plan.pretrain is not False)
+            for W1, H1, st in first[cand[0]]
+        ]
+        starts.append(_stack(fits))
+    fitted, n_iter, conv = eng.fit(ranks, starts, plan.max_iter, pen)
+    heldout, train = score(plan, fitted)
+    return SearchFits(heldout, train, n_iter, conv)
+
+
+def score(plan: SearchPlan, fitted: Sequence[Stack]) -> tuple[np.ndarray, np.ndarray]:
+    """β-divergence per held-out entry and per training entry of every fit: (C, F·S) each.
+
+    The entrywise divergence of a fit is formed once (one ``m × n`` buffer) and summed, in
+    float64, over all entries and over the held-out ones; the training sum is their difference
+    (no cancellation: both are sums of nonnegative terms accurate to rounding)."""
+    V, S = plan.V, plan.restarts
+    held = np.zeros((len(fitted), len(plan.heldout) * S))
+    train = np.zeros_like(held)
+    for f, E in enumerate(plan.heldout):
+        n_held = int(E.sum())
+        n_train = V.numel() - n_held
+        Ef = E.to(V.dtype) if plan.beta != 2 else None
+        for c, (Ws, H) in enumerate(fitted):
+            for s in range(S):
+                g = f * S + s
+                P = _chain([W[g] for W in Ws])
+                assert P is not None
+                L = P @ H[g]
+                if plan.beta == 2:  # ½ (L − V)², formed in place, summed in float64
+                    D = L.sub_(V).square_()
+                    total = 0.5 * float(D.sum(dtype=torch.float64))
+                    part = 0.5 * float(D[E].sum(dtype=torch.float64))
+                else:
+                    total = float(beta_divergence(V, L, plan.beta, None, plan.eps))
+                    part = float(beta_divergence(V, L, plan.beta, Ef, plan.eps))
+                held[c, g] = part / n_held
+                train[c, g] = (total - part) / n_train
+    return held, train

@@ -1,0 +1,383 @@
+"""``dnmf.select_ranks``: choose the rank(s) of an NMF or Deep NMF by masked cross-validation.
+
+Each fold hides some entries of ``V`` (mask weight 0, so they never touch the fit), every
+candidate is fitted to the rest, and the fitted model predicts the hidden entries; the
+candidate with the smallest held-out error (or the simplest one within one standard error of
+it) wins. This is Wold's (1978) entry-wise cross-validation, as in RcppML's ``crossValidate``;
+for deep models a candidate is a rank tuple ``(r1, …, rk)`` and the held-out error is that of
+``W1 … Wk H``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import numbers
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import _validation as val
+from ._cv_fits import SearchPlan, fit_candidates
+from ._fitting import ConvergenceWarning
+from ._holdout import PATTERNS, BlockDesign, block_design, entry_folds, n_groups
+from ._mu import EPSILON
+
+RULES = ("min", "1se")
+SOLVERS = ("auto", "gram", "masked")
+Candidate = Any  # an int (one layer) or a tuple of ints (one rank per layer)
+
+
+@dataclass
+class RankSelection:
+    """Outcome of :func:`select_ranks`.
+
+    ``heldout``/``train`` hold the β-divergence per held-out / per training entry of every fit,
+    shaped ``(candidates, folds, restarts)``; :attr:`table` summarises them per candidate and
+    :attr:`best` is the candidate the rule chose.
+    """
+
+    candidates: list[Candidate]
+    heldout: np.ndarray
+    train: np.ndarray
+    n_iter: np.ndarray
+    converged: np.ndarray
+    n_params: np.ndarray
+    best: Candidate
+    rule: str
+    beta: float
+    holdout: float
+    pattern: str
+    solver: str
+    seconds: float
+    fit_seeds: np.ndarray
+    shape: tuple[int, int]
+    design_seed: int = field(repr=False, default=0)
+
+    @property
+    def best_index(self) -> int:
+        return self.candidates.index(self.best)
+
+    def cv_results(self) -> dict[str, np.ndarray]:
+        """Per-candidate summary as a dict of arrays (scikit-learn's ``cv_results_`` style)."""
+        C = len(self.candidates)
+        h = self.heldout.reshape(C, -1)
+        t = self.train.reshape(C, -1)
+        n = h.shape[1]
+        cand = np.empty(C, dtype=object)
+        cand[:] = self.candidates
+        out = {
+            "candidate": cand,
+            "n_params": self.n_params.copy(),
+            "mean_heldout_loss": h.mean(axis=1),
+            "std_heldout_loss": h.std(axis=1, ddof=1) if n > 1 else np.zeros(C),
+            "mean_train_loss": t.mean(axis=1),
+            "std_train_loss": t.std(axis=1, ddof=1) if n > 1 else np.zeros(C),
+            "n_fits": np.full(C, n),
+            "n_converged": self.converged.reshape(C, -1).sum(axis=1),
+            "chosen": np.array([c == self.best for c in self.candidates]),
+        }
+        for f in range(h.shape[1]):
+            out[f"split{f}_heldout_loss"] = h[:, f]
+        return out
+
+    @property
+    def table(self):
+        """``pandas.DataFrame``, one row per candidate: mean/std of the held-out and training
+        loss per entry over folds × restarts, the number of fits and which one was chosen."""
+        import pandas as pd  # only here: dnmf itself needs torch, numpy and scipy
+
+        res = self.cv_results()
+        cols = [k for k in res if not k.startswith("split")]
+        return pd.DataFrame({k: res[k] for k in cols})
+
+    def heldout_mask(self, fold: int) -> np.ndarray:
+        """Boolean ``(m, n)`` array, True at the entries fold ``fold`` held out (so a fit can be
+        reproduced with ``dnmf.factorize(V * ~E, ranks, mask=~E, seed=fit_seeds[fold, s])``)."""
+        masks = _heldout_masks(self.shape, self.pattern, self.holdout, self.folds, self.design_seed)
+        return masks[1][fold]
+
+    @property
+    def folds(self) -> int:
+        return int(self.heldout.shape[1])
+
+
+def rank_grid(*layers: Sequence[int]) -> list[tuple[int, ...]]:
+    """Rank tuples ``(r1, r2, …)`` with ``r1`` from ``layers[0]``, ``r2`` from ``layers[1]``, …,
+    keeping only strictly decreasing ones (``r1 > r2 > …``, as deep NMF's layers shrink).
+
+    >>> rank_grid([8, 12], [4, 8])
+    [(8, 4), (12, 4), (12, 8)]
+    """
+    if not layers:
+        raise ValueError("rank_grid needs the candidate ranks of at least one layer")
+    lists = [val.parse_ranks(list(r)) for r in layers]
+    grid = [t for t in itertools.product(*lists) if all(a > b for a, b in zip(t, t[1:]))]
+    if not grid:
+        raise ValueError(f"rank_grid: no strictly decreasing tuple in {lists}")
+    return sorted(set(grid))
+
+
+def default_candidates(shape: tuple[int, int]) -> list[int]:
+    """One-layer ranks tried when none are given: 1, 2, 3, 4, 6, 8, 12, … up to 64 and at
+    most half the smaller side of ``V``."""
+    top = max(1, min(shape) // 2)
+    grid = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]
+    return [r for r in grid if r <= top] or [1]
+
+
+def parse_candidates(candidates: Any) -> tuple[list[Candidate], list[tuple[int, ...]]]:
+    """Candidates as given (ints stay ints, tuples stay tuples) and as rank tuples.
+
+    Accepted: ints >= 1 (one layer each), or tuples of ints >= 1 that all have the same length
+    (one rank per layer; any order, though deep NMF usually shrinks, see :func:`rank_grid`).
+    """
+    if isinstance(candidates, (str, bytes)) or not isinstance(
+        candidates, (Sequence, np.ndarray, range)
+    ):
+        raise TypeError(
+            "candidates must be a sequence of ranks (ints) or rank tuples, got "
+            f"{type(candidates).__name__}"
+        )
+    items = list(candidates)
+    if not items:
+        raise ValueError("candidates must hold at least one rank, got an empty sequence")
+    given: list[Candidate] = []
+    tuples: list[tuple[int, ...]] = []
+    for c in items:
+        if isinstance(c, numbers.Integral) and not isinstance(c, bool):
+            if int(c) < 1:
+                raise ValueError(f"candidates must be ranks >= 1, got {c!r}")
+            given.append(int(c))
+            tuples.append((int(c),))
+            continue
+        try:
+            ranks = tuple(val.parse_ranks(c))
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"candidates must be ints >= 1 or tuples of ints >= 1, got {c!r}"
+            ) from None
+        given.append(ranks if len(ranks) > 1 else ranks[0])
+        tuples.append(ranks)
+    depths = {len(t) for t in tuples}
+    if len(depths) > 1:
+        raise ValueError(
+            f"candidates must all have the same number of layers, got depths {sorted(depths)}"
+        )
+    if len(set(tuples)) < len(tuples):
+        raise ValueError(f"candidates must be distinct, got {items!r}")
+    return given, tuples
+
+
+def _heldout_masks(
+    shape: tuple[int, int], pattern: str, holdout: float, folds: int, design_seed: int
+) -> tuple[BlockDesign | None, list[np.ndarray]]:
+    """The block design (None for i.i.d. entries) and every fold's held-out entries."""
+    rng = np.random.default_rng(design_seed)
+    m, n = shape
+    if pattern == "blocks":
+        design = block_design(m, n, holdout, rng)
+        return design, [design.heldout(f) for f in range(folds)]
+    return None, entry_folds(m, n, holdout, folds, rng)
+
+
+def choose(mean: np.ndarray, se: np.ndarray, n_params: np.ndarray, rule: str) -> int:
+    """Index of the chosen candidate: the smallest mean held-out loss (``'min'``), or the
+    candidate with the fewest parameters whose mean is within one standard error of that
+    minimum (``'1se'``, Hastie, Tibshirani & Friedman's one-standard-error rule)."""
+    best = int(np.argmin(mean))
+    if rule == "min":
+        return best
+    ok = np.flatnonzero(mean <= mean[best] + se[best])
+    return int(ok[np.lexsort((mean[ok], n_params[ok]))[0]])
+
+
+def _check_args(
+    holdout: Any, folds: Any, restarts: Any, rule: Any, pattern: Any, solver: Any, beta: float
+) -> tuple[float, int, int, str]:
+    """Validate the search's own arguments; returns (held-out share, folds, restarts, engine)."""
+    if isinstance(holdout, bool) or not isinstance(holdout, numbers.Real):
+        raise ValueError(f"holdout must be a fraction in (0, 0.5], got {holdout!r}")
+    holdout = float(holdout)
+    if not 0 < holdout <= 0.5:
+        raise ValueError(f"holdout must be a fraction in (0, 0.5], got {holdout!r}")
+    folds = val.check_positive_int(folds, "folds")
+    restarts = val.check_positive_int(restarts, "restarts")
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    if pattern not in PATTERNS:
+        raise ValueError(f"holdout_pattern must be one of {PATTERNS}, got {pattern!r}")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    frac = 1.0 / n_groups(holdout) if pattern == "blocks" else float(holdout)
+    if folds * frac > 1 + 1e-9:
+        raise ValueError(
+            f"folds={folds} disjoint folds of holdout={frac:g} each need folds * holdout <= 1; "
+            "lower folds or holdout"
+        )
+    if solver == "gram" and (beta != 2 or pattern != "blocks"):
+        raise ValueError(
+            "solver='gram' needs beta=2 and holdout_pattern='blocks'; use solver='masked' "
+            "(or 'auto')"
+        )
+    engine = solver
+    if solver == "auto":
+        engine = "gram" if beta == 2 and pattern == "blocks" else "masked"
+    return float(frac), folds, restarts, engine
+
+
+def select_ranks(
+    V: Any,
+    candidates: Any = None,
+    *,
+    beta: float | str = 2,
+    holdout: float = 0.1,
+    folds: int = 5,
+    restarts: int = 1,
+    holdout_pattern: str = "blocks",
+    rule: str = "min",
+    init: str = "nndsvda",
+    pretrain: bool | int = True,
+    max_iter: int = 200,
+    tol: float = 1e-4,
+    l1: float | Sequence[float] = 0.0,
+    l2: float | Sequence[float] = 0.0,
+    eps: float = EPSILON,
+    check_every: int = 10,
+    solver: str = "auto",
+    seed: int | None = None,
+    device: Any = None,
+    dtype: Any = None,
+) -> RankSelection:
+    """Choose the rank(s) of ``V ≈ W1 … Wk H`` by masked (entry-wise) cross-validation.
+
+    Parameters
+    ----------
+    V : array (m, n)
+        Nonnegative data, samples as columns (as :func:`dnmf.factorize`).
+    candidates : sequence of int, or of rank tuples, optional
+        Ranks to compare: ints for one layer, tuples ``(r1, …, rk)`` of one length for deep
+        models (e.g. from :func:`rank_grid`). Default: :func:`default_candidates`.
+    beta : float or str
+        β-divergence of the fits, and of the held-out score.
+    holdout : float
+        Share of the entries each fold hides. With ``holdout_pattern='blocks'`` it is rounded
+        to ``1/G`` for an integer ``G`` (0.1 → 10 groups).
+    folds, restarts : int
+        Disjoint folds (``folds * holdout <= 1``), and fits per fold with different seeds (for
+        ``init='random'``; NNDSVD starts differ little between seeds).
+    holdout_pattern : {'blocks', 'entries'}
+        'blocks' (default): rows and columns are shuffled into ``G`` groups each and fold ``f``
+        hides the blocks ``(a, (a + f) mod G)``, so every row and column loses the same share;
+        for β = 2 this makes all fits one batched solver whose sweep costs two products with
+        ``V``. 'entries': i.i.d. speckle (each fold hides a random set of entries), fitted by
+        the general masked solver.
+    rule : {'min', '1se'}
+        The smallest mean held-out loss, or the candidate with the fewest parameters within
+        one standard error (over folds × restarts) of it.
+    init, pretrain, max_iter, tol, l1, l2, eps, check_every
+        As in :func:`dnmf.factorize`; every fit is ``factorize(V * M_f, candidate, mask=M_f,
+        seed=fit_seeds[f, s], …)``. Starting factors come from ``V * M_f``, so held-out
+        values never reach a fit. A fit stops on its own when converged.
+    solver : {'auto', 'gram', 'masked'}
+        'gram' is the batched block solver (β = 2 with 'blocks' only), 'masked' runs the
+        general masked solver on a 3-D batch per candidate; 'auto' picks 'gram' where it
+        applies.
+    seed : int, optional
+        Draws the folds and the fits' seeds.
+    device, dtype : optional
+        Where and in which precision to compute (default: the input's).
+
+    Returns
+    -------
+    RankSelection
+        ``.table`` (pandas DataFrame), ``.best`` (an int or a tuple, as the candidates were
+        given), ``.cv_results()`` (dict of arrays) and the per-fit scores.
+    """
+    t0 = time.perf_counter()
+    Vt, _ = val.check_data(
+        V, None, dtype=val.parse_dtype(dtype), device=val.parse_device(device), allow_batch=False
+    )
+    m, n = (int(s) for s in Vt.shape)
+    given, ranks = parse_candidates(
+        default_candidates((m, n)) if candidates is None else candidates
+    )
+    beta_, max_iter, tol, eps, check_every = val.check_solver_args(
+        beta, max_iter, tol, eps, check_every
+    )
+    frac, folds, restarts, engine = _check_args(
+        holdout, folds, restarts, rule, holdout_pattern, solver, beta_
+    )
+    if init == "custom":
+        raise ValueError("init='custom' cannot be used by select_ranks: every fit starts afresh")
+    for r in ranks:
+        val.check_init(init, list(r), (m, n))
+    val.check_pretrain(pretrain)
+    if beta_ <= 0 and float(Vt.min()) <= 0:
+        raise ValueError(f"beta={beta_:g} needs V > 0 everywhere (found zeros)")
+    k = len(ranks[0])
+    pen = val.parse_penalties(l1, l2, k + 1)
+    rng = np.random.default_rng(seed)
+    design_seed = int(rng.integers(2**62))
+    fit_seeds = rng.integers(2**62, size=(folds, restarts))
+    design, masks_np = _heldout_masks((m, n), holdout_pattern, holdout, folds, design_seed)
+    plan = SearchPlan(
+        V=Vt,
+        heldout=[torch.as_tensor(E, device=Vt.device) for E in masks_np],
+        design=design if engine == "gram" else None,
+        restarts=restarts,
+        seeds=fit_seeds,
+        beta=beta_,
+        init=init,
+        pretrain=pretrain,
+        max_iter=max_iter,
+        tol=tol,
+        pen=pen,
+        eps=eps,
+        check_every=check_every,
+    )
+    with torch.no_grad():
+        fits = fit_candidates(plan, ranks, engine)
+    shape3 = (len(ranks), folds, restarts)
+    n_params = np.array(
+        [m * r[0] + sum(a * b for a, b in zip(r, r[1:])) + r[-1] * n for r in ranks]
+    )
+    held = fits.heldout.reshape(shape3)
+    N = folds * restarts
+    flat = held.reshape(len(ranks), N)
+    se = flat.std(axis=1, ddof=1) / np.sqrt(N) if N > 1 else np.zeros(len(ranks))
+    best = choose(flat.mean(axis=1), se, n_params, rule)
+    converged = fits.converged.reshape(shape3)
+    if tol > 0 and not converged.all():
+        warnings.warn(
+            f"dnmf.select_ranks: {int((~converged).sum())} of {converged.size} fits reached "
+            f"max_iter={max_iter} before the relative loss decrease fell below tol={tol:g}; "
+            "the held-out losses of unconverged fits favour smaller ranks. Increase max_iter.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return RankSelection(
+        candidates=given,
+        heldout=held,
+        train=fits.train.reshape(shape3),
+        n_iter=fits.n_iter.reshape(shape3),
+        converged=converged,
+        n_params=n_params,
+        best=given[best],
+        rule=rule,
+        beta=beta_,
+        holdout=frac,
+        pattern=holdout_pattern,
+        solver=engine,
+        seconds=time.perf_counter() - t0,
+        fit_seeds=fit_seeds,
+        shape=(m, n),
+        design_seed=design_seed,
+    )
+
+
+__all__ = ["RankSelection", "default_candidates", "rank_grid", "select_ranks"]
