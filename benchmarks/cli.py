@@ -283,9 +283,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_delegated(sub, "train", "benchmarks.train_cmd", "train a CNN (convae, convae-unet)")
     _add_delegated(
-        sub, "nmf-speed", "benchmarks.nmf_speed", "time dnmf against scikit-learn and torchnmf"
-    )
-    _add_delegated(
         sub,
         "factorize",
         "benchmarks.factorize_faces",

@@ -4,9 +4,9 @@
 pass over blocks of rows of ``V`` (``dnmf._mu.run_mu(fused_block_bytes=)``). This times, in one
 process and interleaved round by round, the same fit from fixed factors with the pass off (a
 block larger than ``V``) and at a few block sizes, next to scikit-learn's ``NMF(solver="mu")``, on
-``deblur-bench nmf-speed``'s matrix::
+``python -m perf.nmf_speed``'s matrix::
 
-    python -m benchmarks.experiments.fused_pass_ab --threads 2 --rounds 15 \\
+    python -m perf.fused_pass_ab --threads 2 --rounds 15 \\
         --json docs/results/nmf-speed-fused/ab-threads2.json
 
 It prints, per variant, the median time per iteration and the median and quartiles of its
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from benchmarks.io_utils import write_json
-from benchmarks.nmf_speed import _environment, _sklearn_fit, _time_round_robin, make_problem
 from dnmf import _mu
+from perf.nmf_speed import _environment, _sklearn_fit, _time_round_robin, make_problem
 
 
 def run_ab(

@@ -1,15 +1,20 @@
-"""benchmarks/nmf_speed.py (`deblur-bench nmf-speed`) at toy sizes: it runs and reports."""
+"""perf/nmf_speed.py (`python -m perf.nmf_speed`) at toy sizes: it runs and reports."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from benchmarks import nmf_speed
+from perf import nmf_speed
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_run_nmf_speed_small():
@@ -39,33 +44,41 @@ def test_run_nmf_speed_small():
 
 
 def test_main_writes_json(tmp_path, capsys):
-    p = argparse.ArgumentParser()
-    nmf_speed.add_arguments(p)
-    args = p.parse_args(
-        [
-            "--m",
-            "40",
-            "--n",
-            "30",
-            "--rank",
-            "3",
-            "--iters",
-            "3",
-            "--repeats",
-            "1",
-            "--threads",
-            "1",
-            "--layers",
-            "--no-batch",
-            "--no-torchnmf",
-            "--json",
-            str(tmp_path / "speed.json"),
-        ]
-    )
+    args = [
+        "--m",
+        "40",
+        "--n",
+        "30",
+        "--rank",
+        "3",
+        "--iters",
+        "3",
+        "--repeats",
+        "1",
+        "--threads",
+        "1",
+        "--layers",
+        "--no-batch",
+        "--no-torchnmf",
+        "--json",
+        str(tmp_path / "speed.json"),
+    ]
     assert nmf_speed.main(args) == 0
     assert "| sklearn NMF(mu) |" in capsys.readouterr().out
     data = json.loads((tmp_path / "speed.json").read_text())
     assert data["format_version"] == 1 and data["config"]["m"] == 40
+    assert "goals" not in data  # results only
+
+
+def test_command_runs_from_a_checkout(tmp_path):
+    out = tmp_path / "speed.json"
+    cmd = [sys.executable, "-m", "perf.nmf_speed", "--m", "30", "--n", "20", "--rank", "2"]
+    cmd += ["--iters", "2", "--repeats", "1", "--threads", "1", "--layers", "--no-batch"]
+    cmd += ["--no-torchnmf", "--json", str(out)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "| dnmf k=1 |" in proc.stdout and f"wrote {out}" in proc.stderr
+    assert json.loads(out.read_text())["benchmark"] == "nmf-speed"
 
 
 def test_throughput_sweep_small_cpu():
@@ -89,23 +102,19 @@ def test_parse_size_errors():
 
 
 def test_main_sweep_json(tmp_path, capsys):
-    p = argparse.ArgumentParser()
-    nmf_speed.add_arguments(p)
-    args = p.parse_args(
-        [
-            "--sweep",
-            "--sizes",
-            "40x30x3",
-            "--iters",
-            "2",
-            "--repeats",
-            "1",
-            "--threads",
-            "1",
-            "--json",
-            str(tmp_path / "sweep.json"),
-        ]
-    )
+    args = [
+        "--sweep",
+        "--sizes",
+        "40x30x3",
+        "--iters",
+        "2",
+        "--repeats",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+        str(tmp_path / "sweep.json"),
+    ]
     assert nmf_speed.main(args) == 0
     assert "torch.matmul TFLOP/s" in capsys.readouterr().out
     assert json.loads((tmp_path / "sweep.json").read_text())["sweep"][0]["m"] == 40
@@ -151,8 +160,8 @@ def test_make_problem_is_seeded_and_scaled():
 
 
 def test_fused_pass_ab_small(tmp_path, capsys):
-    from benchmarks.experiments import fused_pass_ab
     from dnmf import _mu
+    from perf import fused_pass_ab
 
     default = _mu.FUSED_BLOCK_BYTES
     # 300 x 50 float32 = 60 KB; 64-row blocks (12.8 KB) make the pass run on 5 blocks
