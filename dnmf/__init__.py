@@ -12,16 +12,20 @@
 from ._mu import EPSILON, beta_divergence, mu_exponent
 from .estimator import DeepNMF
 from .factorize import ConvergenceWarning, FactorizationResult, factorize, load, solve_h
+from .select import RankSelection, rank_grid, select_ranks
 
 __all__ = [
     "ConvergenceWarning",
     "DeepNMF",
     "EPSILON",
     "FactorizationResult",
+    "RankSelection",
     "beta_divergence",
     "factorize",
     "load",
     "mu_exponent",
+    "rank_grid",
+    "select_ranks",
     "solve_h",
     "distributed",
     "factorize_columns",

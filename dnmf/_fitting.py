@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from ._mu import MUOutcome, Penalties, run_mu
+from ._mu import MUOutcome, Penalties
+from ._solver import run_solver
 
 try:  # the one piece of scikit-learn dnmf uses: its warning class, so filters written for it work
     from sklearn.exceptions import ConvergenceWarning
@@ -59,6 +60,7 @@ def initial_factors(
     check_every: int,
     mask: torch.Tensor | None = None,
     reduce: Reduce | None = None,
+    solver: str = "mu",
 ) -> tuple[list[torch.Tensor], torch.Tensor, list[np.ndarray]]:
     """Starting ``(Ws, H, pretraining loss histories)`` of a joint fit.
 
@@ -79,6 +81,7 @@ def initial_factors(
             eps=eps,
             check_every=check_every,
             reduce=reduce,
+            solver=solver,
         )
     Ws, X = [], V
     for l, r in enumerate(ranks):
@@ -100,12 +103,14 @@ def pretrain_layers(
     check_every: int,
     mask: torch.Tensor | None = None,
     reduce: Reduce | None = None,
+    solver: str = "mu",
 ) -> tuple[list[torch.Tensor], torch.Tensor, list[np.ndarray]]:
     """Layer-wise pretraining ``V ≈ W1 H1``, ``H1 ≈ W2 H2``, …: returns ``(Ws, H, histories)``.
 
     ``init_fn(l, X, r)`` initialises layer ``l`` on its input ``X``; layer ``l`` gets the
     penalties of ``Wl`` and of ``H``. ``mask`` applies to the first layer only, and ``reduce``
-    (column shards, see :func:`dnmf._mu.run_mu`) to every layer.
+    (column shards, see :func:`dnmf._mu.run_mu`) to every layer; every layer is fitted by
+    ``solver`` (resolved, see :func:`dnmf._solver.resolve_solver`).
     """
     k = len(ranks)
     Ws: list[torch.Tensor] = []
@@ -113,7 +118,8 @@ def pretrain_layers(
     X, Mk = V, mask
     for l, r in enumerate(ranks):
         W_l, H_l = init_fn(l, X, r)
-        out = run_mu(
+        out = run_solver(
+            solver,
             X,
             [W_l],
             H_l,

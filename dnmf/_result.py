@@ -40,6 +40,9 @@ class FactorizationResult:
     beta: float
     ranks: tuple[int, ...]
     pretrain_loss_histories: list[np.ndarray] = field(default_factory=list)
+    #: The search of ``factorize(V, ranks='auto')`` (a :class:`dnmf.select.RankSelection`), else
+    #: None; not saved to file.
+    rank_selection: Any = None
 
     @classmethod
     def from_outcome(

@@ -30,9 +30,13 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    n_components : int, sequence of int or None, default=None
+    n_components : int, sequence of int, 'auto' or None, default=None
         Ranks ``[r1, …, rk]`` of the layers (an int is one layer, i.e. plain NMF). ``None`` is one
-        layer with ``n_features`` components, as scikit-learn's ``NMF``.
+        layer with ``n_features`` components, as scikit-learn's ``NMF``. 'auto' chooses them
+        among ``rank_candidates`` by masked cross-validation (:func:`dnmf.select_ranks`, with
+        this estimator's settings) and keeps the search in ``cv_results_``.
+    rank_candidates : sequence of int or of rank tuples, default=None
+        Candidates of ``n_components='auto'`` (``None``: :func:`dnmf.select.default_candidates`).
     beta_loss : float or {'frobenius', 'kullback-leibler', 'itakura-saito'}, default='frobenius'
         β-divergence minimized (2, 1, 0 or any real number).
     init : {None, 'nndsvd', 'nndsvda', 'nndsvdar', 'random'}, default=None
@@ -75,6 +79,11 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         ``sqrt(2 · D_β(X | H components_))`` (the Frobenius norm for β = 2), as scikit-learn's NMF.
     loss_history_ : ndarray
         Objective at the iterations listed in ``loss_iters_``.
+    cv_results_ : dict of ndarray
+        Only with ``n_components='auto'``: one entry per candidate (``candidate``,
+        ``mean_heldout_loss``, ``std_heldout_loss``, ``mean_train_loss``, …,
+        ``split<i>_heldout_loss``), as scikit-learn's search estimators keep it;
+        ``pandas.DataFrame(cv_results_)`` makes it a table.
     n_features_in_, feature_names_in_ : see scikit-learn's glossary.
     """
 
@@ -82,6 +91,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self,
         *,
         n_components: Any = None,
+        rank_candidates: Any = None,
         beta_loss: Any = "frobenius",
         init: str | None = None,
         max_iter: int = 200,
@@ -95,6 +105,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         verbose: int = 0,
     ) -> None:
         self.n_components = n_components
+        self.rank_candidates = rank_candidates
         self.beta_loss = beta_loss
         self.init = init
         self.max_iter = max_iter
@@ -123,9 +134,37 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return X
 
     def _ranks(self, X: np.ndarray) -> list[int]:
+        self.__dict__.pop("cv_results_", None)  # a search of an earlier fit no longer applies
         if self.n_components is None:
             return [X.shape[1]]
         return val.parse_ranks(self.n_components)
+
+    def _searched_ranks(self, X: np.ndarray) -> list[int]:
+        """``n_components='auto'``: the ranks masked cross-validation chooses (sets
+        ``cv_results_``)."""
+        from .select import auto_ranks, parse_candidates
+
+        init = self.init
+        if init is None:  # as _init_name: NNDSVD where every candidate's r1 allows it
+            cands = self.rank_candidates
+            top = max(r[0] for r in parse_candidates(cands)[1]) if cands is not None else 1
+            init = "nndsvda" if top <= min(X.shape) else "random"
+        best, sel = auto_ranks(
+            X.T,
+            self.n_components,
+            self.rank_candidates,
+            init=init,
+            beta=self.beta_loss,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            pretrain=self.pretrain,
+            l1=self.l1,
+            l2=self.l2,
+            seed=self._seed(),
+            device=self.device,
+        )
+        self.cv_results_ = sel.cv_results()
+        return val.parse_ranks(best)
 
     def _init_name(self, ranks: list[int], X: np.ndarray) -> str:
         if self.init is None:
@@ -175,7 +214,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 "plain data, or use dnmf.factorize(X.T, ..., mask=) for missing entries"
             )
         X = self._check_X(X, reset=True)
-        ranks = self._ranks(X)
+        ranks = self._searched_ranks(X) if isinstance(self.n_components, str) else self._ranks(X)
         init = self._init_name(ranks, X)
         res = factorize(
             X.T,  # a transposed view: no copy, matmul takes either layout

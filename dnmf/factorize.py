@@ -33,7 +33,7 @@ __all__ = [
 
 def factorize(
     V: Any,
-    ranks: int | Sequence[int],
+    ranks: int | Sequence[int] | str,
     *,
     beta: float | str = 2,
     max_iter: int = 200,
@@ -53,6 +53,7 @@ def factorize(
     H: Any = None,
     check_every: int = 10,
     loss_every: int | None = None,
+    rank_candidates: Any = None,
 ) -> FactorizationResult:
     """Deep NMF ``V ≈ W1 W2 … Wk H`` by multiplicative updates; samples are the columns of ``V``.
 
@@ -63,9 +64,11 @@ def factorize(
         arrays, torch tensors and scipy sparse matrices (densified) are accepted; float32 and
         float64 are kept, other numbers become float64. A 3-D input factorizes ``B``
         independent matrices at once; each converges on its own.
-    ranks : int or sequence of int
+    ranks : int, sequence of int or 'auto'
         Inner ranks ``[r1, …, rk]``: ``W1`` is ``m × r1``, ``Wl`` is ``r(l-1) × rl`` and ``H`` is
-        ``rk × n``. One rank is plain NMF.
+        ``rk × n``. One rank is plain NMF. 'auto' chooses them among ``rank_candidates`` by
+        masked cross-validation (:func:`dnmf.select_ranks`, with this call's settings; 2-D
+        ``V``, no ``mask``); the result's ``rank_selection`` holds the search.
     beta : float or {'frobenius', 'kullback-leibler', 'itakura-saito'}
         β of the β-divergence: 2 is ½‖V − WH‖², 1 Kullback–Leibler, 0 Itakura–Saito (β ≤ 0
         needs V > 0 wherever observed).
@@ -105,11 +108,35 @@ def factorize(
     check_every, loss_every : int
         Convergence-check period, and loss-recording period (default: every iteration for β = 2
         without a mask, where the loss is free; every check otherwise).
+    rank_candidates : sequence of int or of rank tuples, optional
+        The candidates of ``ranks='auto'`` (default: :func:`dnmf.select.default_candidates`).
 
     Returns
     -------
     FactorizationResult
     """
+    selection = None
+    if isinstance(ranks, str):
+        from .select import auto_ranks  # lazy: dnmf.select builds on the fitting modules
+
+        ranks, selection = auto_ranks(
+            V,
+            ranks,
+            rank_candidates,
+            mask=mask,
+            init=init,
+            beta=beta,
+            max_iter=max_iter,
+            tol=tol,
+            pretrain=pretrain,
+            l1=l1,
+            l2=l2,
+            eps=eps,
+            seed=seed,
+            device=device,
+            dtype=dtype,
+            check_every=check_every,
+        )
     dev = val.parse_device(device)
     kind = val.as_kind(V)
     Vt, M = val.check_data(V, mask, dtype=val.parse_dtype(dtype), device=dev)
@@ -160,7 +187,13 @@ def factorize(
         )
     warn_unconverged(out, max_iter, tol, "dnmf.factorize")
     return FactorizationResult.from_outcome(
-        out, Ws_, H_, kind=kind, beta=beta_, pretrain_loss_histories=pre_hist
+        out,
+        Ws_,
+        H_,
+        kind=kind,
+        beta=beta_,
+        pretrain_loss_histories=pre_hist,
+        rank_selection=selection,
     )
 
 

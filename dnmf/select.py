@@ -380,4 +380,22 @@ def select_ranks(
     )
 
 
-__all__ = ["RankSelection", "default_candidates", "rank_grid", "select_ranks"]
+def auto_ranks(
+    V: Any, ranks: str, candidates: Any, *, mask: Any = None, init: str = "nndsvda", **search: Any
+) -> tuple[Candidate, RankSelection]:
+    """``ranks='auto'`` of :func:`dnmf.factorize` and :class:`dnmf.DeepNMF`: the candidate
+    :func:`select_ranks` chooses, and its :class:`RankSelection`. ``search`` holds the fit's
+    own settings (beta, max_iter, tol, pretrain, l1, l2, eps, seed, device, dtype, …)."""
+    if ranks != "auto":
+        raise ValueError(f"ranks must be an int, a sequence of ints or 'auto', got {ranks!r}")
+    if mask is not None:
+        raise ValueError(
+            "ranks='auto' cannot be combined with mask: the search holds out entries itself"
+        )
+    if init == "custom":
+        raise ValueError("ranks='auto' cannot be combined with init='custom'")
+    sel = select_ranks(V, candidates, init=init, **search)
+    return sel.best, sel
+
+
+__all__ = ["RankSelection", "auto_ranks", "default_candidates", "rank_grid", "select_ranks"]
