@@ -2,7 +2,8 @@
 
 :func:`factorize` fits every factor; :func:`solve_h` fits the codes ``H`` of new columns with
 the dictionary held fixed. Both check their arguments in one place (``dnmf._validation``), run
-a solver of ``dnmf._mu``, and return a :class:`FactorizationResult` (``dnmf._result``).
+a solver of ``dnmf._solver`` (HALS or multiplicative updates), and return a
+:class:`FactorizationResult` (``dnmf._result``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import torch
 from . import _validation as val
 from ._fitting import ConvergenceWarning, initial_factors, pretrain_layers, warn_unconverged
 from ._init import init_layer, make_generator
-from ._mu import EPSILON, MUOutcome, Penalties, run_hals_codes, run_mu
+from ._mu import EPSILON, MUOutcome, Penalties
 from ._result import FORMAT_VERSION, FactorizationResult, load
+from ._solver import resolve_solver, run_solver
 
 __all__ = [
     "FORMAT_VERSION",
@@ -40,6 +42,7 @@ def factorize(
     tol: float = 1e-4,
     init: str = "nndsvda",
     pretrain: bool | int = True,
+    solver: str = "auto",
     mask: Any = None,
     l1: float | Sequence[float] = 0.0,
     l2: float | Sequence[float] = 0.0,
@@ -55,7 +58,7 @@ def factorize(
     loss_every: int | None = None,
     rank_candidates: Any = None,
 ) -> FactorizationResult:
-    """Deep NMF ``V ≈ W1 W2 … Wk H`` by multiplicative updates; samples are the columns of ``V``.
+    """Deep NMF ``V ≈ W1 W2 … Wk H`` with nonnegative factors; samples are the columns of ``V``.
 
     Parameters
     ----------
@@ -84,6 +87,13 @@ def factorize(
     pretrain : bool or int
         Layer-wise pretraining (``V ≈ W1 H1``, ``H1 ≈ W2 H2``, …) before joint fine-tuning;
         an int sets the iterations per layer (``True``: ``max_iter``). Ignored for one layer.
+    solver : {'auto', 'mu', 'mu-acc', 'hals', 'hals-acc'}
+        How every layer (pretraining and the joint fit) is updated. 'mu': multiplicative
+        updates (any β, masks); 'hals': exact block-coordinate descent for β = 2 (HALS on the
+        columns of ``W1`` and the rows of ``H``, coordinate descent on the entries of middle
+        layers; one layer is scikit-learn's ``solver='cd'``); '-acc': each block repeated per
+        product with ``V`` (Gillis & Glineur 2012). 'auto' is 'hals-acc' for β = 2 without a
+        mask and 'mu' otherwise (masks need multiplicative updates).
     mask : array of V's shape, optional
         Weights in [0, 1]; 0 marks a missing entry, ignored by the loss and the updates. A numpy
         masked array ``V`` brings its own: its masked entries are missing (weight 0, their
@@ -149,6 +159,7 @@ def factorize(
     val.check_init(init, ranks_, tuple(Vt.shape))
     val.check_pretrain(pretrain)
     val.check_beta_zeros(Vt, beta_, M)
+    solver_ = resolve_solver(solver, beta_, M)
     pen = val.parse_penalties(l1, l2, len(ranks_) + 1)
     val.warn_unused_factors(init, Ws, H)
     gen = make_generator(seed)
@@ -169,8 +180,10 @@ def factorize(
                 penalties=pen,
                 eps=eps,
                 check_every=check_every,
+                solver=solver_,
             )
-        out = run_mu(
+        out = run_solver(
+            solver_,
             Vt,
             Ws_,
             H_,
@@ -237,10 +250,12 @@ def solve_h(
         Penalty ``l1·ΣH + ½·l2·‖H‖²`` on the codes only.
     warn : bool
         Raise ``ConvergenceWarning`` when ``max_iter`` ends the run.
-    solver : {'mu', 'hals', 'auto'}
+    solver : {'mu', 'hals', 'auto', 'mu-acc', 'hals-acc'}
         'mu' runs multiplicative updates (any β, masks); 'hals' solves the convex β = 2
-        subproblem by exact row-wise coordinate descent (no mask), which converges much faster
-        on ill-conditioned dictionaries; 'auto' picks HALS where it applies.
+        subproblem by exact row-wise coordinate descent (no mask; the ``H`` update of
+        :func:`factorize`'s HALS), which converges much faster on ill-conditioned
+        dictionaries; 'auto' picks HALS where it applies. With ``Ws`` fixed there is no product
+        with ``V`` to save, so the accelerated names run their plain solver.
 
     Returns
     -------
@@ -254,7 +269,7 @@ def solve_h(
         beta, max_iter, tol, eps, check_every
     )
     val.check_beta_zeros(Vt, beta_, M)
-    use_hals = _use_hals(solver, beta_, M)
+    use_hals = resolve_solver(solver, beta_, M).startswith("hals")
     Wt = val.check_fixed_factors(Ws, Vt)
     rk = int(Wt[-1].shape[-1])
     Ht = _constant_codes(Vt, Wt, M, eps) if H is None else val.check_start_codes(H, Vt, rk)
@@ -267,15 +282,6 @@ def solve_h(
     if warn:
         warn_unconverged(out, max_iter, tol, "dnmf.solve_h")
     return FactorizationResult.from_outcome(out, Wt, Ht, kind=kind, beta=beta_)
-
-
-def _use_hals(solver: Any, beta: float, mask: torch.Tensor | None) -> bool:
-    """Whether :func:`solve_h`'s ``solver`` runs HALS (checked against ``beta`` and ``mask``)."""
-    if solver not in ("mu", "hals", "auto"):
-        raise ValueError(f"solver must be one of ('mu', 'hals', 'auto'), got {solver!r}")
-    if solver == "hals" and (beta != 2 or mask is not None):
-        raise ValueError("solver='hals' solves beta=2 without a mask; use solver='mu' (or 'auto')")
-    return solver == "hals" or (solver == "auto" and beta == 2 and mask is None)
 
 
 def _constant_codes(
@@ -311,20 +317,9 @@ def _solve_codes(
     verbose: bool,
 ) -> MUOutcome:
     """Run HALS or multiplicative updates on ``H`` alone (updated in place)."""
-    if use_hals:
-        return run_hals_codes(
-            V,
-            Ws,
-            H,
-            max_iter=max_iter,
-            tol=tol,
-            l1=l1,
-            l2=l2,
-            check_every=check_every,
-            verbose=verbose,
-        )
     k = len(Ws)
-    return run_mu(
+    return run_solver(
+        "hals" if use_hals else "mu",
         V,
         Ws,
         H,
