@@ -34,7 +34,8 @@ import torch
 from ._frobenius import FUSED_BLOCK_BYTES, FrobeniusSolver
 from ._general import GeneralSolver
 from ._linalg import _chain as _chain  # re-exported
-from ._linalg import _mm, _mT, _prod
+from ._linalg import _mm as _mm  # re-exported
+from ._linalg import _mT as _mT  # re-exported
 from ._loss import EPSILON, Penalties, beta_divergence, squared_norm
 from ._update import MUSolverBase, mu_exponent
 
@@ -215,63 +216,22 @@ def run_hals_codes(
     sweep minimizes it exactly over one row of ``H`` at a time from the constant ``PᵀV`` and
     ``PᵀP``, which converges linearly where multiplicative updates crawl on ill-conditioned
     ``P``. Same bookkeeping as :func:`run_mu` (``H`` updated in place, per-matrix convergence).
+    It is the ``H`` block of :func:`dnmf._hals.run_hals` run alone.
     """
-    batched = V.ndim == 3
-    n_mat = V.shape[0] if batched else 1
-    P = _prod(Ws)
-    PtV = _mm(_mT(P), V)
-    Q = _mm(_mT(P), P)
-    vnorm2 = squared_norm(V)
-    diag = Q.diagonal(dim1=-2, dim2=-1) + l2  # (…, r)
-    inv = torch.where(
-        diag > 0, 1.0 / diag.clamp_min(torch.finfo(diag.dtype).tiny), torch.zeros_like(diag)
+    from ._hals import run_hals  # lazy: dnmf._hals builds on this module
+
+    k = len(Ws)
+    return run_hals(
+        V,
+        Ws,
+        H,
+        max_iter=max_iter,
+        tol=tol,
+        penalties=Penalties([0.0] * k + [l1], [0.0] * k + [l2]),
+        update=[False] * k + [True],
+        check_every=check_every,
+        verbose=verbose,
     )
-    r = H.shape[-2]
-
-    def loss() -> torch.Tensor:
-        cross = torch.mul(PtV, H).sum(dim=-1).sum(dim=-1, dtype=torch.float64)
-        quad = torch.mul(Q, _mm(H, _mT(H))).sum(dim=-1).sum(dim=-1, dtype=torch.float64)
-        out = (0.5 * (vnorm2 - 2.0 * cross + quad)).clamp_min(0.0)
-        if l1:
-            out = out + l1 * H.sum(dim=(-2, -1), dtype=torch.float64)
-        if l2:
-            out = out + 0.5 * l2 * H.square().sum(dim=(-2, -1), dtype=torch.float64)
-        return out
-
-    history, iters = [], []
-    converged = torch.zeros(n_mat, dtype=torch.bool)
-    n_iter = torch.full((n_mat,), max_iter, dtype=torch.int64)
-    keep: torch.Tensor | None = None  # (B, 1) True where a matrix has converged
-    it = 0
-    with torch.no_grad():
-        cur = loss()
-        history.append(cur)
-        iters.append(0)
-        prev = cur.reshape(-1).cpu()
-        for it in range(1, max_iter + 1):
-            for j in range(r):
-                # row_j ← max(0, (PᵀV_j − Σ_{k≠j} Q_jk H_k − l1) / (Q_jj + l2))
-                g = PtV[..., j, :] - _mm(Q[..., j : j + 1, :], H).squeeze(-2)
-                new = (H[..., j, :] + (g - l1 - l2 * H[..., j, :]) * inv[..., j : j + 1]).clamp_min(
-                    0.0
-                )
-                if keep is not None:
-                    new = torch.where(keep, H[..., j, :], new)
-                H[..., j, :] = new
-            if it % check_every == 0 or it == max_iter:
-                cur = loss()
-                history.append(cur)
-                iters.append(it)
-                if verbose:
-                    _report(it, cur)
-                if tol > 0 and it % check_every == 0:
-                    prev = _mark_converged(cur, prev, tol, converged, n_iter, it)
-                    if bool(converged.all()):
-                        break
-                    if batched and bool(converged.any()):
-                        keep = converged.to(V.device).view(-1, 1)
-    n_iter[~converged] = it
-    return _outcome(history, iters, n_iter, converged, batched)
 
 
 __all__ = [
