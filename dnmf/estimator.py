@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - older scikit-learn
 
 
 class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
-    """Deep NMF ``X ≈ H (W1 W2 … Wk)ᵀ`` with nonnegative factors, fitted by multiplicative updates.
+    """Deep NMF ``X ≈ H (W1 W2 … Wk)ᵀ`` with nonnegative factors (HALS or multiplicative updates).
 
     Parameters
     ----------
@@ -54,6 +54,10 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         These iterations are cheap for β = 2 (no product with the data).
     pretrain : bool or int, default=True
         Layer-wise pretraining before the joint fine-tuning (int: iterations per layer).
+    solver : {'auto', 'mu', 'mu-acc', 'hals', 'hals-acc'}, default='auto'
+        How the factors are fitted, as in :func:`dnmf.factorize`: 'auto' is accelerated HALS
+        (exact block-coordinate descent) for the Frobenius loss and multiplicative updates
+        ('mu') for other β; one layer with 'hals' is scikit-learn's ``solver='cd'``.
     l1, l2 : float or sequence of k + 1 floats, default=0.0
         Penalty ``l1·ΣF + ½·l2·‖F‖²`` per factor (order W1, …, Wk, H), as in ``dnmf.factorize``.
         Unlike scikit-learn's ``alpha_W``, they are not scaled by the data's size.
@@ -98,6 +102,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         tol: float = 1e-4,
         transform_max_iter: int | None = None,
         pretrain: Any = True,
+        solver: str = "auto",
         l1: Any = 0.0,
         l2: Any = 0.0,
         random_state: Any = None,
@@ -112,6 +117,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.tol = tol
         self.transform_max_iter = transform_max_iter
         self.pretrain = pretrain
+        self.solver = solver
         self.l1 = l1
         self.l2 = l2
         self.random_state = random_state
@@ -224,6 +230,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             tol=self.tol,
             init=init,
             pretrain=self.pretrain,
+            solver=self.solver,
             l1=self.l1,
             l2=self.l2,
             seed=self._seed(),
