@@ -18,6 +18,7 @@ import torch
 
 from .. import _validation as val
 from .._mu import Penalties
+from .._solver import resolve_solver
 from ._comm import error_text
 from ._init import Layout
 
@@ -41,6 +42,7 @@ class ShardArgs:
     seed: int | None
     pen: Penalties
     custom: tuple[list[torch.Tensor], torch.Tensor] | None
+    solver: str = "mu"  # resolved (dnmf._solver.resolve_solver)
 
     def settings(self) -> dict[str, Any]:
         """What must be the same on every process."""
@@ -63,6 +65,7 @@ class ShardArgs:
             init_sample=self.init_sample,
             dtype=str(self.V.dtype),
             seed=self.seed,
+            solver=self.solver,
         )
 
 
@@ -88,6 +91,7 @@ def check_shard_args(
     check_every: Any,
     loss_every: Any,
     init_sample: Any,
+    solver: Any = "auto",
 ) -> ShardArgs:
     """This process's arguments of :func:`dnmf.distributed.factorize_columns`, checked."""
     if isinstance(V_local, np.ma.MaskedArray):
@@ -136,6 +140,7 @@ def check_shard_args(
         seed,
         pen,
         custom,
+        resolve_solver(solver, beta_, None),
     )
 
 

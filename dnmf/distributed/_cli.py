@@ -46,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
         default="true",
         help="layer-wise pretraining: true, false or iterations per layer",
     )
+    p.add_argument(
+        "--solver",
+        default="auto",
+        choices=["auto", "mu", "mu-acc", "hals", "hals-acc"],
+        help="auto: accelerated HALS for beta=2, multiplicative updates otherwise",
+    )
     p.add_argument("--l1", type=float, default=0.0)
     p.add_argument("--l2", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
@@ -168,6 +174,7 @@ def _run(args: argparse.Namespace, comm: Comm, device: str, backend: str | None)
         tol=args.tol,
         init=args.init,
         pretrain=_parse_pretrain(args.pretrain),
+        solver=args.solver,
         l1=args.l1,
         l2=args.l2,
         seed=args.seed,

@@ -13,8 +13,9 @@ import torch
 from .. import _validation as val
 from .._fitting import initial_factors, warn_unconverged
 from .._init import make_generator
-from .._mu import EPSILON, MUOutcome, run_mu
+from .._mu import EPSILON, MUOutcome
 from .._result import FactorizationResult
+from .._solver import run_solver
 from ._check import ShardArgs, agreed_layout, check_shard_args, meta
 from ._comm import Comm, fail_together, mark_collective
 from ._init import Layout, init_layer
@@ -50,6 +51,7 @@ def factorize_columns(
     tol: float = 1e-4,
     init: str = "nndsvda",
     pretrain: bool | int = True,
+    solver: str = "auto",
     l1: float | Sequence[float] = 0.0,
     l2: float | Sequence[float] = 0.0,
     eps: float = EPSILON,
@@ -85,8 +87,10 @@ def factorize_columns(
         Global index of the first local column, and the total column count. By default the
         blocks are taken to be consecutive in rank order (as :func:`dnmf.shards.column_range`
         gives them); when given, they are checked (blocks must tile ``[0, n)``).
-    beta, max_iter, tol, pretrain, l1, l2, eps, check_every, loss_every
-        As :func:`dnmf.factorize` (no mask, no batch). ``tol`` is tested on the global loss.
+    beta, max_iter, tol, pretrain, solver, l1, l2, eps, check_every, loss_every
+        As :func:`dnmf.factorize` (no mask, no batch). ``tol`` is tested on the global loss;
+        the HALS solvers sum ``H``'s change over the shards for their inner-repetition rule,
+        so any split takes the same steps.
     init : {'nndsvda', 'nndsvd', 'nndsvdar', 'random', 'custom'}
         'random': keyed by the seed and each column's global index (any split gives the same
         factors; not the same draws as :func:`dnmf.factorize`). 'nndsvd*': NNDSVD whose
@@ -148,6 +152,7 @@ def factorize_columns(
             check_every=check_every,
             loss_every=loss_every,
             init_sample=init_sample,
+            solver=solver,
         )
     except (ValueError, TypeError) as exc:
         err = exc
@@ -207,12 +212,15 @@ def _fit_shard(
                 eps=a.eps,
                 check_every=a.check_every,
                 reduce=comm.sum_,
+                solver=a.solver,
             )
-        out = run_mu(
+        out = run_solver(
+            a.solver,
             a.V,
             Ws_,
             H_,
             beta=a.beta,
+            mask=None,
             max_iter=a.max_iter,
             tol=a.tol,
             penalties=a.pen,
