@@ -82,12 +82,22 @@ def is_tool_made(folder: Path) -> bool:
     return read_marker(folder) is not None or _legacy_record(folder)
 
 
+def _is_marker_file(name: str) -> bool:
+    """The marker, or a temporary file of its atomic write left by a killed command."""
+    return name == MARKER or name.startswith(f".{MARKER}.")
+
+
+def _entries(folder: Path) -> list[Path]:
+    """What ``folder`` holds besides the marker (and leftovers of writing it)."""
+    return [p for p in folder.iterdir() if not _is_marker_file(p.name)]
+
+
 def list_files(folder: Path) -> list[str]:
     """Every file under ``folder`` (relative, sorted), the marker left out."""
     return sorted(
         str(p.relative_to(folder))
         for p in folder.rglob("*")
-        if (p.is_file() or p.is_symlink()) and p.name != MARKER
+        if (p.is_file() or p.is_symlink()) and not _is_marker_file(p.name)
     )
 
 
@@ -109,7 +119,7 @@ def _sample(names: Iterable[str], k: int = 4) -> str:
 
 
 def _top_entries(folder: Path) -> list[str]:
-    return sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    return sorted(p.name + ("/" if p.is_dir() else "") for p in _entries(folder))
 
 
 # --------------------------------------------------------------------------- refusals
@@ -271,7 +281,7 @@ class RunFolder:
 
     def _decide(self) -> str:
         t = self.target
-        if not t.exists() or not any(t.iterdir()):
+        if not t.exists() or not _entries(t):
             return "new"
         if self.continue_in is not None and t == self.continue_in:
             return "continue"
@@ -294,16 +304,23 @@ class RunFolder:
             )
         return "replace"
 
+    def _staging(self) -> Path:
+        """A new ``.<name>.tmp-<pid>`` beside the target, holding the marker."""
+        path = self.target.parent / f".{self.target.name}.tmp-{os.getpid()}"
+        if path.exists():  # this pid's own leftover (pids are reused)
+            shutil.rmtree(path)
+        path.mkdir()
+        write_marker(path, self.kind)
+        return path
+
     def _prepare(self) -> None:
         if self.mode == "replace" or (self.mode == "new" and self.staged):
-            self.path = self.target.parent / f".{self.target.name}.tmp-{os.getpid()}"
-            if self.path.exists():  # this pid's own leftover (pids are reused)
-                shutil.rmtree(self.path)
-            self.path.mkdir()
-            write_marker(self.path, self.kind)
+            self.path = self._staging()
             return
         self._made_target = not self.target.exists()
-        self.target.mkdir(exist_ok=True)
+        if self._made_target:  # renamed into place with its marker: never seen unmarked
+            os.rename(self._staging(), self.target)
+            return
         if self.mode == "continue":
             # Never mark a user's own folder as a run (--overwrite could then delete it), and
             # keep the files someone added to a finished run foreign to it.
@@ -318,8 +335,12 @@ class RunFolder:
         """Leftovers of a command killed mid-way (only ever ours: they carry the marker)."""
         parent, name = self.target.parent, self.target.name
         for p in parent.glob(f".{name}.tmp-*"):
-            if p.is_dir() and read_marker(p) is not None:
+            ours = p.name[len(name) + 6 :].isdigit()  # .<name>.tmp-<pid>
+            if ours and p.is_dir() and (read_marker(p) is not None or not _entries(p)):
                 shutil.rmtree(p, ignore_errors=True)
+        if self.target.is_dir():  # a marker write cut short
+            for p in self.target.glob(f".{MARKER}.*"):
+                p.unlink(missing_ok=True)
         for p in parent.glob(f".{name}.old-*"):
             if p.is_dir() and is_tool_made(p):
                 if self.target.exists():
@@ -350,7 +371,7 @@ class RunFolder:
         if self.path != self.target:
             old = self.target.parent / f".{self.target.name}.old-{os.getpid()}"
             replacing = self.target.exists()
-            if replacing and any(self.target.iterdir()):
+            if replacing and _entries(self.target):
                 os.rename(self.target, old)
                 try:
                     os.rename(self.path, self.target)
@@ -359,8 +380,8 @@ class RunFolder:
                     raise
                 shutil.rmtree(old)
             else:
-                if replacing:
-                    self.target.rmdir()  # an empty folder, perhaps made for the run
+                if replacing:  # an empty folder, perhaps made for the run
+                    shutil.rmtree(self.target)  # (at most a killed command's marker temp)
                 os.rename(self.path, self.target)
             self.path = self.target
         self._committed = True

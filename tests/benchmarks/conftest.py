@@ -167,14 +167,15 @@ def write_png16(path: Path, samples: np.ndarray, interlace: bool = False) -> Pat
 
 def make_faces(root: Path, depth: str = "8", people: int = 4, per: int = 3) -> Path:
     """``people`` x ``per`` synthetic faces named like the Kaggle set, written as 8-bit JPEG
-    (``"8"``), 16-bit gray PNG (``"16gray"``) or 16-bit RGB PNG (``"16rgb"``)."""
+    (``"8"``), 8-bit PNG (``"8png"``), 16-bit gray PNG (``"16gray"``) or 16-bit RGB PNG
+    (``"16rgb"``)."""
     from PIL import Image
 
     for p in range(people):
         for k in range(per):
             x = face_pixels(10 * p + k)
-            if depth == "8":
-                path = root / f"Person {p}_{k}.jpg"
+            if depth in ("8", "8png"):
+                path = root / f"Person {p}_{k}.{'jpg' if depth == '8' else 'png'}"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(np.round(x * 255).astype(np.uint8)).save(path)
             elif depth == "16gray":
@@ -196,7 +197,7 @@ def png16() -> Callable[..., Path]:
 
 @pytest.fixture(scope="session")
 def faces_maker() -> Callable[..., Path]:
-    """``faces_maker(root, depth="8"|"16gray"|"16rgb")``: a synthetic face folder."""
+    """``faces_maker(root, depth="8"|"8png"|"16gray"|"16rgb")``: a synthetic face folder."""
     return make_faces
 
 
