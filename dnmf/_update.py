@@ -18,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ._fpstate import raise_tiny_
 from ._loss import Penalties
 
 #: Factors below this are set to 0 for β < 1 (W) / β ≤ 1 (H), as scikit-learn does for stability.
@@ -83,6 +84,9 @@ class MUSolverBase:
         if active is not None:
             D.masked_fill_(~active.view(-1, 1, 1), 1.0)
         F.mul_(D)
+        # Entries shrink geometrically and never reach 0: keep them out of the subnormal range,
+        # where every product reading them is slower (dnmf._fpstate); zeros stay zeros.
+        raise_tiny_(F)
         is_H = idx == len(self.update) - 1
         if self.beta < 1 or (is_H and self.beta <= 1):
             small = F < _TINY
