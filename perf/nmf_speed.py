@@ -1,5 +1,9 @@
 """``python -m perf.nmf_speed``: per-iteration cost of dnmf next to scikit-learn and torchnmf.
 
+Every dnmf fit here runs ``solver="mu"``: the tables compare one multiplicative update with
+scikit-learn's ``NMF(solver="mu")`` (``python -m perf.time_to_target`` compares the time to an
+accurate answer, each library with its default solver).
+
 One run, one random nonnegative matrix, the same initial factors for every method, the same
 number of iterations (``tol=0``), threads pinned. Reports the median over repeats of the time
 per iteration of the *public* call of each library (validation and set-up included, spread
@@ -44,11 +48,15 @@ def _time(
     return _time_round_robin([fn], repeats, device)[0]
 
 
-def _time_round_robin(
-    fns: list[Callable[[], Any]], repeats: int, device: torch.device, settle: float | None = None
-) -> list[tuple[float, list[float], Any]]:
-    """Median wall time (with all times and the last output) of each of ``fns``: one warm-up
-    each, then ``repeats`` rounds that run every function once (interleaved repeats).
+def interleaved(
+    fns: list[Callable[[], Any]],
+    rounds: int,
+    device: torch.device | None = None,
+    settle: float | None = None,
+) -> list[list[tuple[float, Any]]]:
+    """Run every function of ``fns`` once per round; returns, per function, the wall time and
+    output of each round (interleaved repeats: a slow spell of a shared machine hits every
+    method alike instead of one method's block of repeats).
 
     Round ``r`` starts at function ``r mod len(fns)``, so no method always runs right after the
     same other one, and with several functions every timed call first waits ``settle`` seconds
@@ -56,20 +64,35 @@ def _time_round_robin(
     last product (OpenBLAS's for about 0.1 s) and would otherwise tax whichever call comes next.
     """
     settle = SETTLE_S if settle is None else settle
-    outs = [fn() for fn in fns]
-    _sync(device)
-    times: list[list[float]] = [[] for _ in fns]
-    for r in range(repeats):
+    runs: list[list[tuple[float, Any]]] = [[] for _ in fns]
+    for r in range(rounds):
         for j in range(len(fns)):
             i = (r + j) % len(fns)
             if settle > 0 and len(fns) > 1:
                 time.sleep(settle)
-            _sync(device)
+            if device is not None:
+                _sync(device)
             t0 = time.perf_counter()
-            outs[i] = fns[i]()
-            _sync(device)
-            times[i].append(time.perf_counter() - t0)
-    return [(statistics.median(t), t, o) for t, o in zip(times, outs)]
+            out = fns[i]()
+            if device is not None:
+                _sync(device)
+            runs[i].append((time.perf_counter() - t0, out))
+    return runs
+
+
+def _time_round_robin(
+    fns: list[Callable[[], Any]], repeats: int, device: torch.device, settle: float | None = None
+) -> list[tuple[float, list[float], Any]]:
+    """Median wall time (with all times and the last output) of each of ``fns``: one warm-up
+    each, then ``repeats`` :func:`interleaved` rounds."""
+    for fn in fns:
+        fn()
+    _sync(device)
+    out = []
+    for runs in interleaved(fns, repeats, device, settle):
+        times = [t for t, _ in runs]
+        out.append((statistics.median(times), times, runs[-1][1]))
+    return out
 
 
 def _fro_loss(V: np.ndarray, W: np.ndarray, H: np.ndarray) -> float:
@@ -168,6 +191,7 @@ def _dnmf_fit(V, Ws0, H0, n_iter, device):
             H=H0,
             max_iter=n_iter,
             tol=0,
+            solver="mu",
             device=device,
         )
 
@@ -459,7 +483,9 @@ def run_throughput_sweep(
             t_mm, _, _ = _time(lambda V=V, Ht=Ht: torch.matmul(V, Ht), max(repeats, 5), dev)
 
             def fit(V=V, W0=W0, H0=H0, r=r):
-                return dnmf.factorize(V, [r], init="custom", Ws=[W0], H=H0, max_iter=n_iter, tol=0)
+                return dnmf.factorize(
+                    V, [r], init="custom", Ws=[W0], H=H0, max_iter=n_iter, tol=0, solver="mu"
+                )
 
             t_fit, _, res = _time(fit, repeats, dev)
             per_iter = t_fit / n_iter
@@ -542,7 +568,12 @@ def _batched(
     B, m, n, r = batch
     V, W0, H0 = make_problem(m, n, r, np_dtype, seed + 7, batch=B)
     Vdev = torch.from_numpy(V).to(dev)
-    fit = lambda: dnmf.factorize(Vdev, r, init="custom", Ws=[W0], H=H0, max_iter=n_iter, tol=0)  # noqa: E731
+
+    def fit():
+        return dnmf.factorize(
+            Vdev, r, init="custom", Ws=[W0], H=H0, max_iter=n_iter, tol=0, solver="mu"
+        )
+
     t_b, _, res = _time(fit, repeats, dev)
     Wb, Hb = _np(res.Ws[0]), _np(res.H)
     loss_b = np.array([_fro_loss(V[i], Wb[i], Hb[i]) for i in range(B)])
