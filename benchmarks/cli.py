@@ -112,8 +112,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- report
 def cmd_report(args: argparse.Namespace) -> int:
-    from benchmarks.merge import merge_runs
+    from benchmarks.merge import check_report_target, merge_runs
 
+    if args.out:
+        check_report_target(args.out)  # before the work: never replace a user's own file
     md = merge_runs(args.runs, baseline=args.baseline)
     if args.out:
         from benchmarks.io_utils import write_text

@@ -14,6 +14,7 @@ from benchmarks.report import METRIC_COLS, summarize, to_markdown
 
 DEFAULT_BASELINE = "identity"
 REQUIRED_COLUMNS = ("method", "image", *METRIC_COLS)
+REPORT_TITLE = "# Merged report of "  # how every report file starts (so it can be replaced)
 
 
 def read_per_image(run_dir: Path) -> pd.DataFrame:
@@ -57,6 +58,21 @@ def read_fit_seconds(run_dir: Path) -> dict[str, Any]:
     return fits
 
 
+def check_report_target(path: str | Path) -> None:
+    """``report --out``: a new file, or a report this command wrote before (replaced)."""
+    p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(f"--out {p} is a folder; give the report's file name")
+    if p.exists():
+        with open(p, "rb") as f:
+            head = f.read(len(REPORT_TITLE.encode()))
+        if head != REPORT_TITLE.encode():
+            raise FileExistsError(
+                f"--out {p} exists and is not a report written by deblur-bench report; "
+                f"choose another file name"
+            )
+
+
 def merge_runs(run_dirs: list[str | Path], baseline: str | None = None) -> str:
     """Pool the per-image rows of several runs; paired differences are taken within a run.
 
@@ -86,7 +102,7 @@ def merge_runs(run_dirs: list[str | Path], baseline: str | None = None) -> str:
     summary = summarize(per_image, fit_mean, baseline=baseline, order=order)
     per_run = per_image.groupby(["method", "run"], sort=False)["psnr"].mean().unstack("run")
     lines = [
-        f"# Merged report of {len(labels)} runs: {', '.join(labels)}",
+        f"{REPORT_TITLE}{len(labels)} runs: {', '.join(labels)}",
         "",
         "Pooled over all test images of all runs; differences are paired per image "
         "within each run.",

@@ -171,6 +171,7 @@ def trained(site, run_cli):
     return a, b
 
 
+@pytest.mark.slow
 def test_bad_input_resume_into_another_run_needs_overwrite(trained, site, cli_batch):
     a, b = trained
     before = tree(b)
@@ -195,6 +196,7 @@ def test_bad_input_resume_into_another_run_needs_overwrite(trained, site, cli_ba
     assert tree(b) != before and sorted(tree(b)) == sorted(before)
 
 
+@pytest.mark.slow
 def test_concurrency_second_train_into_the_same_out_is_refused(site, start_cli, run_cli):
     out = site / "train" / "busy"
     data = site / "data" / "faces"
@@ -323,10 +325,14 @@ def report_batch(site, cli_batch):
     empty = d / "empty"
     empty.mkdir()
     (empty / "per_image.csv").write_text("")
+    (d / "mine.md").write_text("my own notes")
     cases = {
         "no_method": ["report", no_method],
         "no_timings": ["report", no_timings],
         "empty_csv": ["report", good, empty],
+        "out_user_file": ["report", good, "--out", d / "mine.md"],
+        "out_new": ["report", good, "--out", d / "merged.md"],
+        "out_again": ["report", good, no_timings, "--out", d / "merged.md"],
     }
     return dict(zip(cases, cli_batch(list(cases.values())))), d
 
@@ -341,3 +347,12 @@ def test_bad_input_report_names_the_broken_file(report_batch):
     assert got["empty_csv"]["rc"] == 1 and f"cannot read {d / 'empty'}" in got["empty_csv"]["err"]
     assert got["no_timings"]["rc"] == 0, got["no_timings"]["err"]
     assert "| identity |" in got["no_timings"]["out"] and "no timings" in got["no_timings"]["err"]
+
+
+def test_bad_input_report_out_never_replaces_a_users_file(report_batch):
+    got, d = report_batch
+    assert got["out_user_file"]["rc"] == 1 and "Traceback" not in got["out_user_file"]["err"]
+    assert "exists and is not a report written by deblur-bench" in got["out_user_file"]["err"]
+    assert (d / "mine.md").read_text() == "my own notes"
+    assert got["out_new"]["rc"] == 0 and got["out_again"]["rc"] == 0  # its own report: replaced
+    assert "2 runs" in (d / "merged.md").read_text()
