@@ -50,7 +50,8 @@ def load_face_matrix(
     if size < 1:
         raise UserError(f"--size must be an integer >= 1, got {size}")
     files = image_files(root)
-    columns, names = [], []
+    columns: list[np.ndarray] = []
+    names: list[str] = []
     for path in files:
         if max_images is not None and len(columns) >= max_images:
             break

@@ -85,7 +85,10 @@ class Picture:
         if self.size == (side, side):
             return self
         return Picture(
-            [b.resize((side, side), Image.BICUBIC, reducing_gap=None) for b in self.bands]
+            [
+                b.resize((side, side), Image.Resampling.BICUBIC, reducing_gap=None)
+                for b in self.bands
+            ]
         )
 
     def array(self) -> np.ndarray:

@@ -33,7 +33,7 @@ def new_temp_file(path: str | Path) -> Path:
     raise FileExistsError(f"could not create a temporary file beside {path}")
 
 
-def atomic_write(path: str | Path, writer: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | Path, writer: Callable[[Path], object]) -> Path:
     """Call ``writer(tmp_path)`` then rename onto ``path``: readers never see half a file.
 
     The file gets the mode a plain ``open(path, "w")`` would give (``0o666 & ~umask``).

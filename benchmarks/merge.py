@@ -80,7 +80,9 @@ def merge_runs(run_dirs: list[str | Path], baseline: str | None = None) -> str:
     ``identity`` when the runs have it (else no difference columns).  A named baseline that
     none of the runs holds is an error that lists the methods present.
     """
-    frames, fits, labels = [], {}, []
+    frames: list[pd.DataFrame] = []
+    fits: dict[str, list[float]] = {}
+    labels: list[str] = []
     for d in map(Path, run_dirs):
         df = read_per_image(d)
         label = d.name
