@@ -27,6 +27,10 @@ from benchmarks.cli_types import (
 from benchmarks.errors import UserError
 from benchmarks.images import image_files, read_or_warn, suffixes_text
 from benchmarks.io_utils import write_json
+from benchmarks.rank_search import SEARCH_OPTIONS, parse_ranks_arg, ranks_or_auto
+from benchmarks.rank_search import add_arguments as add_search_arguments
+from benchmarks.rank_search import search as search_ranks
+from benchmarks.rank_search import write_outputs as write_search_outputs
 from benchmarks.run_dir import MARKER, RunFolder
 
 
@@ -203,7 +207,7 @@ def _write_figures(out: Path, res: Any, V: np.ndarray, shape: tuple[int, ...]) -
 
 def run_factorize(
     data_dir: str | Path,
-    ranks: list[int],
+    ranks: list[int] | None,
     out: str | Path,
     *,
     beta: float = 2.0,
@@ -217,8 +221,12 @@ def run_factorize(
     max_images: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    search: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Load the faces, factorize, write every output into ``out``; returns the run summary.
+
+    ``ranks=None`` (``--ranks auto``) chooses them first by :func:`dnmf.select_ranks` with the
+    options in ``search`` (``benchmarks.rank_search``).
 
     The run is written into a staging folder beside ``out`` and put in place at the end, so
     an error (or ``--overwrite`` of an earlier run) never leaves half a run behind.
@@ -237,8 +245,13 @@ def run_factorize(
         V, names, shape = load_face_matrix(data_dir, size=size, gray=gray, max_images=max_images)
         t_load = time.perf_counter() - t0
         fit = {"beta": beta, "max_iter": max_iter, "tol": tol, "init": init, "seed": seed}
+        sel = None
+        if ranks is None:
+            sel = search_ranks(V, search or {}, fit, device)
+            ranks = list(sel.best) if isinstance(sel.best, tuple) else [sel.best]
         res, t_fit = _fit(V, ranks, progress=progress, device=device, **fit)
         rel = _write_figures(folder.path, res, V, shape)
+        chosen = None if sel is None else write_search_outputs(folder.path, sel, res, shape)
         summary = {
             "format_version": 1,
             "data_dir": str(data_dir),
@@ -256,11 +269,14 @@ def run_factorize(
             "final_loss": float(res.loss),
             "relative_error": rel,
             "device": str(device or "cpu"),
-            "seconds": {"load": t_load, "factorize": t_fit},
+            "seconds": {"load": t_load, "factorize": t_fit}
+            | ({} if sel is None else {"rank_selection": sel.seconds}),
             "images": names,
             "outputs": sorted(p.name for p in folder.path.iterdir() if p.name != MARKER)
             + ["run.json"],
         }
+        if chosen is not None:
+            summary["rank_selection"] = chosen
         write_json(folder.path / "run.json", summary)
         folder.commit()
     return summary
@@ -273,10 +289,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--ranks",
-        type=positive_int,
+        type=ranks_or_auto,
         nargs="+",
         default=[128, 32, 8],
-        help="layer ranks (default 128 32 8)",
+        help="layer ranks (default 128 32 8), or auto: chosen among --rank-candidates by "
+        "masked cross-validation",
     )
     parser.add_argument(
         "--beta", type=float, default=2.0, help="β-divergence: 2 Frobenius, 1 KL, 0 IS (default 2)"
@@ -317,6 +334,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--overwrite", action="store_true", help="replace a run folder this tool made"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_search_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -325,7 +343,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         summary = run_factorize(
             args.data_dir,
-            args.ranks,
+            parse_ranks_arg(args.ranks),
             out,
             beta=args.beta,
             device=args.device,
@@ -338,6 +356,7 @@ def main(args: argparse.Namespace) -> int:
             max_images=args.max_images,
             overwrite=args.overwrite,
             progress=not args.no_progress,
+            search={k: getattr(args, k) for k in SEARCH_OPTIONS},
         )
     except (FaceFolderError, FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,0 +1,196 @@
+"""``deblur-bench factorize --ranks auto``: choose the ranks by masked cross-validation first.
+
+The search is :func:`dnmf.select_ranks` over ``--rank-candidates`` (``R`` for one layer,
+``R1,R2,…`` for a deep model), with the run's β, iterations, tolerance, initialization and
+seed. The run then factorizes with the chosen ranks as usual and adds ``rank_selection.csv``
+(the table), ``rank_selection.png`` (held-out and training loss per entry against the
+candidate, next to the chosen model's atoms) and a ``rank_selection`` entry in ``run.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.io_utils import atomic_write
+
+#: The ``argparse`` destinations of the search's options.
+SEARCH_OPTIONS = ("rank_candidates", "cv_folds", "cv_holdout", "cv_rule")
+#: One-layer candidates of ``--ranks auto`` without ``--rank-candidates``.
+DEFAULT_CANDIDATES = ("8", "16", "32", "64", "96", "128")
+
+
+def ranks_or_auto(text: str) -> int | str:
+    """argparse type of ``--ranks``: a positive int, or 'auto'."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int or 'auto', got {text!r}")
+    return value
+
+
+def candidate(text: str) -> int | tuple[int, ...]:
+    """argparse type of ``--rank-candidates``: ``R`` or ``R1,R2,…`` (positive ints)."""
+    try:
+        ranks = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        ranks = ()
+    if not ranks or min(ranks) < 1:
+        raise argparse.ArgumentTypeError(
+            f"a candidate is R or R1,R2,... with positive ints, got {text!r}"
+        )
+    return ranks[0] if len(ranks) == 1 else ranks
+
+
+def parse_ranks_arg(ranks: list[Any]) -> list[int] | None:
+    """``--ranks``: the fixed ranks, or None for ``--ranks auto`` (alone)."""
+    if "auto" in ranks:
+        if len(ranks) > 1:
+            raise ValueError("--ranks auto cannot be combined with fixed ranks")
+        return None
+    return [int(r) for r in ranks]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The search's options (used with ``--ranks auto``)."""
+    parser.add_argument(
+        "--rank-candidates",
+        type=candidate,
+        nargs="+",
+        default=None,
+        help="candidates of --ranks auto: R (one layer) or R1,R2,... (deep) "
+        f"(default {' '.join(DEFAULT_CANDIDATES)})",
+    )
+    parser.add_argument("--cv-folds", type=int, default=5, help="folds of --ranks auto (default 5)")
+    parser.add_argument(
+        "--cv-holdout",
+        type=float,
+        default=0.1,
+        help="share of entries each fold holds out (default 0.1)",
+    )
+    parser.add_argument(
+        "--cv-rule",
+        choices=("min", "1se"),
+        default="min",
+        help="smallest held-out loss, or the simplest within one standard error (default min)",
+    )
+
+
+def search(V: np.ndarray, args: dict[str, Any], fit: dict[str, Any], device: Any) -> Any:
+    """Run the search; prints the table and the choice. ``fit`` holds the run's settings."""
+    import dnmf
+
+    cands = args.get("rank_candidates") or [candidate(c) for c in DEFAULT_CANDIDATES]
+    print(f"dnmf.select_ranks: {len(cands)} candidates x {args['cv_folds']} folds ...", flush=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", dnmf.ConvergenceWarning)
+        sel = dnmf.select_ranks(
+            V,
+            cands,
+            folds=args["cv_folds"],
+            holdout=args["cv_holdout"],
+            rule=args["cv_rule"],
+            device=device,
+            **fit,
+        )
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    print(sel.table.to_string(index=False), flush=True)
+    print(f"chosen: {sel.best} ({sel.rule} rule, {sel.seconds:.1f} s)", flush=True)
+    return sel
+
+
+def write_outputs(out: Path, sel: Any, res: Any, shape: tuple[int, ...]) -> dict[str, Any]:
+    """``rank_selection.csv`` and ``.png`` into ``out``; returns the run.json entry."""
+    table = sel.table
+    atomic_write(out / "rank_selection.csv", lambda p: table.to_csv(p, index=False))
+    _figure(sel, res, shape, out / "rank_selection.png")
+    res_cv = sel.cv_results()
+    return {
+        "candidates": [list(c) if isinstance(c, tuple) else c for c in sel.candidates],
+        "chosen": list(sel.best) if isinstance(sel.best, tuple) else sel.best,
+        "rule": sel.rule,
+        "criterion": sel.criterion,
+        "pattern": sel.pattern,
+        "solver": sel.solver,
+        "holdout": sel.holdout,
+        "folds": sel.folds,
+        "mean_heldout_loss": res_cv["mean_heldout_loss"].tolist(),
+        "std_heldout_loss": res_cv["std_heldout_loss"].tolist(),
+        "mean_train_loss": res_cv["mean_train_loss"].tolist(),
+        "n_converged": res_cv["n_converged"].tolist(),
+        "n_fits": res_cv["n_fits"].tolist(),
+        "seconds": sel.seconds,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def _figure(sel: Any, res: Any, shape: tuple[int, ...], path: Path, n_atoms: int = 16) -> None:
+    """Held-out and training loss per entry against the candidate, beside the chosen atoms."""
+    import matplotlib.pyplot as plt
+
+    res_cv = sel.cv_results()
+    labels = [",".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in sel.candidates]
+    deep = any(isinstance(c, tuple) for c in sel.candidates)
+    # one layer: the loss against the rank itself; rank tuples: one position each
+    x = np.arange(len(labels)) if deep else np.asarray(sel.candidates, dtype=float)
+    fig = plt.figure(figsize=(10, 4))
+    ax = fig.add_axes((0.1, 0.15, 0.4, 0.75))
+    ax.errorbar(
+        x,
+        res_cv["mean_heldout_loss"],
+        yerr=res_cv["std_heldout_loss"],
+        marker="o",
+        capsize=3,
+        label="held-out entries",
+    )
+    ax.errorbar(
+        x,
+        res_cv["mean_train_loss"],
+        yerr=res_cv["std_train_loss"],
+        marker="s",
+        capsize=3,
+        label="training entries",
+    )
+    best = sel.best_index
+    ax.axvline(x[best], color="k", lw=0.8, ls="--")
+    ax.set_xticks(x, labels, rotation=45 if len(labels) > 8 else 0, fontsize=8)
+    ax.set_xlabel("candidate ranks")
+    ax.set_ylabel(f"loss per entry (β = {sel.beta:g})")
+    ax.set_title(f"{sel.folds}-fold masked CV, chosen {labels[best]} ({sel.rule})", fontsize=9)
+    ax.legend(fontsize=8)
+    W = res.W()
+    r = min(W.shape[1], n_atoms)
+    cols = int(np.ceil(np.sqrt(r)))
+    rows = int(np.ceil(r / cols))
+    for i in range(r):
+        a = fig.add_axes(
+            (
+                0.55 + 0.43 * (i % cols) / cols,
+                0.9 - 0.8 * (i // cols + 1) / rows,
+                0.4 / cols,
+                0.75 / rows,
+            )
+        )
+        atom = W[:, i] / W[:, i].max() if W[:, i].max() > 0 else W[:, i]
+        a.imshow(atom.reshape(shape), cmap="gray" if len(shape) == 2 else None, vmin=0, vmax=1)
+        a.axis("off")
+    fig.text(
+        0.76,
+        0.94,
+        f"atoms of the chosen model (first {r} of {W.shape[1]})",
+        ha="center",
+        fontsize=9,
+    )
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
