@@ -1,4 +1,5 @@
-"""One layer with custom init and fixed iterations is scikit-learn's multiplicative update."""
+"""One layer with custom init and fixed iterations is scikit-learn's multiplicative update
+(``solver='mu'``; the HALS counterpart, against scikit-learn's ``cd``, is in test_hals.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ def test_one_layer_matches_sklearn(rng, beta, sk_mu, rel):
     X = rng.random((30, 20)) + 0.1  # > 0 so that beta <= 0 is allowed
     W0, H0 = rng.random((30, 4)), rng.random((4, 20))
     Wsk, Hsk = sk_mu(X, W0, H0, beta, 60)
-    res = dnmf.factorize(X, 4, beta=beta, init="custom", Ws=[W0], H=H0, max_iter=60, tol=0)
+    res = dnmf.factorize(
+        X, 4, beta=beta, init="custom", Ws=[W0], H=H0, max_iter=60, tol=0, solver="mu"
+    )
     assert rel(res.Ws[0], Wsk) < 1e-5
     assert rel(res.H, Hsk) < 1e-5
     assert res.n_iter == 60 and res.converged is False
@@ -37,6 +40,7 @@ def test_one_layer_with_penalties_matches_sklearn(rng, beta, sk_mu, rel):
         tol=0,
         l1=[0.1, 0.2],
         l2=[0.3, 0.05],
+        solver="mu",
     )
     assert rel(res.Ws[0], Wsk) < 1e-5
     assert rel(res.H, Hsk) < 1e-5
@@ -45,8 +49,9 @@ def test_one_layer_with_penalties_matches_sklearn(rng, beta, sk_mu, rel):
 def test_float32_input_keeps_dtype_and_tracks_float64(rng, rel):
     X = rng.random((40, 30))
     W0, H0 = rng.random((40, 5)), rng.random((5, 30))
-    r64 = dnmf.factorize(X, 5, init="custom", Ws=[W0], H=H0, max_iter=100, tol=0)
-    r32 = dnmf.factorize(X.astype(np.float32), 5, init="custom", Ws=[W0], H=H0, max_iter=100, tol=0)
+    kw = dict(init="custom", Ws=[W0], H=H0, max_iter=100, tol=0, solver="mu")
+    r64 = dnmf.factorize(X, 5, **kw)
+    r32 = dnmf.factorize(X.astype(np.float32), 5, **kw)
     assert r32.H.dtype == np.float32 and r32.Ws[0].dtype == np.float32
     assert r64.H.dtype == np.float64
     assert rel(r32.reconstruct(), r64.reconstruct()) < 1e-4
