@@ -8,6 +8,7 @@ import pytest
 import torch
 from sklearn.decomposition._nmf import _fit_coordinate_descent
 
+import dnmf
 from dnmf._fpstate import flush_denormal_is_on, raise_tiny_, subnormal_floor
 from dnmf._hals import Acceleration, cd_entries, hals_rows, run_hals
 from dnmf._loss import Penalties
@@ -231,3 +232,84 @@ def test_unknown_rule_is_rejected(rng):
     Vt, H, W = _t(rng.random((5, 4)), rng.random((2, 4)), rng.random((5, 2)))
     with pytest.raises(ValueError, match="rule must be one of"):
         run_hals(Vt, [W], H, rule="cd")
+
+
+# -- the public entry points -----------------------------------------------------------------
+def test_factorize_solver_hals_is_sklearn_cd(rng, rel):
+    X = rng.random((30, 20))
+    W0, H0 = rng.random((30, 4)), rng.random((4, 20))
+    Wsk, Hsk, _ = _fit_coordinate_descent(X, W0.copy(), H0.copy(), tol=0, max_iter=40)
+    res = dnmf.factorize(X, 4, solver="hals", init="custom", Ws=[W0], H=H0, max_iter=40, tol=0)
+    assert rel(res.Ws[0], Wsk) < 1e-6 and rel(res.H, Hsk) < 1e-6
+
+
+def test_auto_picks_hals_acc_for_frobenius_and_mu_otherwise(rng):
+    V = rng.random((20, 16)) + 0.1
+    kw = dict(init="custom", Ws=[rng.random((20, 3))], H=rng.random((3, 16)), max_iter=15, tol=0)
+    auto, acc = (dnmf.factorize(V, 3, solver=s, **kw) for s in ("auto", "hals-acc"))
+    np.testing.assert_array_equal(auto.H, acc.H)
+    mask = np.ones_like(V)
+    mask[0, 0] = 0
+    for extra in (dict(beta=1), dict(mask=mask)):
+        auto, mu = (dnmf.factorize(V, 3, solver=s, **kw, **extra) for s in ("auto", "mu"))
+        np.testing.assert_array_equal(auto.H, mu.H)
+    assert dnmf.factorize(V, 3, **kw).loss == acc.loss  # the default is 'auto'
+
+
+@pytest.mark.parametrize("solver", ["mu", "mu-acc", "hals", "hals-acc"])
+def test_deep_factorize_with_pretraining_decreases_the_loss(rng, solver):
+    V = rng.random((30, 24))
+    res = dnmf.factorize(V, [6, 4, 2], solver=solver, pretrain=20, max_iter=30, tol=0, seed=0)
+    assert len(res.pretrain_loss_histories) == 3
+    for h in (*res.pretrain_loss_histories, res.loss_history):
+        assert np.all(np.diff(h) <= 1e-9 * h[0])
+
+
+def test_hals_pretraining_fits_each_layer_by_hals(rng):
+    V = rng.random((30, 24))
+    deep = dnmf.factorize(V, [6, 3], solver="hals", pretrain=25, max_iter=1, tol=0, seed=0)
+    one = dnmf.factorize(V, 6, solver="hals", max_iter=25, tol=0, seed=0)
+    np.testing.assert_allclose(deep.pretrain_loss_histories[0], one.loss_history, rtol=1e-12)
+
+
+@pytest.mark.parametrize("solver", ["hals", "mu-acc", "hals-acc"])
+def test_solvers_refuse_what_they_cannot_fit(rng, solver):
+    V = rng.random((10, 8)) + 0.1
+    with pytest.raises(ValueError, match=f"solver='{solver}' solves beta=2 without a mask"):
+        dnmf.factorize(V, 2, solver=solver, beta=1)
+    with pytest.raises(ValueError, match="got a mask"):
+        dnmf.factorize(V, 2, solver=solver, mask=np.ones_like(V))
+    with pytest.raises(ValueError, match=r"solver must be one of \('auto', 'mu', 'mu-acc'"):
+        dnmf.factorize(V, 2, solver="cd")
+
+
+def test_solve_h_hals_names_share_one_h_update(rng):
+    V, W = rng.random((20, 12)), rng.random((20, 3))
+    a, b = (dnmf.solve_h(V, [W], solver=s, max_iter=40, tol=0) for s in ("hals", "hals-acc"))
+    np.testing.assert_array_equal(a.H, b.H)
+    c, d = (dnmf.solve_h(V, [W], solver=s, max_iter=40, tol=0) for s in ("mu", "mu-acc"))
+    np.testing.assert_array_equal(c.H, d.H)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # short fits
+@pytest.mark.parametrize("solver", ["mu", "hals", "hals-acc"])
+def test_deepnmf_solver(rng, solver):
+    X = rng.random((25, 12))
+    est = dnmf.DeepNMF(n_components=[5, 3], solver=solver, max_iter=40, random_state=0)
+    codes = est.fit_transform(X)
+    assert codes.shape == (25, 3) and est.get_params()["solver"] == solver
+    ref = dnmf.factorize(X.T, [5, 3], solver=solver, max_iter=40, seed=0, init="nndsvda")
+    np.testing.assert_allclose(est.loss_history_, ref.loss_history, rtol=1e-9)
+
+
+def test_factorize_columns_takes_the_solver(rng):
+    from dnmf.distributed import factorize_columns
+
+    V = rng.random((20, 15))
+    kw = dict(init="nndsvda", seed=0, max_iter=20, tol=0, pretrain=10)
+    for solver in ("hals", "hals-acc", "mu-acc"):
+        a = factorize_columns(V, [5, 3], solver=solver, **kw)
+        b = dnmf.factorize(V, [5, 3], solver=solver, **kw)
+        np.testing.assert_allclose(a.loss_history, b.loss_history, rtol=1e-10)
+    with pytest.raises(ValueError, match="solver must be one of"):
+        factorize_columns(V, [3], solver="bogus")
