@@ -19,6 +19,7 @@ ORDER = [
     "richardson-lucy",
     "nmf-coupled",
     "dnmf-coupled",
+    "epll",
     "dnmf-prior",
     "convae",
     "convae-unet",

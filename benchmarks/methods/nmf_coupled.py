@@ -1,7 +1,7 @@
 """``nmf-coupled``: one-layer coupled-dictionary NMF, blind (the ablation of ``dnmf-coupled``).
 
 The model is :class:`dnmf.deblur.coupled.CoupledDeblur`; its settings are the ones picked on
-the validation people by ``benchmarks/experiments/deblur_ablation.py`` (see
+the validation people by ``experiments/deblur_ablation.py`` (see
 ``notes/README-deblur.md``); the number of coding iterations is chosen on ``val`` at fit time.
 """
 

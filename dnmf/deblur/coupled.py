@@ -39,8 +39,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._npz import save_npz
+from .codes import nonneg_codes
 from .patches import PatchGrid
-from .prior import _save_npz, code_patches, code_patches_hals
 
 __all__ = ["CoupledDeblur"]
 
@@ -148,9 +149,13 @@ class CoupledDeblur:
 
     def _code(self, Vb: torch.Tensor, n_iter: int, l1: float) -> torch.Tensor:
         """Codes of blurred features with the blurred block alone (MU or HALS sweeps)."""
-        if self.coder == "hals":
-            return code_patches_hals(Vb, self.W_blur_, n_iter=n_iter, l1=l1)
-        return code_patches(Vb, self.W_blur_, n_iter=n_iter, l1=l1)
+        return nonneg_codes(Vb, self._fitted(self.W_blur_), n_iter=n_iter, l1=l1, coder=self.coder)
+
+    @staticmethod
+    def _fitted(W: torch.Tensor | None) -> torch.Tensor:
+        if W is None:
+            raise RuntimeError("CoupledDeblur is not fitted: call fit() or load() first")
+        return W
 
     # ------------------------------------------------------------------ fit
     def fit(self, blurred: torch.Tensor, sharp: torch.Tensor) -> CoupledDeblur:
@@ -246,7 +251,7 @@ class CoupledDeblur:
         for y in blurred.to(self.device, torch.float32).split(self.batch_size):
             Vb, Bc, mu = self._features(y, grid)
             H = self._code(Vb, n_it, lam)
-            O = self.W_out_ @ H
+            O = self._fitted(self.W_out_) @ H
             if self.target == "sharp":
                 P = O * mu
             else:
@@ -283,10 +288,10 @@ class CoupledDeblur:
         return own + (self.next_.n_parameters() if self.next_ is not None else 0)
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        arrays = {f"W{i + 1}": W.cpu().numpy() for i, W in enumerate(self.Ws_)}
+        arrays = {f"W{i + 1}": W.cpu().numpy() for i, W in enumerate(self.Ws_ or [])}
         arrays.update(
-            W_blur=self.W_blur_.cpu().numpy(),
-            W_out=self.W_out_.cpu().numpy(),
+            W_blur=self._fitted(self.W_blur_).cpu().numpy(),
+            W_out=self._fitted(self.W_out_).cpu().numpy(),
             params=np.asarray(json.dumps(self.get_params())),
             channels=np.asarray(self.channels_),
             loss_history=np.asarray(self.loss_history_ if self.loss_history_ is not None else []),
@@ -318,7 +323,7 @@ class CoupledDeblur:
     def save(self, path: str | os.PathLike) -> None:
         if self.Ws_ is None:
             raise RuntimeError("nothing to save: the model is not fitted")
-        _save_npz(path, self._arrays())
+        save_npz(path, self._arrays())
 
     @classmethod
     def load(cls, path: str | os.PathLike, device=None) -> CoupledDeblur:

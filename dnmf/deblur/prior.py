@@ -1,352 +1,114 @@
-"""Non-blind deblurring with a Deep NMF patch prior.
+"""Non-blind deblurring with a Deep NMF patch prior and half-quadratic splitting.
 
-A dictionary ``W = W1 W2 … Wk`` of sharp patches is learned from sharp images only (with
-:func:`dnmf.factorize`). A blurred batch ``y`` is restored by solving
+:class:`DeepNMFPrior` learns a Deep NMF dictionary of mean-removed sharp patches (ON/OFF
+split, :mod:`dnmf.deblur.nmf_patch_prior`) from sharp images only, and restores a blurred
+batch by annealed half-quadratic splitting (:func:`dnmf.deblur.hqs.hqs_deblur`): an exact
+whole-image x-step with the operator, then a z-step that codes every overlapping patch of the
+current estimate with the dictionary at the stage's noise level (sparsity tied to the noise,
+deeper layers as a prior on the codes) and averages the patches back
+(:class:`dnmf.deblur.patch_denoise.PatchDenoiser`).
 
-    min_{H ≥ 0}  ½‖y − A(assemble(W H))‖² + l1·ΣH
-
-with multiplicative updates, where ``assemble`` averages overlapping patches
-(:class:`~dnmf.deblur.patches.PatchGrid`) and ``A`` is any linear operator with a nonnegative
-kernel given as an object with ``A(x)`` and ``A_adjoint(y)`` (:class:`LinearOperator`). With
-``M = A ∘ assemble ∘ W`` (nonnegative, linear) the update is
-
-    H ← H ⊙ Mᵀy / (MᵀM H + l1)
-
-which keeps ``H ≥ 0`` and never increases the objective. :func:`deblur_mu` also has a
-safeguarded extrapolated variant (``accelerate=True``): the update is applied at
-``Y = max(0, H + β (H − H_prev))`` and accepted only if the objective does not increase;
-otherwise the step is discarded, β shrinks and the next step is a plain one from ``H``. The
-accepted objectives therefore never increase either. All images of a batch are solved
-together (one β and one accept/reject decision per image).
+The first version, multiplicative updates on the codes through the blur, is kept as an
+ablation: :class:`dnmf.deblur.mu_prior.DeepNMFPriorMU`.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
 
-from .patches import PatchGrid
+from ._npz import save_npz
+from .hqs import HQSResult, LinearOperator, annealing_schedule, hqs_deblur
+from .nmf_patch_prior import (
+    CODINGS,
+    DEPTHS,
+    NMFPatchPrior,
+    learn_onoff_dictionary,
+    sample_centred_patches,
+)
+from .patch_denoise import PatchDenoiser
 
-__all__ = [
-    "LinearOperator",
-    "DeepNMFPrior",
-    "deblur_mu",
-    "MUResult",
-    "code_patches",
-    "code_patches_hals",
-    "sample_patches",
-    "learn_dictionary",
-]
-
-EPS = 1e-12
-
-
-@runtime_checkable
-class LinearOperator(Protocol):
-    """What the prior needs of the degradation: ``A`` and its exact adjoint on (N, C, H, W)."""
-
-    def A(self, x: torch.Tensor) -> torch.Tensor: ...
-    def A_adjoint(self, y: torch.Tensor) -> torch.Tensor: ...
-
-
-# ---------------------------------------------------------------------------- helpers
-def sample_patches(
-    images: torch.Tensor,
-    grid_size: int,
-    stride: int,
-    n_patches: int | None,
-    *,
-    seed: int = 0,
-    context: int = 0,
-) -> torch.Tensor:
-    """``(m, n)`` matrix of patches (one per column) drawn without replacement from ``images``."""
-    n, c, h, w = images.shape
-    grid = PatchGrid(h, w, grid_size, stride)
-    P = grid.extract(images, context=context, mode="reflect")  # (N, m, L)
-    P = P.permute(1, 0, 2).reshape(P.shape[1], -1)
-    if n_patches is not None and n_patches < P.shape[1]:
-        g = torch.Generator().manual_seed(int(seed))
-        idx = torch.randperm(P.shape[1], generator=g)[:n_patches].to(P.device)
-        P = P[:, idx]
-    return P.contiguous()
-
-
-def contrast_normalise(P: torch.Tensor, eps: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
-    """Divide each column (patch) by its mean; returns the scaled patches and the means."""
-    mu = P.mean(dim=-2, keepdim=True).clamp_min(eps)
-    return P / mu, mu
-
-
-def code_patches(
-    V: torch.Tensor,
-    W: torch.Tensor,
-    *,
-    n_iter: int = 50,
-    l1: float = 0.0,
-    H: torch.Tensor | None = None,
-    weights: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Nonnegative codes ``H`` with ``V ≈ W H`` (Frobenius MU, ``W`` fixed; ``V`` may be batched).
-
-    ``weights`` (one per row of ``V``) weight the rows of the fit.
-    """
-    Wt = W if weights is None else W * weights[:, None]
-    Vt = V if weights is None else V * weights[:, None]
-    WtV = Wt.transpose(-1, -2) @ Vt
-    G = Wt.transpose(-1, -2) @ Wt
-    if H is None:
-        scale = Vt.mean(dim=(-2, -1), keepdim=True) / Wt.sum(0).mean().clamp_min(EPS)
-        H = scale.expand(*V.shape[:-2], W.shape[-1], V.shape[-1]).clone()
-    WtV = WtV.clamp_min(0)
-    for _ in range(int(n_iter)):
-        H = H * WtV / (G @ H + l1 + EPS)
-    return H
-
-
-def code_patches_hals(
-    V: torch.Tensor,
-    W: torch.Tensor,
-    *,
-    n_iter: int = 10,
-    l1: float = 0.0,
-    H: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Nonnegative codes ``H`` with ``V ≈ W H`` by HALS (exact coordinate descent on rows of H).
-
-    Solves ``min_{H ≥ 0} ½‖V − W H‖² + l1·ΣH`` (``V`` may be batched, ``(…, m, n)``) with the
-    precomputed Gram matrix ``G = WᵀW`` and ``WᵀV``: each sweep updates every row of ``H``
-    exactly, ``H[k] ← max(0, H[k] + (WᵀV[k] − l1 − G[k] H) / G[k, k])``. It reaches the
-    nonnegative least-squares optimum in far fewer sweeps than multiplicative updates need
-    iterations (and, unlike MU, it can set a code exactly to zero and bring it back).
-    Without ``H`` it starts from the MU start of :func:`code_patches` followed by one MU step.
-    """
-    if V.ndim == 3 and W.ndim == 2:
-        # a batch (N, m, L) sharing one W: solve it as one (m, N·L) problem (rows contiguous)
-        n, m, L = V.shape
-        H2 = None if H is None else H.permute(1, 0, 2).reshape(W.shape[1], n * L)
-        out = code_patches_hals(V.permute(1, 0, 2).reshape(m, n * L), W, n_iter=n_iter, l1=l1, H=H2)
-        return out.reshape(W.shape[1], n, L).permute(1, 0, 2).contiguous()
-    WtV = W.transpose(-1, -2) @ V
-    G = W.transpose(-1, -2) @ W
-    if H is None:
-        scale = V.mean(dim=(-2, -1), keepdim=True) / W.sum(0).mean().clamp_min(EPS)
-        H = scale.expand(*V.shape[:-2], W.shape[-1], V.shape[-1]).clone()
-        H = H * WtV.clamp_min(0) / (G @ H + l1 + EPS)
-    else:
-        H = H.clone()
-    r = W.shape[-1]
-    diag = G.diagonal().clamp_min(EPS)
-    if l1:
-        WtV = WtV - l1
-    for _ in range(int(n_iter)):
-        for k in range(r):
-            # G[k] @ H over the batch: (r,) · (…, r, n) -> (…, n)
-            gk = torch.matmul(G[k], H)
-            H[..., k, :] = (H[..., k, :] + (WtV[..., k, :] - gk) / diag[k]).clamp_min_(0)
-    return H
-
-
-# ---------------------------------------------------------------------------- the solver
-@dataclass
-class MUResult:
-    """Codes and the objective per image after every iteration (``history[i]`` is (N,))."""
-
-    H: torch.Tensor
-    x: torch.Tensor
-    history: list[np.ndarray] = field(default_factory=list)
-    accepted: int = 0
-    rejected: int = 0
-    snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
-
-
-class _Map:
-    """``M = A ∘ assemble ∘ W`` and its adjoint for a batch of images."""
-
-    def __init__(self, op: LinearOperator, grid: PatchGrid, W: torch.Tensor, channels: int):
-        self.op, self.grid, self.W, self.c = op, grid, W, channels
-
-    def image(self, H: torch.Tensor) -> torch.Tensor:
-        return self.grid.assemble(self.W @ H)
-
-    def forward(self, H: torch.Tensor) -> torch.Tensor:
-        return self.op.A(self.image(H))
-
-    def adjoint(self, r: torch.Tensor) -> torch.Tensor:
-        return self.W.transpose(-1, -2) @ self.grid.assemble_adjoint(self.op.A_adjoint(r))
-
-
-def _objective(y, AH, H, l1):
-    f = 0.5 * (y - AH).square().sum(dim=(1, 2, 3), dtype=torch.float64)
-    if l1:
-        f = f + l1 * H.sum(dim=(1, 2), dtype=torch.float64)
-    return f
-
-
-def deblur_mu(
-    y: torch.Tensor,
-    op: LinearOperator,
-    W: torch.Tensor,
-    grid: PatchGrid,
-    H0: torch.Tensor,
-    *,
-    n_iter: int = 100,
-    l1: float = 0.0,
-    accelerate: bool = True,
-    beta0: float = 0.5,
-    beta_max: float = 1.0,
-    grow: float = 1.1,
-    shrink: float = 2.0,
-    record: bool = True,
-    snapshots: Sequence[int] = (),
-) -> MUResult:
-    """Multiplicative updates on ``H`` (N, r, L) for ½‖y − A(assemble(W H))‖² + l1·ΣH.
-
-    ``accelerate=False`` is plain MU. With ``accelerate=True`` every step is taken from an
-    extrapolated point and kept only where it lowers the objective (per image), see the
-    module docstring. Returns the final codes, the restored images and the objective history;
-    ``snapshots`` lists iteration counts at which the current image is also kept
-    (``result.snapshots[it]``), so one run can score several iteration budgets.
-    """
-    if (H0 < 0).any() or (W < 0).any():
-        raise ValueError("W and the initial H must be nonnegative")
-    n = y.shape[0]
-    M = _Map(op, grid, W, y.shape[1])
-    num = M.adjoint(y).clamp_min(0)  # Mᵀy (nonnegative for a nonnegative A)
-    H = H0.clone().clamp_min(EPS)
-    AH = M.forward(H)
-    f = _objective(y, AH, H, l1)
-    hist = [f.cpu().numpy()] if record else []
-    beta = torch.full((n, 1, 1), float(beta0), dtype=H.dtype, device=H.device)
-    H_prev = H
-    Y, AY = H, AH
-    acc = rej = 0
-    snaps: dict[int, torch.Tensor] = {}
-    want = {int(s) for s in snapshots}
-    if 0 in want:
-        snaps[0] = M.image(H)
-    for it in range(1, int(n_iter) + 1):
-        G = Y * num / (M.adjoint(AY) + l1 + EPS)
-        AG = M.forward(G)
-        fG = _objective(y, AG, G, l1)
-        if not accelerate:
-            H, AH, f = G, AG, fG
-            Y, AY = H, AH
-        else:
-            ok = fG <= f
-            acc += int(ok.sum())
-            rej += int((~ok).sum())
-            okb = ok.view(n, 1, 1)
-            H_prev = torch.where(okb, H, H_prev)
-            H = torch.where(okb, G, H)
-            AH = torch.where(ok.view(n, 1, 1, 1), AG, AH)
-            f = torch.where(ok, fG, f)
-            beta = torch.where(okb, (beta * grow).clamp_max(beta_max), beta / shrink)
-            # extrapolate from accepted images; a rejected image restarts plainly from H
-            b = torch.where(okb, beta, torch.zeros_like(beta))
-            Y = (H + b * (H - H_prev)).clamp_min(EPS)
-            AY = M.forward(Y) if bool(ok.any()) else AH
-        if record:
-            hist.append(f.cpu().numpy())
-        if it in want:
-            snaps[it] = M.image(H)
-    return MUResult(H=H, x=M.image(H), history=hist, accepted=acc, rejected=rej, snapshots=snaps)
-
-
-# ---------------------------------------------------------------------------- learning
-def learn_dictionary(
-    sharp: torch.Tensor,
-    *,
-    size: int,
-    ranks: Sequence[int],
-    n_patches: int,
-    stride: int = 2,
-    normalise: bool = True,
-    max_iter: int = 100,
-    l1: float = 0.0,
-    seed: int = 0,
-    device=None,
-) -> Any:
-    """Deep NMF of sharp patches (``dnmf.factorize``); returns the factorization result."""
-    import dnmf
-
-    V = sample_patches(
-        sharp.to(device=device, dtype=torch.float32), size, stride, n_patches, seed=seed
-    )
-    if normalise:
-        V, _ = contrast_normalise(V)
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=dnmf.ConvergenceWarning)
-        init = "nndsvda" if ranks[0] <= min(V.shape) else "random"
-        return dnmf.factorize(
-            V,
-            list(ranks),
-            beta=2,
-            max_iter=max_iter,
-            tol=1e-5,
-            init=init,
-            l1=[0.0] * len(ranks) + [float(l1)],
-            seed=seed,
-        )
+__all__ = ["DeepNMFPrior", "LinearOperator"]
 
 
 class DeepNMFPrior:
-    """Deep NMF patch prior for non-blind deblurring (dictionary from sharp images only).
+    """Deep NMF patch prior + half-quadratic splitting (dictionary from sharp images only).
 
-    Parameters are keyword-only and stored as given; :meth:`fit` learns ``Ws`` (``W1…Wk``),
-    :meth:`restore` runs :func:`deblur_mu`. ``dc_atoms`` appends one constant atom per
-    channel to the dictionary (the patch mean, handled by a nonnegative DC atom).
-    ``stride`` is the patch grid of restoration (dictionary patches are sampled every 2 px);
-    ``coder`` computes the starting codes of ``x0`` (``"hals"``: exact coordinate descent,
-    ``"mu"``: multiplicative updates, ``code_iter`` sweeps/iterations); the restoration
-    itself is always :func:`deblur_mu`.
+    Parameters (keyword-only, stored as given, checked at :meth:`fit`/:meth:`restore`)
+    ----------
+    size : patch side (px). ranks : Deep NMF ranks ``(r1, …, rk)``.
+    n_patches, fit_iter : training patches and factorization iterations.
+    colour : ``"opponent"`` (grey patches of the rotated channels) or ``"rgb"``.
+    remove_mean : centre every patch before the prior (and the training patches).
+    stride : patch grid step at restoration (1: every overlapping patch).
+    coding : ``"semi"`` (signed first layer, nonnegative codes) or ``"onoff"``.
+    depth : ``"layered"`` (layer-centric penalty ``γ``) or ``"product"`` (``W1…Wk`` as one).
+    sparsity, sparsity_deep : L1 weight on ``h1`` / deeper codes, times the stage's ``σ``.
+    gamma : layer-centric penalty weight. code_iter : HALS sweeps per block and stage.
+    n_outer : block rounds per stage (layered). warm_start : codes carried across stages.
+    mirror : every atom in both polarities (the ON/OFF halves swapped: ``−p``'s split).
+    debias : rescale each patch estimate by least squares (undoes the L1 shrinkage).
+    sigma_max, sigma_min, n_stages : annealing of the z-step's noise level (geometric).
+    weight : x-step weight ``μ_k = weight / σ_k²``. x_step : ``"fft"`` or ``"cg"``.
+    batch : images restored together. seed, device : as usual.
     """
 
     def __init__(
         self,
         *,
-        size: int = 8,
-        stride: int = 4,
-        ranks: Sequence[int] = (128,),
-        n_patches: int = 20000,
+        size: int = 6,
+        ranks: Sequence[int] = (128, 64),
+        n_patches: int = 30000,
         fit_iter: int = 100,
-        normalise: bool = True,
-        dc_atoms: bool = True,
-        l1: float = 0.0,
-        n_iter: int = 60,
-        accelerate: bool = True,
-        init: str = "x0",
-        code_iter: int = 30,
-        coder: str = "mu",
+        colour: str = "opponent",
+        remove_mean: bool = True,
+        stride: int = 1,
+        coding: str = "semi",
+        depth: str = "layered",
+        sparsity: float = 0.5,
+        sparsity_deep: float = 0.0,
+        gamma: float = 1.0,
+        code_iter: int = 5,
+        n_outer: int = 1,
+        warm_start: bool = True,
+        mirror: bool = False,
+        debias: bool = False,
+        sparsity_power: float = 1.0,
+        gamma_power: float = 0.0,
+        sigma_max: float = 0.05,
+        sigma_min: float = 0.005,
+        n_stages: int = 6,
+        weight: float = 1e-5,
+        x_step: str = "fft",
+        batch: int = 8,
         seed: int = 0,
-        device=None,
+        device: Any = None,
     ) -> None:
-        self.size, self.stride, self.ranks = int(size), int(stride), tuple(int(r) for r in ranks)
-        self.n_patches, self.fit_iter, self.normalise = (
-            int(n_patches),
-            int(fit_iter),
-            bool(normalise),
+        self.size, self.ranks = int(size), tuple(int(r) for r in ranks)
+        self.n_patches, self.fit_iter = int(n_patches), int(fit_iter)
+        self.colour, self.remove_mean, self.stride = colour, bool(remove_mean), int(stride)
+        self.coding, self.depth = coding, depth
+        self.sparsity, self.sparsity_deep = float(sparsity), float(sparsity_deep)
+        self.gamma, self.code_iter, self.n_outer = float(gamma), int(code_iter), int(n_outer)
+        self.warm_start, self.mirror, self.debias = bool(warm_start), bool(mirror), bool(debias)
+        self.sparsity_power, self.gamma_power = float(sparsity_power), float(gamma_power)
+        self.sigma_max, self.sigma_min, self.n_stages = (
+            float(sigma_max),
+            float(sigma_min),
+            int(n_stages),
         )
-        self.dc_atoms, self.l1, self.n_iter, self.accelerate = (
-            bool(dc_atoms),
-            float(l1),
-            int(n_iter),
-            bool(accelerate),
+        self.weight, self.x_step, self.batch, self.seed = (
+            float(weight),
+            x_step,
+            int(batch),
+            int(seed),
         )
-        if init not in ("x0", "y", "const"):
-            raise ValueError(f"init must be 'x0', 'y' or 'const', got {init!r}")
-        if coder not in ("mu", "hals"):
-            raise ValueError(f"coder must be 'mu' or 'hals', got {coder!r}")
-        self.init, self.code_iter, self.coder, self.seed = init, int(code_iter), coder, int(seed)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.Ws_: list[torch.Tensor] | None = None
         self.channels_: int | None = None
@@ -354,130 +116,164 @@ class DeepNMFPrior:
         self.pretrain_histories_: list[np.ndarray] = []
         self.fit_seconds_: float | None = None
 
+    # --------------------------------------------------------------- validation
+    def _check(self) -> None:
+        """All parameter checks, in one place (called by fit and restore)."""
+        for name, allowed in (
+            ("colour", ("rgb", "opponent")),
+            ("coding", CODINGS),
+            ("depth", DEPTHS),
+            ("x_step", ("fft", "cg")),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("size", "n_patches", "fit_iter", "stride", "code_iter", "n_stages", "batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not self.ranks or min(self.ranks) < 1:
+            raise ValueError(f"ranks must be positive integers, got {self.ranks!r}")
+        if self.stride > self.size:
+            raise ValueError(f"stride ({self.stride}) must not exceed size ({self.size})")
+        for name in ("sparsity", "sparsity_deep", "n_outer"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not (self.gamma > 0 and self.weight > 0):
+            raise ValueError(f"gamma and weight must be > 0, got {self.gamma}, {self.weight}")
+        annealing_schedule(self.sigma_max, self.sigma_min, self.n_stages)
+
     # --------------------------------------------------------------- dictionary
     def fit(self, sharp: torch.Tensor) -> DeepNMFPrior:
+        """Learn the dictionary from sharp images ``(N, C, H, W)`` in [0, 1]."""
+        self._check()
+        if sharp.ndim != 4:
+            raise ValueError(f"sharp must be a (N, C, H, W) batch, got {tuple(sharp.shape)}")
         t0 = time.perf_counter()
-        res = learn_dictionary(
-            sharp,
+        P = sample_centred_patches(
+            sharp.to(self.device, torch.float32),
             size=self.size,
-            ranks=self.ranks,
+            colour=self.colour,
             n_patches=self.n_patches,
-            normalise=self.normalise,
-            max_iter=self.fit_iter,
             seed=self.seed,
-            device=self.device,
+            remove_mean=self.remove_mean,
         )
-        self.Ws_ = [W.float() for W in res.Ws]
+        self.Ws_, res = learn_onoff_dictionary(
+            P, self.ranks, max_iter=self.fit_iter, seed=self.seed
+        )
         self.channels_ = int(sharp.shape[1])
         self.loss_history_ = np.asarray(res.loss_history)
         self.pretrain_histories_ = [np.asarray(h) for h in res.pretrain_loss_histories]
         self.fit_seconds_ = time.perf_counter() - t0
         return self
 
-    def dictionary(self) -> torch.Tensor:
-        """The effective dictionary ``W1…Wk`` (plus DC atoms), columns normalised to unit max."""
+    def patch_prior(self) -> NMFPatchPrior:
+        """The z-step's patch coder with this model's dictionary and coding settings."""
         if self.Ws_ is None:
             raise RuntimeError("DeepNMFPrior is not fitted: call fit() or load() first")
-        W = self.Ws_[-1]
-        for Wl in reversed(self.Ws_[:-1]):
-            W = Wl @ W
-        W = W / W.amax(dim=0, keepdim=True).clamp_min(EPS)
-        if self.dc_atoms:
-            c, s2 = self.channels_, self.size**2
-            dc = torch.zeros(c * s2, c, dtype=W.dtype, device=W.device)
-            for k in range(c):
-                dc[k * s2 : (k + 1) * s2, k] = 1.0
-            W = torch.cat([W, dc], dim=1)
-        return W
+        return NMFPatchPrior(
+            [W.to(self.device) for W in self.Ws_],
+            coding=self.coding,
+            depth=self.depth,
+            sparsity=self.sparsity,
+            sparsity_deep=self.sparsity_deep,
+            gamma=self.gamma,
+            n_iter=self.code_iter,
+            n_outer=self.n_outer,
+            warm_start=self.warm_start,
+            mirror=self.mirror,
+            debias=self.debias,
+            sparsity_power=self.sparsity_power,
+            gamma_power=self.gamma_power,
+        )
+
+    def sigmas(self) -> list[float]:
+        return annealing_schedule(self.sigma_max, self.sigma_min, self.n_stages)
 
     # --------------------------------------------------------------- restoration
+    @torch.no_grad()
     def restore(
         self,
         y: torch.Tensor,
         op: LinearOperator,
         *,
         x0: torch.Tensor | None = None,
-        n_iter: int | None = None,
-        l1: float | None = None,
-        accelerate: bool | None = None,
-        init: str | None = None,
-        record: bool = False,
         snapshots: Sequence[int] = (),
-    ) -> MUResult:
-        """Restore ``y`` (N, C, H, W); ``x0`` (a Wiener estimate, say) seeds codes (init='x0')."""
-        n_iter = self.n_iter if n_iter is None else int(n_iter)
-        l1 = self.l1 if l1 is None else float(l1)
-        accelerate = self.accelerate if accelerate is None else bool(accelerate)
-        init = self.init if init is None else init
-        dev = self.device
-        y = y.to(dev, torch.float32)
-        W = self.dictionary().to(dev)
-        grid = PatchGrid(y.shape[-2], y.shape[-1], self.size, self.stride)
-        start = {"x0": x0 if x0 is not None else y, "y": y, "const": None}[init]
-        if start is None:
-            r = W.shape[1]
-            H0 = torch.full(
-                (y.shape[0], r, grid.n_patches),
-                float(y.mean()) / float(W.sum(0).mean()),
-                device=dev,
-                dtype=torch.float32,
+    ) -> HQSResult:
+        """Restore ``y`` (N, C, H, W) by HQS; ``x0`` (e.g. a Wiener estimate) is the first z.
+
+        Images are restored ``batch`` at a time (each image's result does not depend on the
+        others: the patch codes are independent columns).
+        """
+        self._check()
+        prior = self.patch_prior()
+        den = PatchDenoiser(
+            prior,
+            size=self.size,
+            stride=self.stride,
+            colour=self.colour,
+            remove_mean=self.remove_mean,
+            batch=self.batch,
+        )
+        y = y.to(self.device, torch.float32)
+        starts = None if x0 is None else x0.to(self.device, torch.float32)
+        parts: list[HQSResult] = []
+        for i in range(0, len(y), self.batch):
+            prior.reset()
+            xb = None if starts is None else starts[i : i + self.batch]
+            parts.append(
+                hqs_deblur(
+                    y[i : i + self.batch],
+                    op,
+                    den,
+                    self.sigmas(),
+                    weight=self.weight,
+                    x0=xb,
+                    x_step=self.x_step,
+                    snapshots=snapshots,
+                )
             )
-        else:
-            V = grid.extract(start.to(dev, torch.float32).clamp(0, 1), mode="reflect")
-            coder = code_patches_hals if self.coder == "hals" else code_patches
-            H0 = coder(V, W, n_iter=self.code_iter, l1=0.0)
-        return deblur_mu(
-            y,
-            op,
-            W,
-            grid,
-            H0,
-            n_iter=n_iter,
-            l1=l1,
-            accelerate=accelerate,
-            record=record,
-            snapshots=snapshots,
+        return HQSResult(
+            x=torch.cat([p.x for p in parts]),
+            sigmas=parts[0].sigmas,
+            cg_iters=[n for p in parts for n in p.cg_iters],
+            snapshots={k: torch.cat([p.snapshots[k] for p in parts]) for k in parts[0].snapshots},
         )
 
     # --------------------------------------------------------------- persistence
     def get_params(self) -> dict[str, Any]:
-        return dict(
-            size=self.size,
-            stride=self.stride,
-            ranks=list(self.ranks),
-            n_patches=self.n_patches,
-            fit_iter=self.fit_iter,
-            normalise=self.normalise,
-            dc_atoms=self.dc_atoms,
-            l1=self.l1,
-            n_iter=self.n_iter,
-            accelerate=self.accelerate,
-            init=self.init,
-            code_iter=self.code_iter,
-            coder=self.coder,
-            seed=self.seed,
-        )
+        keys = (
+            "size", "ranks", "n_patches", "fit_iter", "colour", "remove_mean", "stride",
+            "coding", "depth", "sparsity", "sparsity_deep", "gamma", "code_iter", "n_outer",
+            "warm_start", "mirror", "debias", "sparsity_power", "gamma_power", "sigma_max",
+            "sigma_min", "n_stages", "weight", "x_step", "batch", "seed",
+        )  # fmt: skip
+        out = {k: getattr(self, k) for k in keys}
+        out["ranks"] = list(self.ranks)
+        return out
+
+    def n_parameters(self) -> int:
+        return int(sum(W.numel() for W in self.Ws_ or []))
 
     def save(self, path: str | os.PathLike) -> None:
+        """Write the dictionary and the settings to an ``.npz`` (atomically)."""
         if self.Ws_ is None:
             raise RuntimeError("nothing to save: the prior is not fitted")
-        import json
-
         arrays = {f"W{i + 1}": W.cpu().numpy() for i, W in enumerate(self.Ws_)}
         arrays["params"] = np.asarray(json.dumps(self.get_params()))
+        arrays["kind"] = np.asarray("dnmf-prior-hqs")
         arrays["channels"] = np.asarray(self.channels_)
         arrays["loss_history"] = np.asarray(
             self.loss_history_ if self.loss_history_ is not None else []
         )
         for i, h in enumerate(self.pretrain_histories_):
             arrays[f"pretrain_{i + 1}"] = h
-        _save_npz(path, arrays)
+        save_npz(path, arrays)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device=None) -> DeepNMFPrior:
-        import json
-
+    def load(cls, path: str | os.PathLike, device: Any = None) -> DeepNMFPrior:
+        """Read a model written by :meth:`save`."""
         with np.load(path, allow_pickle=False) as z:
+            if "kind" not in z or str(z["kind"]) != "dnmf-prior-hqs":
+                raise ValueError(f"{path} is not a saved DeepNMFPrior (half-quadratic) model")
             params = json.loads(str(z["params"]))
             obj = cls(**params, device=device)
             k = len(params["ranks"])
@@ -488,22 +284,3 @@ class DeepNMFPrior:
                 z[f"pretrain_{i + 1}"] for i in range(k) if f"pretrain_{i + 1}" in z
             ]
         return obj
-
-    def n_parameters(self) -> int:
-        return int(sum(W.numel() for W in self.Ws_ or []))
-
-
-def _save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    """Write an ``.npz`` atomically (temporary file + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

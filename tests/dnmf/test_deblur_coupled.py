@@ -1,33 +1,22 @@
 """Blind coupled-dictionary (Deep) NMF deblurring on a tiny synthetic set."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from dnmf.deblur.coupled import CoupledDeblur
 
-# the synthetic data and operator of the prior tests (tests are not an importable package)
-_spec = importlib.util.spec_from_file_location(
-    "_deblur_prior_helpers", Path(__file__).with_name("test_deblur_prior.py")
-)
-_h = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_h)
-ConvBlur, psnr, quant, synthetic = _h.ConvBlur, _h.psnr, _h.quant, _h.synthetic
-
 
 @pytest.fixture(scope="module")
-def data():
-    op = ConvBlur(sigma=1.2)
-    xtr, xte = synthetic(16, seed=1), synthetic(4, seed=2)
-    return quant(op.A(xtr)), xtr, quant(op.A(xte)), xte
+def data(kit):
+    op = kit.ConvBlur(sigma=1.2)
+    xtr, xte = kit.synthetic(16, seed=1), kit.synthetic(4, seed=2)
+    return kit.quant(op.A(xtr)), xtr, kit.quant(op.A(xte)), xte
 
 
 @pytest.mark.parametrize(
     "ranks,coder,code_iter", [((24,), "mu", 40), ((32, 16), "mu", 40), ((32, 16), "hals", 10)]
 )
-def test_beats_blurred_input(data, ranks, coder, code_iter):
+def test_beats_blurred_input(data, ranks, coder, code_iter, kit):
     ytr, xtr, yte, xte = data
     m = CoupledDeblur(
         size=4,
@@ -42,7 +31,7 @@ def test_beats_blurred_input(data, ranks, coder, code_iter):
     ).fit(ytr, xtr)
     out = m.restore(yte)
     assert out.shape == yte.shape and out.min() >= 0 and out.max() <= 1
-    assert psnr(out, xte) > psnr(yte, xte) + 0.5
+    assert kit.psnr(out, xte) > kit.psnr(yte, xte) + 0.5
     assert len(m.Ws_) == len(ranks) and all((W >= 0).all() for W in m.Ws_)
 
 
@@ -53,7 +42,7 @@ def test_beats_blurred_input(data, ranks, coder, code_iter):
         dict(target="residual", normalise="none", refit=False),
     ],
 )
-def test_variants_run(data, kw):
+def test_variants_run(data, kw, kit):
     ytr, xtr, yte, _ = data
     m = CoupledDeblur(
         size=4,
@@ -68,7 +57,7 @@ def test_variants_run(data, kw):
     assert m.restore(yte, stride=1).shape == yte.shape  # denser overlap at restore time
 
 
-def test_save_load_round_trip(data, tmp_path):
+def test_save_load_round_trip(data, tmp_path, kit):
     ytr, xtr, yte, _ = data
     m = CoupledDeblur(
         size=4, context=1, stride=2, ranks=(16, 8), n_patches=1500, fit_iter=10, code_iter=10
@@ -79,7 +68,7 @@ def test_save_load_round_trip(data, tmp_path):
     assert torch.allclose(back.restore(yte), m.restore(yte), atol=1e-6)
 
 
-def test_two_stage_cascade_improves_and_round_trips(data, tmp_path):
+def test_two_stage_cascade_improves_and_round_trips(data, tmp_path, kit):
     ytr, xtr, yte, xte = data
     one = CoupledDeblur(
         size=4,
@@ -106,14 +95,14 @@ def test_two_stage_cascade_improves_and_round_trips(data, tmp_path):
     ).fit(ytr, xtr)
     assert two.next_ is not None and two.n_parameters() == 2 * one.n_parameters()
     out = two.restore(yte)
-    assert psnr(out, xte) > psnr(yte, xte) + 0.5
+    assert kit.psnr(out, xte) > kit.psnr(yte, xte) + 0.5
     assert torch.allclose(two.next_.restore(one.restore(yte)), out, atol=1e-6)
     two.save(tmp_path / "c.npz")
     back = CoupledDeblur.load(tmp_path / "c.npz")
     assert back.next_ is not None and torch.allclose(back.restore(yte), out, atol=1e-6)
 
 
-def test_errors(data):
+def test_errors(data, kit):
     ytr, xtr, _, _ = data
     with pytest.raises(ValueError, match="target"):
         CoupledDeblur(target="edges")

@@ -66,6 +66,11 @@ SCENARIOS = {
         kwargs=dict(beta=0.5, init="nndsvdar", seed=2, init_sample=20, max_iter=30, tol=0),
     ),
     "frob-custom": dict(ranks=[6, 3], kwargs=dict(init="custom", max_iter=50, tol=0)),
+    # the coordinate-descent solvers: H's change summed over the shards, middle-layer entries
+    "frob-hals-deep": dict(
+        ranks=[6, 3, 2], kwargs=dict(solver="hals", seed=4, max_iter=30, tol=0, pretrain=10)
+    ),
+    "frob-mu-acc": dict(ranks=[5, 3], kwargs=dict(solver="mu-acc", seed=6, max_iter=30, tol=1e-6)),
 }
 
 

@@ -1,0 +1,96 @@
+"""``epll``: Gaussian-mixture patch prior + half-quadratic splitting (Zoran & Weiss 2011).
+
+The mixture is learned from the **sharp** training images only (:class:`benchmarks.epll.EPLL`,
+cached in the run folder like the Deep NMF dictionaries); the x-step weight is chosen on the
+validation images. It is the classical patch-prior anchor next to ``dnmf-prior``, which runs
+the same splitting loop with a Deep NMF prior.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from benchmarks.epll import EPLL as EPLLModel
+from benchmarks.methods import _dnmf_common as common
+from benchmarks.methods import _hqs_common as hqs
+from benchmarks.methods.base import BlurLike, Method, MethodContext
+from benchmarks.pairs import PairSet
+
+
+class EPLL(Method):
+    name = "epll"
+    description = (
+        "non-blind: Gaussian-mixture prior of sharp mean-removed patches (EPLL), "
+        "annealed half-quadratic splitting with the known blur"
+    )
+    sees_psf = True
+    learns = True  # from sharp images only
+    checkpointable = True
+
+    settings: ClassVar[dict[str, Any]] = dict(
+        size=8,
+        n_components=50,
+        n_patches=60000,
+        colour="opponent",
+        max_iter=100,
+        stride=1,
+        sigma_max=0.05,
+        sigma_min=0.005,
+        n_stages=6,
+        weight=1e-5,
+    )
+    tiny_settings: ClassVar[dict[str, Any]] = dict(
+        size=4, n_components=4, n_patches=2000, max_iter=20, n_stages=3
+    )
+    small_settings: ClassVar[dict[str, Any]] = dict(n_patches=20000, stride=2)
+    #: x-step weights tried on validation, relative to the setting's
+    weight_factors: ClassVar[list[float]] = [0.25, 1.0, 4.0]
+    max_val_images: ClassVar[int] = 10
+
+    def __init__(self, ctx: MethodContext) -> None:
+        super().__init__(ctx)
+        self.model: EPLLModel | None = None
+        self.tuning = hqs.Tuning()
+
+    def fit(self, train: PairSet, val: PairSet, blur: BlurLike) -> None:
+        if self.model is not None and self.tuning.loaded_from is not None:
+            return  # a checkpoint keeps the weight chosen when it was fitted
+        settings = common.preset_settings(
+            self.ctx, self.name, self.settings, self.tiny_settings, self.small_settings
+        )
+        self.model = hqs.fit_and_tune(
+            self.ctx, self.name, EPLLModel, settings, (train, val, blur),
+            weight_factors=self.weight_factors, max_val_images=self.max_val_images,
+            tuning=self.tuning,
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def restore(self, y: torch.Tensor, blur: BlurLike) -> torch.Tensor:
+        if self.model is None:
+            raise RuntimeError(f"{self.name}: call fit() or load() first")
+        return self.model.restore(y, blur).x.clamp(0, 1).to("cpu", torch.float32)
+
+    def save(self, path: str | Path) -> None:
+        if self.model is None:
+            raise RuntimeError(f"{self.name}: nothing to save, call fit() first")
+        self.model.save(path)
+
+    def load(self, path: str | Path) -> None:
+        self.model = hqs.load_model(EPLLModel, path, self.ctx, self.name)
+        self.tuning.loaded_from = str(path)
+
+    def info(self) -> dict[str, Any]:
+        if self.model is None:
+            return {}
+        return {
+            "params": self.model.get_params(),
+            "n_parameters": self.model.n_parameters(),
+            "mixture_fit_seconds": self.model.fit_seconds_,
+            **self.tuning.as_dict(),
+        }
+
+
+METHOD = EPLL

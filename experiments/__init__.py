@@ -1,0 +1,1 @@
+"""Validation experiments (not installed): run from the repository root with ``python -m``."""
