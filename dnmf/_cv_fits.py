@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ._cv import BlockCVSolver, run_block_cv
+from ._cv_layers import code_masks, layer_scores
 from ._holdout import BlockDesign
 from ._init import init_layer, make_generator
 from ._mu import Penalties, _chain, beta_divergence, run_mu
@@ -48,6 +49,8 @@ class SearchPlan:
     pen: Penalties
     eps: float
     check_every: int
+    holdout: float = 0.1  # share of held-out entries (layer-wise code folds use it too)
+    code_seed: int = 0  # seeds the code folds of the layer-wise scores
 
 
 @dataclass
@@ -58,6 +61,7 @@ class SearchFits:
     train: np.ndarray  # β-divergence per training (observed) entry
     n_iter: np.ndarray
     converged: np.ndarray
+    layers: list[np.ndarray] | None = None  # layer-wise held-out scores, (C, F·S) per layer
 
 
 #: Rough costs for :func:`_pad_together`: multiply-adds per second of a dense product, and the
@@ -231,16 +235,18 @@ def _stack(fits: Sequence[tuple[list[torch.Tensor], torch.Tensor]]) -> Stack:
 
 def _deeper_layers(
     plan: SearchPlan, ranks: tuple[int, ...], W1: torch.Tensor, H1: torch.Tensor, state, fit: bool
-) -> tuple[list[torch.Tensor], torch.Tensor]:
+) -> tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor]]:
     """Layers 2…k of one fit from its first layer, as ``factorize`` builds them: initialised
-    from the previous layer's codes and, when pretraining, fitted to them (no mask)."""
+    from the previous layer's codes and, when pretraining, fitted to them (no mask). Returns
+    the factors, the codes, and the codes each layer was fitted to (``X1 = H1``, …)."""
     k, pen = len(ranks), plan.pen
     gen = _clone_gen(state)
-    Ws, X = [W1], H1
+    Ws, X, inputs = [W1], H1, []
     pre_iter = plan.max_iter if plan.pretrain is True else int(plan.pretrain)
     for l in range(1, k):
         if fit and plan.beta <= 0:  # as factorize: β ≤ 0 cannot fit zeros
             X = X.clamp_min(plan.eps)
+        inputs.append(X)
         W, H = init_layer(X, ranks[l], plan.init, gen)
         if fit:
             run_mu(
@@ -256,11 +262,14 @@ def _deeper_layers(
             )
         Ws.append(W)
         X = H
-    return Ws, X
+    return Ws, X, inputs
 
 
-def fit_candidates(plan: SearchPlan, ranks: Sequence[tuple[int, ...]], engine: str) -> SearchFits:
-    """Fit every candidate × fold × restart and score it on its held-out and training entries."""
+def fit_candidates(
+    plan: SearchPlan, ranks: Sequence[tuple[int, ...]], engine: str, layerwise: bool = False
+) -> SearchFits:
+    """Fit every candidate × fold × restart and score it on its held-out and training entries;
+    with ``layerwise`` (deep candidates, pretraining) also every layer on its own input."""
     k = len(ranks[0])
     eng = _Engine(plan, engine)
     r1s = sorted({r[0] for r in ranks})
@@ -272,28 +281,69 @@ def fit_candidates(plan: SearchPlan, ranks: Sequence[tuple[int, ...]], engine: s
         pen1 = Penalties([pen.l1[0], pen.l1[k]], [pen.l2[0], pen.l2[k]])
         starts1 = [_stack([([W], H) for W, H, _ in first[r]]) for r in r1s]
         pre, _, _ = eng.fit([(r,) for r in r1s], starts1, pre_iter, pen1)
+        if layerwise:  # layer 1's own held-out error is that of its pretraining fit on V
+            held1 = score(plan, pre)[0]
+            layers = [np.stack([held1[r1s.index(r[0])] for r in ranks])]
         first = {
             r: [(pre[i][0][0][g], pre[i][1][g], st) for g, (_, _, st) in enumerate(first[r])]
             for i, r in enumerate(r1s)
         }
-    starts = []
+    starts, inputs = [], []
     for cand in ranks:
         fits = [
             _deeper_layers(plan, cand, W1, H1, st, fit=plan.pretrain is not False)
             for W1, H1, st in first[cand[0]]
         ]
-        starts.append(_stack(fits))
+        starts.append(_stack([(Ws, H) for Ws, H, _ in fits]))
+        inputs.append([torch.stack([f[2][l] for f in fits]) for l in range(k - 1)])
+    if layerwise:
+        layers += _code_layer_scores(plan, ranks, inputs)
     fitted, n_iter, conv = eng.fit(ranks, starts, plan.max_iter, pen)
     heldout, train = score(plan, fitted)
-    return SearchFits(heldout, train, n_iter, conv)
+    return SearchFits(heldout, train, n_iter, conv, layers if layerwise else None)
+
+
+def _code_layer_scores(
+    plan: SearchPlan, ranks: Sequence[tuple[int, ...]], inputs: Sequence[Sequence[torch.Tensor]]
+) -> list[np.ndarray]:
+    """Held-out scores of layers 2…k on their input codes, (C, F·S) per layer; computed once
+    per distinct prefix ``(r1, …, rl)`` (the input codes depend on the ranks before it)."""
+    k, pen = len(ranks[0]), plan.pen
+    pre_iter = plan.max_iter if plan.pretrain is True else int(plan.pretrain)
+    out = []
+    for l in range(1, k):
+        done: dict[tuple[int, ...], np.ndarray] = {}
+        rows = []
+        for c, r in enumerate(ranks):
+            if r[: l + 1] not in done:
+                X = inputs[c][l - 1]
+                done[r[: l + 1]] = layer_scores(
+                    X,
+                    r[l],
+                    l,
+                    heldout=code_masks(
+                        X.shape[-2], X.shape[-1], plan.holdout, len(plan.heldout), plan.code_seed, l
+                    ),
+                    restarts=plan.restarts,
+                    seeds=plan.seeds,
+                    beta=plan.beta,
+                    init=plan.init,
+                    max_iter=pre_iter,
+                    tol=plan.tol,
+                    pen=Penalties([pen.l1[l], pen.l1[k]], [pen.l2[l], pen.l2[k]]),
+                    eps=plan.eps,
+                    check_every=plan.check_every,
+                )
+            rows.append(done[r[: l + 1]])
+        out.append(np.stack(rows))
+    return out
 
 
 def score(plan: SearchPlan, fitted: Sequence[Stack]) -> tuple[np.ndarray, np.ndarray]:
     """β-divergence per held-out entry and per training entry of every fit: (C, F·S) each.
 
-    The entrywise divergence of a fit is formed once (one ``m × n`` buffer) and summed, in
-    float64, over all entries and over the held-out ones; the training sum is their difference
-    (no cancellation: both are sums of nonnegative terms accurate to rounding)."""
+    For β = 2 the entrywise divergence of a fit is formed once (one ``m × n`` buffer) and
+    summed in float64 over the held-out and over the training entries."""
     V, S = plan.V, plan.restarts
     held = np.zeros((len(fitted), len(plan.heldout) * S))
     train = np.zeros_like(held)
@@ -307,13 +357,15 @@ def score(plan: SearchPlan, fitted: Sequence[Stack]) -> tuple[np.ndarray, np.nda
                 P = _chain([W[g] for W in Ws])
                 assert P is not None
                 L = P @ H[g]
+                # Held-out and training sums apart (not one as the total minus the other), so
+                # the training score never depends on the held-out values, not even by rounding.
                 if plan.beta == 2:  # ½ (L − V)², formed in place, summed in float64
                     D = L.sub_(V).square_()
-                    total = 0.5 * float(D.sum(dtype=torch.float64))
                     part = 0.5 * float(D[E].sum(dtype=torch.float64))
+                    rest = 0.5 * float(D[~E].sum(dtype=torch.float64))
                 else:
-                    total = float(beta_divergence(V, L, plan.beta, None, plan.eps))
                     part = float(beta_divergence(V, L, plan.beta, Ef, plan.eps))
+                    rest = float(beta_divergence(V, L, plan.beta, 1 - Ef, plan.eps))
                 held[c, g] = part / n_held
-                train[c, g] = (total - part) / n_train
+                train[c, g] = rest / n_train
     return held, train

@@ -23,11 +23,13 @@ import torch
 
 from . import _validation as val
 from ._cv_fits import SearchPlan, fit_candidates
+from ._cv_layers import choose_layerwise
 from ._fitting import ConvergenceWarning
 from ._holdout import PATTERNS, BlockDesign, block_design, entry_folds, n_groups
 from ._mu import EPSILON
 
 RULES = ("min", "1se")
+CRITERIA = ("auto", "product", "layerwise")
 SOLVERS = ("auto", "gram", "masked")
 Candidate = Any  # an int (one layer) or a tuple of ints (one rank per layer)
 
@@ -57,6 +59,10 @@ class RankSelection:
     fit_seeds: np.ndarray
     shape: tuple[int, int]
     design_seed: int = field(repr=False, default=0)
+    criterion: str = "product"
+    #: Layer-wise criterion only: every fit's held-out loss of layer l on its own input (layer
+    #: 1 on V, layer l on the codes of layer l - 1), (candidates, folds, restarts) per layer.
+    layer_heldout: list[np.ndarray] | None = None
 
     @property
     def best_index(self) -> int:
@@ -81,6 +87,10 @@ class RankSelection:
             "n_converged": self.converged.reshape(C, -1).sum(axis=1),
             "chosen": np.array([c == self.best for c in self.candidates]),
         }
+        for l, lh in enumerate(self.layer_heldout or []):
+            lf = lh.reshape(C, -1)
+            out[f"mean_heldout_loss_layer{l + 1}"] = lf.mean(axis=1)
+            out[f"std_heldout_loss_layer{l + 1}"] = lf.std(axis=1, ddof=1) if n > 1 else np.zeros(C)
         for f in range(h.shape[1]):
             out[f"split{f}_heldout_loss"] = h[:, f]
         return out
@@ -196,6 +206,20 @@ def choose(mean: np.ndarray, se: np.ndarray, n_params: np.ndarray, rule: str) ->
     return int(ok[np.lexsort((mean[ok], n_params[ok]))[0]])
 
 
+def _check_criterion(criterion: Any, k: int, pretrain: Any) -> bool:
+    """Whether deep candidates are scored layer by layer."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    if criterion == "layerwise" and (k == 1 or pretrain is False):
+        raise ValueError(
+            "criterion='layerwise' scores the layers of deep candidates through their "
+            "layer-wise pretraining: it needs rank tuples and pretrain != False"
+        )
+    if criterion == "auto":
+        return k > 1 and pretrain is not False
+    return criterion == "layerwise"
+
+
 def _check_args(
     holdout: Any, folds: Any, restarts: Any, rule: Any, pattern: Any, solver: Any, beta: float
 ) -> tuple[float, int, int, str]:
@@ -240,6 +264,7 @@ def select_ranks(
     restarts: int = 1,
     holdout_pattern: str = "blocks",
     rule: str = "min",
+    criterion: str = "auto",
     init: str = "nndsvda",
     pretrain: bool | int = True,
     max_iter: int = 200,
@@ -276,6 +301,15 @@ def select_ranks(
         for β = 2 this makes all fits one batched solver whose sweep costs two products with
         ``V``. 'entries': i.i.d. speckle (each fold hides a random set of entries), fitted by
         the general masked solver.
+    criterion : {'auto', 'product', 'layerwise'}
+        What a deep candidate is scored by. 'product': the held-out loss of ``W1 … Wk H`` on
+        ``V``; it tells ``rk`` apart but not the inner ranks, since ``(r1, …, rk)`` with
+        ``r1 ≥ … ≥ rk`` represents exactly the matrices of nonnegative rank ``≤ rk``.
+        'layerwise': ``r1`` by the held-out loss of layer 1 (its pretraining fit ``V ≈ W1 H1``),
+        then ``r2`` among the tuples with that ``r1`` by the held-out loss of layer 2 on the
+        codes ``H1`` (i.i.d. held-out entries of ``H1``), and so on; needs pretraining.
+        'auto': 'layerwise' for deep candidates with pretraining, else 'product'. Either way
+        the table reports both.
     rule : {'min', '1se'}
         The smallest mean held-out loss, or the candidate with the fewest parameters within
         one standard error (over folds × restarts) of it.
@@ -321,6 +355,7 @@ def select_ranks(
         raise ValueError(f"beta={beta_:g} needs V > 0 everywhere (found zeros)")
     k = len(ranks[0])
     pen = val.parse_penalties(l1, l2, k + 1)
+    layerwise = _check_criterion(criterion, k, pretrain)
     rng = np.random.default_rng(seed)
     design_seed = int(rng.integers(2**62))
     fit_seeds = rng.integers(2**62, size=(folds, restarts))
@@ -339,9 +374,11 @@ def select_ranks(
         pen=pen,
         eps=eps,
         check_every=check_every,
+        holdout=frac,
+        code_seed=design_seed,
     )
     with torch.no_grad():
-        fits = fit_candidates(plan, ranks, engine)
+        fits = fit_candidates(plan, ranks, engine, layerwise=layerwise)
     shape3 = (len(ranks), folds, restarts)
     n_params = np.array(
         [m * r[0] + sum(a * b for a, b in zip(r, r[1:])) + r[-1] * n for r in ranks]
@@ -350,7 +387,10 @@ def select_ranks(
     N = folds * restarts
     flat = held.reshape(len(ranks), N)
     se = flat.std(axis=1, ddof=1) / np.sqrt(N) if N > 1 else np.zeros(len(ranks))
-    best = choose(flat.mean(axis=1), se, n_params, rule)
+    if fits.layers is not None:
+        best = choose_layerwise(ranks, fits.layers, rule, choose)
+    else:
+        best = choose(flat.mean(axis=1), se, n_params, rule)
     converged = fits.converged.reshape(shape3)
     if tol > 0 and not converged.all():
         warnings.warn(
@@ -377,6 +417,8 @@ def select_ranks(
         fit_seeds=fit_seeds,
         shape=(m, n),
         design_seed=design_seed,
+        criterion="layerwise" if layerwise else "product",
+        layer_heldout=None if fits.layers is None else [x.reshape(shape3) for x in fits.layers],
     )
 
 
