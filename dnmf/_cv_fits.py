@@ -350,7 +350,7 @@ def score(plan: SearchPlan, fitted: Sequence[Stack]) -> tuple[np.ndarray, np.nda
     for f, E in enumerate(plan.heldout):
         n_held = int(E.sum())
         n_train = V.numel() - n_held
-        Ef = E.to(V.dtype) if plan.beta != 2 else None
+        Ef = E.to(V.dtype)
         for c, (Ws, H) in enumerate(fitted):
             for s in range(S):
                 g = f * S + s
