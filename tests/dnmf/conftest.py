@@ -120,10 +120,34 @@ def _psnr(a, b):
     return float((10 * torch.log10(1 / ((a.clamp(0, 1) - b) ** 2).mean(dim=(1, 2, 3)))).mean())
 
 
+class _ReflectBlur:
+    """Gaussian blur with reflect boundary (edge not repeated) and its exact adjoint (autograd)."""
+
+    def __init__(self, sigma=1.2, size=7):
+        x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+        g = torch.exp(-0.5 * (x / sigma) ** 2)
+        self.k = (torch.outer(g, g) / torch.outer(g, g).sum())[None, None]
+        self.p = size // 2
+
+    def A(self, x):
+        xp = F.pad(x, (self.p,) * 4, mode="reflect")
+        return F.conv2d(xp, self.k.to(x).expand(x.shape[1], 1, -1, -1), groups=x.shape[1])
+
+    def A_adjoint(self, y):
+        x = torch.zeros_like(y, requires_grad=True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad((self.A(x) * y).sum(), x)
+        return g
+
+
 @pytest.fixture(scope="session")
 def kit():
-    """The deblurring tests' shared helpers: ``ConvBlur`` (zero-boundary blur with its exact
-    adjoint), ``synthetic`` (piecewise-constant colour images), ``quant`` (8 bits), ``psnr``."""
+    """The deblurring tests' shared helpers: ``ConvBlur`` (zero-boundary blur) and
+    ``ReflectBlur`` (reflect boundary, as the benchmark's), both with exact adjoints;
+    ``synthetic`` (piecewise-constant colour images), ``quant`` (8 bits), ``psnr``."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(ConvBlur=_ConvBlur, synthetic=_synthetic, quant=_quant, psnr=_psnr)
+    return SimpleNamespace(
+        ConvBlur=_ConvBlur, ReflectBlur=_ReflectBlur, synthetic=_synthetic, quant=_quant,
+        psnr=_psnr,
+    )  # fmt: skip

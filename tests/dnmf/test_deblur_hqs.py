@@ -9,26 +9,6 @@ import torch.nn.functional as F
 from dnmf.deblur.hqs import annealing_schedule, hqs_deblur, solve_data_step
 
 
-class ReflectBlur:
-    """Gaussian blur with reflect boundary (edge not repeated) and its exact adjoint (autograd)."""
-
-    def __init__(self, sigma=1.2, size=7):
-        x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-        g = torch.exp(-0.5 * (x / sigma) ** 2)
-        self.k = (torch.outer(g, g) / torch.outer(g, g).sum())[None, None]
-        self.p = size // 2
-
-    def A(self, x):
-        xp = F.pad(x, (self.p,) * 4, mode="reflect")
-        return F.conv2d(xp, self.k.to(x).expand(x.shape[1], 1, -1, -1), groups=x.shape[1])
-
-    def A_adjoint(self, y):
-        x = torch.zeros_like(y, requires_grad=True)
-        with torch.enable_grad():
-            (g,) = torch.autograd.grad((self.A(x) * y).sum(), x)
-        return g
-
-
 def blocks(n=2, size=33, seed=0, device="cpu"):
     g = torch.Generator().manual_seed(seed)
     out = torch.full((n, 3, size, size), 0.3)
@@ -57,8 +37,8 @@ def test_annealing_schedule():
         annealing_schedule(0.1, 0.0, 3)
 
 
-def test_cg_solves_the_normal_equations(device):
-    op = ReflectBlur()
+def test_cg_solves_the_normal_equations(device, kit):
+    op = kit.ReflectBlur()
     x = blocks(device=device).double()
     rhs = op.A_adjoint(op.A(x)) + 0.01 * x
     sol, n = solve_data_step(op, rhs, 0.01, torch.zeros_like(x), max_iter=300, tol=1e-10)
@@ -72,8 +52,8 @@ def _fft_step(op, y, z, mu):
     return hqs_deblur(y, op, lambda x, s: x, [sig], weight=1.0, x0=z, x_step="fft").x
 
 
-def test_fft_step_matches_cg_inside_and_cg_is_exact(device):
-    op = ReflectBlur()
+def test_fft_step_matches_cg_inside_and_cg_is_exact(device, kit):
+    op = kit.ReflectBlur()
     s = blocks(device=device).double()
     y = op.A(s)
     z = torch.full_like(s, 0.5)
@@ -91,8 +71,8 @@ def test_fft_step_matches_cg_inside_and_cg_is_exact(device):
     assert float((fft - cg).abs().max()) < 0.2
 
 
-def test_hqs_with_a_smoothing_denoiser_beats_the_blurred_input(device):
-    op = ReflectBlur(sigma=1.5)
+def test_hqs_with_a_smoothing_denoiser_beats_the_blurred_input(device, kit):
+    op = kit.ReflectBlur(sigma=1.5)
     s = blocks(device=device)
     y = (op.A(s) * 255).round() / 255
 
@@ -108,8 +88,8 @@ def test_hqs_with_a_smoothing_denoiser_beats_the_blurred_input(device):
     assert res.sigmas == sig
 
 
-def test_hqs_errors():
-    op = ReflectBlur()
+def test_hqs_errors(kit):
+    op = kit.ReflectBlur()
     y = blocks()
     with pytest.raises(TypeError, match="A_adjoint"):
         hqs_deblur(y, object(), lambda x, s: x, [0.1], weight=1.0)
