@@ -16,8 +16,9 @@ engines multiply ``V`` by the mask before using it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -62,6 +63,7 @@ class SearchFits:
     n_iter: np.ndarray
     converged: np.ndarray
     layers: list[np.ndarray] | None = None  # layer-wise held-out scores, (C, F·S) per layer
+    seconds: dict[str, float] = field(default_factory=dict)  # time of each stage
 
 
 #: Rough costs for :func:`_pad_together`: multiply-adds per second of a dense product, and the
@@ -271,9 +273,11 @@ def fit_candidates(
     """Fit every candidate × fold × restart and score it on its held-out and training entries;
     with ``layerwise`` (deep candidates, pretraining) also every layer on its own input."""
     k = len(ranks[0])
+    t0 = time.perf_counter()
     eng = _Engine(plan, engine)
     r1s = sorted({r[0] for r in ranks})
     first = _first_layer_starts(plan, r1s)
+    t_init = time.perf_counter() - t0
     pen = plan.pen
     if k > 1 and plan.pretrain is not False:
         # Layer-1 pretraining is the same for every candidate with that r1: run it once.
@@ -298,9 +302,17 @@ def fit_candidates(
         inputs.append([torch.stack([f[2][l] for f in fits]) for l in range(k - 1)])
     if layerwise:
         layers += _code_layer_scores(plan, ranks, inputs)
+    t1 = time.perf_counter()
     fitted, n_iter, conv = eng.fit(ranks, starts, plan.max_iter, pen)
+    t2 = time.perf_counter()
     heldout, train = score(plan, fitted)
-    return SearchFits(heldout, train, n_iter, conv, layers if layerwise else None)
+    seconds = {
+        "initialization": t_init,
+        "pretraining": t1 - t0 - t_init,
+        "fits": t2 - t1,
+        "scores": time.perf_counter() - t2,
+    }
+    return SearchFits(heldout, train, n_iter, conv, layers if layerwise else None, seconds)
 
 
 def _code_layer_scores(

@@ -63,6 +63,8 @@ class RankSelection:
     #: Layer-wise criterion only: every fit's held-out loss of layer l on its own input (layer
     #: 1 on V, layer l on the codes of layer l - 1), (candidates, folds, restarts) per layer.
     layer_heldout: list[np.ndarray] | None = None
+    #: Seconds of each stage: starting factors, pretraining, the fits, their scores.
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def best_index(self) -> int:
@@ -419,6 +421,7 @@ def select_ranks(
         design_seed=design_seed,
         criterion="layerwise" if layerwise else "product",
         layer_heldout=None if fits.layers is None else [x.reshape(shape3) for x in fits.layers],
+        stage_seconds=fits.seconds,
     )
 
 
