@@ -29,7 +29,7 @@ from ._holdout import PATTERNS, BlockDesign, block_design, entry_folds, n_groups
 from ._mu import EPSILON
 
 RULES = ("min", "1se")
-CRITERIA = ("auto", "product", "layerwise")
+CRITERIA = ("product", "layerwise")
 SOLVERS = ("auto", "gram", "masked")
 Candidate = Any  # an int (one layer) or a tuple of ints (one rank per layer)
 
@@ -217,8 +217,6 @@ def _check_criterion(criterion: Any, k: int, pretrain: Any) -> bool:
             "criterion='layerwise' scores the layers of deep candidates through their "
             "layer-wise pretraining: it needs rank tuples and pretrain != False"
         )
-    if criterion == "auto":
-        return k > 1 and pretrain is not False
     return criterion == "layerwise"
 
 
@@ -266,7 +264,7 @@ def select_ranks(
     restarts: int = 1,
     holdout_pattern: str = "blocks",
     rule: str = "min",
-    criterion: str = "auto",
+    criterion: str = "product",
     init: str = "nndsvda",
     pretrain: bool | int = True,
     max_iter: int = 200,
@@ -303,15 +301,16 @@ def select_ranks(
         for β = 2 this makes all fits one batched solver whose sweep costs two products with
         ``V``. 'entries': i.i.d. speckle (each fold hides a random set of entries), fitted by
         the general masked solver.
-    criterion : {'auto', 'product', 'layerwise'}
-        What a deep candidate is scored by. 'product': the held-out loss of ``W1 … Wk H`` on
-        ``V``; it tells ``rk`` apart but not the inner ranks, since ``(r1, …, rk)`` with
-        ``r1 ≥ … ≥ rk`` represents exactly the matrices of nonnegative rank ``≤ rk``.
-        'layerwise': ``r1`` by the held-out loss of layer 1 (its pretraining fit ``V ≈ W1 H1``),
-        then ``r2`` among the tuples with that ``r1`` by the held-out loss of layer 2 on the
-        codes ``H1`` (i.i.d. held-out entries of ``H1``), and so on; needs pretraining.
-        'auto': 'layerwise' for deep candidates with pretraining, else 'product'. Either way
-        the table reports both.
+    criterion : {'product', 'layerwise'}
+        What a deep candidate is scored by. 'product' (default): the held-out loss of
+        ``W1 … Wk H`` on ``V``. It tells ``rk`` apart but not the inner ranks: ``(r1, …, rk)``
+        with ``r1 ≥ … ≥ rk`` represents exactly the matrices of nonnegative rank ``≤ rk`` (any
+        ``W ≥ 0`` is ``[W, 0] · [I; 0]``), so tuples that differ only in inner ranks differ
+        only by how their optimisation went; ``rule='1se'`` then takes the fewest parameters.
+        'layerwise' (experimental): ``r1`` by the held-out loss of layer 1 (its pretraining
+        fit ``V ≈ W1 H1``), then ``r2`` among the tuples with that ``r1`` by the held-out loss
+        of layer 2 on i.i.d. held-out entries of the codes ``H1`` (rows put on one scale), and
+        so on; needs pretraining. The table then also lists every layer's loss.
     rule : {'min', '1se'}
         The smallest mean held-out loss, or the candidate with the fewest parameters within
         one standard error (over folds × restarts) of it.

@@ -56,11 +56,11 @@ def test_ranks_auto_writes_the_search(cli_batch, tiny_faces, tmp_path):
     assert sum(row["chosen"] == "True" for row in rows) == 1
     assert (one / "rank_selection.png").stat().st_size > 1000
     assert {"rank_selection.csv", "rank_selection.png"} <= set(summary["outputs"])
-    # rank tuples: a deep search, scored layer by layer
+    # rank tuples: a deep search, scored by the product W1 W2 H
     summary = json.loads((deep / "run.json").read_text())
     assert summary["rank_selection"]["candidates"] == [[4, 2], [5, 2]]
     assert summary["ranks"] == summary["rank_selection"]["chosen"]
-    assert summary["rank_selection"]["criterion"] == "layerwise"
+    assert summary["rank_selection"]["criterion"] == "product"
 
 
 def test_bad_search_options(cli_batch, tiny_faces, tmp_path):
