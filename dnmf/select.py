@@ -31,6 +31,10 @@ from ._mu import EPSILON
 RULES = ("min", "1se")
 CRITERIA = ("product", "layerwise")
 SOLVERS = ("auto", "gram", "masked")
+#: ``solver='auto'`` takes the batched Gram solver from this many entries of ``V`` on: below,
+#: its fixed cost per sweep (a few dozen small tensor ops per candidate) exceeds the masked
+#: solver's passes over ``m × n`` (same fits either way).
+GRAM_MIN_ENTRIES = 20_000
 Candidate = Any  # an int (one layer) or a tuple of ints (one rank per layer)
 
 
@@ -221,7 +225,14 @@ def _check_criterion(criterion: Any, k: int, pretrain: Any) -> bool:
 
 
 def _check_args(
-    holdout: Any, folds: Any, restarts: Any, rule: Any, pattern: Any, solver: Any, beta: float
+    holdout: Any,
+    folds: Any,
+    restarts: Any,
+    rule: Any,
+    pattern: Any,
+    solver: Any,
+    beta: float,
+    size: int,
 ) -> tuple[float, int, int, str]:
     """Validate the search's own arguments; returns (held-out share, folds, restarts, engine)."""
     if isinstance(holdout, bool) or not isinstance(holdout, numbers.Real):
@@ -250,7 +261,8 @@ def _check_args(
         )
     engine = solver
     if solver == "auto":
-        engine = "gram" if beta == 2 and pattern == "blocks" else "masked"
+        gram = beta == 2 and pattern == "blocks" and size >= GRAM_MIN_ENTRIES
+        engine = "gram" if gram else "masked"
     return float(frac), folds, restarts, engine
 
 
@@ -320,8 +332,8 @@ def select_ranks(
         values never reach a fit. A fit stops on its own when converged.
     solver : {'auto', 'gram', 'masked'}
         'gram' is the batched block solver (β = 2 with 'blocks' only), 'masked' runs the
-        general masked solver on a 3-D batch per candidate; 'auto' picks 'gram' where it
-        applies.
+        general masked solver on a 3-D batch per candidate; both make the same fits. 'auto'
+        picks 'gram' where it applies and ``V`` has at least ``GRAM_MIN_ENTRIES`` entries.
     seed : int, optional
         Draws the folds and the fits' seeds.
     device, dtype : optional
@@ -345,7 +357,7 @@ def select_ranks(
         beta, max_iter, tol, eps, check_every
     )
     frac, folds, restarts, engine = _check_args(
-        holdout, folds, restarts, rule, holdout_pattern, solver, beta_
+        holdout, folds, restarts, rule, holdout_pattern, solver, beta_, m * n
     )
     if init == "custom":
         raise ValueError("init='custom' cannot be used by select_ranks: every fit starts afresh")

@@ -76,9 +76,10 @@ def test_entries_pattern_and_restarts_are_factorize_fits(rng):
     np.testing.assert_allclose(sel.heldout, ref, rtol=1e-9)
 
 
-def test_padded_batch_equals_one_candidate_at_a_time(rng, monkeypatch):
+@pytest.mark.parametrize("solver", ["gram", "masked"])
+def test_padded_batch_equals_one_candidate_at_a_time(rng, monkeypatch, solver):
     V = rng.random((30, 24))
-    kw = dict(max_iter=25, tol=0, seed=2, folds=2)
+    kw = dict(max_iter=25, tol=0, seed=2, folds=2, solver=solver)
     monkeypatch.setattr(_cv_fits, "_pad_together", lambda *a: True)
     a = dnmf.select_ranks(V, [2, 5, 3], **kw)
     monkeypatch.setattr(_cv_fits, "_pad_together", lambda *a: False)
