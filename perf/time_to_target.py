@@ -1,0 +1,536 @@
+"""``python -m perf.time_to_target``: seconds until each library's fit is as accurate as
+scikit-learn's default ``NMF()``.
+
+For each case the target is the loss ½‖V − WH‖² (float64) that scikit-learn's ``NMF(rank)``
+(solver ``cd``, NNDSVDa, ``tol=1e-4``) reaches when it stops by itself; deep models have no
+scikit-learn counterpart, so their target is the loss ``dnmf``'s multiplicative updates reach
+after ``--deep-iters`` joint iterations at that depth. Every method then runs, from its own
+default initialisation, until its loss first reaches the target (or a time cap), in
+interleaved rounds (:func:`perf.nmf_speed.interleaved`: rotated order, a rest before each
+call). Reported per method: seconds and iterations to the target and to 1.001× it, the final
+loss, and a loss-versus-seconds plot. Cases (``--quick``: smaller ones, for development):
+
+Every library gets the same matrix ``V`` (scikit-learn's ``X`` is ``V``, so its ``W`` is dnmf's
+``W1``).
+
+* ``faces-r64``/``faces-r16``: the 750 faces of the face set, 64×64 gray, one per column
+  (4096 × 750), loaded by the project's loader;
+* ``lowrank``: planted rank 64 plus 10 % noise, 4096 × 2048 (``perf.dnmf_scaling.make_matrix``),
+  rank 64;
+* ``sparse``: 95 % zeros, uniform nonzeros, 8192 × 4096 as a scipy CSR matrix, rank 32;
+* ``deep-k2``/``deep-k3``: the faces, ranks [64, 32] and [64, 32, 16];
+* ``batched``: 256 random 64 × 96 matrices, rank 8, each with its own scikit-learn target,
+  against a loop of scikit-learn calls.
+
+The deep targets take long to compute; ``--targets FILE`` keeps them (read when the settings
+match, written otherwise). Results are one JSON file, a markdown table and a PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from perf import _traces as tr
+from perf.nmf_speed import _environment, interleaved, make_problem
+
+FORMAT_VERSION = 1
+LEVELS = (1.0, 1.001)  # the target, and 0.1 % above it
+
+
+@dataclass
+class Case:
+    """One matrix. Every library gets the same ``m × n`` matrix (``X`` is ``V`` itself), so
+    scikit-learn's ``W`` is dnmf's ``W1`` and both update it first; only the libraries'
+    initialisations differ (scikit-learn's randomized SVD draws are not dnmf's)."""
+
+    name: str
+    about: str
+    V: Any
+    X: Any
+    rank: int
+
+
+def _faces(faces_dir: str | None) -> np.ndarray:
+    from benchmarks.faces import SHIPPED_FACES
+    from benchmarks.factorize_faces import load_face_matrix
+
+    d = faces_dir or os.environ.get("DEBLUR_FACES_DIR") or str(SHIPPED_FACES)
+    V, _, _ = load_face_matrix(d, size=64, gray=True)
+    return V
+
+
+def _as_given(V: Any) -> Any:
+    return V.tocsr() if sp.issparse(V) else np.ascontiguousarray(V)
+
+
+def make_cases(quick: bool, faces: np.ndarray | None, seed: int = 0) -> list[Case]:
+    """The single-matrix cases (full or ``quick`` sizes)."""
+    from perf.dnmf_scaling import make_matrix
+
+    cases = []
+    if faces is not None:
+        for r in (16,) if quick else (64, 16):
+            cases.append(
+                Case(f"faces-r{r}", f"faces {faces.shape[0]}×{faces.shape[1]}", faces, None, r)
+            )
+    m, n, r = (1024, 512, 16) if quick else (4096, 2048, 64)
+    V = np.ascontiguousarray(make_matrix(m, n, r, seed, "float32"))
+    cases.append(Case("lowrank", f"planted rank {r} + noise, {m}×{n}", V, None, r))
+    m, n, r = (2048, 1024, 8) if quick else (8192, 4096, 32)
+    S = sp.random(m, n, density=0.05, format="csr", dtype=np.float32, random_state=seed)
+    cases.append(Case("sparse", f"95 % zeros, {m}×{n}, scipy CSR", S, None, r))
+    for c in cases:
+        c.X = _as_given(c.V)
+    return cases
+
+
+SINGLE_METHODS: dict[str, Callable[[Case, tr.Recorder], tr.Trace]] = {
+    "sklearn NMF()": lambda c, rec: tr.sklearn_nmf(c.X, c.rank, rec, "cd"),
+    "sklearn NMF(solver='mu')": lambda c, rec: tr.sklearn_nmf(c.X, c.rank, rec, "mu"),
+    "sklearn MiniBatchNMF()": lambda c, rec: tr.sklearn_minibatch(c.X, c.rank, rec),
+    "torchnmf": lambda c, rec: tr.torchnmf_fit(c.X, c.rank, rec),
+    "dnmf mu": lambda c, rec: tr.dnmf_fit(c.V, [c.rank], rec, "mu"),
+    "dnmf mu-acc": lambda c, rec: tr.dnmf_fit(c.V, [c.rank], rec, "mu-acc"),
+    "dnmf hals": lambda c, rec: tr.dnmf_fit(c.V, [c.rank], rec, "hals"),
+    "dnmf default": lambda c, rec: tr.dnmf_fit(c.V, [c.rank], rec, "auto"),
+}
+DEEP_SOLVERS = ("mu", "mu-acc", "hals", "auto")
+
+
+# -------------------------------------------------------------------------- summaries
+def reach(trace: tr.Trace, target: Any, level: float) -> tuple[float | None, int | None]:
+    """Seconds and iteration at which the trace first reaches ``level × target`` (every
+    matrix of a batch), or ``(None, None)``."""
+    goal = np.asarray(target, dtype=np.float64) * level
+    for s, it, loss in zip(trace.seconds, trace.iters, trace.losses):
+        if bool(np.all(np.asarray(loss) <= goal)):
+            return s, it
+    return None, None
+
+
+def _thin(trace: tr.Trace, keep: int = 300) -> dict[str, list]:
+    """At most ``keep`` points, spread evenly in log-iterations, first and last kept."""
+    n = len(trace.seconds)
+    idx = np.unique(np.geomspace(1, n, num=min(n, keep)).astype(int) - 1) if n else []
+    losses = [trace.losses[i] for i in idx]
+    if losses and np.ndim(losses[0]):  # a batch: keep the worst ratio to its target
+        losses = [float(np.max(v)) for v in losses]
+    return {
+        "seconds": [trace.seconds[i] for i in idx],
+        "iters": [trace.iters[i] for i in idx],
+        "losses": losses,
+    }
+
+
+def summarize(name: str, runs: list[tuple[float, tr.Trace]], target: Any) -> dict[str, Any]:
+    """Per-round reach times, their medians, the final loss and one thinned trace."""
+    rounds = []
+    for wall, trace in runs:
+        row: dict[str, Any] = {"wall_seconds": wall, "stop": trace.stop, **trace.extra}
+        for lv in LEVELS:
+            s, it = reach(trace, target, lv)
+            row[f"seconds_to_{lv:g}"], row[f"iters_to_{lv:g}"] = s, it
+        last = np.asarray(trace.losses[-1]) if trace.losses else np.array(np.nan)
+        row["final_loss"] = float(last) if last.ndim == 0 else float(np.mean(last))
+        row["final_over_target"] = float(np.max(last / np.asarray(target)))
+        rounds.append(row)
+    out: dict[str, Any] = {"method": name, "rounds": rounds, "trace": _thin(runs[0][1])}
+    for lv in LEVELS:
+        got = [r[f"seconds_to_{lv:g}"] for r in rounds]
+        out[f"seconds_to_{lv:g}"] = statistics.median(got) if None not in got else None
+        out[f"iters_to_{lv:g}"] = rounds[0][f"iters_to_{lv:g}"]
+    out["final_loss"] = rounds[0]["final_loss"]
+    out["final_over_target"] = rounds[0]["final_over_target"]
+    return out
+
+
+def _ratios(methods: list[dict[str, Any]], ref: str) -> None:
+    """Per-round ratio to the reference method's time to the target (median over rounds)."""
+    base = next(m for m in methods if m["method"] == ref)
+    for m in methods:
+        for lv in LEVELS:
+            pairs = [
+                (a[f"seconds_to_{lv:g}"], b[f"seconds_to_{lv:g}"])
+                for a, b in zip(m["rounds"], base["rounds"])
+            ]
+            vals = [a / b for a, b in pairs if a is not None and b]
+            m[f"ratio_to_sklearn_{lv:g}"] = (
+                statistics.median(vals) if len(vals) == len(pairs) else None
+            )
+
+
+# -------------------------------------------------------------------------- the cases
+def run_single(case: Case, rounds: int, cap_factor: float, methods: list[str], log) -> dict:
+    """scikit-learn's default fit gives the target; every method races to it."""
+    log = log or (lambda s: None)
+    t0 = time.perf_counter()
+    from sklearn.decomposition import NMF
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = NMF(n_components=case.rank, random_state=0)
+        W = est.fit_transform(case.X)
+    ref_s = time.perf_counter() - t0
+    target = tr.exact_loss(case.X, W, est.components_)
+    cap = max(cap_factor * ref_s, 2.0)
+    log(f"{case.name}: target {target:.6e} (scikit-learn {ref_s:.2f} s, {est.n_iter_} its)")
+    fns = [lambda m=m: SINGLE_METHODS[m](case, tr.Recorder(target, cap)) for m in methods]
+    runs = interleaved(fns, rounds)
+    out = [summarize(m, r, target) for m, r in zip(methods, runs)]
+    _ratios(out, "sklearn NMF()")
+    for m in out:
+        log(
+            f"  {m['method']:<26} to target {_fmt(m['seconds_to_1'])} s  final/target "
+            f"{m['final_over_target']:.5f}"
+        )
+    return {
+        "about": case.about,
+        "rank": case.rank,
+        "target": target,
+        "reference": {"seconds": ref_s, "n_iter": int(est.n_iter_), "cap_seconds": cap},
+        "methods": out,
+    }
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+
+def deep_target(V: np.ndarray, ranks: list[int], iters: int, pretrain: int, cache: dict) -> dict:
+    """Loss of dnmf's multiplicative updates after ``iters`` joint iterations (cached)."""
+    import dnmf
+
+    key = _key("deep", ranks, iters, pretrain, V.shape, float(V.sum(dtype=np.float64)))
+    if key not in cache:
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = dnmf.factorize(
+                V, ranks, solver="mu", pretrain=pretrain, max_iter=iters, tol=0, seed=0
+            )
+        cache[key] = {
+            "ranks": ranks,
+            "iters": iters,
+            "pretrain": pretrain,
+            "target": float(res.loss),
+            "exact_loss": tr.exact_loss(V, res.W(), res.H),
+            "seconds": time.perf_counter() - t0,
+        }
+    return cache[key]
+
+
+def run_deep(V, ranks, rounds, iters, pretrain, cache, log) -> dict:
+    log = log or (lambda s: None)
+    tgt = deep_target(V, ranks, iters, pretrain, cache)
+    target = tgt["target"]
+    cap = 1.5 * tgt["seconds"] + 2.0
+    log(f"deep {ranks}: target {target:.6e} (MU, {iters} iterations, {tgt['seconds']:.1f} s)")
+    names = [f"dnmf {'default' if s == 'auto' else s}" for s in DEEP_SOLVERS]
+    fns = [
+        lambda s=s: tr.dnmf_fit(V, ranks, tr.Recorder(target, cap), s, pretrain=pretrain)
+        for s in DEEP_SOLVERS
+    ]
+    out = [summarize(n, r, target) for n, r in zip(names, interleaved(fns, rounds))]
+    _ratios(out, "dnmf mu")  # deep: the ratio column is to dnmf's MU
+    for m in out:
+        log(f"  {m['method']:<26} to target {_fmt(m['seconds_to_1'])} s")
+    return {
+        "about": f"faces, ranks {ranks}",
+        "ranks": ranks,
+        "target": target,
+        "reference": tgt,
+        "methods": out,
+    }
+
+
+def run_batched(B, m, n, r, rounds, cap_factor, seed, log) -> dict:
+    """Every matrix's own scikit-learn target; a loop of scikit-learn calls against one
+    batched dnmf call."""
+    log = log or (lambda s: None)
+    from sklearn.decomposition import NMF
+
+    V, _, _ = make_problem(m, n, r, np.float32, seed + 7, batch=B)
+    Xs = [np.ascontiguousarray(V[i]) for i in range(B)]
+
+    def loop():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fits = []
+            for X in Xs:
+                est = NMF(n_components=r, random_state=0)
+                fits.append((est.fit_transform(X), est.components_))
+        return fits
+
+    t0 = time.perf_counter()
+    fits = loop()
+    loop_s = time.perf_counter() - t0
+    target = np.array([tr.exact_loss(X, W, H) for X, (W, H) in zip(Xs, fits)])
+    cap = max(cap_factor * loop_s, 2.0)
+    log(f"batched {B} x {m}x{n} rank {r}: scikit-learn loop {loop_s:.2f} s")
+    fns: list[Callable[[], Any]] = [loop] + [
+        lambda s=s: tr.dnmf_fit(V, r, tr.Recorder(target, cap), s) for s in ("mu", "auto")
+    ]
+    runs = interleaved(fns, rounds)
+    loop_times = [w for w, _ in runs[0]]
+    out: dict[str, Any] = {
+        "about": f"{B} random {m}×{n} matrices",
+        "rank": r,
+        "target_mean": float(target.mean()),
+        "loop_seconds": loop_times,
+        "methods": [],
+    }
+    for name, rr in zip(("dnmf mu", "dnmf default"), runs[1:]):
+        s = summarize(f"{name}, one batched call", rr, target)
+        for lv in LEVELS:
+            ratios = [
+                lw / t[f"seconds_to_{lv:g}"]
+                for lw, t in zip(loop_times, s["rounds"])
+                if t[f"seconds_to_{lv:g}"]
+            ]
+            s[f"speedup_{lv:g}"] = statistics.median(ratios) if len(ratios) == rounds else None
+        last = np.asarray(rr[0][1].losses[-1])
+        s["fraction_reached"] = float(np.mean(last <= target))
+        out["methods"].append(s)
+        log(
+            f"  {name:<26} all targets {_fmt(s['seconds_to_1'])} s, "
+            f"speed-up {_fmt(s['speedup_1'])}x"
+        )
+    return out
+
+
+def _fmt(x: float | None, spec: str = ".2f") -> str:
+    return "–" if x is None else format(x, spec)
+
+
+# -------------------------------------------------------------------------- the run
+def run_time_to_target(
+    *,
+    quick: bool = False,
+    rounds: int = 3,
+    threads: int = 2,
+    cap_factor: float = 2.0,
+    faces_dir: str | None = None,
+    targets: Path | None = None,
+    only: list[str] | None = None,
+    seed: int = 0,
+    log: Callable[[str], None] | None = print,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run the cases (``only``: a subset of their names) and return the JSON-ready dict;
+    ``progress(partial)`` gets the results so far after every case."""
+    from threadpoolctl import threadpool_limits
+
+    log = log or (lambda s: None)
+    torch.set_num_threads(threads)
+    cache: dict[str, Any] = json.loads(targets.read_text()) if targets and targets.exists() else {}
+
+    def want(name: str) -> bool:
+        return only is None or name in only
+
+    deep_iters, pretrain = (1000, 50) if quick else (5000, 100)
+    batch = (32, 64, 96, 8) if quick else (256, 64, 96, 8)
+    results: dict[str, Any] = {}
+    out = {
+        "format_version": FORMAT_VERSION,
+        "benchmark": "time-to-target",
+        "config": {
+            "quick": quick,
+            "rounds": rounds,
+            "threads": threads,
+            "cap_factor": cap_factor,
+            "deep_iters": deep_iters,
+            "deep_pretrain": pretrain,
+            "batch": list(batch),
+            "seed": seed,
+            "levels": list(LEVELS),
+        },
+        "environment": _environment(threads, torch.device("cpu")),
+        "cases": results,
+    }
+
+    def done() -> None:
+        if progress is not None:
+            out["markdown"] = to_markdown(out)
+            progress(out)
+
+    with threadpool_limits(limits=threads):
+        _warm_up()
+        faces = _faces(faces_dir) if any(want(c) for c in FACE_CASES) else None
+        for case in make_cases(quick, faces, seed):
+            if want(case.name):
+                results[case.name] = run_single(case, rounds, cap_factor, list(SINGLE_METHODS), log)
+                done()
+        for name, ranks in (DEEP_QUICK if quick else DEEP_FULL).items():
+            if want(name) and faces is not None:
+                results[name] = run_deep(faces, ranks, rounds, deep_iters, pretrain, cache, log)
+                done()
+        if want("batched"):
+            results["batched"] = run_batched(*batch, rounds, cap_factor, seed, log)
+    if targets is not None and cache:
+        from benchmarks.io_utils import write_json
+
+        write_json(targets, cache)
+    out["markdown"] = to_markdown(out)
+    return out
+
+
+FACE_CASES = ("faces-r64", "faces-r16", "deep-k2", "deep-k3")
+DEEP_FULL = {"deep-k2": [64, 32], "deep-k3": [64, 32, 16]}
+DEEP_QUICK = {"deep-k2": [16, 8], "deep-k3": [16, 8, 4]}
+
+
+def _warm_up() -> None:
+    """Import every library and run each kind of fit once on a tiny matrix (first-call costs
+    stay out of the timed rounds)."""
+    rng = np.random.default_rng(0)
+    c = Case("warm-up", "", rng.random((40, 30)).astype(np.float32), None, 3)
+    c.X = _as_given(c.V)
+    for fn in SINGLE_METHODS.values():
+        fn(c, tr.Recorder(0.0, 0.05))
+
+
+def to_markdown(out: dict[str, Any]) -> str:
+    """One table per case: seconds to the target and to 1.001× it, iterations, final loss."""
+    lines: list[str] = []
+    for name, c in out["cases"].items():
+        deep = name.startswith("deep")
+        if name == "batched":
+            lines += _batched_markdown(c)
+            continue
+        ref = "dnmf mu" if deep else "scikit-learn NMF()"
+        lines += [
+            f"**{name}** — {c['about']}, target {c['target']:.6e}"
+            + (
+                ""
+                if deep
+                else f" (scikit-learn: {c['reference']['seconds']:.2f} s, "
+                f"{c['reference']['n_iter']} iterations)"
+            ),
+            "",
+            f"| method | seconds to target | × {ref} | iterations | seconds to 1.001× | "
+            "final / target |",
+            "|---|---|---|---|---|---|",
+        ]
+        for m in c["methods"]:
+            lines.append(
+                f"| {m['method']} | {_fmt(m['seconds_to_1'])} | {_fmt(m['ratio_to_sklearn_1'])} "
+                f"| {m['iters_to_1'] if m['iters_to_1'] is not None else '–'} "
+                f"| {_fmt(m['seconds_to_1.001'])} | {m['final_over_target']:.5f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _batched_markdown(c: dict[str, Any]) -> list[str]:
+    loop = statistics.median(c["loop_seconds"])
+    lines = [
+        f"**batched** — {c['about']}, rank {c['rank']}, each against its own scikit-learn "
+        f"target (loop of scikit-learn NMF(): {loop:.2f} s)",
+        "",
+        "| method | seconds to every target | speed-up | seconds to 1.001× | speed-up | "
+        "matrices reached |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in c["methods"]:
+        lines.append(
+            f"| {m['method']} | {_fmt(m['seconds_to_1'], '.3f')} | {_fmt(m['speedup_1'], '.1f')} "
+            f"| {_fmt(m['seconds_to_1.001'], '.3f')} | {_fmt(m['speedup_1.001'], '.1f')} "
+            f"| {100 * m['fraction_reached']:.1f} % |"
+        )
+    return [*lines, ""]
+
+
+def plot(out: dict[str, Any], path: Path) -> None:
+    """Loss / target against seconds (log axes), one panel per case, the first round."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = list(out["cases"].items())
+    cols = min(4, len(cases))
+    rows = (len(cases) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    for ax, (name, c) in zip(axes.flat, cases):
+        tgt = np.asarray(c.get("target", 1.0))
+        for m in c["methods"]:
+            t = m["trace"]
+            y = np.asarray(t["losses"]) / (1.0 if name == "batched" else float(tgt))
+            if name == "batched":  # worst matrix: losses were thinned to their maximum
+                y = y / float(np.max(tgt))
+            ax.plot(np.maximum(t["seconds"], 1e-3), y, label=m["method"], lw=1.2)
+        ax.axhline(1.0, color="k", lw=0.8, ls="--")
+        ax.set(xscale="log", yscale="log", title=name, xlabel="seconds", ylabel="loss / target")
+        ax.legend(fontsize=6)
+    for ax in axes.flat[len(cases) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m perf.time_to_target", description=__doc__.splitlines()[0]
+    )
+    p.add_argument("--quick", action="store_true", help="small cases, one round (development)")
+    p.add_argument(
+        "--rounds", type=int, default=None, help="interleaved rounds (default 3; 1 with --quick)"
+    )
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--cap", type=float, default=2.0, help="time cap per fit, × scikit-learn's time")
+    p.add_argument("--faces-dir", default=None, help="face folder (default: the shipped set)")
+    p.add_argument("--targets", type=Path, default=None, help="cache of the deep targets (JSON)")
+    p.add_argument("--only", nargs="+", default=None, metavar="CASE", help="run only these cases")
+    p.add_argument(
+        "--out", type=Path, required=True, help="folder for result.json, result.md, loss.png"
+    )
+    a = p.parse_args(argv)
+    rounds = a.rounds if a.rounds is not None else (1 if a.quick else 3)
+    if rounds < 1 or a.threads < 1 or a.cap <= 0:
+        p.error("--rounds and --threads must be >= 1 and --cap > 0")
+    from benchmarks.io_utils import write_json, write_text
+
+    a.out.mkdir(parents=True, exist_ok=True)
+
+    def partial(res: dict[str, Any]) -> None:  # results so far, in case the run is cut short
+        write_json(a.out / "partial.json", res)
+
+    out = run_time_to_target(
+        progress=partial,
+        quick=a.quick,
+        rounds=rounds,
+        threads=a.threads,
+        cap_factor=a.cap,
+        faces_dir=a.faces_dir,
+        targets=a.targets,
+        only=a.only,
+        log=lambda s: print(s, file=sys.stderr, flush=True),
+    )
+    write_json(a.out / "result.json", out)
+    write_text(a.out / "result.md", out["markdown"] + "\n")
+    plot(out, a.out / "loss.png")
+    print(out["markdown"])
+    print(f"wrote {a.out}/result.json, result.md, loss.png", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
