@@ -511,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
 
     def partial(res: dict[str, Any]) -> None:  # results so far, in case the run is cut short
-        write_json(a.out / "partial.json", res)
+        write_json(a.out / "result.json", res)
 
     out = run_time_to_target(
         progress=partial,
