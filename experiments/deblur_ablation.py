@@ -1,9 +1,10 @@
 """Ablation of the deblurring priors on the VALIDATION people (the test people are never loaded).
 
 Every row fits its model on the sharp training faces and is scored on ``--max-val`` validation
-faces of the same identity split the runner uses; each half-quadratic-splitting row gets its
-own x-step weight from the adapters' grid (``weight_factors`` × the row's weight), chosen on
-the same images. Writes ``ablation.json`` and ``ablation.md`` into ``--out``::
+faces of the same identity split the runner uses; each half-quadratic-splitting row is set to
+the noise level measured on the validation pairs and gets its own x-step weight from the
+adapters' grid, chosen on the same images (as the methods do at fit time). Writes
+``ablation.json`` and ``ablation.md`` into ``--out``::
 
     python -m experiments.deblur_ablation --data-dir benchmarks/data/gt_faces --size 128 \\
         --max-val 10 --out docs/results/deblur-prior/ablation [--only prior|epll|coupled]
@@ -29,6 +30,7 @@ from benchmarks.blur import BlurOperator
 from benchmarks.classical import wiener_padded
 from benchmarks.epll import EPLL
 from benchmarks.io_utils import write_json, write_text
+from benchmarks.methods import _hqs_common as hqs
 from benchmarks.methods.dnmf_prior import MU_SETTINGS, DNMFPrior
 from benchmarks.methods.epll import EPLL as EPLLMethod
 from benchmarks.metrics import psnr, ssim
@@ -44,14 +46,20 @@ BASE = {k: v for k, v in DNMFPrior.settings.items() if k != "solver"}
 EPLL_BASE = dict(EPLLMethod.settings)
 
 
-def _depth_ranks() -> list[tuple[str, dict[str, Any]]]:
-    """k = 1, 2, 3 with (about) the shipped dictionary's parameter count."""
-    return [
-        ("depth k=1, r1 = 168 (≈ parameters of k=2)", dict(ranks=(168,), depth="product")),
-        ("depth k=2 (128, 64), layers as one product W1W2", dict(depth="product")),
-        ("depth k=3 (112, 64, 32), layer-centric", dict(ranks=(112, 64, 32))),
-    ]
+def _ranks_like(base: tuple[int, ...], d2: int, k: int) -> tuple[int, ...]:
+    """Ranks for depth ``k`` with about the parameters of ``base`` (first layer ``d2`` rows)
+    and the same number of atoms ``base[-1]`` where the depth allows it."""
+    target = d2 * base[0] + sum(a * b for a, b in zip(base, base[1:]))
+    atoms = base[-1]
+    if k == 1:
+        return (round(target / d2),)
+    # (r1, atoms, …, atoms): d2·r1 + r1·atoms + (k − 2)·atoms² = target
+    r1 = round((target - (k - 2) * atoms**2) / (d2 + atoms))
+    return (r1,) + (atoms,) * (k - 1)
 
+
+D2 = 2 * BASE["size"] ** 2  # ON/OFF rows of a grey (opponent) patch
+R = tuple(BASE["ranks"])
 
 #: (label, kind, overrides of BASE / EPLL_BASE / MU_SETTINGS)
 PRIOR: list[tuple[str, str, dict[str, Any]]] = [
@@ -60,17 +68,26 @@ PRIOR: list[tuple[str, str, dict[str, Any]]] = [
     ("no mean removal", "hqs", dict(remove_mean=False)),
     ("ON/OFF coding instead of semi-NMF", "hqs", dict(coding="onoff")),
     ("no sparsity (l1 = 0)", "hqs", dict(sparsity=0.0)),
-    ("stride 2", "hqs", dict(stride=2)),
+    ("sparsity ∝ σ (power 1) instead of σ^1.5", "hqs", dict(sparsity_power=1.0)),
+    ("stride 1 (every overlapping patch)", "hqs", dict(stride=1)),
     ("stride 3", "hqs", dict(stride=3)),
     ("no annealing (one stage at σ_min)", "hqs", dict(n_stages=1)),
-    ("no annealing (6 stages at σ_min)", "hqs", dict(sigma_max=BASE["sigma_min"])),
-    *[(label, "hqs", kw) for label, kw in _depth_ranks()],
+    ("no annealing (8 stages at σ_min)", "hqs", dict(sigma_max=BASE["sigma_min"])),
+    ("4 stages instead of 8", "hqs", dict(n_stages=4)),
+    (f"depth k=1, r = {R[-1]} (as many atoms, fewer parameters)", "hqs", dict(ranks=R[-1:])),
+    (f"depth k=1, r = {_ranks_like(R, D2, 1)[0]} (≈ parameters)", "hqs",
+     dict(ranks=_ranks_like(R, D2, 1))),
+    (f"depth k=3, r = {_ranks_like(R, D2, 3)} (≈ parameters), product", "hqs",
+     dict(ranks=_ranks_like(R, D2, 3))),
+    ("depth as a prior on the codes: layer-centric penalty γ = 1·(σ/0.02)², k=2", "hqs",
+     dict(depth="layered", gamma=1.0, gamma_power=2.0, n_outer=1)),
+    ("both polarities of every atom (mirror)", "hqs", dict(mirror=True)),
     ("RGB patches instead of the opponent rotation", "hqs", dict(colour="rgb")),
     ("x-step by conjugate gradients (exact for the operator)", "hqs", dict(x_step="cg")),
-]
+]  # fmt: skip
 EPLL_ROWS: list[tuple[str, str, dict[str, Any]]] = [
     ("EPLL, shipped settings [epll]", "epll", {}),
-    ("EPLL, stride 2", "epll", dict(stride=2)),
+    ("EPLL, stride 1 (every overlapping patch)", "epll", dict(stride=1)),
 ]
 
 
@@ -92,18 +109,15 @@ def _cached(cls: Any, settings: dict[str, Any], sharp: torch.Tensor, cache: Path
     return model
 
 
-def run_hqs_row(model: Any, yv: torch.Tensor, sv: torch.Tensor, blur: Any, factors: list[float]):
-    """Best weight among ``factors`` × the model's on these images: (psnr, ssim, s/img, w)."""
-    base, best = float(model.weight), None
-    for f in factors:
-        model.weight = base * f
-        t0 = time.perf_counter()
-        x = model.restore(yv, blur).x
-        sec = (time.perf_counter() - t0) / len(yv)
-        p, s = scores(x, sv)
-        if best is None or p > best[0]:
-            best = (p, s, sec, model.weight)
-    return best
+def run_hqs_row(model: Any, yv, sv, blur, sigma: float, method: Any):
+    """The adapters' choice of weight (noise level ``sigma`` measured on validation), on these
+    images: (psnr, ssim, s/img, weight)."""
+    sc = hqs.set_noise_level(
+        model, yv, sv, blur, sigma, float(model.sigma_min),
+        weight_per_noise=method.weight_per_noise, weight_factors=method.weight_factors,
+    )  # fmt: skip
+    best = max(sc, key=lambda d: d["val_psnr"])
+    return best["val_psnr"], best["val_ssim"], best["s_per_image"], best["weight"]
 
 
 def run_mu_row(model: DeepNMFPriorMU, yv, sv, blur, balance: float):
@@ -121,7 +135,7 @@ def run_mu_row(model: DeepNMFPriorMU, yv, sv, blur, balance: float):
     return best
 
 
-def prior_rows(a, tr, yv, sv, blur, balance, emit) -> None:
+def prior_rows(a, tr, yv, sv, blur, balance, sigma, emit) -> None:
     cache = Path(a.cache) if a.cache else None
     rows = (PRIOR if a.only in (None, "prior") else []) + (
         EPLL_ROWS if a.only in (None, "epll") else []
@@ -138,8 +152,8 @@ def prior_rows(a, tr, yv, sv, blur, balance, emit) -> None:
             cls, base = (EPLL, EPLL_BASE) if kind == "epll" else (DeepNMFPrior, BASE)
             model = _cached(cls, {**base, **kw}, tr.sharp, cache)
             fit_s = time.perf_counter() - t0
-            factors = (EPLLMethod if kind == "epll" else DNMFPrior).weight_factors
-            p, s, sec, w = run_hqs_row(model, yv, sv, blur, factors)
+            method = EPLLMethod if kind == "epll" else DNMFPrior
+            p, s, sec, w = run_hqs_row(model, yv, sv, blur, sigma, method)
             chosen = f"weight {w:.2g}"
         emit(label, "yes", p, s, model.n_parameters(), fit_s, sec, chosen)
 
@@ -201,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     emit("identity (blurred input)", "–", *scores(yv, sv), 0, 0.0, 0.0, "–")
     emit("wiener", "yes", *scores(outs[wb], sv), 0, 0.0, 0.0, f"balance {BALANCES[wb]:.2g}")
     if a.only in (None, "prior", "epll"):
-        prior_rows(a, tr, yv, sv, blur, BALANCES[wb], emit)
+        prior_rows(a, tr, yv, sv, blur, BALANCES[wb], hqs.noise_sigma(va, blur), emit)
     if a.only in (None, "coupled"):
         coupled_rows(a, tr, yv, sv, emit)
     meta = dict(

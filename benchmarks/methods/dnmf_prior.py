@@ -56,22 +56,26 @@ class DNMFPrior(Method):
         n_patches=30000,
         fit_iter=100,
         colour="opponent",
-        stride=1,
+        stride=2,
         coding="semi",
-        depth="layered",
-        sparsity=0.5,
-        code_iter=5,
-        sigma_max=0.05,
+        depth="product",
+        sparsity=1.0,
+        sparsity_power=1.5,
+        code_iter=2,
+        sigma_max=0.1,
         sigma_min=0.005,
-        n_stages=6,
-        weight=1e-5,
+        n_stages=8,
+        weight=2e-7,
     )
     tiny_settings: ClassVar[dict[str, Any]] = dict(
         size=4, ranks=(16, 8), n_patches=2000, fit_iter=15, n_stages=3, stride=2
     )
     #: the fast preset's 64 px run must stay within a few minutes for all methods together
     small_settings: ClassVar[dict[str, Any]] = dict(n_patches=10000, fit_iter=50, stride=2)
-    weight_factors: ClassVar[list[float]] = [0.25, 1.0, 4.0]
+    #: x-step weight per unit noise variance (``weight = f · this · σ̂²``, σ̂ measured on the
+    #: validation pairs) and the factors ``f`` tried on validation
+    weight_per_noise: ClassVar[float] = 0.16
+    weight_factors: ClassVar[list[float]] = [0.5, 1.0, 2.0]
     max_val_images: ClassVar[int] = 10
 
     def __init__(self, ctx: MethodContext) -> None:
@@ -98,13 +102,12 @@ class DNMFPrior(Method):
         if self._solver() == "mu" or isinstance(self.model, DeepNMFPriorMU):
             self._fit_mu(train, val, blur)
             return
-        if self.model is not None and self.tuning.loaded_from is not None:
-            return  # a checkpoint keeps the weight chosen when it was fitted
+        loaded = self.model if self.tuning.loaded_from is not None else None
         settings = {k: v for k, v in self.model_settings().items() if k != "solver"}
         self.model = hqs.fit_and_tune(
             self.ctx, self.name, DeepNMFPrior, settings, (train, val, blur),
-            weight_factors=self.weight_factors, max_val_images=self.max_val_images,
-            tuning=self.tuning,
+            weight_per_noise=self.weight_per_noise, weight_factors=self.weight_factors,
+            max_val_images=self.max_val_images, tuning=self.tuning, model=loaded,
         )  # fmt: skip
 
     def _fit_mu(self, train: PairSet, val: PairSet, blur: BlurLike) -> None:

@@ -33,21 +33,23 @@ class EPLL(Method):
     settings: ClassVar[dict[str, Any]] = dict(
         size=8,
         n_components=50,
-        n_patches=60000,
+        n_patches=40000,
         colour="opponent",
-        max_iter=100,
-        stride=1,
-        sigma_max=0.05,
+        max_iter=60,
+        stride=2,
+        sigma_max=0.1,
         sigma_min=0.005,
-        n_stages=6,
-        weight=1e-5,
+        n_stages=8,
+        weight=1e-7,
     )
     tiny_settings: ClassVar[dict[str, Any]] = dict(
         size=4, n_components=4, n_patches=2000, max_iter=20, n_stages=3
     )
-    small_settings: ClassVar[dict[str, Any]] = dict(n_patches=20000, stride=2)
-    #: x-step weights tried on validation, relative to the setting's
-    weight_factors: ClassVar[list[float]] = [0.25, 1.0, 4.0]
+    small_settings: ClassVar[dict[str, Any]] = dict(n_patches=20000)
+    #: x-step weight per unit noise variance (``weight = f · this · σ̂²``, σ̂ measured on the
+    #: validation pairs) and the factors ``f`` tried on validation
+    weight_per_noise: ClassVar[float] = 0.08
+    weight_factors: ClassVar[list[float]] = [0.5, 1.0, 2.0]
     max_val_images: ClassVar[int] = 10
 
     def __init__(self, ctx: MethodContext) -> None:
@@ -56,15 +58,14 @@ class EPLL(Method):
         self.tuning = hqs.Tuning()
 
     def fit(self, train: PairSet, val: PairSet, blur: BlurLike) -> None:
-        if self.model is not None and self.tuning.loaded_from is not None:
-            return  # a checkpoint keeps the weight chosen when it was fitted
+        loaded = self.model if self.tuning.loaded_from is not None else None
         settings = common.preset_settings(
             self.ctx, self.name, self.settings, self.tiny_settings, self.small_settings
         )
         self.model = hqs.fit_and_tune(
             self.ctx, self.name, EPLLModel, settings, (train, val, blur),
-            weight_factors=self.weight_factors, max_val_images=self.max_val_images,
-            tuning=self.tuning,
+            weight_per_noise=self.weight_per_noise, weight_factors=self.weight_factors,
+            max_val_images=self.max_val_images, tuning=self.tuning, model=loaded,
         )  # fmt: skip
 
     @torch.no_grad()

@@ -70,3 +70,40 @@ def test_registered_with_flags():
     assert get_method("dnmf-prior").sees_psf
     assert not get_method("dnmf-coupled").sees_psf and get_method("dnmf-coupled").learns
     assert get_method("nmf-coupled").checkpointable
+
+
+def test_dnmf_prior_first_version_is_reachable(pairs, tmp_path):
+    """solver='mu' runs the multiplicative-update prior (the ablation) in the same adapter."""
+    torch.set_num_threads(1)
+    train, val, test, blur = pairs
+    ctx = MethodContext(
+        preset=get_preset("smoke"), work_dir=tmp_path / "mu", quiet=True, blur_meta=blur.meta(),
+        options={"dnmf-prior_settings": {"solver": "mu"}},
+    )  # fmt: skip
+    m = get_method("dnmf-prior")(ctx)
+    m.fit(train, val, blur)
+    out = m.restore(test.blurred, blur)
+    assert m.info()["solver"] == "mu" and m.info()["wiener_init_balance"] is not None
+    assert float(psnr(out, test.sharp).mean()) > float(psnr(test.blurred, test.sharp).mean())
+    m.save(tmp_path / "mu.npz")
+    fresh = get_method("dnmf-prior")(ctx)
+    fresh.load(tmp_path / "mu.npz")
+    assert torch.allclose(fresh.restore(test.blurred, blur), out, atol=1e-5)
+    bad = MethodContext(
+        preset=get_preset("smoke"), options={"dnmf-prior_settings": {"solver": "x"}}
+    )
+    with pytest.raises(ValueError, match="solver"):
+        get_method("dnmf-prior")(bad).fit(train, val, blur)
+
+
+def test_noise_level_is_measured_on_the_validation_pairs():
+    from benchmarks.methods._hqs_common import noise_sigma
+
+    blur = BlurOperator.gaussian(9, 1.5)
+    s = _faces(6, 3)
+    g = torch.Generator().manual_seed(0)
+    assert noise_sigma(PairSet(degrade(s, blur), s), blur) == pytest.approx(
+        1 / 255 / 12**0.5, rel=0.1
+    )
+    noisy = PairSet(degrade(s, blur, noise=0.03, generator=g), s)
+    assert noise_sigma(noisy, blur) == pytest.approx(0.03, rel=0.1)
