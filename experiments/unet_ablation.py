@@ -4,7 +4,7 @@ Each variant trains with the shared loop (:func:`convae.train`) for the same wal
 budget on the training split of the runner's ``prepare_splits`` and reports its best
 validation loss and the validation PSNR of that epoch's weights::
 
-    python -m benchmarks.experiments.unet_ablation --data-dir ../shared/data/gt_faces \\
+    python -m experiments.unet_ablation --data-dir ../shared/data/gt_faces \\
         --size 128 --minutes 2.5 --threads 1 --out /tmp/unet_ablation.md
 
 Used to pick the defaults of ``convae/unet_model.py`` and the training batch size
@@ -22,9 +22,8 @@ from typing import Any
 import torch
 
 import convae
-from benchmarks.blur import make_blur
-from benchmarks.pipeline import prepare_splits
-from benchmarks.presets import get_preset
+from benchmarks.metrics import psnr
+from experiments._cnn_setup import add_data_args, face_splits
 
 # (label, model kwargs, batch size)
 VARIANTS: list[tuple[str, dict[str, Any], int]] = [
@@ -43,25 +42,17 @@ def val_psnr(model: torch.nn.Module, blurred: torch.Tensor, sharp: torch.Tensor)
     model.eval()
     with torch.no_grad():
         out = torch.cat([model(b).clamp(0, 1) for b in blurred.split(32)])
-    mse = (out - sharp).pow(2).flatten(1).mean(1)
-    return float((10 * torch.log10(1 / mse)).mean())
+    return float(psnr(out, sharp).mean())
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir")
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--max-images", type=int, default=750)
+    add_data_args(p)
     p.add_argument("--minutes", type=float, default=3.0)
     p.add_argument("--only", type=int, nargs="*", help="variant indices to run")
-    p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy CPU)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    preset = get_preset("fast").with_overrides(size=args.size, max_images=args.max_images)
-    splits = prepare_splits(preset, args.data_dir, seed=0, blur=make_blur())
+    _, _, splits = face_splits(args)
     tr, va = splits.train, splits.val
     ident = val_psnr(torch.nn.Identity(), va.blurred, va.sharp)
     rows = [

@@ -9,7 +9,7 @@ draws one of them per image and step (a ``Dataset`` passed to the shared
 :func:`convae.train`; nothing of the loop is copied) and starts from the weights of a
 checkpoint (e.g. the run's ``best.pt``) with a fresh Adam::
 
-    python -m benchmarks.experiments.unet_finetune --data-dir ../shared/data/gt_faces \\
+    python -m experiments.unet_finetune --data-dir ../shared/data/gt_faces \\
         --size 128 --init runs/unet/best.pt --minutes 15 --lr 5e-4 --batch-size 16 \\
         --threads 1 --out runs/unet-aug
 
@@ -27,9 +27,8 @@ import torch
 from torch.utils.data import Dataset
 
 import convae
-from benchmarks.blur import make_blur
-from benchmarks.pipeline import prepare_splits
-from benchmarks.presets import get_preset
+from convae.tta import dihedral
+from experiments._cnn_setup import add_data_args, face_splits
 
 
 class DihedralPairs(Dataset):
@@ -44,37 +43,24 @@ class DihedralPairs(Dataset):
         return len(self.blurred)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        op = int(torch.randint(8, (1,)))
-        b, s = self.blurred[i], self.sharp[i]
-        if op & 1:
-            b, s = b.flip(-1), s.flip(-1)
-        if op & 2:
-            b, s = b.flip(-2), s.flip(-2)
-        if op & 4:
-            b, s = b.transpose(-1, -2), s.transpose(-1, -2)
-        return b.contiguous(), s.contiguous()
+        k = int(torch.randint(8, (1,)))
+        return (
+            dihedral(self.blurred[i], k).contiguous(),
+            dihedral(self.sharp[i], k).contiguous(),
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir")
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--max-images", type=int, default=750)
+    add_data_args(p)
     p.add_argument("--init", required=True, help="checkpoint whose weights to start from")
     p.add_argument("--minutes", type=float, required=True)
     p.add_argument("--epochs", type=int, default=500)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--threads", type=int)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    blur = make_blur()
-    meta = {**blur.meta(), "noise": 0.0, "quantization": "8-bit"}  # as deblur-bench train
-    preset = get_preset("fast").with_overrides(size=args.size, max_images=args.max_images)
-    splits = prepare_splits(preset, args.data_dir, seed=0, blur=blur)
+    _, meta, splits = face_splits(args)
     model = convae.load_model(args.init, expect_meta=meta).train()
     init_val = convae.evaluate(model, splits.val, batch_size=32)["loss"]
     out = Path(args.out)

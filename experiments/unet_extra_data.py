@@ -9,7 +9,7 @@ exactly the benchmark's operator (σ = 3 Gaussian, reflect, 8-bit), to the train
 trains a fresh model with the shared :func:`convae.train` loop.  Validation and test people
 are untouched; the choice between runs is made on the validation faces only::
 
-    python -m benchmarks.experiments.unet_extra_data --data-dir ../shared/data/gt_faces \\
+    python -m experiments.unet_extra_data --data-dir ../shared/data/gt_faces \\
         --extra 1050 --minutes 15 --threads 1 --out runs/unet-extra
 
 ``best.pt`` carries the benchmark's blur metadata, so ``deblur-bench run --checkpoint
@@ -27,17 +27,13 @@ import torch
 from torch.utils.data import ConcatDataset, TensorDataset
 
 import convae
-from benchmarks.blur import make_blur
 from benchmarks.extra_pairs import photo_pairs
-from benchmarks.pipeline import prepare_splits
-from benchmarks.presets import get_preset
+from experiments._cnn_setup import add_data_args, face_splits
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir")
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--max-images", type=int, default=750)
+    add_data_args(p)
     p.add_argument(
         "--extra", type=int, default=1050, help="photograph crops added to the training set"
     )
@@ -45,16 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, required=True)
     p.add_argument("--epochs", type=int, default=500)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--threads", type=int)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    blur = make_blur()
-    meta = {**blur.meta(), "noise": 0.0, "quantization": "8-bit"}  # as deblur-bench train
-    preset = get_preset("fast").with_overrides(size=args.size, max_images=args.max_images)
-    splits = prepare_splits(preset, args.data_dir, seed=0, blur=blur)
+    blur, meta, splits = face_splits(args)
     parts = [TensorDataset(splits.train.blurred, splits.train.sharp)]
     if args.extra > 0:  # --extra 0 is the faces-only control, trained the same way
         parts.append(TensorDataset(*photo_pairs(args.extra, args.size, blur, seed=1)))

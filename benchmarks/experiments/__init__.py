@@ -1,1 +1,0 @@
-"""Experiments that produce the numbers quoted in notes/ (run on validation people only)."""
