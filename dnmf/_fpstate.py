@@ -1,19 +1,19 @@
 """Subnormal numbers in long fits, and the floating-point state a fit must leave as found.
 
-Multiplicative updates shrink an entry that should be zero geometrically and never reach 0,
-so after about a thousand iterations many factor entries are subnormal and every product that
-reads them is slower (on the project's CPU, about 1.4× per iteration). Flushing subnormals to
-zero (``torch.set_flush_denormal``) changes only the calling thread's MXCSR register: with two
-intra-op threads it flushed half of an elementwise result and half of a matrix product (the
-other thread's half kept its subnormals), so it cannot be relied on and would leave
-process-visible state behind if a fit were interrupted between setting and restoring it.
+Multiplicative updates shrink an entry that should be zero geometrically and never reach 0, so
+after many iterations some factor entries are subnormal. What that costs depends on the CPU
+(some take a slow path for every subnormal operand; on the project's AMD CPU one sweep's
+products were not measurably slower with up to 20 % of the entries subnormal, see
+``python -m perf.subnormals``). Flushing them to zero (``torch.set_flush_denormal``) would
+change state that outlives the fit, and it only reaches the calling thread: with two
+intra-op threads, half of an elementwise result and half of a matrix product came out flushed.
 
-The solvers instead keep factors out of the subnormal range by a floor
-(:func:`raise_tiny_`): a positive entry below :func:`subnormal_floor` becomes the floor, and
-an exact zero stays zero. This keeps the zero-lock of multiplicative updates exactly as it
-is (a zero entry stays zero, a positive one stays positive and can grow back) and changes the
-model by less than the floor per entry (1e-31 in float32), far below any tolerance. It
-touches no global state; :func:`flush_denormal_is_on` lets tests check that.
+The solvers instead keep factors out of the subnormal range by a floor (:func:`raise_tiny_`):
+a positive entry below :func:`subnormal_floor` becomes the floor, and an exact zero stays
+zero. This keeps the zero-lock of multiplicative updates exactly as it is (a zero entry stays
+zero, a positive one stays positive and can grow back), changes the model by less than the
+floor per entry (1e-31 in float32), and touches no global state; :func:`flush_denormal_is_on`
+lets tests check that.
 """
 
 from __future__ import annotations
