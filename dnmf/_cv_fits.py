@@ -363,6 +363,7 @@ def score(plan: SearchPlan, fitted: Sequence[Stack]) -> tuple[np.ndarray, np.nda
         n_held = int(E.sum())
         n_train = V.numel() - n_held
         Ef = E.to(V.dtype)
+        Mf = 1 - Ef  # × 0 drops a held-out term exactly: the training sum never sees it
         for c, (Ws, H) in enumerate(fitted):
             for s in range(S):
                 g = f * S + s
@@ -373,11 +374,11 @@ def score(plan: SearchPlan, fitted: Sequence[Stack]) -> tuple[np.ndarray, np.nda
                 # the training score never depends on the held-out values, not even by rounding.
                 if plan.beta == 2:  # ½ (L − V)², formed in place, summed in float64
                     D = L.sub_(V).square_()
-                    part = 0.5 * float(D[E].sum(dtype=torch.float64))
-                    rest = 0.5 * float(D[~E].sum(dtype=torch.float64))
+                    part = 0.5 * float(torch.mul(D, Ef).sum(dtype=torch.float64))
+                    rest = 0.5 * float(D.mul_(Mf).sum(dtype=torch.float64))
                 else:
                     part = float(beta_divergence(V, L, plan.beta, Ef, plan.eps))
-                    rest = float(beta_divergence(V, L, plan.beta, 1 - Ef, plan.eps))
+                    rest = float(beta_divergence(V, L, plan.beta, Mf, plan.eps))
                 held[c, g] = part / n_held
                 train[c, g] = rest / n_train
     return held, train

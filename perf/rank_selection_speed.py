@@ -73,12 +73,13 @@ def run_loop(V, args, sel):
     for f in range(args.loop_folds or args.folds):
         E = torch.as_tensor(sel.heldout_mask(f), device=Vt.device)
         M = (~E).to(Vt.dtype)
+        Ef = E.to(Vt.dtype)
         for c, r in enumerate(args.candidates):
             res = dnmf.factorize(
                 Vt * M, r, mask=M, max_iter=args.max_iter, tol=0, seed=int(sel.fit_seeds[f, 0])
             )
-            R = res.reconstruct() - Vt  # ½ Σ over the held-out entries, as select_ranks scores
-            held[c, f] = 0.5 * float(R[E].square().sum(dtype=torch.float64)) / float(E.sum())
+            R = res.reconstruct().sub_(Vt).square_()  # ½ Σ (Λ − V)² over the held-out entries
+            held[c, f] = 0.5 * float(R.mul_(Ef).sum(dtype=torch.float64)) / float(E.sum())
     if Vt.is_cuda:
         torch.cuda.synchronize()
     return time.perf_counter() - t, held
