@@ -8,11 +8,14 @@ loaded into a decision.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import torch
 
+import convae
 from benchmarks.blur import BlurOperator, make_blur
+from benchmarks.io_utils import write_json
 from benchmarks.pipeline import Splits, prepare_splits
 from benchmarks.presets import get_preset
 
@@ -34,3 +37,22 @@ def face_splits(args: argparse.Namespace) -> tuple[BlurOperator, dict[str, Any],
     meta = {**blur.meta(), "noise": 0.0, "quantization": "8-bit"}
     preset = get_preset("fast").with_overrides(size=args.size, max_images=args.max_images)
     return blur, meta, prepare_splits(preset, args.data_dir, seed=0, blur=blur)
+
+
+def write_result(path: Path, r: convae.TrainResult, **facts: Any) -> None:
+    """``facts`` (the experiment's settings) and what the training returned, as JSON."""
+    record = {
+        **facts,
+        "best_val_loss": r.best_val_loss,
+        "best_epoch": r.best_epoch,
+        "epochs": r.epochs_completed,
+        "images_per_s": r.images_per_s,
+        "seconds": r.seconds,
+        "config": r.config,
+        "history": r.history,
+    }
+    write_json(path, record)
+    print(
+        f"best val loss {r.best_val_loss:.5f} at epoch {r.best_epoch} "
+        f"({r.epochs_completed} epochs, {r.images_per_s:.1f} images/s)"
+    )

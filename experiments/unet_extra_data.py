@@ -20,7 +20,6 @@ built into ``deblur-bench train --extra-photos N`` (``benchmarks/extra_pairs.py`
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -28,7 +27,7 @@ from torch.utils.data import ConcatDataset, TensorDataset
 
 import convae
 from benchmarks.extra_pairs import photo_pairs
-from experiments._cnn_setup import add_data_args, face_splits
+from experiments._cnn_setup import add_data_args, face_splits, write_result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,25 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         out / "training_curve.png",
         title=f"convae-unet width {args.width}: faces + {args.extra} photo crops",
     )
-    (out / "extra_data.json").write_text(
-        json.dumps(
-            {
-                "extra": args.extra,
-                "width": args.width,
-                "train_faces": len(splits.train.sharp),
-                "best_val_loss": r.best_val_loss,
-                "best_epoch": r.best_epoch,
-                "epochs": r.epochs_completed,
-                "images_per_s": r.images_per_s,
-                "seconds": r.seconds,
-                "history": r.history,
-            },
-            indent=1,
-        )
-    )
-    print(
-        f"best val loss {r.best_val_loss:.5f} at epoch {r.best_epoch} "
-        f"({r.epochs_completed} epochs, {r.images_per_s:.1f} images/s)"
+    write_result(
+        out / "extra_data.json",
+        r,
+        extra=args.extra,
+        width=args.width,
+        train_faces=len(splits.train.sharp),
     )
     return 0
 

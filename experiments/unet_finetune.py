@@ -20,7 +20,6 @@ The folder gets ``best.pt``/``last.pt``/``training_curve.png`` like ``deblur-ben
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -28,7 +27,7 @@ from torch.utils.data import Dataset
 
 import convae
 from convae.tta import dihedral
-from experiments._cnn_setup import add_data_args, face_splits
+from experiments._cnn_setup import add_data_args, face_splits, write_result
 
 
 class DihedralPairs(Dataset):
@@ -80,26 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         out / "training_curve.png",
         title=f"{convae.architecture_of(model)[0]}: flip/transpose fine-tune",
     )
-    (out / "finetune.json").write_text(
-        json.dumps(
-            {
-                "init": args.init,
-                "init_val_loss": init_val,
-                "best_val_loss": r.best_val_loss,
-                "best_epoch": r.best_epoch,
-                "epochs": r.epochs_completed,
-                "images_per_s": r.images_per_s,
-                "seconds": r.seconds,
-                "config": r.config,
-                "history": r.history,
-            },
-            indent=1,
-        )
-    )
-    print(
-        f"init val loss {init_val:.5f} -> best {r.best_val_loss:.5f} at epoch {r.best_epoch} "
-        f"({r.epochs_completed} epochs, {r.images_per_s:.1f} images/s)"
-    )
+    print(f"init val loss {init_val:.5f}")
+    write_result(out / "finetune.json", r, init=args.init, init_val_loss=init_val)
     return 0
 
 

@@ -39,3 +39,20 @@ def test_face_splits_and_val_psnr(tiny_faces):
     va = splits.val
     expected = float(psnr(va.blurred, va.sharp).mean())
     assert val_psnr(torch.nn.Identity(), va.blurred, va.sharp) == pytest.approx(expected)
+
+
+def test_write_result_keeps_the_facts_and_the_training(tmp_path, capsys):
+    import json
+    from types import SimpleNamespace
+
+    from experiments._cnn_setup import write_result
+
+    r = SimpleNamespace(
+        best_val_loss=0.01, best_epoch=3, epochs_completed=4, images_per_s=12.5, seconds=9.0,
+        config={"lr": 1e-3}, history=[{"epoch": 1}],
+    )  # fmt: skip
+    write_result(tmp_path / "r.json", r, extra=6, width=8)
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["extra"] == 6 and data["width"] == 8 and data["best_epoch"] == 3
+    assert data["epochs"] == 4 and data["config"] == {"lr": 1e-3} and len(data["history"]) == 1
+    assert "best val loss 0.01000 at epoch 3" in capsys.readouterr().out
