@@ -65,6 +65,8 @@ R = tuple(BASE["ranks"])
 PRIOR: list[tuple[str, str, dict[str, Any]]] = [
     ("Deep NMF prior, shipped settings [dnmf-prior]", "hqs", {}),
     ("splitting → multiplicative updates through the blur (first version)", "mu", {}),
+    ("dictionary by dnmf.factorize's default solver (HALS), 30000 patches, 100 iterations",
+     "hqs", dict(fit_solver="auto", n_patches=30000, fit_iter=100)),
     ("no mean removal", "hqs", dict(remove_mean=False)),
     ("ON/OFF coding instead of semi-NMF", "hqs", dict(coding="onoff")),
     ("no sparsity (l1 = 0)", "hqs", dict(sparsity=0.0)),

@@ -53,8 +53,8 @@ class DNMFPrior(Method):
         solver="hqs",
         size=6,
         ranks=(128, 64),
-        n_patches=30000,
-        fit_iter=100,
+        n_patches=20000,
+        fit_iter=60,
         colour="opponent",
         stride=2,
         coding="semi",
@@ -75,7 +75,7 @@ class DNMFPrior(Method):
     #: x-step weight per unit noise variance (``weight = f · this · σ̂²``, σ̂ measured on the
     #: validation pairs) and the factors ``f`` tried on validation
     weight_per_noise: ClassVar[float] = 0.16
-    weight_factors: ClassVar[list[float]] = [0.5, 1.0, 2.0]
+    weight_factors: ClassVar[list[float]] = [0.25, 0.5, 1.0, 2.0]
     max_val_images: ClassVar[int] = 10
 
     def __init__(self, ctx: MethodContext) -> None:

@@ -48,8 +48,8 @@ class EPLL(Method):
     small_settings: ClassVar[dict[str, Any]] = dict(n_patches=20000)
     #: x-step weight per unit noise variance (``weight = f · this · σ̂²``, σ̂ measured on the
     #: validation pairs) and the factors ``f`` tried on validation
-    weight_per_noise: ClassVar[float] = 0.08
-    weight_factors: ClassVar[list[float]] = [0.5, 1.0, 2.0]
+    weight_per_noise: ClassVar[float] = 0.16
+    weight_factors: ClassVar[list[float]] = [0.25, 0.5, 1.0, 2.0]
     max_val_images: ClassVar[int] = 10
 
     def __init__(self, ctx: MethodContext) -> None:

@@ -184,6 +184,7 @@ class CoupledDeblur:
                 init=init,
                 l1=[0.0] * k + [self.l1],
                 seed=self.seed,
+                solver="mu",  # the solver its settings were chosen with (validation)
             )
         Ws = [W.float() for W in res.Ws]
         W = Ws[-1]

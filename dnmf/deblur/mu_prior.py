@@ -220,6 +220,7 @@ def learn_dictionary(
             init=init,
             l1=[0.0] * len(ranks) + [float(l1)],
             seed=seed,
+            solver="mu",  # the solver its settings were chosen with (validation)
         )
 
 

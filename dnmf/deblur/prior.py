@@ -43,7 +43,8 @@ class DeepNMFPrior:
     Parameters (keyword-only, stored as given, checked at :meth:`fit`/:meth:`restore`)
     ----------
     size : patch side (px). ranks : Deep NMF ranks ``(r1, …, rk)``.
-    n_patches, fit_iter : training patches and factorization iterations.
+    n_patches, fit_iter, fit_solver : training patches, factorization iterations and
+        :func:`dnmf.factorize`'s solver (``"mu"``: the better prior on validation).
     colour : ``"opponent"`` (grey patches of the rotated channels) or ``"rgb"``.
     remove_mean : centre every patch before the prior (and the training patches).
     stride : patch grid step at restoration (1: every overlapping patch).
@@ -64,8 +65,9 @@ class DeepNMFPrior:
         *,
         size: int = 6,
         ranks: Sequence[int] = (128, 64),
-        n_patches: int = 30000,
-        fit_iter: int = 100,
+        n_patches: int = 20000,
+        fit_iter: int = 60,
+        fit_solver: str = "mu",
         colour: str = "opponent",
         remove_mean: bool = True,
         stride: int = 1,
@@ -91,7 +93,7 @@ class DeepNMFPrior:
         device: Any = None,
     ) -> None:
         self.size, self.ranks = int(size), tuple(int(r) for r in ranks)
-        self.n_patches, self.fit_iter = int(n_patches), int(fit_iter)
+        self.n_patches, self.fit_iter, self.fit_solver = int(n_patches), int(fit_iter), fit_solver
         self.colour, self.remove_mean, self.stride = colour, bool(remove_mean), int(stride)
         self.coding, self.depth = coding, depth
         self.sparsity, self.sparsity_deep = float(sparsity), float(sparsity_deep)
@@ -124,6 +126,7 @@ class DeepNMFPrior:
             ("coding", CODINGS),
             ("depth", DEPTHS),
             ("x_step", ("fft", "cg")),
+            ("fit_solver", ("mu", "mu-acc", "hals", "hals-acc", "auto")),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -157,7 +160,7 @@ class DeepNMFPrior:
             remove_mean=self.remove_mean,
         )
         self.Ws_, res = learn_onoff_dictionary(
-            P, self.ranks, max_iter=self.fit_iter, seed=self.seed
+            P, self.ranks, max_iter=self.fit_iter, seed=self.seed, solver=self.fit_solver
         )
         self.channels_ = int(sharp.shape[1])
         self.loss_history_ = np.asarray(res.loss_history)
@@ -241,10 +244,10 @@ class DeepNMFPrior:
     # --------------------------------------------------------------- persistence
     def get_params(self) -> dict[str, Any]:
         keys = (
-            "size", "ranks", "n_patches", "fit_iter", "colour", "remove_mean", "stride",
-            "coding", "depth", "sparsity", "sparsity_deep", "gamma", "code_iter", "n_outer",
-            "warm_start", "mirror", "debias", "sparsity_power", "gamma_power", "sigma_max",
-            "sigma_min", "n_stages", "weight", "x_step", "batch", "seed",
+            "size", "ranks", "n_patches", "fit_iter", "fit_solver", "colour", "remove_mean",
+            "stride", "coding", "depth", "sparsity", "sparsity_deep", "gamma", "code_iter",
+            "n_outer", "warm_start", "mirror", "debias", "sparsity_power", "gamma_power",
+            "sigma_max", "sigma_min", "n_stages", "weight", "x_step", "batch", "seed",
         )  # fmt: skip
         out = {k: getattr(self, k) for k in keys}
         out["ranks"] = list(self.ranks)
