@@ -55,6 +55,7 @@ def run_batched(V, args, solver: str = "gram"):
         max_iter=args.max_iter,
         tol=0,
         seed=args.seed,
+        init=args.init,
         solver=solver,
         device=args.device,
     )
@@ -76,7 +77,13 @@ def run_loop(V, args, sel):
         Ef = E.to(Vt.dtype)
         for c, r in enumerate(args.candidates):
             res = dnmf.factorize(
-                Vt * M, r, mask=M, max_iter=args.max_iter, tol=0, seed=int(sel.fit_seeds[f, 0])
+                Vt * M,
+                r,
+                mask=M,
+                max_iter=args.max_iter,
+                tol=0,
+                init=args.init,
+                seed=int(sel.fit_seeds[f, 0]),
             )
             R = res.reconstruct().sub_(Vt).square_()  # ½ Σ (Λ − V)² over the held-out entries
             held[c, f] = 0.5 * float(R.mul_(Ef).sum(dtype=torch.float64)) / float(E.sum())
@@ -110,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", default="nndsvda", choices=("nndsvda", "random"))
     p.add_argument("--device", default=None)
     p.add_argument("--with-masked", action="store_true", help="also time solver='masked'")
     p.add_argument(
@@ -182,6 +190,7 @@ def _write(args: argparse.Namespace, argv: list[str] | None, V: np.ndarray, roun
         "candidates": list(args.candidates),
         "folds": args.folds,
         "max_iter": args.max_iter,
+        "init": args.init,
         "loop_folds": args.loop_folds or args.folds,
         "threads": args.threads,
         "device": args.device or "cpu",
@@ -205,6 +214,7 @@ def _markdown(res: dict) -> str:
     lines = [
         f"V {res['V_shape'][0]} × {res['V_shape'][1]} ({res['dtype']}), candidates "
         f"{res['candidates']}, {res['folds']} folds, {res['max_iter']} iterations per fit, "
+        f"{res['init']} starts, "
         f"{res['threads']} threads, {res['device']}"
         + (
             f"; the loop ran {res['loop_folds']} of the folds and its time is scaled by "
