@@ -50,6 +50,7 @@ def test_torchrun_two_processes_train_resume_and_load(tmp_path):
     assert r.stdout.count("on 2 processes") == 1, r.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert sorted(p.name for p in out.iterdir()) == [
+        ".deblur-bench-run",  # the run-folder marker (benchmarks.run_dir)
         "best.pt",
         "last.pt",
         "train.json",
