@@ -7,7 +7,7 @@ adapters' grid, chosen on the same images (as the methods do at fit time). Write
 ``ablation.json`` and ``ablation.md`` into ``--out``::
 
     python -m experiments.deblur_ablation --data-dir benchmarks/data/gt_faces --size 128 \\
-        --max-val 10 --out docs/results/deblur-prior/ablation [--only prior|epll|coupled]
+        --max-val 10 --out docs/results/deblur-prior/ablation [--only prior epll coupled]
         [--match TEXT] [--noise 0.01] [--cache DIR]
 
 Rows marked in the label with ``[dnmf-prior]`` / ``[epll]`` are the shipped settings; every
@@ -93,6 +93,10 @@ EPLL_ROWS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
+def _wanted(a: argparse.Namespace, group: str) -> bool:
+    return a.only is None or group in a.only
+
+
 def scores(x: torch.Tensor, s: torch.Tensor) -> tuple[float, float]:
     x = x.clamp(0, 1)
     return float(psnr(x, s).mean()), float(ssim(x, s).mean())
@@ -139,9 +143,7 @@ def run_mu_row(model: DeepNMFPriorMU, yv, sv, blur, balance: float):
 
 def prior_rows(a, tr, yv, sv, blur, balance, sigma, emit) -> None:
     cache = Path(a.cache) if a.cache else None
-    rows = (PRIOR if a.only in (None, "prior") else []) + (
-        EPLL_ROWS if a.only in (None, "epll") else []
-    )
+    rows = (PRIOR if _wanted(a, "prior") else []) + (EPLL_ROWS if _wanted(a, "epll") else [])
     for label, kind, kw in rows:
         if a.match and a.match not in label:
             continue
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--noise", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True, help="folder for ablation.json and ablation.md")
-    ap.add_argument("--only", choices=["prior", "epll", "coupled"], default=None)
+    ap.add_argument("--only", choices=["prior", "epll", "coupled"], nargs="+", default=None)
     ap.add_argument("--max-val", type=int, default=10, help="validation images scored")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--match", default=None, help="only rows whose label contains this text")
@@ -216,9 +218,9 @@ def main(argv: list[str] | None = None) -> None:
 
     emit("identity (blurred input)", "–", *scores(yv, sv), 0, 0.0, 0.0, "–")
     emit("wiener", "yes", *scores(outs[wb], sv), 0, 0.0, 0.0, f"balance {BALANCES[wb]:.2g}")
-    if a.only in (None, "prior", "epll"):
+    if _wanted(a, "prior") or _wanted(a, "epll"):
         prior_rows(a, tr, yv, sv, blur, BALANCES[wb], hqs.noise_sigma(va, blur), emit)
-    if a.only in (None, "coupled"):
+    if _wanted(a, "coupled"):
         coupled_rows(a, tr, yv, sv, emit)
     meta = dict(
         n_val_images=len(yv), val_people=sorted(set(va.identities)), size=a.size,
