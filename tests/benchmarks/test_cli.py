@@ -45,7 +45,7 @@ def test_run_smoke_writes_everything(smoke_run):
     r, out = smoke_run
     assert r.returncode == 0, r.stderr
     assert "| wiener |" in r.stdout and "PSNR (dB)" in r.stdout
-    assert "embedded" in r.stdout  # the default data is announced
+    assert "shipped face set" in r.stdout  # the default data (the shipped faces) is announced
     for f in ["summary.md", "summary.csv", "per_image.csv", "run.json", "examples.png"]:
         assert (out / f).is_file(), f
     per_image = pd.read_csv(out / "per_image.csv")
