@@ -123,13 +123,14 @@ def reach(trace: tr.Trace, target: Any, level: float) -> tuple[float | None, int
     return None, None
 
 
-def _thin(trace: tr.Trace, keep: int = 300) -> dict[str, list]:
-    """At most ``keep`` points, spread evenly in log-iterations, first and last kept."""
+def _thin(trace: tr.Trace, target: Any, keep: int = 300) -> dict[str, list]:
+    """At most ``keep`` points, spread evenly in log-iterations, first and last kept; for a
+    batch, the loss of each point is its worst ratio to the matrices' own targets."""
     n = len(trace.seconds)
     idx = np.unique(np.geomspace(1, n, num=min(n, keep)).astype(int) - 1) if n else []
     losses = [trace.losses[i] for i in idx]
-    if losses and np.ndim(losses[0]):  # a batch: keep the worst ratio to its target
-        losses = [float(np.max(v)) for v in losses]
+    if losses and np.ndim(losses[0]):
+        losses = [float(np.max(np.asarray(v) / np.asarray(target))) for v in losses]
     return {
         "seconds": [trace.seconds[i] for i in idx],
         "iters": [trace.iters[i] for i in idx],
@@ -149,7 +150,7 @@ def summarize(name: str, runs: list[tuple[float, tr.Trace]], target: Any) -> dic
         row["final_loss"] = float(last) if last.ndim == 0 else float(np.mean(last))
         row["final_over_target"] = float(np.max(last / np.asarray(target)))
         rounds.append(row)
-    out: dict[str, Any] = {"method": name, "rounds": rounds, "trace": _thin(runs[0][1])}
+    out: dict[str, Any] = {"method": name, "rounds": rounds, "trace": _thin(runs[0][1], target)}
     for lv in LEVELS:
         got = [r[f"seconds_to_{lv:g}"] for r in rounds]
         out[f"seconds_to_{lv:g}"] = statistics.median(got) if None not in got else None
@@ -472,9 +473,8 @@ def plot(out: dict[str, Any], path: Path) -> None:
         tgt = np.asarray(c.get("target", 1.0))
         for m in c["methods"]:
             t = m["trace"]
+            # a batch's trace holds its worst matrix's ratio to that matrix's own target
             y = np.asarray(t["losses"]) / (1.0 if name == "batched" else float(tgt))
-            if name == "batched":  # worst matrix: losses were thinned to their maximum
-                y = y / float(np.max(tgt))
             ax.plot(np.maximum(t["seconds"], 1e-3), y, label=m["method"], lw=1.2)
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
         ax.set(xscale="log", yscale="log", title=name, xlabel="seconds", ylabel="loss / target")
