@@ -147,3 +147,15 @@ def entry_folds(
         E[order[f * count : (f + 1) * count]] = True
         out.append(E.reshape(m, n))
     return out
+
+
+def heldout_masks(
+    shape: tuple[int, int], pattern: str, holdout: float, folds: int, design_seed: int
+) -> tuple[BlockDesign | None, list[np.ndarray]]:
+    """The block design (None for i.i.d. entries) and every fold's held-out entries."""
+    rng = np.random.default_rng(design_seed)
+    m, n = shape
+    if pattern == "blocks":
+        design = block_design(m, n, holdout, rng)
+        return design, [design.heldout(f) for f in range(folds)]
+    return None, entry_folds(m, n, holdout, folds, rng)
