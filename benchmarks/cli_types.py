@@ -67,3 +67,15 @@ def device_name(text: str) -> str:
     if not _DEVICE.match(text):
         raise argparse.ArgumentTypeError(f"must be cpu, cuda or cuda:N, got {text!r}")
     return text
+
+
+def jpeg_quality(text: str) -> int:
+    """A JPEG quality from 1 to 95 (``--jpeg-quality``; the range Pillow's encoder honours)."""
+    from benchmarks.jpeg import check_jpeg_quality
+
+    try:
+        value = int(text)
+        check_jpeg_quality(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"an integer from 1 to 95, got {text!r}") from None
+    return value

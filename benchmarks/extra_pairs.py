@@ -1,4 +1,8 @@
-"""Extra training pairs from generic photographs (`deblur-bench train --extra-photos N`).
+"""The CNN methods' training data: extra pairs from photographs, exact flips of the faces.
+
+The CNN adapter (:class:`benchmarks.methods.CNNMethod`) calls :func:`cnn_training_pairs` for
+``--extra-photos`` / ``--augment-photos`` / ``--augment-faces`` (in ``run`` and ``train``), and
+:func:`check_cnn_data` and :func:`check_tta` from its ``check_options`` hook.
 
 A CNN trained on the 35 training people of the face set overfits them within minutes.
 Deblurring is local, so random crops of ordinary photographs, degraded by exactly the
@@ -120,6 +124,16 @@ def dihedral_pairs(
         torch.cat([dihedral(blurred, k) for k in ks]),
         torch.cat([dihedral(sharp, k) for k in ks]),
     )
+
+
+def check_tta(tta: bool, blur: BlurOperator) -> None:
+    """``--tta`` averages over all 8 flips / quarter turns: refuse a blur that they change."""
+    if tta and psf_symmetries(blur) != list(range(8)):
+        raise ValueError(
+            "--tta needs a blur kernel unchanged by flips and quarter turns (like "
+            "the default Gaussian); this one is not, so the flipped inputs would "
+            "be blurred differently: drop --tta"
+        )
 
 
 def check_cnn_data(extra_photos: int, augment_faces: bool, blur: BlurOperator) -> None:

@@ -18,17 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.cli_types import (
-    device_name,
-    finite_nonneg_float,
-    nonneg_int,
-    positive_int,
-)
 from benchmarks.errors import UserError
 from benchmarks.images import image_files, read_or_warn, suffixes_text
 from benchmarks.io_utils import write_json
-from benchmarks.rank_search import SEARCH_OPTIONS, parse_ranks_arg, ranks_or_auto
-from benchmarks.rank_search import add_arguments as add_search_arguments
+from benchmarks.rank_search import SEARCH_OPTIONS, parse_ranks_arg
 from benchmarks.rank_search import search as search_ranks
 from benchmarks.rank_search import write_outputs as write_search_outputs
 from benchmarks.run_dir import MARKER, RunFolder
@@ -76,18 +69,17 @@ def load_face_matrix(
 def _atoms_figure(
     W: np.ndarray, shape: tuple[int, ...], title: str, path: Path, max_atoms: int = 64
 ) -> None:
+    """The first ``max_atoms`` columns of ``W`` as images, each on its own scale."""
     import matplotlib.pyplot as plt
+
+    from benchmarks.figures import tile_atoms
 
     r = min(W.shape[1], max_atoms)
     cols = int(np.ceil(np.sqrt(r)))
     rows = int(np.ceil(r / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.2 * rows + 0.4), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < r:
-            atom = W[:, i]
-            atom = atom / atom.max() if atom.max() > 0 else atom  # each atom on its own scale
-            ax.imshow(atom.reshape(shape), cmap="gray" if len(shape) == 2 else None, vmin=0, vmax=1)
+    fig, ax = plt.subplots(figsize=(1.2 * cols, 1.2 * rows + 0.4))
+    ax.imshow(tile_atoms(W[:, :r].T.reshape(r, *shape), normalise="max"), interpolation="nearest")
+    ax.axis("off")
     fig.suptitle(title + (f" (first {r} of {W.shape[1]})" if W.shape[1] > r else ""), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -236,7 +228,7 @@ def run_factorize(
     matplotlib.use("Agg")
 
     if device is not None:
-        from benchmarks.runner import resolve_device
+        from benchmarks.run_info import resolve_device
 
         resolve_device(device)  # a clear error for cuda without CUDA, before any work
     folder = RunFolder(out, kind="factorize", overwrite=overwrite, protect=[data_dir])
@@ -282,61 +274,6 @@ def run_factorize(
     return summary
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``deblur-bench factorize``."""
-    parser.add_argument(
-        "--data-dir", required=True, type=Path, help="folder of face images (searched recursively)"
-    )
-    parser.add_argument(
-        "--ranks",
-        type=ranks_or_auto,
-        nargs="+",
-        default=[128, 32, 8],
-        help="layer ranks (default 128 32 8), or auto: chosen among --rank-candidates by "
-        "masked cross-validation",
-    )
-    parser.add_argument(
-        "--beta", type=float, default=2.0, help="β-divergence: 2 Frobenius, 1 KL, 0 IS (default 2)"
-    )
-    parser.add_argument(
-        "--device", type=device_name, default=None, help="cpu, cuda or cuda:N (default cpu)"
-    )
-    parser.add_argument(
-        "--size",
-        type=positive_int,
-        default=64,
-        help="side of the square images in pixels (default 64)",
-    )
-    parser.add_argument("--gray", action="store_true", help="grayscale instead of RGB")
-    parser.add_argument(
-        "--max-iter", type=positive_int, default=500, help="joint iterations (default 500)"
-    )
-    parser.add_argument(
-        "--tol",
-        type=finite_nonneg_float,
-        default=1e-5,
-        help="relative loss decrease to stop at (default 1e-5)",
-    )
-    parser.add_argument(
-        "--init", default="nndsvda", choices=("nndsvda", "nndsvd", "nndsvdar", "random")
-    )
-    parser.add_argument("--seed", type=nonneg_int, default=0)
-    parser.add_argument(
-        "--max-images", type=positive_int, default=None, help="use at most this many images"
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="output folder (default results/factorize-<date-time>)",
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace a run folder this tool made"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_search_arguments(parser)
-
-
 def main(args: argparse.Namespace) -> int:
     """Run ``deblur-bench factorize``; returns the exit code (2 for bad input)."""
     out = args.out or Path("results") / time.strftime("factorize-%Y%m%d-%H%M%S")
@@ -368,9 +305,3 @@ def main(args: argparse.Namespace) -> int:
     )
     print(f"wrote {out}/: {', '.join(summary['outputs'])}")
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    p = argparse.ArgumentParser(prog="factorize", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    raise SystemExit(main(p.parse_args()))

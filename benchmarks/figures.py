@@ -1,4 +1,4 @@
-"""Figures of a run: example restorations (rows: sharp, blurred, each method)."""
+"""Figures of a run: example restorations (rows: sharp, blurred, each method), atom grids."""
 
 from __future__ import annotations
 
@@ -56,3 +56,34 @@ def save_png(path: Path, img: torch.Tensor) -> Path:
 
     a = np.round(to_hwc(img) * 255.0).astype(np.uint8)
     return atomic_write(path, lambda p: Image.fromarray(a).save(p, format="PNG"))
+
+
+def _scaled(a: np.ndarray, normalise: str) -> np.ndarray:
+    if normalise == "max":  # nonnegative atoms: zero stays black
+        hi = float(a.max())
+        return a / hi if hi > 0 else a
+    lo, hi = float(a.min()), float(a.max())
+    return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+
+
+def tile_atoms(atoms: np.ndarray, *, normalise: str = "minmax", pad: int = 1) -> np.ndarray:
+    """Images ``atoms`` ``(n, H, W)`` or ``(n, H, W, C)`` as one RGB grid ``(rows, cols, 3)``,
+    about square, with white ``pad``-pixel gaps.
+
+    Each atom is scaled on its own: ``"minmax"`` maps its range onto [0, 1] (signed atoms),
+    ``"max"`` divides by its maximum (nonnegative atoms).
+    """
+    if normalise not in ("minmax", "max"):
+        raise ValueError(f"normalise must be 'minmax' or 'max', got {normalise!r}")
+    a = np.asarray(atoms, dtype=np.float32)
+    a = a[..., None] if a.ndim == 3 else a
+    n, h, w, c = a.shape
+    cols = max(1, int(np.ceil(np.sqrt(n))))
+    rows = max(1, int(np.ceil(n / cols)))
+    out = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), dtype=np.float32)
+    for j in range(n):
+        img = _scaled(a[j], normalise)
+        r, col = divmod(j, cols)
+        y, x = pad + r * (h + pad), pad + col * (w + pad)
+        out[y : y + h, x : x + w] = np.repeat(img, 3, axis=2) if c == 1 else img
+    return out

@@ -5,8 +5,6 @@ Explicit CLI flags override a preset's fields (``--preset fast --size 128``).
 
 from __future__ import annotations
 
-import argparse
-import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -90,40 +88,15 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def _jpeg_quality(text: str) -> int:
-    from benchmarks.jpeg import check_jpeg_quality
-
-    try:
-        return check_jpeg_quality(int(text))  # type: ignore[return-value]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"an integer from 1 to 95, got {text!r}") from None
+#: The preset fields a command's flags of the same name override (``None``: keep the preset's).
+OVERRIDABLE = ("size", "gray", "max_images", "epochs", "max_minutes", "jpeg_quality", "ssim_weight")
 
 
-def _ssim_weight(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"a finite number >= 0, got {text!r}")
-    return value
-
-
-def add_protocol_args(p: argparse.ArgumentParser) -> None:
-    """The flags that override a preset's protocol fields (``run`` and ``train`` share them)."""
-    p.add_argument(
-        "--jpeg-quality",
-        type=_jpeg_quality,
-        metavar="Q",
-        help="save the sharp and the blurred images as JPEG at quality Q (1-95) and read them "
-        "back, as the source's data script did (the seed preset: 75)",
-    )
-    p.add_argument(
-        "--ssim-weight",
-        type=_ssim_weight,
-        metavar="W",
-        help="CNN loss MSE + W (1 - SSIM) (default 0.1; the seed preset: 0, MSE alone)",
-    )
+def preset_for(source: Any) -> Preset:
+    """The preset ``source.preset`` with the :data:`OVERRIDABLE` attributes of ``source``
+    (parsed flags or a run's config) applied."""
+    overrides = {k: getattr(source, k, None) for k in OVERRIDABLE}
+    return get_preset(source.preset).with_overrides(**overrides)
 
 
 def get_preset(name: str) -> Preset:

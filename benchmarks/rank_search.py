@@ -61,31 +61,6 @@ def parse_ranks_arg(ranks: list[Any]) -> list[int] | None:
     return [int(r) for r in ranks]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The search's options (used with ``--ranks auto``)."""
-    parser.add_argument(
-        "--rank-candidates",
-        type=candidate,
-        nargs="+",
-        default=None,
-        help="candidates of --ranks auto: R (one layer) or R1,R2,... (deep) "
-        f"(default {' '.join(DEFAULT_CANDIDATES)})",
-    )
-    parser.add_argument("--cv-folds", type=int, default=5, help="folds of --ranks auto (default 5)")
-    parser.add_argument(
-        "--cv-holdout",
-        type=float,
-        default=0.1,
-        help="share of entries each fold holds out (default 0.1)",
-    )
-    parser.add_argument(
-        "--cv-rule",
-        choices=("min", "1se"),
-        default="min",
-        help="smallest held-out loss, or the simplest within one standard error (default min)",
-    )
-
-
 def search(V: np.ndarray, args: dict[str, Any], fit: dict[str, Any], device: Any) -> Any:
     """Run the search; prints the table and the choice. ``fit`` holds the run's settings."""
     import dnmf
@@ -139,6 +114,8 @@ def _figure(sel: Any, res: Any, shape: tuple[int, ...], path: Path, n_atoms: int
     """Held-out and training loss per entry against the candidate, beside the chosen atoms."""
     import matplotlib.pyplot as plt
 
+    from benchmarks.figures import tile_atoms
+
     res_cv = sel.cv_results()
     labels = [",".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in sel.candidates]
     deep = any(isinstance(c, tuple) for c in sel.candidates)
@@ -171,20 +148,11 @@ def _figure(sel: Any, res: Any, shape: tuple[int, ...], path: Path, n_atoms: int
     ax.legend(fontsize=8)
     W = res.W()
     r = min(W.shape[1], n_atoms)
-    cols = int(np.ceil(np.sqrt(r)))
-    rows = int(np.ceil(r / cols))
-    for i in range(r):
-        a = fig.add_axes(
-            (
-                0.55 + 0.43 * (i % cols) / cols,
-                0.9 - 0.8 * (i // cols + 1) / rows,
-                0.4 / cols,
-                0.75 / rows,
-            )
-        )
-        atom = W[:, i] / W[:, i].max() if W[:, i].max() > 0 else W[:, i]
-        a.imshow(atom.reshape(shape), cmap="gray" if len(shape) == 2 else None, vmin=0, vmax=1)
-        a.axis("off")
+    atoms = fig.add_axes((0.55, 0.1, 0.43, 0.8))
+    atoms.imshow(
+        tile_atoms(W[:, :r].T.reshape(r, *shape), normalise="max"), interpolation="nearest"
+    )
+    atoms.axis("off")
     fig.text(
         0.76,
         0.94,

@@ -18,9 +18,9 @@ from benchmarks.blur import make_blur
 from benchmarks.errors import UserError
 from benchmarks.figures import save_png
 from benchmarks.images import image_files, read_or_warn, read_picture, suffixes_text
-from benchmarks.methods import MethodContext, get_method
+from benchmarks.methods import MethodContext, check_options, get_method
 from benchmarks.presets import get_preset
-from benchmarks.runner import check_tta, resolve_device
+from benchmarks.run_info import resolve_device
 
 
 def collect_inputs(items: list[str]) -> list[Path]:
@@ -98,8 +98,8 @@ def restore_files(args: argparse.Namespace) -> list[Path]:
         raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
     device = resolve_device(args.device)
     blur = make_blur(kernel_size=args.kernel_size, sigma=args.sigma, psf=args.psf)
-    tta = bool(getattr(args, "tta", False))
-    check_tta(tta, blur)
+    options = {"tta": True} if getattr(args, "tta", False) else {}
+    check_options(options, blur)
     files = collect_inputs(args.inputs)
     out = Path(args.out)
     targets = output_paths(files, out, args.overwrite)
@@ -108,7 +108,7 @@ def restore_files(args: argparse.Namespace) -> list[Path]:
         device=device,
         quiet=args.quiet,
         blur_meta={**blur.meta(), "quantization": "8-bit"},
-        options={"tta": True} if tta else {},
+        options=options,
     )
     method = cls(ctx)
     if args.checkpoint:

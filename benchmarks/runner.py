@@ -1,43 +1,47 @@
-"""``deblur-bench run``: every method on the same held-out people, scored and written out."""
+"""``deblur-bench run``: every method on the same held-out people, scored and written out.
+
+A run reads straight through, one named step each:
+
+1. :func:`prepare` — the configuration: preset, device, methods, blur, every check;
+2. :func:`load_data` — the face splits, degraded once (:mod:`benchmarks.pipeline`);
+3. :func:`fit_and_restore` — for each method, ``fit`` (or ``load``) then ``restore`` of the
+   test images in batches; what a method needs beyond the pairs (extra CNN training pairs,
+   say) it prepares itself from ``ctx.options``;
+4. :func:`score` — per-image metrics (:mod:`benchmarks.metrics`);
+5. :func:`benchmarks.run_outputs.write_run` — the tables, figures and ``run.json``.
+"""
 
 from __future__ import annotations
 
-import datetime as _dt
-import platform
-import resource
-import subprocess
+import argparse
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from tqdm import tqdm
 
-from benchmarks import __version__
-from benchmarks.blur import make_blur
+from benchmarks.blur import BlurOperator, make_blur
 from benchmarks.errors import UserError
-from benchmarks.extra_pairs import check_cnn_data, cnn_training_pairs, psf_symmetries
-from benchmarks.figures import examples_figure, save_png
-from benchmarks.io_utils import write_json, write_text
-from benchmarks.methods import MethodContext, get_method, registry
-from benchmarks.methods._cnn import _CNNMethod
+from benchmarks.methods import MethodContext, check_options, get_method, registry
 from benchmarks.metrics import all_metrics
 from benchmarks.pairs import PairSet
-from benchmarks.pipeline import prepare_splits
-from benchmarks.presets import Preset, get_preset
-from benchmarks.report import summarize, to_markdown
+from benchmarks.pipeline import Splits, prepare_splits
+from benchmarks.presets import Preset, preset_for
 from benchmarks.run_dir import RunFolder
+from benchmarks.run_info import data_folder, default_out, resolve_device
+from benchmarks.run_outputs import Examples, save_restorations, write_run
 
-FORMAT_VERSION = 1
-N_EXAMPLES = 6
+#: ``field`` metadata of the :class:`RunConfig` entries that reach the methods as ``ctx.options``
+OPTION = {"method_option": True}
+RESTORE_BATCH = 64
 
 
 @dataclass
 class RunConfig:
-    """Everything that defines a run; CLI flags map onto these fields one to one."""
+    """Everything that defines a run; ``run``'s flags map onto these fields by name."""
 
     preset: str = "fast"
     data_dir: str | None = None
@@ -56,59 +60,45 @@ class RunConfig:
     checkpoints: dict[str, str] = field(default_factory=dict)
     save_images: bool = False
     quiet: bool = False
-    epochs: int | None = None
-    max_minutes: float | None = None
+    epochs: int | None = field(default=None, metadata=OPTION)
+    max_minutes: float | None = field(default=None, metadata=OPTION)
     max_images: int | None = None
-    batch_size: int | None = None
-    tta: bool = False  # CNNs restore with the 8-flip self-ensemble
+    batch_size: int | None = field(default=None, metadata=OPTION)
+    tta: bool = field(default=False, metadata=OPTION)  # CNNs restore with the 8-flip ensemble
     # CNN rows only (as `train`): extra training pairs and the lr schedule
-    extra_photos: int = 0
-    augment_photos: bool = False
-    augment_faces: bool = False
-    lr_schedule: str | None = None
+    extra_photos: int = field(default=0, metadata=OPTION)
+    augment_photos: bool = field(default=False, metadata=OPTION)
+    augment_faces: bool = field(default=False, metadata=OPTION)
+    lr_schedule: str | None = field(default=None, metadata=OPTION)
     jpeg_quality: int | None = None  # JPEG round trip of both images (overrides the preset)
     ssim_weight: float | None = None  # CNN rows: loss MSE + w (1 - SSIM) (overrides the preset)
 
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> RunConfig:
+        """The config of parsed ``run`` flags: each field from the flag of its name, and
+        ``checkpoints`` from the ``--checkpoint METHOD=PATH`` items."""
+        values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+        values["checkpoints"] = parse_checkpoints(getattr(args, "checkpoint", None))
+        return cls(**values)
+
     def resolved_preset(self) -> Preset:
-        return get_preset(self.preset).with_overrides(
-            size=self.size,
-            gray=self.gray,
-            epochs=self.epochs,
-            max_minutes=self.max_minutes,
-            max_images=self.max_images,
-            jpeg_quality=self.jpeg_quality,
-            ssim_weight=self.ssim_weight,
-        )
+        return preset_for(self)
+
+    def method_options(self) -> dict[str, Any]:
+        """``ctx.options`` of every method: the fields marked :data:`OPTION` that are set."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata == OPTION}
+        return {k: v for k, v in values.items() if v is not None and v is not False}
 
 
-def resolve_device(name: str) -> torch.device:
-    """``cpu`` or ``cuda[:k]``, with a clear error when CUDA is asked for but absent."""
-    try:
-        dev = torch.device(name)
-    except RuntimeError:  # torch's message for a malformed device string
-        raise UserError(f"--device must be cpu, cuda or cuda:N, got {name!r}") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise UserError(f"--device must be cpu or cuda, got {name!r}")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(
-            f"--device {name}: no CUDA device is available here (this torch "
-            f"{'has no CUDA support' if torch.version.cuda is None else 'finds no GPU'}); "
-            f"use --device cpu"
-        )
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise UserError(
-            f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible"
-        )
-    return dev
-
-
-def data_folder(data_dir: str | Path | None) -> Path | None:
-    """The folder a ``--data-dir`` value reads (the shipped faces for builtin:/None)."""
-    from benchmarks.faces import SHIPPED_FACES
-
-    if data_dir is None or str(data_dir) == "builtin:faces":
-        return SHIPPED_FACES
-    return None if str(data_dir).startswith("builtin:") else Path(data_dir)
+def parse_checkpoints(items: list[str] | None) -> dict[str, str]:
+    """``["convae=a.pt", ...]`` (``--checkpoint METHOD=PATH``, repeated) as a dict."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--checkpoint expects METHOD=PATH, got {item!r}")
+        out[name] = path
+    return out
 
 
 def check_checkpoint_files(checkpoints: dict[str, str]) -> None:
@@ -119,112 +109,43 @@ def check_checkpoint_files(checkpoints: dict[str, str]) -> None:
             raise FileNotFoundError(f"--checkpoint {name}={path}: {path} {what}")
 
 
-def git_commit() -> str | None:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout
-        return (sha + ("-dirty" if dirty.strip() else "")) if sha else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def versions() -> dict[str, str]:
-    import numpy
-    import scipy
-    import skimage
-    import sklearn
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
-        "scikit-image": skimage.__version__,
-        "scikit-learn": sklearn.__version__,
-        "deblur-toolkit": __version__,
-        "platform": platform.platform(),
-    }
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _cnn_data_note(cfg: RunConfig) -> str:
-    parts = ["their flips/turns"] if cfg.augment_faces else []
-    parts += (
-        [
-            f"{cfg.extra_photos} degraded photo crops"
-            + (" (flipped/turned)" if cfg.augment_photos else "")
-        ]
-        if cfg.extra_photos
-        else []
-    )
-    return f" CNNs trained here on the training images and {' and '.join(parts)}." if parts else ""
-
-
-def _jpeg_note(preset: Preset) -> str:
-    q = preset.jpeg_quality
-    return f", then sharp and blurred images both saved as JPEG (quality {q})" if q else ""
-
-
-def _training_mse_table(infos: dict[str, Any]) -> str:
-    """The learned rows' last-epoch training MSE next to the held-out table.
-
-    This is how the source measured its ConvAE: the mean training loss (MSE) over the
-    batches of its last epoch, on images it trained on, not on held-out people.
-    """
-    rows = [(n, i) for n, i in infos.items() if i.get("train_mse_last_epoch") is not None]
-    if not rows:
-        return ""
-    lines = [
-        "",
-        "Training-set MSE of the last epoch (mean over its batches, on the training images; "
-        "the figure the source reported) next to the held-out MSE above:",
-        "",
-        "| method | epochs trained | training MSE, last epoch | weights scored: epoch |",
-        "|---|---|---|---|",
-    ]
-    for name, info in rows:
-        lines.append(
-            f"| {name} | {info.get('epochs_trained')} | {info['train_mse_last_epoch']:.5f} "
-            f"| {info.get('weights_epoch')} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def check_tta(tta: bool, blur: Any) -> None:
-    """``--tta`` averages over all 8 flips / quarter turns: refuse a blur that they change."""
-    if tta and psf_symmetries(blur) != list(range(8)):
-        raise ValueError(
-            "--tta needs a blur kernel unchanged by flips and quarter turns (like "
-            "the default Gaussian); this one is not, so the flipped inputs would "
-            "be blurred differently: drop --tta"
-        )
-
-
-def default_out(preset: str) -> Path:
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("results") / f"{stamp}-{preset}"
-
-
 def log(cfg: RunConfig, msg: str) -> None:
     if not cfg.quiet:
         print(msg, file=sys.stderr, flush=True)
 
 
-def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
-    """Run every requested method, write the run folder, return the run record."""
+# --------------------------------------------------------------------------- 1. configuration
+@dataclass
+class RunPlan:
+    """What :func:`prepare` decided: everything a run needs besides its data."""
+
+    cfg: RunConfig
+    preset: Preset
+    device: torch.device
+    names: list[str]
+    blur: BlurOperator
+    options: dict[str, Any]
+
+    @property
+    def blur_meta(self) -> dict[str, Any]:
+        return {**self.blur.meta(), "noise": self.cfg.noise, "quantization": "8-bit"}
+
+    def context(self, work_dir: Path) -> MethodContext:
+        """A method's context: budget, device, seed, its folder, and the run's options."""
+        return MethodContext(
+            preset=self.preset,
+            device=self.device,
+            seed=self.cfg.seed,
+            work_dir=work_dir,
+            quiet=self.cfg.quiet,
+            blur_meta=self.blur_meta,
+            options=dict(self.options),
+            noise=self.cfg.noise,
+        )
+
+
+def prepare(cfg: RunConfig) -> RunPlan:
+    """Resolve and check the whole configuration, before the run folder exists."""
     preset = cfg.resolved_preset()
     device = resolve_device(cfg.device)
     names = cfg.methods or list(registry())
@@ -235,43 +156,26 @@ def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
             raise ValueError(f"--checkpoint given for {n!r}, which is not among --methods")
     if cfg.threads is not None and cfg.threads < 1:
         raise UserError(f"--threads must be an integer >= 1, got {cfg.threads}")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     blur = make_blur(kernel_size=cfg.kernel_size, sigma=cfg.sigma, psf=cfg.psf)
-    check_tta(cfg.tta, blur)  # before the run folder exists
-    check_cnn_data(cfg.extra_photos, cfg.augment_faces, blur)
+    options = cfg.method_options()
+    check_options(options, blur)  # e.g. --tta or --augment-faces with an asymmetric PSF
     check_checkpoint_files(cfg.checkpoints)
-    folder = RunFolder(
-        cfg.out or default_out(preset.name),
-        kind="run",
-        overwrite=cfg.overwrite,
-        protect=[data_folder(cfg.data_dir)],
-    )
-    with folder:  # locked; a replaced run is swapped in only by folder.commit() at the end
-        return _run_into(folder, cfg, preset, device, names, blur)
+    return RunPlan(cfg, preset, device, names, blur, options)
 
 
-def _run_into(
-    folder: RunFolder,
-    cfg: RunConfig,
-    preset: Preset,
-    device: torch.device,
-    names: list[str],
-    blur: Any,
-) -> dict[str, Any]:
-    """Fit, restore and score every method, writing into ``folder.path``."""
-    out = folder.path
-    torch.manual_seed(cfg.seed)
-
+# --------------------------------------------------------------------------- 2. data
+def load_data(plan: RunPlan) -> tuple[Splits, float]:
+    """The identity-disjoint splits, degraded once; returns them and the seconds it took."""
+    cfg, preset = plan.cfg, plan.preset
     t0 = time.perf_counter()
-    splits = prepare_splits(preset, cfg.data_dir, seed=cfg.seed, blur=blur, noise=cfg.noise)
-    data_seconds = time.perf_counter() - t0
+    splits = prepare_splits(preset, cfg.data_dir, seed=cfg.seed, blur=plan.blur, noise=cfg.noise)
+    seconds = time.perf_counter() - t0
+    m = splits.meta
     log(
         cfg,
-        f"data: {splits.source} — {splits.meta['n_images']} images of "
-        f"{splits.meta['n_identities']} identities, {preset.size}px "
-        f"{'gray' if preset.gray else 'RGB'}; train/val/test images "
-        f"{splits.meta['n_train']}/{splits.meta['n_val']}/{splits.meta['n_test']}",
+        f"data: {splits.source} — {m['n_images']} images of {m['n_identities']} identities, "
+        f"{preset.size}px {'gray' if preset.gray else 'RGB'}; train/val/test images "
+        f"{m['n_train']}/{m['n_val']}/{m['n_test']}",
     )
     if cfg.data_dir is None:
         print(
@@ -279,173 +183,123 @@ def _run_into(
             f"terms and for using your own face folder).",
             flush=True,
         )
-    blur_meta = {**blur.meta(), "noise": cfg.noise, "quantization": "8-bit"}
+    return splits, seconds
 
-    test = splits.test
-    # The CNNs' training pairs: the training faces plus what --extra-photos / --augment-*
-    # add, built only when a CNN row will be trained here.
-    cnn_train = splits.train
-    if (cfg.extra_photos or cfg.augment_faces) and any(
-        issubclass(get_method(n), _CNNMethod) and n not in cfg.checkpoints for n in names
-    ):
-        cnn_train = PairSet(
-            *cnn_training_pairs(
-                splits.train.blurred,
-                splits.train.sharp,
-                blur,
-                extra_photos=cfg.extra_photos,
-                augment_photos=cfg.augment_photos,
-                augment_faces=cfg.augment_faces,
-                noise=cfg.noise,
-                seed=cfg.seed,
-            )
-        )
-        log(
-            cfg,
-            f"CNN training pairs: {len(cnn_train) - cfg.extra_photos} faces + "
-            f"{cfg.extra_photos} photo crops",
-        )
 
-    rows: list[dict[str, Any]] = []
-    fit_seconds: dict[str, float] = {}
-    infos: dict[str, Any] = {}
-    # Example columns spread over the test set, so several people are shown.
-    ex_idx = torch.linspace(0, len(test) - 1, min(N_EXAMPLES, len(test))).round().long()
-    examples: dict[str, torch.Tensor] = {
-        "sharp": test.sharp[ex_idx],
-        "blurred (input)": test.blurred[ex_idx],
+# --------------------------------------------------------------------------- 3. methods
+@dataclass
+class MethodRun:
+    """One method's timings on the test images and what it reports for ``run.json``."""
+
+    name: str
+    n_images: int
+    fit_seconds: float
+    restore_seconds: float
+    info: dict[str, Any] = field(default_factory=dict)
+    figures: list[Path] = field(default_factory=list)
+
+    @property
+    def sec_per_image(self) -> float:
+        return self.restore_seconds / max(1, self.n_images)
+
+
+def fit_and_restore(
+    name: str, plan: RunPlan, splits: Splits, work_dir: Path
+) -> tuple[MethodRun, torch.Tensor]:
+    """``fit`` on the training/validation pairs (or ``load`` its checkpoint), then ``restore``
+    every test image; returns the run's record and the restorations (clipped to [0, 1])."""
+    cfg, test = plan.cfg, splits.test
+    cls = get_method(name)
+    method = cls(plan.context(work_dir))
+    t0 = time.perf_counter()
+    if name in cfg.checkpoints:
+        method.load(cfg.checkpoints[name])
+        log(cfg, f"[{name}] loaded {cfg.checkpoints[name]}")
+    else:
+        log(cfg, f"[{name}] fitting ...")
+        method.fit(splits.train, splits.val, plan.blur)
+    fit_seconds = time.perf_counter() - t0
+    outputs = []
+    t0 = time.perf_counter()
+    batches = test.blurred.split(RESTORE_BATCH)
+    for yb in tqdm(batches, desc=f"restore {name}", disable=cfg.quiet, leave=False):
+        outputs.append(method.restore(yb, plan.blur).to("cpu", torch.float32).clamp(0, 1))
+    run = MethodRun(name, len(test), fit_seconds, time.perf_counter() - t0)
+    x_hat = torch.cat(outputs)
+    if x_hat.shape != test.sharp.shape:
+        raise RuntimeError(
+            f"method {name} returned {tuple(x_hat.shape)}, expected {tuple(test.sharp.shape)}"
+        )
+    run.info = {
+        "fit_seconds": run.fit_seconds,
+        "restore_seconds": run.restore_seconds,
+        "sec_per_image": run.sec_per_image,
+        "sees_psf": cls.sees_psf,
+        "learns": cls.learns,
+        **method.info(),
     }
-    figures: list[str] = []
-    for name in names:
-        cls = get_method(name)
-        work = out / "methods" / name
-        ctx = MethodContext(
-            preset=preset,
-            device=device,
-            seed=cfg.seed,
-            work_dir=work,
-            quiet=cfg.quiet,
-            blur_meta=blur_meta,
-            options={
-                k: v
-                for k, v in {
-                    "epochs": cfg.epochs,
-                    "max_minutes": cfg.max_minutes,
-                    "batch_size": cfg.batch_size,
-                    "tta": cfg.tta or None,
-                    "lr_schedule": cfg.lr_schedule,
-                }.items()
-                if v is not None
-            },
-        )
-        method = cls(ctx)
-        t0 = time.perf_counter()
-        if name in cfg.checkpoints:
-            method.load(cfg.checkpoints[name])
-            log(cfg, f"[{name}] loaded {cfg.checkpoints[name]}")
-        else:
-            log(cfg, f"[{name}] fitting ...")
-            method.fit(cnn_train if issubclass(cls, _CNNMethod) else splits.train, splits.val, blur)
-        fit_seconds[name] = time.perf_counter() - t0
-        outputs = []
-        t0 = time.perf_counter()
-        batches = list(zip(test.blurred.split(64), test.sharp.split(64)))
-        for yb, _ in tqdm(batches, desc=f"restore {name}", disable=cfg.quiet, leave=False):
-            outputs.append(method.restore(yb, blur).to("cpu", torch.float32).clamp(0, 1))
-        restore_seconds = time.perf_counter() - t0
-        x_hat = torch.cat(outputs)
-        if x_hat.shape != test.sharp.shape:
-            raise RuntimeError(
-                f"method {name} returned {tuple(x_hat.shape)}, expected {tuple(test.sharp.shape)}"
-            )
-        scores = all_metrics(x_hat, test.sharp)
-        per_img_sec = restore_seconds / max(1, len(test))
-        for i in range(len(test)):
-            rows.append(
-                {
-                    "method": name,
-                    "image": test.names[i],
-                    "identity": test.identities[i],
-                    "mse": float(scores["mse"][i]),
-                    "psnr": float(scores["psnr"][i]),
-                    "ssim": float(scores["ssim"][i]),
-                    "seconds": per_img_sec,
-                }
-            )
-        if name != "identity":  # the "blurred (input)" row already shows it
-            examples[name] = x_hat[ex_idx]
-        if cfg.save_images:
-            for i in range(len(test)):
-                save_png(out / "images" / name / (Path(test.names[i]).stem + ".png"), x_hat[i])
-        infos[name] = {
-            "fit_seconds": fit_seconds[name],
-            "restore_seconds": restore_seconds,
-            "sec_per_image": per_img_sec,
-            "sees_psf": cls.sees_psf,
-            "learns": cls.learns,
-            **method.info(),
+    run.figures = method.figures(work_dir)
+    return run, x_hat
+
+
+# --------------------------------------------------------------------------- 4. metrics
+def score(run: MethodRun, x_hat: torch.Tensor, test: PairSet) -> list[dict[str, Any]]:
+    """One row per test image: MSE, PSNR and SSIM of the restoration, seconds per image."""
+    scores = all_metrics(x_hat, test.sharp)
+    return [
+        {
+            "method": run.name,
+            "image": test.names[i],
+            "identity": test.identities[i],
+            "mse": float(scores["mse"][i]),
+            "psnr": float(scores["psnr"][i]),
+            "ssim": float(scores["ssim"][i]),
+            "seconds": run.sec_per_image,
         }
-        figures += [str(p.relative_to(out)) for p in method.figures(work)]
+        for i in range(len(test))
+    ]
+
+
+# --------------------------------------------------------------------------- the run
+def run_benchmark(cfg: RunConfig) -> dict[str, Any]:
+    """Run every requested method, write the run folder, return the run record."""
+    plan = prepare(cfg)
+    folder = RunFolder(
+        cfg.out or default_out(plan.preset.name),
+        kind="run",
+        overwrite=cfg.overwrite,
+        protect=[data_folder(cfg.data_dir)],
+    )
+    threads = torch.get_num_threads()
+    try:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        with folder:  # locked; a replaced run is swapped in only by folder.commit() at the end
+            return _run_into(folder, plan)
+    finally:
+        torch.set_num_threads(threads)  # a caller in the same process keeps its own count
+
+
+def _run_into(folder: RunFolder, plan: RunPlan) -> dict[str, Any]:
+    """Data, then each method fitted, restoring and scored, then the run folder's files."""
+    cfg, out = plan.cfg, folder.path
+    torch.manual_seed(cfg.seed)
+    splits, data_seconds = load_data(plan)
+    test = splits.test
+    examples = Examples(test)
+    runs: list[MethodRun] = []
+    rows: list[dict[str, Any]] = []
+    for name in plan.names:
+        run, x_hat = fit_and_restore(name, plan, splits, out / "methods" / name)
+        runs.append(run)
+        rows += score(run, x_hat, test)
+        examples.add(name, x_hat)
+        if cfg.save_images:
+            save_restorations(out / "images" / name, x_hat, test.names)
+        psnr, ssim = (sum(r[k] for r in rows[-len(test) :]) for k in ("psnr", "ssim"))
         log(
             cfg,
-            f"[{name}] PSNR {float(scores['psnr'].mean()):.2f} dB, "
-            f"SSIM {float(scores['ssim'].mean()):.4f} "
-            f"(fit {fit_seconds[name]:.1f}s, {per_img_sec * 1000:.1f} ms/image)",
+            f"[{name}] PSNR {psnr / len(test):.2f} dB, SSIM {ssim / len(test):.4f} "
+            f"(fit {run.fit_seconds:.1f}s, {run.sec_per_image * 1000:.1f} ms/image)",
         )
-
-    per_image = pd.DataFrame(rows)
-    summary = summarize(per_image, fit_seconds, order=names)
-    md = to_markdown(summary)
-    header = (
-        f"# deblur-bench run — preset {preset.name}, {preset.size}px "
-        f"{'gray' if preset.gray else 'RGB'}, seed {cfg.seed}\n\n"
-        f"Data: {splits.source}; test: {len(test)} images of "
-        f"{len(splits.meta['test_ids'])} held-out identities. Blur: {blur_meta['kind']} "
-        f"{blur_meta['kernel_shape'][0]}×{blur_meta['kernel_shape'][1]}"
-        f"{', sigma ' + str(blur.sigma) if blur.sigma else ''}, noise {cfg.noise}, "
-        f"8-bit{_jpeg_note(preset)}. Means ± 95% t-interval over test images."
-        f"{' CNN rows use the 8-flip test-time self-ensemble (--tta).' if cfg.tta else ''}"
-        f"{_cnn_data_note(cfg)}"
-        f"\n\n"
-    )
-    md += _training_mse_table(infos)
-    write_text(out / "summary.md", header + md)
-    from benchmarks.io_utils import atomic_write
-
-    atomic_write(out / "summary.csv", lambda p: summary.to_csv(p, index=False))
-    atomic_write(out / "per_image.csv", lambda p: per_image.to_csv(p, index=False))
-    psnrs = {
-        n: [per_image[per_image.method == n]["psnr"].iloc[int(i)] for i in ex_idx] for n in names
-    }
-    if "identity" in psnrs:
-        psnrs["blurred (input)"] = psnrs.pop("identity")
-    examples_figure(out / "examples.png", examples, psnrs)
-
-    record = {
-        "format_version": FORMAT_VERSION,
-        "command": sys.argv,
-        "config": asdict(cfg),
-        "preset": preset.to_dict(),
-        "blur": blur_meta,
-        "data": {"source": splits.source, **splits.meta},
-        "versions": versions(),
-        "git_commit": git_commit(),
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "seeds": {"split": cfg.seed, "noise": cfg.seed + 1, "torch": cfg.seed},
-        "timings": {"data_seconds": data_seconds, "fit_seconds": fit_seconds},
-        "memory": {
-            "peak_rss_mib": peak_rss_mib(),
-            "cuda_max_allocated_mib": (
-                torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
-            ),
-        },
-        "methods": infos,
-        "figures": ["examples.png", *figures],
-    }
-    record = folder.relocate(record)  # paths into the staging folder name the run folder
-    write_json(out / "run.json", record)
-    out = folder.commit()
-    print(header + md, flush=True)
-    log(cfg, f"results written to {out}")
-    return {"out": out, "summary": summary, "per_image": per_image, "record": record}
+    return write_run(folder, plan, splits, runs, rows, examples, data_seconds)

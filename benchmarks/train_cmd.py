@@ -23,27 +23,20 @@ import contextlib
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import convae
-from benchmarks.blur import make_blur
-from benchmarks.cli_types import (
-    device_name,
-    finite_nonneg_float,
-    finite_positive_float,
-    nonneg_int,
-    positive_int,
-)
+from benchmarks.blur import BlurOperator, make_blur
 from benchmarks.errors import UserError
-from benchmarks.extra_pairs import check_cnn_data, cnn_training_pairs
 from benchmarks.io_utils import write_json
-from benchmarks.methods import MethodContext, get_method, registry
-from benchmarks.methods._cnn import CURVE_NAME, _CNNMethod
-from benchmarks.pipeline import prepare_splits
-from benchmarks.presets import PRESETS, add_protocol_args, get_preset
+from benchmarks.methods import CNNMethod, MethodContext, check_options, get_method, registry
+from benchmarks.methods._cnn import CURVE_NAME
+from benchmarks.pipeline import Splits, prepare_splits
+from benchmarks.presets import Preset, preset_for
 from benchmarks.run_dir import RunFolder
-from benchmarks.runner import (
+from benchmarks.run_info import (
     data_folder,
     default_out,
     git_commit,
@@ -59,79 +52,21 @@ from convae.train import (
     init_distributed,
 )
 
+#: The ``train`` flags that reach the method as ``ctx.options`` (unset ones are left out).
+TRAIN_OPTIONS = (
+    "batch_size",
+    "lr",
+    "lr_schedule",
+    "amp",
+    "extra_photos",
+    "augment_photos",
+    "augment_faces",
+)
+
 
 def cnn_methods() -> list[str]:
-    return [n for n, c in registry().items() if issubclass(c, _CNNMethod)]
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="CNN method to train (convae, convae-unet)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="fast")
-    p.add_argument(
-        "--data-dir",
-        help="face folder, or builtin:faces / builtin:photos (default: the shipped face set)",
-    )
-    p.add_argument("--size", type=positive_int, help="image side in px (overrides the preset)")
-    p.add_argument("--gray", action="store_true", default=None)
-    p.add_argument("--max-images", type=nonneg_int, help="cap on images loaded (0 = all)")
-    p.add_argument("--seed", type=nonneg_int, default=0)
-    p.add_argument("--sigma", type=finite_positive_float, help="Gaussian blur sigma (default 3)")
-    p.add_argument("--kernel-size", type=positive_int, help="Gaussian kernel side (default 25)")
-    p.add_argument("--psf")
-    p.add_argument("--noise", type=finite_nonneg_float, default=0.0)
-    p.add_argument(
-        "--epochs", type=positive_int, help="total epochs (a resumed run continues to this)"
-    )
-    p.add_argument("--max-minutes", type=finite_positive_float, help="wall-clock cap of this call")
-    p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--lr", type=finite_positive_float)
-    p.add_argument(
-        "--lr-schedule",
-        choices=["constant", "cosine"],
-        help="constant (default) or cosine decay to 0 over --epochs or over "
-        "--max-minutes, whichever ends first",
-    )
-    add_protocol_args(p)
-    p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
-    p.add_argument("--resume", help="last.pt of an interrupted run to continue")
-    p.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=positive_int)
-    p.add_argument("--out", help="checkpoint folder (default results/<date-time>-train-MODEL/)")
-    p.add_argument("--overwrite", action="store_true", help="replace a run folder this tool made")
-    p.add_argument(
-        "--extra-photos",
-        type=nonneg_int,
-        default=0,
-        metavar="N",
-        help="add N random crops of scikit-image's bundled photographs, degraded "
-        "the same way, to the training pairs (validation/test stay faces)",
-    )
-    p.add_argument(
-        "--augment-photos",
-        action="store_true",
-        help="give each extra photo crop a random flip / 90-degree turn before "
-        "it is degraded (8 variants of every crop)",
-    )
-    p.add_argument(
-        "--augment-faces",
-        action="store_true",
-        help="add the flips / 90-degree turns of the training faces under which the "
-        "blur kernel is symmetric (all 8 for the Gaussian); exact extra pairs",
-    )
-    p.add_argument(
-        "--model-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="model constructor argument, repeatable (e.g. --model-arg width=32)",
-    )
-    p.add_argument(
-        "--distributed",
-        action="store_true",
-        help="DistributedDataParallel training; on by itself under torchrun with "
-        "WORLD_SIZE > 1 (start with: torchrun --nproc_per_node=N -m "
-        "benchmarks train ...); --batch-size is then per process",
-    )
+    """The methods ``train`` trains: those marked ``trainable_cnn``."""
+    return [n for n, c in registry().items() if c.trainable_cnn]
 
 
 def parse_model_args(items: list[str]) -> dict[str, Any]:
@@ -213,12 +148,12 @@ def main(args: argparse.Namespace) -> int:
     """Train ``args.model``; joins a DDP process group first when launched by torchrun."""
     import torch
 
-    cls = get_method(args.model)
-    if not issubclass(cls, _CNNMethod):
+    if not get_method(args.model).trainable_cnn:
         raise ValueError(
             f"`train` trains CNN methods ({', '.join(cnn_methods())}); "
             f"{args.model!r} is not one (it is fitted inside `deblur-bench run`)"
         )
+    cls = cast("type[CNNMethod]", get_method(args.model))  # trainable_cnn: a CNNMethod
     if args.threads:
         torch.set_num_threads(args.threads)
     if not (getattr(args, "distributed", False) or env_world_size() > 1):
@@ -241,179 +176,167 @@ def main(args: argparse.Namespace) -> int:
         destroy_distributed()
 
 
+@dataclass
+class Training:
+    """One ``train`` call's settings, resolved and checked before the folder exists."""
+
+    args: argparse.Namespace
+    cls: type[CNNMethod]
+    device: Any
+    info: DistributedInfo | None
+    preset: Preset
+    blur: BlurOperator
+    options: dict[str, Any]
+
+    @property
+    def is_main(self) -> bool:
+        return self.info is None or self.info.is_main
+
+    @property
+    def quiet(self) -> bool:
+        return bool(self.args.quiet) or not self.is_main
+
+    @property
+    def blur_meta(self) -> dict[str, Any]:
+        return {**self.blur.meta(), "noise": self.args.noise, "quantization": "8-bit"}
+
+    def method(self, out: Path) -> CNNMethod:
+        """The method, writing into the checkpoint folder ``out``."""
+        ctx = MethodContext(
+            preset=self.preset,
+            device=self.device,
+            seed=self.args.seed,
+            work_dir=out,
+            quiet=self.quiet,
+            blur_meta=self.blur_meta,
+            options=self.options,
+            noise=self.args.noise,
+        )
+        return self.cls(ctx)
+
+
+def _settings(
+    args: argparse.Namespace, cls: type[CNNMethod], device: Any, info: DistributedInfo | None
+) -> Training:
+    """Preset, blur and the method's options from the flags; every option checked."""
+    options = {
+        k: v for k in TRAIN_OPTIONS if (v := getattr(args, k, None)) is not None and v is not False
+    }
+    model_kwargs = parse_model_args(getattr(args, "model_arg", []) or [])
+    if model_kwargs:
+        options["model_kwargs"] = model_kwargs
+    blur = make_blur(kernel_size=args.kernel_size, sigma=args.sigma, psf=args.psf)
+    check_options(options, blur)  # before the run folder exists
+    return Training(args, cls, device, info, preset_for(args), blur, options)
+
+
 def _train(
     args: argparse.Namespace,
-    cls: type[_CNNMethod],
+    cls: type[CNNMethod],
     device: Any,
     info: DistributedInfo | None,
     stack: contextlib.ExitStack,
 ) -> int:
     import torch
 
-    is_main = info is None or info.is_main
     if torch.device(device).type == "cuda":
         torch.backends.cudnn.benchmark = True  # one image size: let cuDNN time its kernels once
-    quiet = args.quiet or not is_main
-    world = info.world_size if info is not None else 1
-    preset = get_preset(args.preset).with_overrides(
-        size=args.size,
-        gray=args.gray,
-        max_images=args.max_images,
-        epochs=args.epochs,
-        max_minutes=args.max_minutes,
-        jpeg_quality=args.jpeg_quality,
-        ssim_weight=args.ssim_weight,
-    )
-    model_kwargs = parse_model_args(getattr(args, "model_arg", []) or [])
-    extra = getattr(args, "extra_photos", 0) or 0
-    augment_photos = bool(getattr(args, "augment_photos", False))
-    augment_faces = bool(getattr(args, "augment_faces", False))
-    blur = make_blur(kernel_size=args.kernel_size, sigma=args.sigma, psf=args.psf)
-    check_cnn_data(extra, augment_faces, blur)  # before the run folder exists
+    t = _settings(args, cls, device, info)
     out, folder = _shared_out_dir(args, info, stack)
-    blur_meta = {**blur.meta(), "noise": args.noise, "quantization": "8-bit"}
-    splits = prepare_splits(preset, args.data_dir, seed=args.seed, blur=blur, noise=args.noise)
-    if not quiet:
-        print(
-            f"data: {splits.source}; train {len(splits.train)} / val {len(splits.val)} images, "
-            f"{preset.size}px",
-            file=sys.stderr,
-        )
-    options = {
-        k: v
-        for k, v in {
-            "batch_size": args.batch_size,
-            "lr": args.lr,
-            "lr_schedule": getattr(args, "lr_schedule", None),
-            "amp": args.amp or None,
-            "model_kwargs": model_kwargs or None,
-        }.items()
-        if v is not None
-    }
-    method = cls(
-        MethodContext(
-            preset=preset,
-            device=device,
-            seed=args.seed,
-            work_dir=out,
-            quiet=quiet,
-            blur_meta=blur_meta,
-            options=options,
-        )
+    splits = prepare_splits(t.preset, args.data_dir, seed=args.seed, blur=t.blur, noise=args.noise)
+    _say(
+        t,
+        f"data: {splits.source}; train {len(splits.train)} / val {len(splits.val)} images, "
+        f"{t.preset.size}px",
     )
+    method = t.method(out)
     try:
         model = method.build_model(int(splits.train.blurred.shape[1]))
     except TypeError as exc:  # an unknown --model-arg (the run folder is removed on the way out)
         raise ValueError(f"{args.model}: bad --model-arg ({exc})") from None
-    train_b, train_s = cnn_training_pairs(
-        splits.train.blurred,
-        splits.train.sharp,
-        blur,
-        extra_photos=extra,
-        augment_photos=augment_photos,
-        augment_faces=augment_faces,
-        noise=args.noise,
-        seed=args.seed,
-    )
-    if not quiet and len(train_b) != len(splits.train):
-        print(
-            f"training pairs: {len(train_b) - extra} faces + {extra} photo crops", file=sys.stderr
-        )
+    train = method.training_pairs(splits.train, t.blur)
     config = method.train_config()
-    if info is not None and not quiet:
-        print(
-            f"distributed: {world} processes ({info.backend}), batch {config.batch_size} per "
-            f"process = {config.batch_size * world} per step; rank 0 writes {out}",
-            file=sys.stderr,
+    if info is not None:
+        _say(
+            t,
+            f"distributed: {info.world_size} processes ({info.backend}), batch "
+            f"{config.batch_size} per process = {config.batch_size * info.world_size} per step; "
+            f"rank 0 writes {out}",
         )
     t0 = time.perf_counter()
     result = convae.train(
         model,
-        (train_b, train_s),
+        (train.blurred, train.sharp),
         (splits.val.blurred, splits.val.sharp),
         config,
         checkpoint_dir=out,
         resume_from=args.resume,
-        meta=blur_meta,
-        progress=not quiet,
+        meta=t.blur_meta,
+        progress=not t.quiet,
     )
     seconds = time.perf_counter() - t0
-    if is_main:
-        _write_outputs(
-            args,
-            cls,
-            out,
-            preset,
-            blur_meta,
-            splits,
-            result,
-            seconds,
-            device,
-            info,
-            {
-                "extra_photos": extra,
-                "model_args": model_kwargs,
-                "augment_photos": augment_photos,
-                "augment_faces": augment_faces,
-            },
-        )
+    if t.is_main:
+        _write_outputs(t, out, splits, result, seconds)
         if folder is not None:  # a replaced run is swapped in only now
             out = folder.commit()
     barrier()  # the others leave only when rank 0's files are complete
-    if is_main:
-        best = (
-            "none"
-            if result.best_val_loss is None
-            else f"{result.best_val_loss:.5f} at epoch {result.best_epoch}"
-        )
-        procs = f" on {world} processes" if info is not None else ""
-        print(
-            f"{args.model}: {result.epochs_completed} epochs ({result.stopped_reason}){procs}, "
-            f"best val loss {best}, {result.images_per_s:.1f} images/s; checkpoints in {out} "
-            f"(use --checkpoint {args.model}={out / 'best.pt'})"
-        )
+    if t.is_main:
+        print(_done_message(t, result, out))
     return 0
 
 
+def _say(t: Training, msg: str) -> None:
+    if not t.quiet:
+        print(msg, file=sys.stderr)
+
+
+def _done_message(t: Training, result: convae.TrainResult, out: Path) -> str:
+    best = (
+        "none"
+        if result.best_val_loss is None
+        else f"{result.best_val_loss:.5f} at epoch {result.best_epoch}"
+    )
+    procs = f" on {t.info.world_size} processes" if t.info is not None else ""
+    name = t.args.model
+    return (
+        f"{name}: {result.epochs_completed} epochs ({result.stopped_reason}){procs}, "
+        f"best val loss {best}, {result.images_per_s:.1f} images/s; checkpoints in {out} "
+        f"(use --checkpoint {name}={out / 'best.pt'})"
+    )
+
+
+def _distributed_record(t: Training, result: convae.TrainResult) -> dict[str, Any] | None:
+    if t.info is None:
+        return None
+    return {
+        "world_size": t.info.world_size,
+        "backend": t.info.backend,
+        "local_world_size": t.info.local_world_size,
+        "batch_size_per_process": result.config.get("batch_size"),
+        "global_batch_size": result.config.get("batch_size", 0) * t.info.world_size,
+        "sampler": "torch.utils.data.distributed.DistributedSampler",
+    }
+
+
 def _write_outputs(
-    args: argparse.Namespace,
-    cls: type[_CNNMethod],
-    out: Path,
-    preset: Any,
-    blur_meta: dict[str, Any],
-    splits: Any,
-    result: convae.TrainResult,
-    seconds: float,
-    device: Any,
-    info: DistributedInfo | None,
-    data_options: dict[str, Any],
+    t: Training, out: Path, splits: Splits, result: convae.TrainResult, seconds: float
 ) -> None:
-    """Training curve and ``train.json`` (rank 0 only); ``data_options`` records
-    ``--extra-photos`` and ``--model-arg`` as parsed."""
+    """Training curve and ``train.json`` (rank 0 only), with the data options as parsed."""
     import torch
 
+    args = t.args
     if result.history:
         convae.plot_history(result.history, out / CURVE_NAME, title=f"{args.model} training")
-    distributed = None
-    if info is not None:
-        distributed = {
-            "world_size": info.world_size,
-            "backend": info.backend,
-            "local_world_size": info.local_world_size,
-            "batch_size_per_process": result.config.get("batch_size"),
-            "global_batch_size": result.config.get("batch_size", 0) * info.world_size,
-            "sampler": "torch.utils.data.distributed.DistributedSampler",
-        }
     write_json(
         out / "train.json",
         {
             "format_version": 1,
             "command": sys.argv,
             "model": args.model,
-            "architecture": cls.architecture,
+            "architecture": t.cls.architecture,
             "parameters": result.parameters,
-            "preset": preset.to_dict(),
-            "blur": blur_meta,
+            "preset": t.preset.to_dict(),
+            "blur": t.blur_meta,
             "config": result.config,
             "data": {"source": splits.source, **splits.meta},
             "seconds": seconds,
@@ -426,10 +349,13 @@ def _write_outputs(
             "history": result.history,
             "versions": versions(),
             "git_commit": git_commit(),
-            **data_options,
-            "device": str(device),
+            "extra_photos": getattr(args, "extra_photos", 0) or 0,
+            "model_args": t.options.get("model_kwargs", {}),
+            "augment_photos": bool(getattr(args, "augment_photos", False)),
+            "augment_faces": bool(getattr(args, "augment_faces", False)),
+            "device": str(t.device),
             "threads": torch.get_num_threads(),
-            "distributed": distributed,
+            "distributed": _distributed_record(t, result),
             "peak_rss_mib": peak_rss_mib(),
         },
     )

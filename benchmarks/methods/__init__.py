@@ -8,9 +8,12 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import warnings
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
-from benchmarks.methods.base import Method, MethodContext
+from benchmarks.methods._cnn import CNNMethod
+from benchmarks.methods.base import BlurLike, Method, MethodContext
 
 # The order methods appear in tables (others follow alphabetically).
 ORDER = [
@@ -52,4 +55,22 @@ def get_method(name: str) -> type[Method]:
     return reg[name]
 
 
-__all__ = ["Method", "MethodContext", "registry", "get_method", "ORDER"]
+def check_options(options: Mapping[str, Any], blur: BlurLike) -> None:
+    """Let every registered method refuse ``options`` it could not honour with ``blur``.
+
+    All of them, not only those a command runs: a flag value that some method refuses is
+    refused in every command, instead of passing silently when that method is not run.
+    """
+    for cls in registry().values():
+        cls.check_options(options, blur)
+
+
+__all__ = [
+    "CNNMethod",
+    "Method",
+    "MethodContext",
+    "ORDER",
+    "check_options",
+    "get_method",
+    "registry",
+]

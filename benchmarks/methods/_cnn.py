@@ -2,7 +2,7 @@
 
 A concrete method only names its architecture and constructor keywords::
 
-    class ConvAEMethod(_CNNMethod):
+    class ConvAEMethod(CNNMethod):
         name = "convae"
         architecture = "convae"
         tiny_model_kwargs = {"base_channels": 8}
@@ -10,11 +10,15 @@ A concrete method only names its architecture and constructor keywords::
 Training budget comes from ``ctx.preset`` (epochs, max_minutes, batch_size), overridden by
 ``ctx.options`` keys ``epochs``, ``max_minutes``, ``batch_size``, ``lr`` (also ``amp``,
 ``compile``, ``lr_schedule``, ``ssim_weight``) and ``tta`` (restore with the 8-flip self-ensemble).
-All training, checkpoint and model code lives in :mod:`convae`.
+The training pairs are the training faces plus what ``extra_photos``, ``augment_photos`` and
+``augment_faces`` add (:mod:`benchmarks.extra_pairs`, degraded with ``ctx.noise``); validation
+and test pairs are never changed. All training, checkpoint and model code lives in :mod:`convae`.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,17 +26,19 @@ import torch
 from torch import nn
 
 import convae
+from benchmarks.extra_pairs import check_cnn_data, check_tta, cnn_training_pairs
 from benchmarks.methods.base import BlurLike, Method, MethodContext
 from benchmarks.pairs import PairSet
 
 CURVE_NAME = "training_curve.png"
 
 
-class _CNNMethod(Method):
+class CNNMethod(Method):
     """Train a registered :mod:`convae` architecture on the pairs; restore by inference."""
 
     learns: ClassVar[bool] = True
     checkpointable: ClassVar[bool] = True
+    trainable_cnn: ClassVar[bool] = True
     architecture: ClassVar[str] = ""  # a convae registry name
     model_kwargs: ClassVar[dict[str, Any]] = {}  # constructor kwargs (not in_channels)
     tiny_model_kwargs: ClassVar[dict[str, Any]] = {}  # applied on top when preset.tiny
@@ -51,6 +57,57 @@ class _CNNMethod(Method):
         self.train_images_per_s: float | None = None
         self.image_shape: tuple[int, int, int] | None = None
         self.loaded_from: str | None = None
+
+    # ------------------------------------------------------------------ options
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any], blur: BlurLike) -> None:
+        """``tta`` needs a blur unchanged by all 8 flips/turns, ``augment_faces`` one unchanged
+        by some; ``extra_photos`` is a count >= 0."""
+        check_tta(bool(options.get("tta")), blur)
+        check_cnn_data(
+            int(options.get("extra_photos", 0)),
+            bool(options.get("augment_faces")),
+            blur,
+        )
+
+    @classmethod
+    def run_notes(cls, options: Mapping[str, Any]) -> list[str]:
+        """The self-ensemble and the extra training data, when asked for."""
+        notes = ["CNN rows use the 8-flip test-time self-ensemble (--tta)."]
+        notes = notes if options.get("tta") else []
+        extra = int(options.get("extra_photos", 0))
+        parts = ["their flips/turns"] if options.get("augment_faces") else []
+        if extra:
+            turned = " (flipped/turned)" if options.get("augment_photos") else ""
+            parts.append(f"{extra} degraded photo crops{turned}")
+        if parts:
+            notes.append(f"CNNs trained here on the training images and {' and '.join(parts)}.")
+        return notes
+
+    def training_pairs(self, train: PairSet, blur: BlurLike) -> PairSet:
+        """``train`` plus the flips of its faces and the degraded photo crops that
+        ``ctx.options`` ask for (``train`` itself when none)."""
+        o = self.ctx.options
+        extra, faces = int(o.get("extra_photos", 0)), bool(o.get("augment_faces"))
+        if not (extra or faces):
+            return train
+        blurred, sharp = cnn_training_pairs(
+            train.blurred,
+            train.sharp,
+            blur,
+            extra_photos=extra,
+            augment_photos=bool(o.get("augment_photos")),
+            augment_faces=faces,
+            noise=self.ctx.noise,
+            seed=self.ctx.seed,
+        )
+        if not self.ctx.quiet:
+            print(
+                f"{self.name} training pairs: {len(blurred) - extra} faces + {extra} photo crops",
+                file=sys.stderr,
+                flush=True,
+            )
+        return PairSet(blurred, sharp)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -102,9 +159,11 @@ class _CNNMethod(Method):
 
     # ------------------------------------------------------------------ Method API
     def fit(self, train: PairSet, val: PairSet, blur: BlurLike) -> None:
-        """Train on ``train``, select the best epoch on ``val``; ``blur`` is not used (blind)."""
+        """Train on :meth:`training_pairs` of ``train``, select the best epoch on ``val``;
+        ``blur`` only degrades extra photo crops (the network never sees it: blind)."""
         if self.model is not None and self.loaded_from is not None:
             return  # a checkpoint was loaded (--checkpoint): no retraining
+        train = self.training_pairs(train, blur)
         c = int(train.blurred.shape[1])
         model = self.build_model(c)
         work = Path(self.ctx.work_dir) if self.ctx.work_dir is not None else None

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks import figures
 from benchmarks.errors import UserError
+from benchmarks.methods._tuning import mean_scores  # noqa: F401  (common.mean_scores callers)
 from benchmarks.methods.base import MethodContext
-from benchmarks.metrics import psnr, ssim
 
 LOSS_FIG = "dnmf_loss.png"
 ATOMS_FIG = "dnmf_atoms.png"
@@ -111,24 +112,6 @@ def preset_settings(
     return s
 
 
-def mean_scores(x: torch.Tensor, sharp: torch.Tensor) -> tuple[float, float]:
-    x = x.to("cpu", torch.float32).clamp(0, 1)
-    s = sharp.to("cpu", torch.float32)
-    return float(psnr(x, s).mean()), float(ssim(x, s).mean())
-
-
-def pick(
-    grid: list[Any], run: Callable[[Any], torch.Tensor], sharp: torch.Tensor
-) -> tuple[Any, list[dict[str, Any]]]:
-    """Score every candidate on validation; return the best by mean PSNR and all scores."""
-    scores = []
-    for cand in grid:
-        p, s = mean_scores(run(cand), sharp)
-        scores.append({"value": cand, "val_psnr": p, "val_ssim": s})
-    best = max(range(len(scores)), key=lambda i: scores[i]["val_psnr"])
-    return grid[best], scores
-
-
 # ---------------------------------------------------------------------------- figures
 def plot_losses(
     path: Path, title: str, joint: np.ndarray | None, pretrain: list[np.ndarray]
@@ -163,24 +146,8 @@ def plot_losses(
 def tile_atoms(W: torch.Tensor, channels: int, side: int, max_atoms: int = 64) -> np.ndarray:
     """First ``max_atoms`` columns of ``W`` (C·side² rows) as a grid image, each in [0, 1]."""
     W = W.detach().to("cpu", torch.float32)[: channels * side * side, :max_atoms]
-    n = W.shape[1]
-    cols = int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
-    pad = 1
-    out = np.ones((rows * (side + pad) + pad, cols * (side + pad) + pad, 3), dtype=np.float32)
-    for j in range(n):
-        a = W[:, j].reshape(channels, side, side)
-        lo, hi = float(a.min()), float(a.max())
-        a = (a - lo) / (hi - lo) if hi > lo else torch.zeros_like(a)
-        img = a.permute(1, 2, 0).numpy()
-        if channels == 1:
-            img = np.repeat(img, 3, axis=2)
-        r, c = divmod(j, cols)
-        out[
-            pad + r * (side + pad) : pad + r * (side + pad) + side,
-            pad + c * (side + pad) : pad + c * (side + pad) + side,
-        ] = img
-    return out
+    atoms = W.T.reshape(-1, channels, side, side).permute(0, 2, 3, 1).numpy()
+    return figures.tile_atoms(atoms, normalise="minmax")
 
 
 def plot_atoms(path: Path, panels: list[tuple[str, np.ndarray]], title: str) -> Path:

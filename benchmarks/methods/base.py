@@ -8,6 +8,7 @@ adding a file.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -36,6 +37,7 @@ class MethodContext:
     quiet: bool = False  # no progress bars when True
     blur_meta: dict[str, Any] = field(default_factory=dict)  # degradation settings
     options: dict[str, Any] = field(default_factory=dict)  # CLI overrides (epochs, ...)
+    noise: float = 0.0  # the degradation's noise std, for methods that degrade images of their own
 
 
 class Method:
@@ -46,9 +48,22 @@ class Method:
     sees_psf: ClassVar[bool] = False  # non-blind methods use ``blur``
     learns: ClassVar[bool] = False  # learns from (blurred, sharp) pairs
     checkpointable: ClassVar[bool] = False
+    #: a CNN that ``deblur-bench train`` can train on its own (checkpoints for ``--checkpoint``)
+    trainable_cnn: ClassVar[bool] = False
 
     def __init__(self, ctx: MethodContext) -> None:
         self.ctx = ctx
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any], blur: BlurLike) -> None:
+        """Refuse ``options`` (``ctx.options`` to be) that this method could not honour with
+        ``blur``, before any data is loaded or folder made. Default: every value is fine."""
+
+    @classmethod
+    def run_notes(cls, options: Mapping[str, Any]) -> list[str]:
+        """Sentences for a run's summary header that say how ``options`` change this method's
+        rows. Default: none."""
+        return []
 
     def fit(self, train: PairSet, val: PairSet, blur: BlurLike) -> None:
         """Learn or tune on ``train``/``val``. Default: nothing to do."""

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from benchmarks.methods._cnn import _CNNMethod
+from benchmarks.methods._cnn import CNNMethod
 
 
-class ConvAEMethod(_CNNMethod):
+class ConvAEMethod(CNNMethod):
     """Reference ConvAE, 5 stride-2 convs 3->64->...->1024 and mirrored transposed convs."""
 
     name: ClassVar[str] = "convae"

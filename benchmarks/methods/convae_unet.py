@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from benchmarks.methods._cnn import _CNNMethod
+from benchmarks.methods._cnn import CNNMethod
 
 
-class ConvAEUNetMethod(_CNNMethod):
+class ConvAEUNetMethod(CNNMethod):
     """Residual NAF U-Net (pixel unshuffle, 3 levels, width 16); same loss and loop as convae."""
 
     name: ClassVar[str] = "convae-unet"

@@ -23,12 +23,11 @@ import torch
 from benchmarks.classical import wiener_padded
 from benchmarks.methods import _dnmf_common as common
 from benchmarks.methods import _hqs_common as hqs
+from benchmarks.methods._tuning import best_wiener_balance
 from benchmarks.methods.base import BlurLike, Method, MethodContext
 from benchmarks.pairs import PairSet
 from dnmf.deblur.mu_prior import DeepNMFPriorMU
 from dnmf.deblur.prior import DeepNMFPrior
-
-BALANCES = [float(b) for b in np.logspace(-5, 0, 21)]
 
 #: the first version's settings and selection grids (``solver="mu"``)
 MU_SETTINGS: dict[str, Any] = dict(
@@ -126,8 +125,7 @@ class DNMFPrior(Method):
         if val is None or not len(val) or kernel is None:
             return
         t0 = time.perf_counter()
-        outs = wiener_padded(val.blurred, kernel, BALANCES)
-        self.balance = BALANCES[int(np.argmax([common.mean_scores(o, val.sharp)[0] for o in outs]))]
+        self.balance, _ = best_wiener_balance(val.blurred, kernel, val.sharp)
         ys, ss = hqs.val_subset(val, 20)
         grid = [5, 10] if self.ctx.preset.tiny else MU_ITER_GRID
         best: tuple[float, float, int] = (-np.inf, self.balance, grid[0])

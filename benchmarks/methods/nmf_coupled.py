@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import torch
 
 from benchmarks.methods import _dnmf_common as common
+from benchmarks.methods._tuning import pick
 from benchmarks.methods.base import BlurLike, Method, MethodContext
 from benchmarks.pairs import PairSet
 from dnmf.deblur.coupled import CoupledDeblur
@@ -86,7 +87,7 @@ class NMFCoupled(Method):
                 if self.ctx.preset.tiny or self.ctx.preset.size <= 64
                 else self.code_iter_grid
             )
-            best, self.val_scores = common.pick(
+            best, self.val_scores = pick(
                 grid, lambda n: self.model.restore(val.blurred, code_iter=n), val.sharp
             )
             self.model.code_iter = int(best)

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from benchmarks.classical import richardson_lucy
+from benchmarks.methods._tuning import best_index
 from benchmarks.methods.base import BlurLike, Method
 from benchmarks.metrics import psnr
 from benchmarks.pairs import PairSet
@@ -34,7 +35,7 @@ class RichardsonLucy(Method):
             callback=lambda k, x: scores.append(float(psnr(x, sharp).mean())),
         )
         self.scores = scores
-        self.n_iter = 1 + max(range(len(scores)), key=scores.__getitem__)
+        self.n_iter = 1 + best_index(scores)  # scores[k]: after k + 1 iterations
         if self.n_iter == len(scores) and not self.ctx.quiet:
             warnings.warn(
                 f"richardson-lucy: best validation PSNR at the last searched "

@@ -11,12 +11,18 @@ from PIL import Image
 
 import dnmf
 from benchmarks import factorize_faces as ff
+from benchmarks.cli_args import factorize_flags
 
 
 def _args(*argv: str) -> argparse.Namespace:
     p = argparse.ArgumentParser()
-    ff.add_arguments(p)
+    factorize_flags(p)
     return p.parse_args(list(argv))
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
 
 
 @pytest.fixture

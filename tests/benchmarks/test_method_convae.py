@@ -137,9 +137,9 @@ def test_tta_option_restores_with_the_self_ensemble():
 
 def test_tta_refuses_an_asymmetric_blur():
     from benchmarks.blur import BlurOperator, make_blur
-    from benchmarks.runner import check_tta
 
-    check_tta(True, make_blur())  # the Gaussian: fine
-    check_tta(False, BlurOperator(torch.tensor([[1.0, 2.0, 0.0]])))  # off: not checked
+    check = ConvAEMethod.check_options  # the hook every command calls before any work
+    check({"tta": True}, make_blur())  # the Gaussian: fine
+    check({}, BlurOperator(torch.tensor([[1.0, 2.0, 0.0]])))  # off: not checked
     with pytest.raises(ValueError, match="--tta"):
-        check_tta(True, BlurOperator(torch.tensor([[1.0, 2.0, 0.0]])))
+        check({"tta": True}, BlurOperator(torch.tensor([[1.0, 2.0, 0.0]])))

@@ -24,9 +24,10 @@ def test_cnn_training_pairs_counts_and_order():
         cnn_training_pairs(b, s, blur, extra_photos=-2)
 
 
+@pytest.mark.slow  # a run with two trainings and the Deep NMF prior
 def test_run_trains_cnns_on_the_extra_pairs_and_others_on_faces(tmp_path, monkeypatch):
     seen = {}
-    from benchmarks.methods._cnn import _CNNMethod
+    from benchmarks.methods import CNNMethod
     from benchmarks.methods.dnmf_prior import DNMFPrior
 
     def spy(orig, key):
@@ -36,7 +37,14 @@ def test_run_trains_cnns_on_the_extra_pairs_and_others_on_faces(tmp_path, monkey
 
         return fit
 
-    monkeypatch.setattr(_CNNMethod, "fit", spy(_CNNMethod.fit, "cnn"))
+    built = CNNMethod.training_pairs
+
+    def cnn_pairs(self, train, blur):  # the pairs the CNN trains on, built by the method itself
+        pairs = built(self, train, blur)
+        seen["cnn"] = len(pairs)
+        return pairs
+
+    monkeypatch.setattr(CNNMethod, "training_pairs", cnn_pairs)
     monkeypatch.setattr(DNMFPrior, "fit", spy(DNMFPrior.fit, "dnmf"))
     out = tmp_path / "r"
     run_benchmark(
