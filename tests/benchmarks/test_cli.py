@@ -41,6 +41,7 @@ def smoke_run(tmp_path_factory):
     return r, out
 
 
+@pytest.mark.slow  # a smoke run of the classical methods in a subprocess
 def test_run_smoke_writes_everything(smoke_run):
     r, out = smoke_run
     assert r.returncode == 0, r.stderr
@@ -60,6 +61,7 @@ def test_run_smoke_writes_everything(smoke_run):
     assert len(list((out / "images" / "wiener").glob("*.png"))) == n_test
 
 
+@pytest.mark.slow  # a CLI subprocess after the smoke run
 def test_run_refuses_overwrite(smoke_run):
     _, out = smoke_run
     r = cli("run", "--preset", "smoke", "--methods", "identity", "--out", str(out), "--quiet")
@@ -67,6 +69,7 @@ def test_run_refuses_overwrite(smoke_run):
     assert (out / "run.json").is_file()  # nothing was lost
 
 
+@pytest.mark.slow  # four CLI subprocesses
 def test_run_bad_inputs(tmp_path):
     r = cli("run", "--preset", "smoke", "--methods", "nope", "--out", str(tmp_path / "x"))
     assert r.returncode == 1 and "unknown method" in r.stderr
@@ -113,6 +116,7 @@ def test_run_bad_inputs(tmp_path):
     assert r.returncode == 1 and "--tta" in r.stderr and not (tmp_path / "t").exists()
 
 
+@pytest.mark.slow  # a second smoke run and two reports in subprocesses
 def test_report_merges_two_runs(smoke_run, tmp_path):
     _, out = smoke_run
     second = tmp_path / "seed1"
@@ -142,6 +146,7 @@ def test_report_merges_two_runs(smoke_run, tmp_path):
     assert r.returncode == 1 and "not a finished run" in r.stderr
 
 
+@pytest.mark.slow  # two CLI subprocesses
 def test_restore_folder_of_two_images(tmp_path, make_image):
     make_image(tmp_path / "in" / "a.jpg", size=(40, 52))
     make_image(tmp_path / "in" / "b.png", size=(37, 31), seed=2)
@@ -155,6 +160,7 @@ def test_restore_folder_of_two_images(tmp_path, make_image):
     assert r.returncode == 1 and "--overwrite" in r.stderr
 
 
+@pytest.mark.slow  # `list` loads every method in a subprocess
 def test_list_version_help():
     r = cli("list")
     assert r.returncode == 0 and "wiener" in r.stdout and "smoke" in r.stdout
@@ -164,6 +170,7 @@ def test_list_version_help():
     assert r.returncode == 2
 
 
+@pytest.mark.slow  # every method, trainings included, in a subprocess
 def test_run_smoke_every_method(tmp_path):
     """Every registered method runs in the smoke preset (DESIGN §8: every preset)."""
     from benchmarks.methods import registry

@@ -73,7 +73,6 @@ def _faces(n, seed, size=32):
 
 @pytest.fixture(scope="module")
 def fitted():
-    torch.set_num_threads(1)
     m = EPLL(size=4, n_components=4, n_patches=3000, max_iter=30, stride=2, n_stages=4,
              sigma_max=0.05, sigma_min=0.005, weight=1e-6)  # fmt: skip
     with warnings.catch_warnings():  # a deliberately short EM run
@@ -112,7 +111,6 @@ def test_bad_parameters_and_files(tmp_path):
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # smoke budget
 def test_method_adapter_fits_tunes_restores_and_round_trips(tmp_path):
-    torch.set_num_threads(1)
     blur = BlurOperator.gaussian(9, 1.5)
     tr, va, te = (_faces(n, seed) for n, seed in ((16, 0), (4, 1), (3, 2)))
     train, val = PairSet(degrade(tr, blur), tr), PairSet(degrade(va, blur), va)

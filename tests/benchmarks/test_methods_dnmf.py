@@ -38,7 +38,6 @@ def pairs():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_method_fits_restores_and_round_trips(name, pairs, tmp_path):
-    torch.set_num_threads(1)
     train, val, test, blur = pairs
     cls = get_method(name)
     ctx = MethodContext(
@@ -74,7 +73,6 @@ def test_registered_with_flags():
 
 def test_dnmf_prior_first_version_is_reachable(pairs, tmp_path):
     """solver='mu' runs the multiplicative-update prior (the ablation) in the same adapter."""
-    torch.set_num_threads(1)
     train, val, test, blur = pairs
     ctx = MethodContext(
         preset=get_preset("smoke"), work_dir=tmp_path / "mu", quiet=True, blur_meta=blur.meta(),

@@ -63,6 +63,7 @@ def test_ranks_auto_writes_the_search(cli_batch, tiny_faces, tmp_path):
     assert summary["rank_selection"]["criterion"] == "product"
 
 
+@pytest.mark.slow  # several CLI runs in a subprocess
 def test_bad_search_options(cli_batch, tiny_faces, tmp_path):
     base = ["factorize", "--data-dir", tiny_faces, "--size", "16", "--no-progress"]
     runs = cli_batch(

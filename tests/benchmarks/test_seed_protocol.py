@@ -58,6 +58,7 @@ def test_seed_preset_is_the_source_protocol():
     assert p.with_overrides(ssim_weight=0.1).ssim_weight == 0.1
 
 
+@pytest.mark.slow  # a smoke run with two trainings
 def test_seed_protocol_flags_reach_the_training(tmp_path):
     """--jpeg-quality/--ssim-weight in a smoke run: JPEG noted, last-epoch training MSE listed."""
     out = tmp_path / "run"

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 
@@ -18,6 +19,7 @@ def cli(*args):
     )
 
 
+@pytest.mark.slow  # three trainings in subprocesses
 def test_train_resume_equals_straight_run(tmp_path):
     common = ["train", "convae", "--preset", "smoke", "--quiet", "--threads", "1"]
     r = cli(*common, "--epochs", "2", "--out", str(tmp_path / "straight"))
@@ -35,6 +37,7 @@ def test_train_resume_equals_straight_run(tmp_path):
     assert (tmp_path / "cut" / "train.json").is_file()
 
 
+@pytest.mark.slow  # two CLI subprocesses
 def test_train_rejects_non_cnn_and_missing_resume(tmp_path):
     r = cli("train", "wiener", "--preset", "smoke", "--out", str(tmp_path / "w"))
     assert r.returncode == 1 and "CNN" in r.stderr
@@ -42,6 +45,7 @@ def test_train_rejects_non_cnn_and_missing_resume(tmp_path):
     assert r.returncode == 1 and "not found" in r.stderr
 
 
+@pytest.mark.slow  # two trainings in subprocesses
 def test_train_extra_photos_and_model_args(tmp_path):
     import json
 
@@ -89,6 +93,7 @@ def test_train_extra_photos_and_model_args(tmp_path):
     assert not bad.exists()  # no empty run folder left behind
 
 
+@pytest.mark.slow  # a CLI subprocess that loads every method
 def test_train_refuses_augment_faces_for_an_asymmetric_psf_before_making_a_folder(tmp_path):
     import numpy as np
 

@@ -42,6 +42,7 @@ def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
 COMMON = ("train", "convae", "--preset", "smoke", "--threads", "1", "--max-images", "24")
 
 
+@pytest.mark.slow  # torchrun, two processes, train and resume
 def test_torchrun_two_processes_train_resume_and_load(tmp_path):
     out = tmp_path / "run"
     r = torchrun(*COMMON, "--epochs", "1", "--out", str(out))
@@ -80,6 +81,7 @@ def test_torchrun_two_processes_train_resume_and_load(tmp_path):
     assert "already holds a run" in r.stdout + r.stderr
 
 
+@pytest.mark.slow  # a CLI subprocess that loads every method
 def test_distributed_flag_without_torchrun_is_a_clear_error(tmp_path):
     env = {
         k: v
