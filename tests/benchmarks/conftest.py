@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -101,6 +102,27 @@ def cli_batch() -> Callable[..., list[dict]]:
 
 
 # --------------------------------------------------------------------------- images
+def blob_faces(n: int, seed: int, size: int = 32) -> torch.Tensor:
+    """``n`` seeded ``(3, size, size)`` stand-ins for faces in [0, 1]: a colour, a sine
+    texture and one bright block each, as tensors (the method tests' training images)."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(float(size)), torch.arange(float(size)), indexing="ij")
+    out = torch.empty(n, 3, size, size)
+    for i in range(n):
+        c = torch.rand(3, 1, 1, generator=g) * 0.5 + 0.2
+        img = c + 0.2 * torch.sin(xx / (2 + 3 * torch.rand(1, generator=g))) * torch.cos(yy / 3)
+        y0, x0 = torch.randint(4, 18, (2,), generator=g).tolist()
+        img[:, y0 : y0 + 10, x0 : x0 + 8] = torch.rand(3, 1, 1, generator=g) * 0.8 + 0.1
+        out[i] = img.clamp(0, 1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def faces_of() -> Callable[..., torch.Tensor]:
+    """:func:`blob_faces` as a fixture: ``faces_of(n, seed, size=32)``."""
+    return blob_faces
+
+
 def face_pixels(seed: int, size: tuple[int, int] = (40, 48)) -> np.ndarray:
     """A smooth synthetic RGB face stand-in on [0, 1], ``(H, W, 3)`` float64 (seeded)."""
     rng = np.random.default_rng(seed)

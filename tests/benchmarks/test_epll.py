@@ -58,32 +58,19 @@ def test_each_patch_goes_to_its_most_likely_component():
     )
 
 
-def _faces(n, seed, size=32):
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.arange(float(size)), torch.arange(float(size)), indexing="ij")
-    out = torch.empty(n, 3, size, size)
-    for i in range(n):
-        c = torch.rand(3, 1, 1, generator=g) * 0.5 + 0.2
-        img = c + 0.2 * torch.sin(xx / (2 + 3 * torch.rand(1, generator=g))) * torch.cos(yy / 3)
-        y0, x0 = torch.randint(4, 18, (2,), generator=g).tolist()
-        img[:, y0 : y0 + 10, x0 : x0 + 8] = torch.rand(3, 1, 1, generator=g) * 0.8 + 0.1
-        out[i] = img.clamp(0, 1)
-    return out
-
-
 @pytest.fixture(scope="module")
-def fitted():
+def fitted(faces_of):
     m = EPLL(size=4, n_components=4, n_patches=3000, max_iter=30, stride=2, n_stages=4,
              sigma_max=0.05, sigma_min=0.005, weight=1e-6)  # fmt: skip
     with warnings.catch_warnings():  # a deliberately short EM run
         warnings.simplefilter("ignore", ConvergenceWarning)
-        m.fit(_faces(12, seed=0))
+        m.fit(faces_of(12, seed=0))
     return m
 
 
-def test_restore_beats_the_blurred_input_and_round_trips(fitted, tmp_path):
+def test_restore_beats_the_blurred_input_and_round_trips(fitted, tmp_path, faces_of):
     blur = BlurOperator.gaussian(9, 1.5)
-    x = _faces(3, seed=5)
+    x = faces_of(3, seed=5)
     y = degrade(x, blur)
     res = fitted.restore(y, blur, snapshots=(1, 4))
     assert res.x.shape == x.shape and set(res.snapshots) == {1, 4}
@@ -95,24 +82,24 @@ def test_restore_beats_the_blurred_input_and_round_trips(fitted, tmp_path):
     assert fitted.n_parameters() == 4 * (1 + 16 + 16 * 17 // 2)
 
 
-def test_bad_parameters_and_files(tmp_path):
+def test_bad_parameters_and_files(tmp_path, faces_of):
     with pytest.raises(ValueError, match="colour"):
-        EPLL(colour="lab").fit(_faces(2, seed=1))
+        EPLL(colour="lab").fit(faces_of(2, seed=1))
     with pytest.raises(ValueError, match="stride"):
-        EPLL(size=4, stride=5).fit(_faces(2, seed=1))
+        EPLL(size=4, stride=5).fit(faces_of(2, seed=1))
     with pytest.raises(ValueError, match="sigma_min"):
-        EPLL(sigma_max=0.01, sigma_min=0.1).fit(_faces(2, seed=1))
+        EPLL(sigma_max=0.01, sigma_min=0.1).fit(faces_of(2, seed=1))
     with pytest.raises(RuntimeError, match="not fitted"):
-        EPLL().restore(_faces(1, seed=1), BlurOperator.gaussian(9, 1.5))
+        EPLL().restore(faces_of(1, seed=1), BlurOperator.gaussian(9, 1.5))
     np.savez(tmp_path / "other.npz", W1=np.ones((2, 2)))
     with pytest.raises(ValueError, match="not an EPLL checkpoint"):
         EPLL.load(tmp_path / "other.npz")
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # smoke budget
-def test_method_adapter_fits_tunes_restores_and_round_trips(tmp_path):
+def test_method_adapter_fits_tunes_restores_and_round_trips(tmp_path, faces_of):
     blur = BlurOperator.gaussian(9, 1.5)
-    tr, va, te = (_faces(n, seed) for n, seed in ((16, 0), (4, 1), (3, 2)))
+    tr, va, te = (faces_of(n, seed) for n, seed in ((16, 0), (4, 1), (3, 2)))
     train, val = PairSet(degrade(tr, blur), tr), PairSet(degrade(va, blur), va)
     ctx = MethodContext(preset=get_preset("smoke"), work_dir=tmp_path / "epll", quiet=True,
                         blur_meta=blur.meta())  # fmt: skip

@@ -13,25 +13,12 @@ from benchmarks.presets import get_preset
 NAMES = ["nmf-coupled", "dnmf-coupled", "dnmf-prior"]
 
 
-def _faces(n, seed):
-    g = torch.Generator().manual_seed(seed)
-    out = torch.empty(n, 3, 32, 32)
-    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
-    for i in range(n):
-        c = torch.rand(3, 1, 1, generator=g) * 0.5 + 0.2
-        img = c + 0.2 * torch.sin(xx / (2 + 3 * torch.rand(1, generator=g))) * torch.cos(yy / 3)
-        y0, x0 = torch.randint(4, 18, (2,), generator=g).tolist()
-        img[:, y0 : y0 + 10, x0 : x0 + 8] = torch.rand(3, 1, 1, generator=g) * 0.8 + 0.1
-        out[i] = img.clamp(0, 1)
-    return out
-
-
 @pytest.fixture(scope="module")
-def pairs():
+def pairs(faces_of):
     blur = BlurOperator.gaussian(9, 1.5)
     sets = []
     for n, seed in ((24, 0), (6, 1), (6, 2)):
-        s = _faces(n, seed)
+        s = faces_of(n, seed)
         sets.append(PairSet(degrade(s, blur), s))
     return (*sets, blur)
 
@@ -94,11 +81,11 @@ def test_dnmf_prior_first_version_is_reachable(pairs, tmp_path):
         get_method("dnmf-prior")(bad).fit(train, val, blur)
 
 
-def test_noise_level_is_measured_on_the_validation_pairs():
+def test_noise_level_is_measured_on_the_validation_pairs(faces_of):
     from benchmarks.methods._hqs_common import noise_sigma
 
     blur = BlurOperator.gaussian(9, 1.5)
-    s = _faces(6, 3)
+    s = faces_of(6, 3)
     g = torch.Generator().manual_seed(0)
     assert noise_sigma(PairSet(degrade(s, blur), s), blur) == pytest.approx(
         1 / 255 / 12**0.5, rel=0.1
