@@ -4,7 +4,7 @@ Every folder ``run``, ``train`` and ``factorize`` create holds a small JSON mark
 :data:`MARKER`, that names the tool and, once the command finished, lists the files it wrote.
 :class:`RunFolder` is what a command writes through:
 
-- it takes an exclusive lock (``fcntl.flock`` on ``.<name>.lock`` beside the folder), so a
+- it takes an exclusive lock (:mod:`benchmarks.run_lock`: ``fcntl.flock`` on ``.<name>.lock``), so a
   second command writing into the same ``--out`` at the same time is refused;
 - it refuses the current folder, the data folder and any folder holding it, the home folder
   and ``/`` outright, and an existing folder unless it is a finished-or-not run of this tool
@@ -18,8 +18,6 @@ Every folder ``run``, ``train`` and ``factorize`` create holds a small JSON mark
 from __future__ import annotations
 
 import datetime as _dt
-import errno
-import fcntl
 import json
 import os
 import shutil
@@ -30,6 +28,7 @@ from types import TracebackType
 from typing import Any
 
 from benchmarks.errors import UserError
+from benchmarks.run_lock import FolderLock
 
 MARKER = ".deblur-bench-run"
 TOOL = "deblur-bench"
@@ -147,59 +146,6 @@ def refusal(target: Path, protect: Iterable[str | Path] = ()) -> str | None:
     return None
 
 
-# --------------------------------------------------------------------------- the lock
-class _Lock:
-    """``fcntl.flock`` on ``.<name>.lock`` beside the run folder, refused when held."""
-
-    def __init__(self, target: Path, shown: str) -> None:
-        self.path = target.parent / f".{target.name}.lock"
-        self.shown = shown
-        self.fd: int | None = None
-
-    def acquire(self) -> None:
-        for _ in range(20):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                holder = _read_pid(fd)
-                os.close(fd)
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                raise UserError(
-                    f"--out {self.shown}: another deblur-bench command"
-                    f"{f' (pid {holder})' if holder else ''} is writing this run folder; "
-                    f"wait for it to finish or choose another --out"
-                ) from None
-            try:  # the holder before us may have removed the file: lock the current one
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())
-                self.fd = fd
-                return
-            os.close(fd)
-        raise UserError(f"--out {self.shown}: could not lock {self.path}")
-
-    def release(self) -> None:
-        if self.fd is None:
-            return
-        try:  # unlink while still holding it, so that no one locks a file about to vanish
-            self.path.unlink(missing_ok=True)
-        finally:
-            os.close(self.fd)
-            self.fd = None
-
-
-def _read_pid(fd: int) -> str:
-    try:
-        return os.pread(fd, 32, 0).decode(errors="replace").strip()
-    except OSError:
-        return ""
-
-
 # --------------------------------------------------------------------------- the folder
 class RunFolder:
     """Where a command writes its run: checked, locked, and swapped in at the end.
@@ -246,7 +192,7 @@ class RunFolder:
         self.continue_in = Path(continue_in).resolve() if continue_in is not None else None
         self.path = self.target  # where to write; the staging folder while replacing
         self.mode = ""  # "new", "continue" or "replace"
-        self._lock = _Lock(self.target, self.shown)
+        self._lock = FolderLock(self.target, self.shown)
         self._made_parents: list[Path] = []
         self._made_target = False
         self._marks = True  # False: continuing in a folder the tool did not make
