@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from benchmarks.methods import _dnmf_common as common
+from benchmarks.methods._tuning import best_index
 from benchmarks.methods.base import BlurLike, MethodContext
 from benchmarks.pairs import PairSet
 
@@ -113,7 +114,7 @@ def set_noise_level(
         sec = (time.perf_counter() - t0) / len(yv)
         p, s = common.mean_scores(x, sv)
         scores.append({"weight": model.weight, "val_psnr": p, "val_ssim": s, "s_per_image": sec})
-    model.weight = max(scores, key=lambda d: d["val_psnr"])["weight"]
+    model.weight = scores[best_index([d["val_psnr"] for d in scores])]["weight"]
     return scores
 
 
