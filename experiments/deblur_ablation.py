@@ -4,7 +4,8 @@ Every row fits its model on the sharp training faces and is scored on ``--max-va
 faces of the same identity split the runner uses; each half-quadratic-splitting row is set to
 the noise level measured on the validation pairs and gets its own x-step weight from the
 adapters' grid, chosen on the same images (as the methods do at fit time). Writes
-``ablation.json`` and ``ablation.md`` into ``--out``::
+``ablation.json`` and ``ablation.md`` into ``--out`` after every row (a rerun into the same
+folder skips the rows already there)::
 
     python -m experiments.deblur_ablation --data-dir benchmarks/data/gt_faces --size 128 \\
         --max-val 10 --out docs/results/deblur-prior/ablation [--only prior epll coupled]
@@ -141,11 +142,11 @@ def run_mu_row(model: DeepNMFPriorMU, yv, sv, blur, balance: float):
     return best
 
 
-def prior_rows(a, tr, yv, sv, blur, balance, sigma, emit) -> None:
+def prior_rows(a, tr, yv, sv, blur, balance, sigma, emit, done) -> None:
     cache = Path(a.cache) if a.cache else None
     rows = (PRIOR if _wanted(a, "prior") else []) + (EPLL_ROWS if _wanted(a, "epll") else [])
     for label, kind, kw in rows:
-        if a.match and a.match not in label:
+        if (a.match and a.match not in label) or label in done:
             continue
         t0 = time.perf_counter()
         if kind == "mu":
@@ -162,9 +163,9 @@ def prior_rows(a, tr, yv, sv, blur, balance, sigma, emit) -> None:
         emit(label, "yes", p, s, model.n_parameters(), fit_s, sec, chosen)
 
 
-def coupled_rows(a, tr, yv, sv, emit) -> None:
+def coupled_rows(a, tr, yv, sv, emit, done) -> None:
     for label, kw in COUPLED:
-        if a.match and a.match not in label:
+        if (a.match and a.match not in label) or f"coupled: {label}" in done:
             continue
         m = CoupledDeblur(**{**COUPLED_BASE, **kw}, seed=a.seed)
         t0 = time.perf_counter()
@@ -176,7 +177,7 @@ def coupled_rows(a, tr, yv, sv, emit) -> None:
         sec = (time.perf_counter() - t0) / len(yv)
         emit(f"coupled: {label}", "no", p, s, m.n_parameters(), fit_s, sec, "–")
     for label, kw in RIDGE:
-        if a.match and a.match not in label:
+        if (a.match and a.match not in label) or label in done:
             continue
         t0 = time.perf_counter()
         p, s = scores(ridge_ceiling(tr.blurred, tr.sharp, yv, **kw, seed=a.seed), sv)
@@ -209,27 +210,30 @@ def main(argv: list[str] | None = None) -> None:
     yv, sv = va.blurred[idx], va.sharp[idx]
     outs = wiener_padded(yv, blur.kernel, BALANCES)
     wb = int(np.argmax([scores(o, sv)[0] for o in outs]))
-    rows: list[dict[str, Any]] = []
-
-    def emit(label, sees, p, s, n_par, fit_s, sec, chosen):
-        rows.append(dict(variant=label, sees_psf=sees, val_psnr=p, val_ssim=s, parameters=n_par,
-                         fit_seconds=fit_s, seconds_per_image=sec, chosen=chosen))  # fmt: skip
-        print(f"{label}: {p:.2f} dB {s:.4f} ({chosen}, {sec:.2f} s/img)", flush=True)
-
-    emit("identity (blurred input)", "–", *scores(yv, sv), 0, 0.0, 0.0, "–")
-    emit("wiener", "yes", *scores(outs[wb], sv), 0, 0.0, 0.0, f"balance {BALANCES[wb]:.2g}")
-    if _wanted(a, "prior") or _wanted(a, "epll"):
-        prior_rows(a, tr, yv, sv, blur, BALANCES[wb], hqs.noise_sigma(va, blur), emit)
-    if _wanted(a, "coupled"):
-        coupled_rows(a, tr, yv, sv, emit)
+    out = Path(a.out)
     meta = dict(
         n_val_images=len(yv), val_people=sorted(set(va.identities)), size=a.size,
         noise=a.noise, seed=a.seed, threads=a.threads, max_images=a.max_images,
         command="python -m experiments.deblur_ablation " + " ".join(argv or []),
     )  # fmt: skip
-    out = Path(a.out)
-    write_json(out / "ablation.json", {"meta": meta, "rows": rows})
-    write_text(out / "ablation.md", _table(rows, meta))
+    old = out / "ablation.json"  # rows already scored by an interrupted run are kept
+    rows: list[dict[str, Any]] = json.loads(old.read_text())["rows"] if old.is_file() else []
+    done = {r["variant"] for r in rows}
+
+    def emit(label, sees, p, s, n_par, fit_s, sec, chosen):
+        rows.append(dict(variant=label, sees_psf=sees, val_psnr=p, val_ssim=s, parameters=n_par,
+                         fit_seconds=fit_s, seconds_per_image=sec, chosen=chosen))  # fmt: skip
+        print(f"{label}: {p:.2f} dB {s:.4f} ({chosen}, {sec:.2f} s/img)", flush=True)
+        write_json(out / "ablation.json", {"meta": meta, "rows": rows})  # after every row
+        write_text(out / "ablation.md", _table(rows, meta))
+
+    if "identity (blurred input)" not in done:
+        emit("identity (blurred input)", "–", *scores(yv, sv), 0, 0.0, 0.0, "–")
+        emit("wiener", "yes", *scores(outs[wb], sv), 0, 0.0, 0.0, f"balance {BALANCES[wb]:.2g}")
+    if _wanted(a, "prior") or _wanted(a, "epll"):
+        prior_rows(a, tr, yv, sv, blur, BALANCES[wb], hqs.noise_sigma(va, blur), emit, done)
+    if _wanted(a, "coupled"):
+        coupled_rows(a, tr, yv, sv, emit, done)
     print(f"wrote {out / 'ablation.md'}")
 
 

@@ -121,11 +121,12 @@ def _nnls(
     Columns are independent problems, so they are solved in blocks of :data:`CHUNK`.
     """
     out = torch.zeros(W.shape[1], V.shape[1], dtype=V.dtype, device=V.device)
-    signed = not bool((W >= 0).all())
+    # solve_h takes nonnegative data and dictionaries only; semi-NMF coding has signed ones
+    signed = not (bool((W >= 0).all()) and bool((V >= 0).all()))
     for j in range(0, V.shape[1], CHUNK):
         Vj = V[:, j : j + CHUNK]
         Hj = out[:, j : j + CHUNK] if H is None else H[:, j : j + CHUNK].clone()
-        if signed:  # semi-NMF: solve_h refuses a signed dictionary; the HALS sweep does not care
+        if signed:  # the same HALS sweep, which does not need the signs
             run_hals_codes(Vj, [W], Hj, max_iter=n_iter, tol=0.0, l1=l1, check_every=n_iter)
             out[:, j : j + CHUNK] = Hj
         else:
