@@ -301,7 +301,7 @@ def select_ranks(
         warnings.warn(
             f"dnmf.select_ranks: {int((~converged).sum())} of {converged.size} fits reached "
             f"max_iter={max_iter} before the relative loss decrease fell below tol={tol:g}; "
-            "the held-out losses of unconverged fits favour smaller ranks. Increase max_iter.",
+            "unconverged fits predict differently, which can move the choice. Increase max_iter.",
             ConvergenceWarning,
             stacklevel=2,
         )
