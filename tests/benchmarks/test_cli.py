@@ -1,10 +1,6 @@
 """The CLI end to end, in a subprocess, as a user runs it."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,22 +8,10 @@ import pytest
 CLASSICAL = ["identity", "wiener", "richardson-lucy"]
 
 
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run(
-        [sys.executable, "-m", "benchmarks", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=600,
-    )
-
-
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
+def smoke_run(tmp_path_factory, run_cli):
     out = tmp_path_factory.mktemp("runs") / "smoke"
-    r = cli(
+    r = run_cli(
         "run",
         "--preset",
         "smoke",
@@ -62,19 +46,19 @@ def test_run_smoke_writes_everything(smoke_run):
 
 
 @pytest.mark.slow  # a CLI subprocess after the smoke run
-def test_run_refuses_overwrite(smoke_run):
+def test_run_refuses_overwrite(smoke_run, run_cli):
     _, out = smoke_run
-    r = cli("run", "--preset", "smoke", "--methods", "identity", "--out", str(out), "--quiet")
+    r = run_cli("run", "--preset", "smoke", "--methods", "identity", "--out", str(out), "--quiet")
     assert r.returncode == 1 and "--overwrite" in r.stderr
     assert (out / "run.json").is_file()  # nothing was lost
 
 
 @pytest.mark.slow  # four CLI subprocesses
-def test_run_bad_inputs(tmp_path):
-    r = cli("run", "--preset", "smoke", "--methods", "nope", "--out", str(tmp_path / "x"))
+def test_run_bad_inputs(tmp_path, run_cli):
+    r = run_cli("run", "--preset", "smoke", "--methods", "nope", "--out", str(tmp_path / "x"))
     assert r.returncode == 1 and "unknown method" in r.stderr
     (tmp_path / "empty").mkdir()
-    r = cli(
+    r = run_cli(
         "run",
         "--preset",
         "smoke",
@@ -86,7 +70,7 @@ def test_run_bad_inputs(tmp_path):
         str(tmp_path / "y"),
     )
     assert r.returncode == 1 and "no images" in r.stderr
-    r = cli(
+    r = run_cli(
         "run",
         "--preset",
         "smoke",
@@ -101,7 +85,7 @@ def test_run_bad_inputs(tmp_path):
     import numpy as np
 
     np.save(tmp_path / "line.npy", np.array([[1.0, 2.0, 0.0]]))  # changed by a left-right flip
-    r = cli(
+    r = run_cli(
         "run",
         "--preset",
         "smoke",
@@ -117,10 +101,10 @@ def test_run_bad_inputs(tmp_path):
 
 
 @pytest.mark.slow  # a second smoke run and two reports in subprocesses
-def test_report_merges_two_runs(smoke_run, tmp_path):
+def test_report_merges_two_runs(smoke_run, tmp_path, run_cli):
     _, out = smoke_run
     second = tmp_path / "seed1"
-    r = cli(
+    r = run_cli(
         "run",
         "--preset",
         "smoke",
@@ -134,7 +118,7 @@ def test_report_merges_two_runs(smoke_run, tmp_path):
         "--quiet",
     )
     assert r.returncode == 0, r.stderr
-    r = cli("report", str(out), str(second), "--out", str(tmp_path / "merged.md"))
+    r = run_cli("report", str(out), str(second), "--out", str(tmp_path / "merged.md"))
     assert r.returncode == 0, r.stderr
     assert "Merged report of 2 runs" in r.stdout and "ΔPSNR vs identity" in r.stdout
     wiener_row = [ln for ln in r.stdout.splitlines() if ln.startswith("| wiener |")][0]
@@ -142,41 +126,41 @@ def test_report_merges_two_runs(smoke_run, tmp_path):
     n2 = len(pd.read_csv(second / "per_image.csv").query("method == 'wiener'"))
     assert f"| wiener | {n1 + n2} |" in wiener_row
     assert (tmp_path / "merged.md").is_file()
-    r = cli("report", str(tmp_path))
+    r = run_cli("report", str(tmp_path))
     assert r.returncode == 1 and "not a finished run" in r.stderr
 
 
 @pytest.mark.slow  # two CLI subprocesses
-def test_restore_folder_of_two_images(tmp_path, make_image):
+def test_restore_folder_of_two_images(tmp_path, make_image, run_cli):
     make_image(tmp_path / "in" / "a.jpg", size=(40, 52))
     make_image(tmp_path / "in" / "b.png", size=(37, 31), seed=2)
-    r = cli("restore", str(tmp_path / "in"), "--method", "wiener", "--out", str(tmp_path / "o"))
+    r = run_cli("restore", str(tmp_path / "in"), "--method", "wiener", "--out", str(tmp_path / "o"))
     assert r.returncode == 0, r.stderr
     from PIL import Image
 
     assert Image.open(tmp_path / "o" / "a.png").size == (52, 40)
     assert Image.open(tmp_path / "o" / "b.png").size == (31, 37)
-    r = cli("restore", str(tmp_path / "in"), "--method", "wiener", "--out", str(tmp_path / "o"))
+    r = run_cli("restore", str(tmp_path / "in"), "--method", "wiener", "--out", str(tmp_path / "o"))
     assert r.returncode == 1 and "--overwrite" in r.stderr
 
 
 @pytest.mark.slow  # `list` loads every method in a subprocess
-def test_list_version_help():
-    r = cli("list")
+def test_list_version_help(run_cli):
+    r = run_cli("list")
     assert r.returncode == 0 and "wiener" in r.stdout and "smoke" in r.stdout
-    r = cli("--version")
+    r = run_cli("--version")
     assert r.returncode == 0 and "deblur-bench" in r.stdout
-    r = cli()
+    r = run_cli()
     assert r.returncode == 2
 
 
 @pytest.mark.slow  # every method, trainings included, in a subprocess
-def test_run_smoke_every_method(tmp_path):
+def test_run_smoke_every_method(tmp_path, run_cli):
     """Every registered method runs in the smoke preset (DESIGN §8: every preset)."""
     from benchmarks.methods import registry
 
     out = tmp_path / "all"
-    r = cli("run", "--preset", "smoke", "--out", str(out), "--quiet", "--threads", "1")
+    r = run_cli("run", "--preset", "smoke", "--out", str(out), "--quiet", "--threads", "1")
     assert r.returncode == 0, r.stderr
     per_image = pd.read_csv(out / "per_image.csv")
     assert set(per_image["method"]) == set(registry())

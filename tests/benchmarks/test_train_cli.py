@@ -1,32 +1,17 @@
 """`deblur-bench train` on the smoke preset: interrupted + resumed == straight run."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
 
-def cli(*args):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run(
-        [sys.executable, "-m", "benchmarks", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-
-
 @pytest.mark.slow  # three trainings in subprocesses
-def test_train_resume_equals_straight_run(tmp_path):
+def test_train_resume_equals_straight_run(tmp_path, run_cli):
     common = ["train", "convae", "--preset", "smoke", "--quiet", "--threads", "1"]
-    r = cli(*common, "--epochs", "2", "--out", str(tmp_path / "straight"))
+    r = run_cli(*common, "--epochs", "2", "--out", str(tmp_path / "straight"))
     assert r.returncode == 0, r.stderr
-    r = cli(*common, "--epochs", "1", "--out", str(tmp_path / "cut"))
+    r = run_cli(*common, "--epochs", "1", "--out", str(tmp_path / "cut"))
     assert r.returncode == 0, r.stderr
-    r = cli(*common, "--epochs", "2", "--resume", str(tmp_path / "cut" / "last.pt"))
+    r = run_cli(*common, "--epochs", "2", "--resume", str(tmp_path / "cut" / "last.pt"))
     assert r.returncode == 0, r.stderr
     a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
@@ -38,21 +23,21 @@ def test_train_resume_equals_straight_run(tmp_path):
 
 
 @pytest.mark.slow  # two CLI subprocesses
-def test_train_rejects_non_cnn_and_missing_resume(tmp_path):
-    r = cli("train", "wiener", "--preset", "smoke", "--out", str(tmp_path / "w"))
+def test_train_rejects_non_cnn_and_missing_resume(tmp_path, run_cli):
+    r = run_cli("train", "wiener", "--preset", "smoke", "--out", str(tmp_path / "w"))
     assert r.returncode == 1 and "CNN" in r.stderr
-    r = cli("train", "convae", "--preset", "smoke", "--resume", str(tmp_path / "none.pt"))
+    r = run_cli("train", "convae", "--preset", "smoke", "--resume", str(tmp_path / "none.pt"))
     assert r.returncode == 1 and "not found" in r.stderr
 
 
 @pytest.mark.slow  # two trainings in subprocesses
-def test_train_extra_photos_and_model_args(tmp_path):
+def test_train_extra_photos_and_model_args(tmp_path, run_cli):
     import json
 
     import convae
 
     out = tmp_path / "unet"
-    r = cli(
+    r = run_cli(
         "train",
         "convae-unet",
         "--preset",
@@ -78,7 +63,7 @@ def test_train_extra_photos_and_model_args(tmp_path):
     assert model.init_kwargs["width"] == 4 and model.init_kwargs["depth"] == 1
 
     bad = tmp_path / "bad"
-    r = cli(
+    r = run_cli(
         "train",
         "convae-unet",
         "--preset",
@@ -94,7 +79,9 @@ def test_train_extra_photos_and_model_args(tmp_path):
 
 
 @pytest.mark.slow  # a CLI subprocess that loads every method
-def test_train_refuses_augment_faces_for_an_asymmetric_psf_before_making_a_folder(tmp_path):
+def test_train_refuses_augment_faces_for_an_asymmetric_psf_before_making_a_folder(
+    tmp_path, run_cli
+):
     import numpy as np
 
     k = np.zeros((3, 3))
@@ -102,7 +89,7 @@ def test_train_refuses_augment_faces_for_an_asymmetric_psf_before_making_a_folde
     k[0, 1] = 0.5  # no flip or quarter turn leaves it unchanged
     np.save(tmp_path / "psf.npy", k)
     out = tmp_path / "t"
-    r = cli(
+    r = run_cli(
         "train",
         "convae-unet",
         "--preset",
