@@ -31,7 +31,13 @@ def blurred(kit):
 
 @pytest.mark.parametrize(
     "kw",
-    [{}, dict(coding="onoff"), dict(depth="product", mirror=True), dict(x_step="cg")],
+    [
+        {},
+        dict(coding="onoff"),
+        dict(depth="layered", n_outer=1),
+        dict(depth="layered", coding="onoff", mirror=True),
+        dict(x_step="cg"),
+    ],
 )
 def test_restore_beats_the_blurred_input(fitted, blurred, kit, kw):
     op, x, y = blurred
