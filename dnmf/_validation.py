@@ -24,6 +24,12 @@ from ._convert import split_masked, to_tensor
 from ._convert import to_numpy as to_numpy
 from ._loss import Penalties
 
+
+class InvalidParameterError(ValueError, TypeError):
+    """A parameter of the wrong kind or value (as scikit-learn's of the same name, it is both,
+    so that callers catching either see it)."""
+
+
 BETA_NAMES = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
 INITS = ("nndsvd", "nndsvda", "nndsvdar", "random", "custom")
 

@@ -334,8 +334,10 @@ def auto_ranks(
     """``ranks='auto'`` of :func:`dnmf.factorize` and :class:`dnmf.DeepNMF`: the candidate
     :func:`select_ranks` chooses, and its :class:`RankSelection`. ``search`` holds the fit's
     own settings (beta, max_iter, tol, pretrain, l1, l2, eps, seed, device, dtype, …)."""
-    if ranks != "auto":
-        raise ValueError(f"ranks must be an int, a sequence of ints or 'auto', got {ranks!r}")
+    if ranks != "auto":  # any other string is a type mistake, as for factorize's ranks
+        raise val.InvalidParameterError(
+            f"ranks must be a positive int or a sequence of positive ints, or 'auto'; got {ranks!r}"
+        )
     if mask is not None:
         raise ValueError(
             "ranks='auto' cannot be combined with mask: the search holds out entries itself"
