@@ -1,4 +1,4 @@
-"""The fixed degradation of DESIGN §3: blur (reflect boundary) -> optional noise -> 8 bits.
+"""The fixed degradation: blur (reflect boundary) -> optional noise -> 8 bits.
 
 The blur is a linear operator object with ``A`` and an exact ``A_adjoint`` so that non-blind
 methods receive the operator, never the clean image.  ``A = S ∘ C ∘ P`` where ``P`` pads

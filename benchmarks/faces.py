@@ -1,4 +1,4 @@
-"""Face folders -> tensors: recursive loading, identity parsing, crop/resize, splits (DESIGN §4)."""
+"""Face folders -> tensors: recursive loading, identity parsing, crop/resize, splits."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-image metrics, one definition everywhere (DESIGN §5).
+"""Per-image metrics, one definition everywhere.
 
 Every function takes ``(x_hat, x)`` batches ``(N, C, H, W)`` and returns a ``(N,)`` float64
 tensor.  Outputs are clipped to [0, 1] first; the data range is 1.  SSIM reproduces

@@ -1,4 +1,4 @@
-"""Run presets (DESIGN §8): what data size and training budget each preset means.
+"""Run presets: what data size and training budget each preset means.
 
 Explicit CLI flags override a preset's fields (``--preset fast --size 128``).
 """

@@ -1,4 +1,4 @@
-"""Tables from per-image results: means with 95% t-intervals and paired differences (DESIGN §5).
+"""Tables from per-image results: means with 95% t-intervals and paired differences.
 
 Per-image values are the source of truth; every reduction happens here.
 """

@@ -1,7 +1,7 @@
 """``deblur-bench train MODEL``: train a CNN on the train split, validate on the val split.
 
 The training loop is :func:`convae.train`; this command only supplies the data pipeline,
-checkpoint folder and resume handling (DESIGN §2: the training CLI needs the pipeline).
+checkpoint folder and resume handling (the training CLI needs the data pipeline).
 
 Distributed data parallel (PyTorch's ``torch.distributed`` + ``DistributedDataParallel``)::
 

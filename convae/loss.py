@@ -1,8 +1,8 @@
-"""Training loss ``MSE + λ·(1 − SSIM)`` (DESIGN §7), SSIM as in DESIGN §5.
+"""Training loss ``MSE + λ·(1 − SSIM)``, with the benchmark's SSIM definition.
 
 SSIM comes from ``pytorch_msssim.ssim`` with ``data_range=1.0`` (its default of 255 would
 make the SSIM term almost constant), an 11-tap Gaussian window with sigma 1.5 and
-K = (0.01, 0.03), computed on the valid region only.  That is the definition of DESIGN §5
+K = (0.01, 0.03), computed on the valid region only.  That is the benchmark's SSIM definition
 (scikit-image ``structural_similarity(data_range=1, gaussian_weights=True, sigma=1.5,
 use_sample_covariance=False)``), averaged over channels; ``tests/convae/test_loss.py`` checks
 the match.

@@ -1,4 +1,4 @@
-"""The reference convolutional autoencoder (DESIGN §7), kept faithful: it is the baseline.
+"""The reference convolutional autoencoder of the project's source, kept faithful: the baseline.
 
 Encoder: five ``Conv2d(kernel 3, stride 2, padding 1)`` + ReLU, channels
 ``C -> 64 -> 128 -> 256 -> 512 -> 1024``.  Decoder: five mirrored

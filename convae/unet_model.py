@@ -1,6 +1,6 @@
-"""``convae-unet``: a compact residual U-Net with NAFNet-style blocks (issue 7).
+"""``convae-unet``: a compact residual U-Net with NAFNet-style blocks.
 
-Layout (NAFNet habits, DESIGN §9): blocks first, the network last, plain keyword arguments,
+Layout (NAFNet's habits): blocks first, the network last, plain keyword arguments,
 pad to a multiple and crop back, global residual.
 
     x ─ PixelUnshuffle(s) ─ intro 3x3 ─ [blocks ─ down 2x2/2] x depth ─ middle blocks

@@ -38,7 +38,7 @@ COUPLED: list[tuple[str, dict[str, Any]]] = [
     ("k=2 r(128,64) ≈ same parameters [dnmf-coupled]", dict(ranks=(128, 64))),
     ("k=3 r(128,64,32)", dict(ranks=(128, 64, 32))),
     ("k=1 r256 (2x parameters)", dict(ranks=(256,))),
-    # second round (6 px patches, HALS coding; see notes/deblur-notes.md)
+    # second round (6 px patches, HALS coding; see docs/notes.md)
     ("6px k=1 r128, MU coding 60 it", dict(SIX, ranks=(128,), coder="mu", code_iter=60)),
     ("6px k=1 r128, HALS coding 10 sweeps", dict(SIX, ranks=(128,))),
     ("6px k=1 r128, HALS 10, restore stride 2", dict(SIX, ranks=(128,), restore_stride=2)),

@@ -1,4 +1,4 @@
-"""Does convae-unet gain from more (non-face) training data?  Issue 7's "what limits it" check.
+"""Does convae-unet gain from more (non-face) training data?  A check of what limits the U-Net.
 
 The 15-minute convae-unet runs overfit the 525 training faces (35 people) after 5–7 minutes.
 If data is the limit, adding blurred/sharp pairs that are *not* faces should help on the

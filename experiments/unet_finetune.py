@@ -1,4 +1,4 @@
-"""Continue a CNN from a checkpoint's weights with flip/transpose augmentation (issue 7).
+"""Continue a CNN from a checkpoint's weights with flip/transpose augmentation.
 
 ``deblur-bench train`` feeds the loop the training pairs as they are.  With 525 training
 faces (35 people) convae-unet overfits after about 8 minutes on this CPU (validation loss

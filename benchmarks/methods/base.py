@@ -1,4 +1,4 @@
-"""The one call shape every method in the comparison has (DESIGN §6).
+"""The one call shape every method in the comparison has.
 
 ``method.fit(train, val, blur)`` (a no-op where nothing is learned or tuned), then
 ``method.restore(y, blur) -> x_hat``.  Adapters live one per file in this package and

@@ -1,4 +1,4 @@
-"""``convae``: the reference convolutional autoencoder (DESIGN §7), blind, learned."""
+"""``convae``: the reference convolutional autoencoder, blind, learned."""
 
 from __future__ import annotations
 

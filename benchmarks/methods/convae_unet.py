@@ -1,4 +1,4 @@
-"""``convae-unet``: residual U-Net with NAFNet blocks (issue 7), blind, learned."""
+"""``convae-unet``: residual U-Net with NAFNet blocks, blind, learned."""
 
 from __future__ import annotations
 

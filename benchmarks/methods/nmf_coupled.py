@@ -2,7 +2,7 @@
 
 The model is :class:`dnmf.deblur.coupled.CoupledDeblur`; its settings are the ones picked on
 the validation people by ``experiments/deblur_ablation.py`` (see
-``notes/README-deblur.md``); the number of coding iterations is chosen on ``val`` at fit time.
+``docs/results/deblur-dnmf.md``); the number of coding iterations is chosen on ``val`` at fit time.
 """
 
 from __future__ import annotations
