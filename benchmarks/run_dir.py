@@ -126,7 +126,7 @@ def refusal(target: Path, protect: Iterable[str | Path] = ()) -> str | None:
     """Why ``target`` (resolved) may never be a run folder, or None.
 
     Refused: the current folder or any folder holding it, each ``protect`` path (the data
-    folder) or any folder holding it, the home folder and the file-system root.
+    folder), any folder holding it or inside it, the home folder and the file-system root.
     """
     cwd = Path.cwd().resolve()
     if target == Path(target.anchor):
@@ -143,6 +143,8 @@ def refusal(target: Path, protect: Iterable[str | Path] = ()) -> str | None:
             return "it is the data folder (--data-dir); outputs must not mix with the images"
         if target in data.parents:
             return f"it holds the data folder {p}"
+        if data in target.parents:  # a later run would read this run's images as data
+            return f"it is inside the data folder {p}; outputs must not mix with the images"
     return None
 
 

@@ -137,6 +137,7 @@ def test_bad_input_files_added_to_a_run_block_overwrite(tmp_path):
         ("cwd_parent", "it holds the current folder"),
         ("data", "it is the data folder"),
         ("data_parent", "it holds the data folder"),
+        ("data_child", "it is inside the data folder"),
         ("home", "it is the home folder"),
         ("root", "it is the root of the file system"),
     ],
@@ -155,6 +156,7 @@ def test_bad_input_refused_folders(tmp_path, monkeypatch, case, message):
         "cwd_parent": "..",
         "data": str(data),
         "data_parent": str(data.parent),
+        "data_child": str(data / "results"),
         "home": str(tmp_path / "home"),
         "root": "/",
     }[case]
