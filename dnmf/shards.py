@@ -29,6 +29,8 @@ from numpy.typing import DTypeLike
 from . import _validation as val
 
 #: File name endings that :func:`load_image_columns` treats as images (case-insensitive).
+#: Pillow modes whose samples are 8-bit (what ``load_image_columns`` reads)
+_EIGHT_BIT_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr"})
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
 
@@ -178,11 +180,12 @@ def load_image_columns(
     are opened. Each image becomes one column in [0, 1] (row-major pixels, channels last):
     gray (``c = 1``) by default, RGB with ``gray=False``; ``size`` (an int or
     ``(height, width)``) resizes with bicubic filtering, otherwise every image must have the
-    size of the rank's first one (ranks then compare row counts when factorizing). Needs
-    Pillow. Raises ``FileNotFoundError``/``ValueError`` for a missing folder, a folder without
-    images, an unreadable image (named) or mismatched sizes.
+    size of the rank's first one (ranks then compare row counts when factorizing). The EXIF
+    orientation is applied. Needs Pillow. Raises ``FileNotFoundError``/``ValueError`` for a
+    missing folder, a folder without images, an unreadable or not 8-bit image (named, e.g. a
+    16-bit PNG, which converting would clip) or mismatched sizes.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     rank, world = resolve_rank_world(rank, world)
     hw = _parse_size(size)
@@ -193,6 +196,13 @@ def load_image_columns(
     for f in files[start:stop]:
         try:
             with Image.open(f) as im:
+                # convert() would clip deeper images to 8 bits (16-bit gray becomes white)
+                if im.mode not in _EIGHT_BIT_MODES:
+                    raise ValueError(
+                        f"mode {im.mode} is not an 8-bit image; this reader takes 8-bit "
+                        f"images only: convert it, or read the images yourself and pass V"
+                    )
+                im = ImageOps.exif_transpose(im)  # upright, as the camera meant it
                 im = im.convert("L" if gray else "RGB")
                 if hw is not None:
                     im = im.resize((hw[1], hw[0]), Image.Resampling.BICUBIC)

@@ -153,3 +153,27 @@ def test_image_errors(tmp_path, make_image):
         load_image_columns(d, 0, 3)
     with pytest.raises(ValueError, match="size must be"):
         load_image_columns(d, 0, 1, size=0)
+
+
+def test_image_columns_refuse_16_bit_and_apply_exif_orientation(tmp_path):
+    """A 16-bit PNG is refused by name (converting would clip it to white); an EXIF-rotated
+    photo is read upright."""
+    from PIL import Image
+
+    d = tmp_path / "deep"
+    d.mkdir()
+    Image.fromarray(np.full((8, 8), 40000, dtype=np.uint16)).save(d / "a.png")
+    with pytest.raises(ValueError, match=r"a\.png.*not an 8-bit image"):
+        load_image_columns(d, 0, 1)
+    r = tmp_path / "rotated"
+    r.mkdir()
+    wide = np.zeros((4, 6), dtype=np.uint8)
+    wide[0, :] = 255  # the top row is white
+    im = Image.fromarray(wide)
+    exif = im.getexif()
+    exif[0x0112] = 6  # Orientation 6: the camera was turned; the upright image is 90° CW
+    im.save(r / "p.jpg", exif=exif, quality=100)
+    V = load_image_columns(r, 0, 1).V
+    assert V.shape == (24, 1)
+    upright = V[:, 0].reshape(6, 4)  # 6 rows x 4 columns once rotated
+    assert upright[:, -1].mean() > 0.9 and upright[:, 0].mean() < 0.1  # white row -> right column
