@@ -110,6 +110,21 @@ SINGLE_METHODS: dict[str, Callable[[Case, tr.Recorder], tr.Trace]] = {
     "dnmf default": lambda c, rec: tr.dnmf_fit(c.V, [c.rank], rec, "auto"),
 }
 DEEP_SOLVERS = ("mu", "mu-acc", "hals", "auto")
+OPTIONAL_PEERS = {"torchnmf": "torchnmf"}  # row name -> the package it needs (the bench extra)
+
+
+def installed_methods() -> list[str]:
+    """The rows of ``SINGLE_METHODS`` whose library is importable here; a peer from the
+    optional ``bench`` extra that is not installed is left out (and named in the notes)."""
+    return [m for m in SINGLE_METHODS if _importable(OPTIONAL_PEERS.get(m))]
+
+
+def _importable(package: str | None) -> bool:
+    if package is None:
+        return True
+    import importlib.util
+
+    return importlib.util.find_spec(package) is not None
 
 
 # -------------------------------------------------------------------------- summaries
@@ -361,6 +376,7 @@ def run_time_to_target(
             "levels": list(LEVELS),
         },
         "environment": _environment(threads, torch.device("cpu")),
+        "not_installed": [m for m in SINGLE_METHODS if m not in installed_methods()],
         "cases": results,
     }
 
@@ -374,7 +390,7 @@ def run_time_to_target(
         faces = _faces(faces_dir) if any(want(c) for c in FACE_CASES) else None
         for case in make_cases(quick, faces, seed):
             if want(case.name):
-                results[case.name] = run_single(case, rounds, cap_factor, list(SINGLE_METHODS), log)
+                results[case.name] = run_single(case, rounds, cap_factor, installed_methods(), log)
                 done()
         for name, ranks in (DEEP_QUICK if quick else DEEP_FULL).items():
             if want(name) and faces is not None:
@@ -403,13 +419,16 @@ def _warm_up() -> None:
     rng = np.random.default_rng(0)
     c = Case("warm-up", "", rng.random((40, 30)).astype(np.float32), None, 3)
     c.X = _as_given(c.V)
-    for fn in SINGLE_METHODS.values():
-        fn(c, tr.Recorder(0.0, 0.05))
+    for m in installed_methods():
+        SINGLE_METHODS[m](c, tr.Recorder(0.0, 0.05))
 
 
 def to_markdown(out: dict[str, Any]) -> str:
     """One table per case: seconds to the target and to 1.001× it, iterations, final loss."""
     lines: list[str] = []
+    if out.get("not_installed"):
+        missing = ", ".join(out["not_installed"])
+        lines += [f"Not installed here, so not timed: {missing} (`pip install -e '.[bench]'`).", ""]
     for name, c in out["cases"].items():
         deep = name.startswith("deep")
         if name == "batched":

@@ -54,6 +54,8 @@ def test_reach_finds_the_first_point_at_each_level():
 
 @pytest.mark.parametrize("method", list(ttt.SINGLE_METHODS))
 def test_every_method_traces_a_decreasing_loss_to_its_stop(case, method):
+    if method in ttt.OPTIONAL_PEERS:
+        pytest.importorskip(ttt.OPTIONAL_PEERS[method])
     # a loose target: each library reaches it within a few iterations
     loose = 0.5 * float(np.sum(case.V.astype(np.float64) ** 2)) * 0.01
     rec = tr.Recorder(target=loose, cap_s=30.0)
