@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from benchmarks.blur import BlurOperator
@@ -32,6 +31,7 @@ from benchmarks.classical import wiener_padded
 from benchmarks.epll import EPLL
 from benchmarks.io_utils import write_json, write_text
 from benchmarks.methods import _hqs_common as hqs
+from benchmarks.methods._tuning import best_wiener_balance
 from benchmarks.methods.dnmf_prior import MU_SETTINGS, DNMFPrior
 from benchmarks.methods.epll import EPLL as EPLLMethod
 from benchmarks.metrics import psnr, ssim
@@ -42,7 +42,6 @@ from dnmf.deblur.mu_prior import DeepNMFPriorMU
 from dnmf.deblur.prior import DeepNMFPrior
 from experiments._coupled_rows import COUPLED, COUPLED_BASE, RIDGE, ridge_ceiling
 
-BALANCES = [float(b) for b in np.logspace(-5, 0, 21)]
 BASE = {k: v for k, v in DNMFPrior.settings.items() if k != "solver"}
 EPLL_BASE = dict(EPLLMethod.settings)
 
@@ -208,8 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     tr, va = sp.train, sp.val  # sp.test is never used here
     idx = torch.linspace(0, len(va) - 1, min(len(va), a.max_val)).round().long()
     yv, sv = va.blurred[idx], va.sharp[idx]
-    outs = wiener_padded(yv, blur.kernel, BALANCES)
-    wb = int(np.argmax([scores(o, sv)[0] for o in outs]))
+    balance, _ = best_wiener_balance(yv, blur.kernel, sv)  # the wiener method's own rule
     out = Path(a.out)
     meta = dict(
         n_val_images=len(yv), val_people=sorted(set(va.identities)), size=a.size,
@@ -229,9 +227,10 @@ def main(argv: list[str] | None = None) -> None:
 
     if "identity (blurred input)" not in done:
         emit("identity (blurred input)", "–", *scores(yv, sv), 0, 0.0, 0.0, "–")
-        emit("wiener", "yes", *scores(outs[wb], sv), 0, 0.0, 0.0, f"balance {BALANCES[wb]:.2g}")
+        wx = wiener_padded(yv, blur.kernel, balance)
+        emit("wiener", "yes", *scores(wx, sv), 0, 0.0, 0.0, f"balance {balance:.2g}")
     if _wanted(a, "prior") or _wanted(a, "epll"):
-        prior_rows(a, tr, yv, sv, blur, BALANCES[wb], hqs.noise_sigma(va, blur), emit, done)
+        prior_rows(a, tr, yv, sv, blur, balance, hqs.noise_sigma(va, blur), emit, done)
     if _wanted(a, "coupled"):
         coupled_rows(a, tr, yv, sv, emit, done)
     print(f"wrote {out / 'ablation.md'}")

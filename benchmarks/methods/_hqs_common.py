@@ -120,8 +120,4 @@ def set_noise_level(
 
 def load_model(model_cls: Any, path: str | Path, ctx: MethodContext, what: str) -> Any:
     """``model_cls.load`` with the project's clear error for a file that is not a checkpoint."""
-    loader = getattr(common, "load_model_file", None)
-    dev = torch.device(ctx.device)
-    if loader is not None:
-        return loader(model_cls, path, dev, what)
-    return model_cls.load(path, device=dev)
+    return common.load_model_file(model_cls, path, torch.device(ctx.device), what)
