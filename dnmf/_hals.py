@@ -43,7 +43,7 @@ import torch
 from ._fpstate import raise_tiny_
 from ._linalg import _chain, _mm, _mT
 from ._loss import Penalties, squared_norm
-from ._mu import MUOutcome, _mark_converged, _outcome, _report, _to_host
+from ._mu import MUOutcome, iterate
 from ._update import MUSolverBase
 
 
@@ -378,41 +378,17 @@ def run_hals(
     k = len(Ws)
     pen = penalties or Penalties.none(k + 1)
     update = [True] * (k + 1) if update is None else list(update)
-    batched = V.ndim == 3
-    n_mat = V.shape[0] if batched else 1
     solver = BlockSolver(V, Ws, H, pen, update, rule=rule, accel=accel, reduce=reduce)
     loss_every = (1 if any(update[:k]) else check_every) if loss_every is None else loss_every
-    history, iters = [], []
-    converged = torch.zeros(n_mat, dtype=torch.bool)
-    n_iter = torch.full((n_mat,), max_iter, dtype=torch.int64)
-    active: torch.Tensor | None = None
-    stopped = False
-    it = 0
-    with torch.no_grad():
-        loss = solver.loss(Ws, H)
-        history.append(loss)
-        iters.append(0)
-        prev = loss.reshape(-1).cpu()
-        if verbose:
-            _report(0, loss)
-        for it in range(1, max_iter + 1):
-            check = tol > 0 and it % check_every == 0
-            need = check or it % loss_every == 0 or it == max_iter
-            loss = solver.sweep(Ws, H, active, need)
-            if loss is None:
-                continue
-            history.append(loss)
-            iters.append(it)
-            if verbose and (check or it == max_iter):
-                _report(it, loss)
-            if check:
-                prev = _mark_converged(loss, prev, tol, converged, n_iter, it)
-                if bool(converged.all()):
-                    break
-                if batched and bool(converged.any()):
-                    active = (~converged).to(V.device)
-            if callback is not None and callback(it, _to_host(loss)) is True:
-                stopped = True
-                break
-    n_iter[~converged] = it
-    return _outcome(history, iters, n_iter, converged, batched, stopped)
+    return iterate(
+        solver,
+        V,
+        Ws,
+        H,
+        max_iter=max_iter,
+        tol=tol,
+        check_every=check_every,
+        loss_every=loss_every,
+        callback=callback,
+        verbose=verbose,
+    )

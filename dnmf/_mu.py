@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -100,8 +101,6 @@ def run_mu(
     k = len(Ws)
     pen = penalties or Penalties.none(k + 1)
     update = [True] * (k + 1) if update is None else list(update)
-    batched = V.ndim == 3
-    n_mat = V.shape[0] if batched else 1
     solver: MUSolverBase
     if beta == 2 and mask is None:
         solver = FrobeniusSolver(V, Ws, H, pen, update, eps, reduce, fused_block_bytes)
@@ -111,8 +110,50 @@ def run_mu(
         solver = GeneralSolver(V, Ws, H, beta, mask, pen, update, eps, reduce)
         loss_every = check_every if loss_every is None else loss_every
 
-    history = []
-    iters = []
+    return iterate(
+        solver,
+        V,
+        Ws,
+        H,
+        max_iter=max_iter,
+        tol=tol,
+        check_every=check_every,
+        loss_every=loss_every,
+        callback=callback,
+        verbose=verbose,
+    )
+
+
+class Sweeper(Protocol):
+    """What :func:`iterate` needs of a solver: one sweep over the factors, and the loss."""
+
+    def sweep(
+        self, Ws: list[torch.Tensor], H: torch.Tensor, active: torch.Tensor | None, need_loss: bool
+    ) -> torch.Tensor | None: ...
+
+    def loss(self, Ws: list[torch.Tensor], H: torch.Tensor) -> torch.Tensor: ...
+
+
+def iterate(
+    solver: Sweeper,
+    V: torch.Tensor,
+    Ws: list[torch.Tensor],
+    H: torch.Tensor,
+    *,
+    max_iter: int,
+    tol: float,
+    check_every: int,
+    loss_every: int,
+    callback: Callable[[int, object], object] | None,
+    verbose: bool,
+) -> MUOutcome:
+    """The iteration loop every solver shares: ``solver.sweep`` once per iteration, the loss
+    recorded every ``loss_every`` iterations and at the ends, per-matrix convergence every
+    ``check_every`` (converged matrices of a batch drop out of later sweeps), ``callback``."""
+    batched = V.ndim == 3
+    n_mat = V.shape[0] if batched else 1
+    history: list[torch.Tensor] = []
+    iters: list[int] = []
     converged = torch.zeros(n_mat, dtype=torch.bool)
     n_iter = torch.full((n_mat,), max_iter, dtype=torch.int64)
     active: torch.Tensor | None = None
@@ -128,9 +169,10 @@ def run_mu(
         for it in range(1, max_iter + 1):
             check = tol > 0 and it % check_every == 0
             need = check or it % loss_every == 0 or it == max_iter
-            loss = solver.sweep(Ws, H, active, need)
-            if loss is None:
+            swept = solver.sweep(Ws, H, active, need)
+            if swept is None:
                 continue
+            loss = swept
             history.append(loss)
             iters.append(it)
             if verbose and (check or it == max_iter):
