@@ -86,6 +86,11 @@ PRIOR: list[tuple[str, str, dict[str, Any]]] = [
     ("both polarities of every atom (mirror)", "hqs", dict(mirror=True)),
     ("RGB patches instead of the opponent rotation", "hqs", dict(colour="rgb")),
     ("x-step by conjugate gradients (exact for the operator)", "hqs", dict(x_step="cg")),
+    ("5 HALS sweeps per stage instead of 2", "hqs", dict(code_iter=5)),
+    ("16 stages instead of 8", "hqs", dict(n_stages=16)),
+    ("last stage at σ = 0.0025 instead of 0.005", "hqs", dict(sigma_min=0.0025)),
+    ("8 px patches, ranks (192, 96)", "hqs", dict(size=8, ranks=(192, 96))),
+    ("dictionary from 40000 patches, 120 iterations", "hqs", dict(n_patches=40000, fit_iter=120)),
 ]  # fmt: skip
 EPLL_ROWS: list[tuple[str, str, dict[str, Any]]] = [
     ("EPLL, shipped settings [epll]", "epll", {}),

@@ -195,13 +195,18 @@ class DNMFPrior(Method):
         if p is not None:
             out.append(p)
         c = 1 if getattr(m, "colour", "rgb") == "opponent" else (m.channels_ or 3)
-        W1 = m.Ws_[0]
-        if isinstance(m, DeepNMFPrior):  # show the signed atoms W1⁺ − W1⁻
-            W1 = W1[: W1.shape[0] // 2] - W1[W1.shape[0] // 2 :]
+        W, what = m.Ws_[0], "W1 (first layer) atoms"
+        if isinstance(m, DeepNMFPrior):
+            if m.depth == "product":  # the atoms the prior codes with: the columns of W1…Wk
+                for Wl in m.Ws_[1:]:
+                    W = W @ Wl
+                what = f"atoms of {' '.join(f'W{i + 1}' for i in range(len(m.Ws_)))}"
+            W = W[: W.shape[0] // 2] - W[W.shape[0] // 2 :]  # signed: the ON half − the OFF half
+            what = "signed " + what
         out.append(
             common.plot_atoms(
                 Path(out_dir) / common.ATOMS_FIG,
-                [("W1 (first layer) atoms", common.tile_atoms(W1, c, m.size))],
+                [(what, common.tile_atoms(W, c, m.size))],
                 f"{self.name}: learned sharp-patch atoms (first 64)",
             )
         )
