@@ -107,9 +107,11 @@ SINGLE_METHODS: dict[str, Callable[[Case, tr.Recorder], tr.Trace]] = {
     "dnmf mu": lambda c, rec: tr.dnmf_fit(c.V, [c.rank], rec, "mu"),
     "dnmf mu-acc": lambda c, rec: tr.dnmf_fit(c.V, [c.rank], rec, "mu-acc"),
     "dnmf hals": lambda c, rec: tr.dnmf_fit(c.V, [c.rank], rec, "hals"),
+    "dnmf hals-acc": lambda c, rec: tr.dnmf_fit(c.V, [c.rank], rec, "hals-acc"),
     "dnmf default": lambda c, rec: tr.dnmf_fit(c.V, [c.rank], rec, "auto"),
 }
-DEEP_SOLVERS = ("mu", "mu-acc", "hals", "auto")
+DEEP_SOLVERS = ("mu", "mu-acc", "hals", "hals-acc", "auto")
+BATCHED_SOLVERS = ("mu", "hals", "hals-acc", "auto")
 OPTIONAL_PEERS = {"torchnmf": "torchnmf"}  # row name -> the package it needs (the bench extra)
 
 
@@ -299,7 +301,7 @@ def run_batched(B, m, n, r, rounds, cap_factor, seed, log) -> dict:
     cap = max(cap_factor * loop_s, 2.0)
     log(f"batched {B} x {m}x{n} rank {r}: scikit-learn loop {loop_s:.2f} s")
     fns: list[Callable[[], Any]] = [loop] + [
-        lambda s=s: tr.dnmf_fit(V, r, tr.Recorder(target, cap), s) for s in ("mu", "auto")
+        lambda s=s: tr.dnmf_fit(V, r, tr.Recorder(target, cap), s) for s in BATCHED_SOLVERS
     ]
     runs = interleaved(fns, rounds)
     loop_times = [w for w, _ in runs[0]]
@@ -310,7 +312,8 @@ def run_batched(B, m, n, r, rounds, cap_factor, seed, log) -> dict:
         "loop_seconds": loop_times,
         "methods": [],
     }
-    for name, rr in zip(("dnmf mu", "dnmf default"), runs[1:]):
+    names = [f"dnmf {'default' if s == 'auto' else s}" for s in BATCHED_SOLVERS]
+    for name, rr in zip(names, runs[1:]):
         s = summarize(f"{name}, one batched call", rr, target)
         for lv in LEVELS:
             ratios = [

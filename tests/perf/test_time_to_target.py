@@ -113,6 +113,8 @@ def test_batched_case_reaches_every_matrix_target():
     out = ttt.run_batched(6, 12, 10, 2, 1, 1000.0, 0, log=lambda s: None)
     assert [m["method"] for m in out["methods"]] == [
         "dnmf mu, one batched call",
+        "dnmf hals, one batched call",
+        "dnmf hals-acc, one batched call",
         "dnmf default, one batched call",
     ]
     for m in out["methods"]:  # a matrix may settle in a worse local minimum than scikit-learn's
