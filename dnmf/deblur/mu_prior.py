@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._npz import save_npz
+from ._npz import load_dictionary, save_dictionary
 from .codes import nonneg_codes
 from .hqs import LinearOperator
 from .patches import PatchGrid
@@ -383,35 +383,13 @@ class DeepNMFPriorMU:
         )
 
     def save(self, path: str | os.PathLike) -> None:
-        if self.Ws_ is None:
-            raise RuntimeError("nothing to save: the prior is not fitted")
-        import json
-
-        arrays = {f"W{i + 1}": W.cpu().numpy() for i, W in enumerate(self.Ws_)}
-        arrays["params"] = np.asarray(json.dumps(self.get_params()))
-        arrays["channels"] = np.asarray(self.channels_)
-        arrays["loss_history"] = np.asarray(
-            self.loss_history_ if self.loss_history_ is not None else []
-        )
-        for i, h in enumerate(self.pretrain_histories_):
-            arrays[f"pretrain_{i + 1}"] = h
-        save_npz(path, arrays)
+        """Write the dictionary and the settings to an ``.npz`` (atomically)."""
+        save_dictionary(path, self)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device=None) -> DeepNMFPriorMU:
-        import json
-
-        with np.load(path, allow_pickle=False) as z:
-            params = json.loads(str(z["params"]))
-            obj = cls(**params, device=device)
-            k = len(params["ranks"])
-            obj.Ws_ = [torch.from_numpy(z[f"W{i + 1}"]).to(obj.device) for i in range(k)]
-            obj.channels_ = int(z["channels"])
-            obj.loss_history_ = z["loss_history"]
-            obj.pretrain_histories_ = [
-                z[f"pretrain_{i + 1}"] for i in range(k) if f"pretrain_{i + 1}" in z
-            ]
-        return obj
+        """Read a model written by :meth:`save`."""
+        return load_dictionary(cls, path, device)
 
     def n_parameters(self) -> int:
         return int(sum(W.numel() for W in self.Ws_ or []))

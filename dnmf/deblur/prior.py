@@ -14,7 +14,6 @@ ablation: :class:`dnmf.deblur.mu_prior.DeepNMFPriorMU`.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._npz import save_npz
+from ._npz import load_dictionary, save_dictionary
 from .hqs import HQSResult, LinearOperator, annealing_schedule, hqs_deblur
 from .nmf_patch_prior import (
     CODINGS,
@@ -35,6 +34,8 @@ from .nmf_patch_prior import (
 from .patch_denoise import PatchDenoiser
 
 __all__ = ["DeepNMFPrior", "LinearOperator"]
+
+FILE_KIND = "dnmf-prior-hqs"  # tags the model file: a first-version (MU) file is refused
 
 
 class DeepNMFPrior:
@@ -261,32 +262,9 @@ class DeepNMFPrior:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the dictionary and the settings to an ``.npz`` (atomically)."""
-        if self.Ws_ is None:
-            raise RuntimeError("nothing to save: the prior is not fitted")
-        arrays = {f"W{i + 1}": W.cpu().numpy() for i, W in enumerate(self.Ws_)}
-        arrays["params"] = np.asarray(json.dumps(self.get_params()))
-        arrays["kind"] = np.asarray("dnmf-prior-hqs")
-        arrays["channels"] = np.asarray(self.channels_)
-        arrays["loss_history"] = np.asarray(
-            self.loss_history_ if self.loss_history_ is not None else []
-        )
-        for i, h in enumerate(self.pretrain_histories_):
-            arrays[f"pretrain_{i + 1}"] = h
-        save_npz(path, arrays)
+        save_dictionary(path, self, kind=FILE_KIND)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: Any = None) -> DeepNMFPrior:
         """Read a model written by :meth:`save`."""
-        with np.load(path, allow_pickle=False) as z:
-            if "kind" not in z or str(z["kind"]) != "dnmf-prior-hqs":
-                raise ValueError(f"{path} is not a saved DeepNMFPrior (half-quadratic) model")
-            params = json.loads(str(z["params"]))
-            obj = cls(**params, device=device)
-            k = len(params["ranks"])
-            obj.Ws_ = [torch.from_numpy(z[f"W{i + 1}"]).to(obj.device) for i in range(k)]
-            obj.channels_ = int(z["channels"])
-            obj.loss_history_ = z["loss_history"]
-            obj.pretrain_histories_ = [
-                z[f"pretrain_{i + 1}"] for i in range(k) if f"pretrain_{i + 1}" in z
-            ]
-        return obj
+        return load_dictionary(cls, path, device, kind=FILE_KIND)
