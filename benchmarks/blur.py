@@ -164,7 +164,7 @@ class BlurOperator:
         return out[..., kh - 1 : kh - 1 + h, kw - 1 : kw - 1 + w].contiguous()
 
     def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        """Exact adjoint of :meth:`A`: ⟨A x, y⟩ = ⟨x, A_adjoint y⟩."""
+        """Exact adjoint of `A`: ⟨A x, y⟩ = ⟨x, A_adjoint y⟩."""
         self._check(y)
         h, w = y.shape[-2:]
         iy, ix, ph, pw, khat = self._plan(h, w, y.device, y.dtype)

@@ -1,6 +1,6 @@
 """``deblur-bench``: one ``cmd_<name>(args)`` function per subcommand (pyperf's habit).
 
-The flags of every subcommand are declared once, in :mod:`benchmarks.cli_args`; this module
+The flags of every subcommand are declared once, in `benchmarks.cli_args`; this module
 builds the parser from them, runs the chosen command and turns the user's mistakes into
 ``error: ...`` lines.
 """

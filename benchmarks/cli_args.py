@@ -2,8 +2,8 @@
 
 A group of flags that several subcommands take (data, blur, CNN training, CNN data, protocol)
 is one ``add_<group>_args`` function; each subcommand's ``<name>_flags`` function lists the
-groups and the flags of its own. :mod:`benchmarks.cli` builds the parser from them and
-:meth:`benchmarks.runner.RunConfig.from_args` reads ``run``'s values by their names.
+groups and the flags of its own. `benchmarks.cli` builds the parser from them and
+`benchmarks.runner.RunConfig.from_args` reads ``run``'s values by their names.
 """
 
 from __future__ import annotations
@@ -295,7 +295,7 @@ def factorize_flags(p: Parser) -> None:
 
 
 def add_rank_search_args(p: Parser) -> None:
-    """The options of ``factorize --ranks auto`` (:data:`benchmarks.rank_search.SEARCH_OPTIONS`)."""
+    """The options of ``factorize --ranks auto`` (`benchmarks.rank_search.SEARCH_OPTIONS`)."""
     g = p.add_argument_group("rank search (--ranks auto)")
     g.add_argument(
         "--rank-candidates",

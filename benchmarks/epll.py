@@ -1,13 +1,13 @@
 """EPLL (Zoran & Weiss, ICCV 2011): a Gaussian-mixture patch prior inside half-quadratic splitting.
 
-The prior is a scikit-learn :class:`~sklearn.mixture.GaussianMixture` of mean-removed
+The prior is a scikit-learn `sklearn.mixture.GaussianMixture` of mean-removed
 patches of **sharp** training images. Its patch MAP step under noise ``σ`` is EPLL's
 approximation: each noisy patch ``p`` goes to the component ``k`` with the largest posterior
 ``π_k N(p; μ_k, Σ_k + σ²I)`` and is Wiener-filtered under it,
 ``μ_k + Σ_k (Σ_k + σ² I)⁻¹ (p − μ_k)`` (with the eigenvectors ``Σ_k = U diag(s) Uᵀ`` both are
 a projection and a per-direction gain). The splitting loop and the patch plumbing (every
 overlapping patch, mean removal, averaging, the colour rotation) are shared with the Deep NMF
-prior: :func:`dnmf.deblur.hqs.hqs_deblur` and :class:`dnmf.deblur.patch_denoise.PatchDenoiser`.
+prior: `dnmf.deblur.hqs.hqs_deblur` and `dnmf.deblur.patch_denoise.PatchDenoiser`.
 It is not NMF, so it lives here, in ``benchmarks``.
 """
 
@@ -120,9 +120,9 @@ def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
 class EPLL:
     """EPLL deblurring: fit a Gaussian mixture on sharp patches, restore by annealed HQS.
 
-    Keyword-only parameters, stored as given; :meth:`fit` learns ``prior_``. The schedule has
+    Keyword-only parameters, stored as given; `fit` learns ``prior_``. The schedule has
     ``n_stages`` noise levels from ``sigma_max`` to ``sigma_min`` (geometric) and the x-step
-    weight ``μ_k = weight / σ_k²`` (see :mod:`dnmf.deblur.hqs`). The defaults are the
+    weight ``μ_k = weight / σ_k²`` (see `dnmf.deblur.hqs`). The defaults are the
     benchmark's settings; ``weight`` suits 8-bit rounding noise (scale it with the noise
     variance).
     """
@@ -218,7 +218,7 @@ class EPLL:
         x0: torch.Tensor | None = None,
         snapshots: tuple[int, ...] = (),
     ) -> Any:
-        """Restore ``y`` (N, C, H, W); returns :class:`dnmf.deblur.hqs.HQSResult`."""
+        """Restore ``y`` (N, C, H, W); returns `dnmf.deblur.hqs.HQSResult`."""
         self._check()
         y = y.to(self.device, torch.float32)
         x0 = None if x0 is None else x0.to(self.device, torch.float32)

@@ -1,6 +1,6 @@
 """The one exception type for mistakes in what the user asked for.
 
-The CLI prints a :class:`UserError` as ``error: <message>`` and exits 1; anything else that is
+The CLI prints a `UserError` as ``error: <message>`` and exits 1; anything else that is
 not about the user's own files or flags (``TypeError``, ``RuntimeError``, ...) is a bug and keeps
 its traceback.  It subclasses ``ValueError`` so that library callers that already catch
 ``ValueError`` for bad arguments keep working.

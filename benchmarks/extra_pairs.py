@@ -1,8 +1,8 @@
 """The CNN methods' training data: extra pairs from photographs, exact flips of the faces.
 
-The CNN adapter (:class:`benchmarks.methods.CNNMethod`) calls :func:`cnn_training_pairs` for
+The CNN adapter (`benchmarks.methods.CNNMethod`) calls `cnn_training_pairs` for
 ``--extra-photos`` / ``--augment-photos`` / ``--augment-faces`` (in ``run`` and ``train``), and
-:func:`check_cnn_data` and :func:`check_tta` from its ``check_options`` hook.
+`check_cnn_data` and `check_tta` from its ``check_options`` hook.
 
 A CNN trained on the 35 training people of the face set overfits them within minutes.
 Deblurring is local, so random crops of ordinary photographs, degraded by exactly the
@@ -83,7 +83,7 @@ def photo_pairs(
     seed: int = 1,
     augment: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(blurred, sharp)``: :func:`photo_crops` degraded like the benchmark's images."""
+    """``(blurred, sharp)``: `photo_crops` degraded like the benchmark's images."""
     sharp = photo_crops(n, size, gray=gray, seed=seed, augment=augment)
     if n == 0:
         return sharp.clone(), sharp
@@ -93,7 +93,7 @@ def photo_pairs(
 
 
 def psf_symmetries(blur: BlurOperator) -> list[int]:
-    """The ``k`` of :func:`dihedral` under which ``blur`` maps transformed images to the
+    """The ``k`` of `dihedral` under which ``blur`` maps transformed images to the
     transformed blur: those leaving its (odd-sized, centred) kernel unchanged.  The reflect
     boundary commutes with all eight; an even-sized kernel's centring does not, so only the
     identity is returned for it."""
@@ -137,7 +137,7 @@ def check_tta(tta: bool, blur: BlurOperator) -> None:
 
 
 def check_cnn_data(extra_photos: int, augment_faces: bool, blur: BlurOperator) -> None:
-    """The errors :func:`cnn_training_pairs` would raise, cheaply, for commands to call before
+    """The errors `cnn_training_pairs` would raise, cheaply, for commands to call before
     they load data or make a run folder."""
     if extra_photos < 0:
         raise ValueError(f"--extra-photos must be >= 0, got {extra_photos}")

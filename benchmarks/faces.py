@@ -53,7 +53,7 @@ class ImageSet:
 
 @dataclass
 class Split:
-    """Index lists into an :class:`ImageSet`; identity-disjoint by construction."""
+    """Index lists into an `ImageSet`; identity-disjoint by construction."""
 
     train: list[int]
     val: list[int]
@@ -192,7 +192,7 @@ def load_images(
 ) -> ImageSet:
     """The data a run uses: ``data_dir`` if given, else the shipped face set.
 
-    ``data_dir`` may also name a built-in set (:data:`BUILTIN_SETS`): ``builtin:faces`` (the
+    ``data_dir`` may also name a built-in set (`BUILTIN_SETS`): ``builtin:faces`` (the
     shipped faces) or ``builtin:photos`` (scikit-image's photographs, not faces).
     """
     name = str(data_dir) if data_dir is not None else "builtin:faces"

@@ -217,7 +217,7 @@ def run_factorize(
 ) -> dict[str, Any]:
     """Load the faces, factorize, write every output into ``out``; returns the run summary.
 
-    ``ranks=None`` (``--ranks auto``) chooses them first by :func:`dnmf.select_ranks` with the
+    ``ranks=None`` (``--ranks auto``) chooses them first by `dnmf.select_ranks` with the
     options in ``search`` (``benchmarks.rank_search``).
 
     The run is written into a staging folder beside ``out`` and put in place at the end, so

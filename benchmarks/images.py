@@ -1,10 +1,10 @@
 """Reading image files: the one reader every ``benchmarks`` path uses.
 
-:func:`read_picture` returns a :class:`Picture` whose samples are on [0, 1] at the file's real
+`read_picture` returns a `Picture` whose samples are on [0, 1] at the file's real
 depth: 8-bit images as Pillow decodes them; 16-bit gray (Pillow modes ``I;16*``) divided by
 65535; 32-bit integer images (mode ``I``) by their bit depth; float images (mode ``F``) as they
 are, clipped to [0, 1]; 16-bit colour PNGs and TIFFs, which Pillow would cut to 8 bits, decoded
-at full depth (:mod:`benchmarks.png16`, ``tifffile``).  The EXIF orientation is applied, so a
+at full depth (`benchmarks.png16`, ``tifffile``).  The EXIF orientation is applied, so a
 phone photo taken upright is read upright.
 
 8-bit images stay 8-bit Pillow bands through crop and resize, so that their pixels are exactly
@@ -105,7 +105,7 @@ class Picture:
 def read_picture(path: str | Path, *, gray: bool = False) -> Picture:
     """Decode ``path`` at full depth, upright, as 1 (``gray``) or 3 bands.
 
-    Raises :class:`UnreadableImage` naming the file for anything that cannot be decoded.
+    Raises `UnreadableImage` naming the file for anything that cannot be decoded.
     """
     path = Path(path)
     im = None
@@ -137,7 +137,7 @@ def read_or_warn(
     category: type[Warning] = UserWarning,
     stacklevel: int = 3,
 ) -> Picture | None:
-    """:func:`read_picture`, or None with a warning that names the file (folders skip it)."""
+    """`read_picture`, or None with a warning that names the file (folders skip it)."""
     try:
         return read_picture(path, gray=gray)
     except UnreadableImage as exc:

@@ -1,6 +1,6 @@
 """Small file helpers: atomic writes that respect the umask.
 
-Run folders (marker, lock, replace-by-swap) live in :mod:`benchmarks.run_dir`.
+Run folders (marker, lock, replace-by-swap) live in `benchmarks.run_dir`.
 """
 
 from __future__ import annotations

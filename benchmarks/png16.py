@@ -1,7 +1,7 @@
 """Full-depth decoding of the 16-bit colour PNGs that Pillow reads at 8 bits.
 
 Pillow opens a PNG with 16 bits per sample and colour (RGB, RGBA) or gray + alpha as an
-8-bit image (it keeps the high byte).  :func:`read_png16` decodes those files itself: zlib
+8-bit image (it keeps the high byte).  `read_png16` decodes those files itself: zlib
 inflate, the five PNG row filters and Adam7 interlacing, returning the samples as ``uint16``.
 Only this narrow case is handled here; every other image goes through Pillow.
 """

@@ -93,7 +93,7 @@ OVERRIDABLE = ("size", "gray", "max_images", "epochs", "max_minutes", "jpeg_qual
 
 
 def preset_for(source: Any) -> Preset:
-    """The preset ``source.preset`` with the :data:`OVERRIDABLE` attributes of ``source``
+    """The preset ``source.preset`` with the `OVERRIDABLE` attributes of ``source``
     (parsed flags or a run's config) applied."""
     overrides = {k: getattr(source, k, None) for k in OVERRIDABLE}
     return get_preset(source.preset).with_overrides(**overrides)

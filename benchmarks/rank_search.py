@@ -1,6 +1,6 @@
 """``deblur-bench factorize --ranks auto``: choose the ranks by masked cross-validation first.
 
-The search is :func:`dnmf.select_ranks` over ``--rank-candidates`` (``R`` for one layer,
+The search is `dnmf.select_ranks` over ``--rank-candidates`` (``R`` for one layer,
 ``R1,R2,…`` for a deep model), with the run's β, iterations, tolerance, initialization and
 seed. The run then factorizes with the chosen ranks as usual and adds ``rank_selection.csv``
 (the table), ``rank_selection.png`` (held-out and training loss per entry against the

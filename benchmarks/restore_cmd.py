@@ -66,7 +66,7 @@ def output_paths(files: list[Path], out: Path, overwrite: bool) -> list[Path]:
 def check_inputs(files: list[Path], *, gray: bool, blur, sees_psf: bool) -> list[int]:
     """Read every input once; returns the indices of the readable ones (others warned about).
 
-    Raises :class:`UserError` when none is readable or an image is too small for the kernel.
+    Raises `UserError` when none is readable or an image is too small for the kernel.
     """
     ok = []
     for i, f in enumerate(files):

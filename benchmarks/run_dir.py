@@ -1,17 +1,17 @@
 """Run folders that never cost the user anything they made.
 
 Every folder ``run``, ``train`` and ``factorize`` create holds a small JSON marker,
-:data:`MARKER`, that names the tool and, once the command finished, lists the files it wrote.
-:class:`RunFolder` is what a command writes through:
+`MARKER`, that names the tool and, once the command finished, lists the files it wrote.
+`RunFolder` is what a command writes through:
 
-- it takes an exclusive lock (:mod:`benchmarks.run_lock`: ``fcntl.flock`` on ``.<name>.lock``), so a
+- it takes an exclusive lock (`benchmarks.run_lock`: ``fcntl.flock`` on ``.<name>.lock``), so a
   second command writing into the same ``--out`` at the same time is refused;
 - it refuses the current folder, the data folder and any folder holding it, the home folder
   and ``/`` outright, and an existing folder unless it is a finished-or-not run of this tool
   (the marker, or a ``run.json``/``train.json`` with the tool's ``format_version`` for runs
   made before the marker existed) and ``--overwrite`` was given;
 - a replacement is written into ``.<name>.tmp-<pid>`` beside the old run and swapped in by
-  :meth:`RunFolder.commit` only at the end (old run renamed aside, new one renamed in, old one
+  `RunFolder.commit` only at the end (old run renamed aside, new one renamed in, old one
   deleted), so a command that fails leaves the previous run as it was.
 """
 
@@ -170,7 +170,7 @@ class RunFolder:
         A folder the command may keep writing into without ``--overwrite`` (``train --resume
         A/last.pt`` continues in ``A``).
 
-    Use as a context manager; call :meth:`commit` once every output is written.  Leaving the
+    Use as a context manager; call `commit` once every output is written.  Leaving the
     block without ``commit`` (an error) removes the staged folder, or a new folder that holds
     nothing but the marker, and keeps the previous run.
     """

@@ -1,7 +1,7 @@
 """The lock of a run folder: ``fcntl.flock`` on ``.<name>.lock`` beside it.
 
 A second command writing into the same ``--out`` at the same time is refused with a message
-that names the holder's pid. :class:`benchmarks.run_dir.RunFolder` takes it first.
+that names the holder's pid. `benchmarks.run_dir.RunFolder` takes it first.
 """
 
 from __future__ import annotations

@@ -2,13 +2,13 @@
 
 A run reads straight through, one named step each:
 
-1. :func:`prepare` — the configuration: preset, device, methods, blur, every check;
-2. :func:`load_data` — the face splits, degraded once (:mod:`benchmarks.pipeline`);
-3. :func:`fit_and_restore` — for each method, ``fit`` (or ``load``) then ``restore`` of the
+1. `prepare` — the configuration: preset, device, methods, blur, every check;
+2. `load_data` — the face splits, degraded once (`benchmarks.pipeline`);
+3. `fit_and_restore` — for each method, ``fit`` (or ``load``) then ``restore`` of the
    test images in batches; what a method needs beyond the pairs (extra CNN training pairs,
    say) it prepares itself from ``ctx.options``;
-4. :func:`score` — per-image metrics (:mod:`benchmarks.metrics`);
-5. :func:`benchmarks.run_outputs.write_run` — the tables, figures and ``run.json``.
+4. `score` — per-image metrics (`benchmarks.metrics`);
+5. `benchmarks.run_outputs.write_run` — the tables, figures and ``run.json``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from benchmarks.run_dir import RunFolder
 from benchmarks.run_info import data_folder, default_out, resolve_device
 from benchmarks.run_outputs import Examples, save_restorations, write_run
 
-#: ``field`` metadata of the :class:`RunConfig` entries that reach the methods as ``ctx.options``
+#: ``field`` metadata of the `RunConfig` entries that reach the methods as ``ctx.options``
 OPTION = {"method_option": True}
 RESTORE_BATCH = 64
 
@@ -85,7 +85,7 @@ class RunConfig:
         return preset_for(self)
 
     def method_options(self) -> dict[str, Any]:
-        """``ctx.options`` of every method: the fields marked :data:`OPTION` that are set."""
+        """``ctx.options`` of every method: the fields marked `OPTION` that are set."""
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata == OPTION}
         return {k: v for k, v in values.items() if v is not None and v is not False}
 
@@ -117,7 +117,7 @@ def log(cfg: RunConfig, msg: str) -> None:
 # --------------------------------------------------------------------------- 1. configuration
 @dataclass
 class RunPlan:
-    """What :func:`prepare` decided: everything a run needs besides its data."""
+    """What `prepare` decided: everything a run needs besides its data."""
 
     cfg: RunConfig
     preset: Preset

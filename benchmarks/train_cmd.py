@@ -1,6 +1,6 @@
 """``deblur-bench train MODEL``: train a CNN on the train split, validate on the val split.
 
-The training loop is :func:`convae.train`; this command only supplies the data pipeline,
+The training loop is `convae.train`; this command only supplies the data pipeline,
 checkpoint folder and resume handling (the training CLI needs the data pipeline).
 
 Distributed data parallel (PyTorch's ``torch.distributed`` + ``DistributedDataParallel``)::
@@ -109,7 +109,7 @@ def _shared_out_dir(
     args: argparse.Namespace, info: DistributedInfo | None, stack: contextlib.ExitStack
 ) -> tuple[Path, RunFolder | None]:
     """The checkpoint folder, checked, locked and created by rank 0 only (held open in
-    ``stack``); every rank gets its path, rank 0 also the :class:`RunFolder` to commit.
+    ``stack``); every rank gets its path, rank 0 also the `RunFolder` to commit.
 
     An error on rank 0 (existing run folder, missing --resume file) is sent to the other
     ranks so that all of them stop with it instead of waiting forever at a barrier.

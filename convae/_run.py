@@ -1,4 +1,4 @@
-"""The state one :func:`convae.train` call carries between epochs, and how it starts."""
+"""The state one `convae.train` call carries between epochs, and how it starts."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from convae.models import unwrap_model
 
 @dataclass
 class _Run:
-    """What one :func:`train` call carries from epoch to epoch (all of it checkpointed)."""
+    """What one `train` call carries from epoch to epoch (all of it checkpointed)."""
 
     config: TrainConfig
     device: torch.device
@@ -73,7 +73,7 @@ def _warn_config_changes(old: Mapping[str, Any], new: TrainConfig, path: Path) -
 def _load_pairs(
     train_data: Any, val_data: Any, model_kwargs: Mapping[str, Any], run: _Run
 ) -> tuple[PairData, PairData | None]:
-    """Both splits as :class:`PairData`, on the GPU when they fit, channel count checked."""
+    """Both splits as `PairData`, on the GPU when they fit, channel count checked."""
     tr = PairData(train_data, "train_data")
     va = PairData(val_data, "val_data") if val_data is not None else None
     want_c = model_kwargs.get("in_channels")

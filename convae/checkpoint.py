@@ -115,7 +115,7 @@ def capture_rng_state(shuffle_generator: torch.Generator | None = None) -> dict[
 def restore_rng_state(
     state: Mapping[str, Any], shuffle_generator: torch.Generator | None = None
 ) -> None:
-    """Inverse of :func:`capture_rng_state`."""
+    """Inverse of `capture_rng_state`."""
     torch.set_rng_state(state["torch"].cpu())
     if state.get("cuda") is not None and torch.cuda.is_available():
         cuda_states = [s.cpu() for s in state["cuda"]]
@@ -286,7 +286,7 @@ def check_meta(
     expected: Mapping[str, Any] | None,
     path: str | os.PathLike[str] = "<checkpoint>",
 ) -> bool:
-    """Warn (:class:`MetaMismatchWarning`) when the checkpoint's meta differ from ``expected``.
+    """Warn (`MetaMismatchWarning`) when the checkpoint's meta differ from ``expected``.
 
     Only keys present in ``expected`` are compared. Returns True when they agree.
     """
@@ -332,8 +332,8 @@ def load_model(
 ) -> nn.Module:
     """Rebuild the model saved in ``path`` (any registered architecture), on ``map_location``.
 
-    Raises :class:`CheckpointError` if the file is unreadable or, when given, the
-    architecture or channel count differ; warns (:class:`MetaMismatchWarning`) when
+    Raises `CheckpointError` if the file is unreadable or, when given, the
+    architecture or channel count differ; warns (`MetaMismatchWarning`) when
     ``expect_meta`` (e.g. blur settings) differ from the checkpoint's ``meta``.
     The model is returned in eval mode; ``model.checkpoint`` holds the checkpoint's
     ``history``, ``epoch``, ``best_val_loss``, ``best_epoch``, ``config`` and ``meta``.

@@ -1,4 +1,4 @@
-"""Training configuration and result records of :func:`convae.train`."""
+"""Training configuration and result records of `convae.train`."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What a :func:`train` call did. ``history`` has one dict per epoch since the start
+    """What a `train` call did. ``history`` has one dict per epoch since the start
     (including epochs done before a resume): ``epoch``, ``train_loss``, ``train_mse``, ``val_loss``,
     ``val_mse``, ``seconds`` (epoch wall time incl. validation), ``train_seconds``,
     ``images_per_s`` (training throughput, all ranks together under DDP), ``lr``."""

@@ -1,4 +1,4 @@
-"""Training and validation pairs in the forms :func:`convae.train` accepts."""
+"""Training and validation pairs in the forms `convae.train` accepts."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Multi-process training helpers: torchrun's environment, the process group, samplers.
 
-:func:`convae.train` wraps the model in ``DistributedDataParallel`` itself inside an
+`convae.train` wraps the model in ``DistributedDataParallel`` itself inside an
 initialized process group of two or more ranks; these functions set that group up and
 answer where this process sits in it.
 """
@@ -22,7 +22,7 @@ TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"
 
 @dataclass(frozen=True)
 class DistributedInfo:
-    """Where this process sits in a distributed run (see :func:`init_distributed`)."""
+    """Where this process sits in a distributed run (see `init_distributed`)."""
 
     rank: int  # global rank, 0 .. world_size - 1
     local_rank: int  # rank on this node (picks the GPU)

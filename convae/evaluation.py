@@ -1,4 +1,4 @@
-"""Loss and MSE of a model over pairs (what :func:`convae.train` validates with)."""
+"""Loss and MSE of a model over pairs (what `convae.train` validates with)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def evaluate(
     ssim_weight: float = DEFAULT_SSIM_WEIGHT,
     device: str | torch.device | None = None,
 ) -> dict[str, float]:
-    """Mean loss and MSE of ``model`` over ``data`` (same forms as :func:`train` takes).
+    """Mean loss and MSE of ``model`` over ``data`` (same forms as `train` takes).
 
     Returns ``{"loss": ..., "mse": ...}`` averaged per image.  The model is put in eval
     mode and left there.  Runs on this process alone (no collectives).

@@ -85,7 +85,7 @@ def mse_ssim_loss(
 
 
 class MSESSIMLoss(nn.Module):
-    """Module form of :func:`mse_ssim_loss` (mean over the batch)."""
+    """Module form of `mse_ssim_loss` (mean over the batch)."""
 
     def __init__(
         self, ssim_weight: float = DEFAULT_SSIM_WEIGHT, win_size: int = DEFAULT_WIN_SIZE

@@ -3,14 +3,14 @@
 Every model class registered here follows one small contract:
 
 * it lives in a module of the ``convae`` package (found automatically) and is decorated
-  with :func:`register` (which sets the class attribute ``arch_name``);
+  with `register` (which sets the class attribute ``arch_name``);
 * its ``__init__`` takes keyword arguments only, including ``in_channels``;
 * it stores those keyword arguments, JSON-able, in ``self.init_kwargs`` and the channel
   count in ``self.in_channels``.
 
 With that, a checkpoint needs only ``(arch_name, init_kwargs, state_dict)`` to rebuild the
-model (:func:`build_model`, :func:`convae.checkpoint.load_model`), and the training loop in
-:mod:`convae.train` works for every registered model unchanged.
+model (`build_model`, `convae.checkpoint.load_model`), and the training loop in
+`convae.train` works for every registered model unchanged.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ _DISCOVERED = False
 
 def _discover() -> None:
     """Import every module of the ``convae`` package once, so that a model file only needs
-    the :func:`register` decorator to be found (no list to keep in sync)."""
+    the `register` decorator to be found (no list to keep in sync)."""
     global _DISCOVERED
     if _DISCOVERED:
         return
@@ -62,7 +62,7 @@ def _discover() -> None:
 
 
 def available_architectures() -> list[str]:
-    """Names accepted by :func:`build_model`."""
+    """Names accepted by `build_model`."""
     _discover()
     return sorted(_REGISTRY)
 

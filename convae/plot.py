@@ -1,4 +1,4 @@
-"""The training curve of a :func:`convae.train` history."""
+"""The training curve of a `convae.train` history."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ wall-clock budget that stops at an epoch boundary (so a resumed run stays exact)
 
 Multi-process training uses PyTorch's own engine (``torch.distributed`` +
 ``DistributedDataParallel``).  Start every process under ``torchrun`` and call
-:func:`init_distributed` first; :func:`train` then wraps the model in DDP itself::
+`init_distributed` first; `train` then wraps the model in DDP itself::
 
     from convae.train import init_distributed, destroy_distributed
     info = init_distributed("cpu")          # gloo on CPU; "cuda" -> nccl on cuda:LOCAL_RANK
@@ -112,14 +112,14 @@ def train(
     """Train ``model`` on (blurred, sharp) pairs with ``MSE + λ(1 − SSIM)`` and Adam.
 
     Args:
-        model: a registered convae architecture (see :mod:`convae.models`); trained in
+        model: a registered convae architecture (see `convae.models`); trained in
             place and moved to ``config.device``.  Inside an initialized process group of
             two or more ranks it is wrapped in ``DistributedDataParallel`` here (a model
             the caller already wrapped is used as is).
         train_data, val_data: a ``(blurred, sharp)`` pair of float32 (N, C, H, W) tensors
             in [0, 1], an object with ``.blurred``/``.sharp`` tensors, or a ``Dataset``
             yielding (C, H, W) pairs.  ``val_data=None`` selects "best" on training loss.
-        config: :class:`TrainConfig` (defaults: the reference protocol).
+        config: `TrainConfig` (defaults: the reference protocol).
         checkpoint_dir: where to write ``last.pt`` (every epoch, resumable) and ``best.pt``
             (weights of the best validation epoch, inference only).  None: no files.
         resume_from: a ``last.pt`` to continue from; weights, optimizer, RNG states,
@@ -136,7 +136,7 @@ def train(
     ``config.max_minutes`` of this call's wall time are used up, whichever comes first.
 
     Distributed (every rank calls this with the same data and config, after
-    :func:`init_distributed`): ``config.batch_size`` is per process, so one optimizer step
+    `init_distributed`): ``config.batch_size`` is per process, so one optimizer step
     sees ``batch_size x world_size`` images; the epoch's indices come from
     ``DistributedSampler`` (padded so ranks have equal shares); the validation set is split
     over the ranks and the loss sums all-reduced; rank 0's numbers are broadcast so every

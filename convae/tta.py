@@ -26,7 +26,7 @@ def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def undo_dihedral(y: torch.Tensor, k: int) -> torch.Tensor:
-    """The inverse of :func:`dihedral` ``k``: ``undo_dihedral(dihedral(x, k), k) == x``."""
+    """The inverse of `dihedral` ``k``: ``undo_dihedral(dihedral(x, k), k) == x``."""
     if not 0 <= k < 8:
         raise ValueError(f"k must be in 0..7, got {k}")
     if k >= 4:

@@ -1,11 +1,11 @@
 """dnmf: Deep NMF ``V ≈ W1 W2 … Wk H`` by multiplicative updates, in torch (CPU or CUDA).
 
-* :func:`factorize` keeps the mathematical orientation: ``V`` is ``m × n`` with one sample per
+* `factorize` keeps the mathematical orientation: ``V`` is ``m × n`` with one sample per
   **column** (e.g. one flattened image per column).
-* :class:`DeepNMF` follows scikit-learn's orientation: ``X`` is ``n_samples × n_features``
+* `DeepNMF` follows scikit-learn's orientation: ``X`` is ``n_samples × n_features``
   (``V = Xᵀ``), so it drops into a ``Pipeline`` next to ``sklearn.decomposition.NMF``.
-* :mod:`dnmf.distributed` (``factorize_columns``) splits ``V``'s columns across
-  ``torch.distributed`` processes; :mod:`dnmf.shards` reads one process's columns. Both are
+* `dnmf.distributed` (``factorize_columns``) splits ``V``'s columns across
+  ``torch.distributed`` processes; `dnmf.shards` reads one process's columns. Both are
   imported on first use (so ``python -m dnmf.distributed`` runs cleanly).
 """
 
@@ -34,7 +34,7 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    """Lazy access to :mod:`dnmf.distributed`, :mod:`dnmf.shards` and ``factorize_columns``."""
+    """Lazy access to `dnmf.distributed`, `dnmf.shards` and ``factorize_columns``."""
     import importlib
 
     if name in ("distributed", "shards"):

@@ -1,7 +1,7 @@
-"""Conversion between the user's arrays and the solvers' tensors, for :mod:`dnmf`.
+"""Conversion between the user's arrays and the solvers' tensors, for `dnmf`.
 
-Inputs become float tensors without a copy when possible (:func:`to_tensor`); results go back
-in the kind of the input (:func:`as_output`: numpy for numpy/scipy input, tensors for tensor
+Inputs become float tensors without a copy when possible (`to_tensor`); results go back
+in the kind of the input (`as_output`: numpy for numpy/scipy input, tensors for tensor
 input). Devices are checked here once, so a missing CUDA device is a ``ValueError`` naming
 ``device`` rather than an assertion deep inside torch.
 """

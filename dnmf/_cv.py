@@ -18,7 +18,7 @@ products and several elementwise passes over ``m × n`` per fit (``dnmf._general
 are the masked updates themselves (same order W1, …, Wk, H; same guarded step), so the fits
 equal the ones ``dnmf.factorize`` makes with that mask, up to rounding.
 
-Layout: rows and columns live in the padded, shuffled order of :class:`BlockDesign` (group
+Layout: rows and columns live in the padded, shuffled order of `BlockDesign` (group
 ``a`` is one slice of ``ma`` rows), so every per-group quantity is a view. Fits are ordered
 fold-major, then restart, then candidate: fold ``f`` holds one ``(S · Σ r, ·)`` slab of the
 stacked ``W1ᵀ`` and ``H``, and one candidate's ``F · S`` fits are a strided 3-D view of it.
@@ -39,7 +39,7 @@ from ._update import MUSolverBase
 
 @dataclass
 class BlockFitOutcome:
-    """Per-fit results of :func:`run_block_cv`, fits ordered (candidate, fold, restart)."""
+    """Per-fit results of `run_block_cv`, fits ordered (candidate, fold, restart)."""
 
     Ws: list[list[torch.Tensor]]  # per candidate: k factors (F·S, ·, ·) in V's order
     H: list[torch.Tensor]  # per candidate: (F·S, rk, n)
@@ -217,7 +217,7 @@ class BlockCVSolver(MUSolverBase):
 def run_block_cv(
     solver: BlockCVSolver, *, max_iter: int, tol: float, check_every: int
 ) -> BlockFitOutcome:
-    """Iterate ``solver`` as :func:`dnmf._mu.run_mu` iterates one masked fit: every
+    """Iterate ``solver`` as `dnmf._mu.run_mu` iterates one masked fit: every
     ``check_every`` iterations a fit whose training objective fell by less than ``tol``
     (relative) since the previous check is converged and frozen."""
     C, B = len(solver.ranks), solver.B

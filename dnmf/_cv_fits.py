@@ -5,9 +5,9 @@ seed=seeds[f, s], …)`` with ``M_f`` the observed entries of fold ``f``: the sa
 factors (drawn in the same order from the same generator), the same layer-wise pretraining
 and the same masked updates. Only the engine that runs the updates differs:
 
-* ``"gram"`` (β = 2, block pattern): :class:`dnmf._cv.BlockCVSolver`, all candidates × folds
+* ``"gram"`` (β = 2, block pattern): `dnmf._cv.BlockCVSolver`, all candidates × folds
   × restarts in one batched solver;
-* ``"masked"`` (any β, any pattern): :func:`dnmf._mu.run_mu` with a 3-D masked batch per
+* ``"masked"`` (any β, any pattern): `dnmf._mu.run_mu` with a 3-D masked batch per
   candidate (its folds × restarts), the general masked solver.
 
 The held-out entries never reach a fit: starting factors come from ``V * M_f``, and both
@@ -66,7 +66,7 @@ class SearchFits:
     seconds: dict[str, float] = field(default_factory=dict)  # time of each stage
 
 
-#: Rough costs for :func:`_pad_together`: multiply-adds per second of a dense product, and the
+#: Rough costs for `_pad_together`: multiply-adds per second of a dense product, and the
 #: fixed cost of one candidate's small operations per sweep (≈ 40 tensor ops).
 _MACS_PER_S = 5e9
 _SECONDS_PER_CANDIDATE = 4e-4

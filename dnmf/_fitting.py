@@ -1,4 +1,4 @@
-"""Steps every fit shares (:func:`dnmf.factorize`, :func:`dnmf.solve_h`, ``dnmf.distributed``).
+"""Steps every fit shares (`dnmf.factorize`, `dnmf.solve_h`, ``dnmf.distributed``).
 
 The starting factors of a deep fit (custom factors, a layer-wise initialisation, or layer-wise
 pretraining), and the ``ConvergenceWarning`` when the iteration budget ends first.
@@ -65,7 +65,7 @@ def initial_factors(
     """Starting ``(Ws, H, pretraining loss histories)`` of a joint fit.
 
     With ``pretrain`` (``True``: ``max_iter`` iterations per layer; an int: that many) and more
-    than one layer, :func:`pretrain_layers`; otherwise every layer is initialised from the
+    than one layer, `pretrain_layers`; otherwise every layer is initialised from the
     previous one's initial codes, without fitting (no histories).
     """
     if pretrain is not False and len(ranks) > 1:
@@ -109,8 +109,8 @@ def pretrain_layers(
 
     ``init_fn(l, X, r)`` initialises layer ``l`` on its input ``X``; layer ``l`` gets the
     penalties of ``Wl`` and of ``H``. ``mask`` applies to the first layer only, and ``reduce``
-    (column shards, see :func:`dnmf._mu.run_mu`) to every layer; every layer is fitted by
-    ``solver`` (resolved, see :func:`dnmf._solver.resolve_solver`).
+    (column shards, see `dnmf._mu.run_mu`) to every layer; every layer is fitted by
+    ``solver`` (resolved, see `dnmf._solver.resolve_solver`).
     """
     k = len(ranks)
     Ws: list[torch.Tensor] = []

@@ -8,11 +8,11 @@ products were not measurably slower with up to 20 % of the entries subnormal, se
 change state that outlives the fit, and it only reaches the calling thread: with two
 intra-op threads, half of an elementwise result and half of a matrix product came out flushed.
 
-The solvers instead keep factors out of the subnormal range by a floor (:func:`raise_tiny_`):
-a positive entry below :func:`subnormal_floor` becomes the floor, and an exact zero stays
+The solvers instead keep factors out of the subnormal range by a floor (`raise_tiny_`):
+a positive entry below `subnormal_floor` becomes the floor, and an exact zero stays
 zero. This keeps the zero-lock of multiplicative updates exactly as it is (a zero entry stays
 zero, a positive one stays positive and can grow back), changes the model by less than the
-floor per entry (1e-31 in float32), and touches no global state; :func:`flush_denormal_is_on`
+floor per entry (1e-31 in float32), and touches no global state; `flush_denormal_is_on`
 lets tests check that.
 """
 
@@ -30,7 +30,7 @@ def subnormal_floor(dtype: torch.dtype) -> float:
 
 
 def raise_tiny_(F: torch.Tensor) -> torch.Tensor:
-    """In place: positive entries below :func:`subnormal_floor` become the floor; zeros and
+    """In place: positive entries below `subnormal_floor` become the floor; zeros and
     everything else are kept. Returns ``F``."""
     f = subnormal_floor(F.dtype)
     F.masked_fill_((F < f) & (F > 0), f)

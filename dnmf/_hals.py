@@ -1,7 +1,7 @@
 """Block-coordinate solvers for β = 2 without a mask: HALS, its accelerated form and
 accelerated multiplicative updates, for ``V ≈ W1 W2 … Wk H`` (pure tensor code, no autograd).
 
-Every block is updated against the carried products of :mod:`dnmf._frobenius` (``V`` is read
+Every block is updated against the carried products of `dnmf._frobenius` (``V`` is read
 only through ``H Vᵀ`` and ``Pᵀ V`` per sweep, no ``m × n`` temporary):
 
 * ``W1`` (``m × r1``) by Fast HALS on its columns (Cichocki & Phan 2009): each column is the
@@ -15,7 +15,7 @@ only through ``H Vᵀ`` and ``Pᵀ V`` per sweep, no ``m × n`` temporary):
   are coupled through ``Q ⊗ R``, so the sweep is sequential; it runs on the host in float64
   (the layers are small) and, for a batch, as one loop vectorized over the matrices.
 * ``H`` (``rk × n``) by HALS on its rows from ``Pᵀ V`` and ``Pᵀ P``: the H-only solve of
-  :func:`dnmf.solve_h` is this block alone.
+  `dnmf.solve_h` is this block alone.
 
 Penalties ``l1·ΣF + ½·l2·‖F‖²`` enter as scikit-learn's do: ``l1`` is subtracted from the
 linear term and ``l2`` added to the curvature. A zero curvature (a zero row of the other
@@ -25,7 +25,7 @@ Acceleration (Gillis & Glineur 2012): a block's products with ``V`` cost far mor
 sweep over it, so each block is swept up to ``1 + α·ρ`` times per product, ``ρ`` being that
 cost ratio in multiply-adds, and stops as soon as a sweep changes it by at most ``δ`` times
 what the first sweep did (``‖ΔX_q‖ ≤ δ‖ΔX_1‖``). The same inner loop with multiplicative steps
-(:class:`dnmf._update.MUSolverBase`'s step, the reference update) is accelerated MU.
+(`dnmf._update.MUSolverBase`'s step, the reference update) is accelerated MU.
 
 Batches freeze converged matrices (their curvature inverse is set to 0), and column shards
 (``reduce``) sum ``H Vᵀ``, ``H Hᵀ``, ``‖V‖²``, the loss and ``H``'s change over the shards, so
@@ -327,7 +327,7 @@ def cd_entries(
 
 
 def _cd_entries_host(X, Q, R, B, l1: float, l2: float) -> np.ndarray:
-    """:func:`cd_entries` for one matrix, in float64 numpy (a Python loop over entries costs
+    """`cd_entries` for one matrix, in float64 numpy (a Python loop over entries costs
     a few µs each here, against tens for the same loop of torch calls)."""
     X = np.array(X, dtype=np.float64, order="F")  # columns contiguous: the sweep's order
     Yt = np.ascontiguousarray((X @ R).T)  # (X R)ᵀ: row j is column j of X R
@@ -367,13 +367,13 @@ def run_hals(
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> MUOutcome:
     """Block-coordinate descent for β = 2 without a mask on checked tensors, updating ``Ws``
-    and ``H`` in place; same conventions as :func:`dnmf._mu.run_mu` (``update`` flags,
+    and ``H`` in place; same conventions as `dnmf._mu.run_mu` (``update`` flags,
     per-matrix convergence every ``check_every`` iterations, ``loss_every``, ``callback``,
     ``reduce`` for column shards).
 
     ``rule='hals'`` is exact block-coordinate descent (HALS for ``W1`` and ``H``, coordinate
     descent on the entries of middle layers); ``rule='mu'`` takes multiplicative steps
-    instead. ``accel`` repeats each block per product with ``V`` (:class:`Acceleration`).
+    instead. ``accel`` repeats each block per product with ``V`` (`Acceleration`).
     """
     k = len(Ws)
     pen = penalties or Penalties.none(k + 1)

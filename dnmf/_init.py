@@ -91,7 +91,7 @@ def nndsvd_from_svd(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The NNDSVD factors ``(W, H)`` of the leading singular triplets ``U S Vh`` (batched).
 
-    Entries below ``eps`` are set to 0 (:func:`fill_nndsvd_zeros` then fills them for the
+    Entries below ``eps`` are set to 0 (`fill_nndsvd_zeros` then fills them for the
     variants). ``row_norms(yp, yn)`` returns the norms of the rows of the positive and negative
     parts of ``Vh[1:]``; the default computes them here, and a column-sharded ``Vh``
     (``dnmf.distributed``) passes one that sums the squares over the shards.

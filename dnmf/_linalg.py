@@ -28,7 +28,7 @@ def _chain(mats: Sequence[torch.Tensor]) -> torch.Tensor | None:
 
 
 def _prod(mats: Sequence[torch.Tensor]) -> torch.Tensor:
-    """:func:`_chain` of a non-empty sequence."""
+    """`_chain` of a non-empty sequence."""
     out = _chain(mats)
     assert out is not None, "empty product"
     return out

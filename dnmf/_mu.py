@@ -3,7 +3,7 @@
 Notation: ``V`` is ``(…, m, n)`` (a leading batch dimension is optional), ``W1`` is
 ``(…, m, r1)``, ``Wl`` is ``(…, r(l-1), rl)`` and ``H`` is ``(…, rk, n)``. Factors are updated
 in the order W1, …, Wk, H by the update of ``dnmf._update`` (so one layer is exactly
-scikit-learn's ``_fit_multiplicative_update``). :func:`run_mu` picks one of two solvers:
+scikit-learn's ``_fit_multiplicative_update``). `run_mu` picks one of two solvers:
 
 * ``dnmf._frobenius.FrobeniusSolver`` (β = 2, no mask): ``V`` only through ``V Hᵀ`` and
   ``Pᵀ V`` (fused into one pass over blocks of rows on the CPU), the loss from carried Gram
@@ -96,7 +96,7 @@ def run_mu(
     called collectively, and give every shard the same sum, so that the replicated ``Ws``, the
     loss and therefore every convergence decision agree everywhere. ``fused_block_bytes`` sizes
     the row blocks of the β = 2 CPU pass that fuses ``V Hᵀ``, the ``W1`` update and ``W1ᵀ V``
-    (default :data:`FUSED_BLOCK_BYTES`; a value larger than ``V`` turns the pass off).
+    (default `FUSED_BLOCK_BYTES`; a value larger than ``V`` turns the pass off).
     """
     k = len(Ws)
     pen = penalties or Penalties.none(k + 1)
@@ -125,7 +125,7 @@ def run_mu(
 
 
 class Sweeper(Protocol):
-    """What :func:`iterate` needs of a solver: one sweep over the factors, and the loss."""
+    """What `iterate` needs of a solver: one sweep over the factors, and the loss."""
 
     def sweep(
         self, Ws: list[torch.Tensor], H: torch.Tensor, active: torch.Tensor | None, need_loss: bool
@@ -257,8 +257,8 @@ def run_hals_codes(
     The subproblem ``min_H ½‖V − P H‖² + l1·ΣH + ½·l2·‖H‖²`` (``P = W1…Wk``) is convex; each
     sweep minimizes it exactly over one row of ``H`` at a time from the constant ``PᵀV`` and
     ``PᵀP``, which converges linearly where multiplicative updates crawl on ill-conditioned
-    ``P``. Same bookkeeping as :func:`run_mu` (``H`` updated in place, per-matrix convergence).
-    It is the ``H`` block of :func:`dnmf._hals.run_hals` run alone.
+    ``P``. Same bookkeeping as `run_mu` (``H`` updated in place, per-matrix convergence).
+    It is the ``H`` block of `dnmf._hals.run_hals` run alone.
     """
     from ._hals import run_hals  # lazy: dnmf._hals builds on this module
 

@@ -40,7 +40,7 @@ class FactorizationResult:
     beta: float
     ranks: tuple[int, ...]
     pretrain_loss_histories: list[np.ndarray] = field(default_factory=list)
-    #: The search of ``factorize(V, ranks='auto')`` (a :class:`dnmf.select.RankSelection`), else
+    #: The search of ``factorize(V, ranks='auto')`` (a `dnmf.select.RankSelection`), else
     #: None; not saved to file.
     rank_selection: Any = None
 
@@ -122,7 +122,7 @@ _NOT_A_RESULT = (
 
 
 def load(path: str | os.PathLike) -> FactorizationResult:
-    """Read a result written by :meth:`FactorizationResult.save` (numpy arrays).
+    """Read a result written by `FactorizationResult.save` (numpy arrays).
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError("not a dnmf result file:
     PATH (why)")`` for an empty, truncated, foreign or non-``.npz`` file, or one written by a

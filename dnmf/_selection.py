@@ -1,4 +1,4 @@
-"""``RankSelection``, the outcome of :func:`dnmf.select_ranks`, and the choice rules."""
+"""``RankSelection``, the outcome of `dnmf.select_ranks`, and the choice rules."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ Candidate = Any  # an int (one layer) or a tuple of ints (one rank per layer)
 
 @dataclass
 class RankSelection:
-    """Outcome of :func:`select_ranks`.
+    """Outcome of `select_ranks`.
 
     ``heldout``/``train`` hold the β-divergence per held-out / per training entry of every fit,
-    shaped ``(candidates, folds, restarts)``; :attr:`table` summarises them per candidate and
-    :attr:`best` is the candidate the rule chose.
+    shaped ``(candidates, folds, restarts)``; `table` summarises them per candidate and
+    `best` is the candidate the rule chose.
     """
 
     candidates: list[Candidate]

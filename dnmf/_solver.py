@@ -68,8 +68,8 @@ def run_solver(
     verbose: bool = False,
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> MUOutcome:
-    """Run a resolved solver (see :func:`resolve_solver`) on checked tensors; factors are
-    updated in place, as :func:`dnmf._mu.run_mu` does."""
+    """Run a resolved solver (see `resolve_solver`) on checked tensors; factors are
+    updated in place, as `dnmf._mu.run_mu` does."""
     if solver == "mu":
         return run_mu(
             V,

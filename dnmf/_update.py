@@ -6,7 +6,7 @@ For layer ``l`` the model reads ``Λ = P Wl S`` with the prefix ``P = W1…W(l-1
     Wl ← Wl ⊙ [Pᵀ (M ⊙ V ⊙ Λ^(β-2)) Sᵀ / (Pᵀ (M ⊙ Λ^(β-1)) Sᵀ + l1 + l2·Wl)]^γ(β)
 
 with the mask ``M`` (ones when absent) and γ(β) = 1/(2-β) for β < 1, 1 for 1 ≤ β ≤ 2 and
-1/(β-1) for β > 2. :class:`MUSolverBase` holds what the two solvers (``dnmf._frobenius`` and
+1/(β-1) for β > 2. `MUSolverBase` holds what the two solvers (``dnmf._frobenius`` and
 ``dnmf._general``) have in common: the guarded, in-place step, the sum over column shards and
 the objective's penalties.
 """

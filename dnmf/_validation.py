@@ -1,4 +1,4 @@
-"""Input checking for :mod:`dnmf`, in one place.
+"""Input checking for `dnmf`, in one place.
 
 Every public entry point funnels its arguments through these helpers, so each error names the
 parameter, what was given and what is allowed. Nothing here copies ``V`` unless it has to
@@ -117,7 +117,7 @@ def _is_int_scalar(x: Any) -> bool:
 
 
 def check_init_name(init: Any) -> str:
-    """``init`` is one of :data:`INITS`."""
+    """``init`` is one of `INITS`."""
     if not isinstance(init, str) or init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
     return init
@@ -212,7 +212,7 @@ def parse_penalty(value: Any, name: str, n_factors: int) -> list[float]:
 
 
 def parse_penalties(l1: Any, l2: Any, n_factors: int) -> Penalties:
-    """``l1`` and ``l2`` (each a float or one value per factor) as :class:`Penalties`."""
+    """``l1`` and ``l2`` (each a float or one value per factor) as `Penalties`."""
     return Penalties(parse_penalty(l1, "l1", n_factors), parse_penalty(l2, "l2", n_factors))
 
 
@@ -228,7 +228,7 @@ def check_data(
     """``V`` as a checked tensor and its mask (``None`` without one).
 
     A numpy masked array's mask becomes the mask (masked entries: weight 0); giving both a
-    masked array and ``mask`` is an error (:func:`dnmf._convert.split_masked`).
+    masked array and ``mask`` is an error (`dnmf._convert.split_masked`).
     """
     V, mask = split_masked(V, mask, name)
     Vt = to_tensor(V, name, dtype=dtype, device=device)
@@ -290,7 +290,7 @@ def check_factor(t: torch.Tensor, name: str) -> None:
 
 
 def check_fixed_factors(Ws: Any, V: torch.Tensor) -> list[torch.Tensor]:
-    """The dictionary ``W1 … Wk`` of :func:`dnmf.solve_h` on V's dtype and device (not copied
+    """The dictionary ``W1 … Wk`` of `dnmf.solve_h` on V's dtype and device (not copied
     when already there); 2-D factors of a batch are broadcast over it (expanded views)."""
     if isinstance(Ws, (np.ndarray, torch.Tensor)):
         Ws = [Ws]

@@ -1,7 +1,7 @@
-"""``DeepNMF``: a scikit-learn estimator over :func:`dnmf.factorize`.
+"""``DeepNMF``: a scikit-learn estimator over `dnmf.factorize`.
 
 scikit-learn's orientation: ``X`` is ``(n_samples, n_features)`` and the model is
-``X ≈ H (W1 W2 … Wk)ᵀ``, i.e. ``V = Xᵀ ≈ W1 … Wk Hᵀ`` in :func:`dnmf.factorize`'s terms.
+``X ≈ H (W1 W2 … Wk)ᵀ``, i.e. ``V = Xᵀ ≈ W1 … Wk Hᵀ`` in `dnmf.factorize`'s terms.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     n_components : int, sequence of int, 'auto' or None, default=None
         Ranks ``[r1, …, rk]`` of the layers (an int is one layer, i.e. plain NMF). ``None`` is one
         layer with ``n_features`` components, as scikit-learn's ``NMF``. 'auto' chooses them
-        among ``rank_candidates`` by masked cross-validation (:func:`dnmf.select_ranks`, with
+        among ``rank_candidates`` by masked cross-validation (`dnmf.select_ranks`, with
         this estimator's settings) and keeps the search in ``cv_results_``.
     rank_candidates : sequence of int or of rank tuples, default=None
-        Candidates of ``n_components='auto'`` (``None``: :func:`dnmf.select.default_candidates`).
+        Candidates of ``n_components='auto'`` (``None``: `dnmf.select.default_candidates`).
     beta_loss : float or {'frobenius', 'kullback-leibler', 'itakura-saito'}, default='frobenius'
         β-divergence minimized (2, 1, 0 or any real number).
     init : {None, 'nndsvd', 'nndsvda', 'nndsvdar', 'random'}, default=None
@@ -55,7 +55,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     pretrain : bool or int, default=True
         Layer-wise pretraining before the joint fine-tuning (int: iterations per layer).
     solver : {'auto', 'mu', 'mu-acc', 'hals', 'hals-acc'}, default='auto'
-        How the factors are fitted, as in :func:`dnmf.factorize`: 'auto' is accelerated HALS
+        How the factors are fitted, as in `dnmf.factorize`: 'auto' is accelerated HALS
         (exact block-coordinate descent) for the Frobenius loss and multiplicative updates
         ('mu') for other β; one layer with 'hals' is scikit-learn's ``solver='cd'``.
     l1, l2 : float or sequence of k + 1 floats, default=0.0
@@ -73,7 +73,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     components_ : ndarray of shape (rk, n_features)
         ``(W1 … Wk)ᵀ``: the atoms in feature space.
     Ws_ : list of ndarray
-        The factors in :func:`dnmf.factorize`'s orientation: ``W1`` is ``(n_features, r1)``,
+        The factors in `dnmf.factorize`'s orientation: ``W1`` is ``(n_features, r1)``,
         ``Wl`` is ``(r(l-1), rl)``.
     n_components_ : int
         ``rk``, the size of the codes.

@@ -1,9 +1,9 @@
 """``dnmf.factorize``: Deep NMF ``V ≈ W1 W2 … Wk H`` with samples as the columns of ``V``.
 
-:func:`factorize` fits every factor; :func:`solve_h` fits the codes ``H`` of new columns with
+`factorize` fits every factor; `solve_h` fits the codes ``H`` of new columns with
 the dictionary held fixed. Both check their arguments in one place (``dnmf._validation``), run
 a solver of ``dnmf._solver`` (HALS or multiplicative updates), and return a
-:class:`FactorizationResult` (``dnmf._result``).
+`FactorizationResult` (``dnmf._result``).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def factorize(
     ranks : int, sequence of int or 'auto'
         Inner ranks ``[r1, …, rk]``: ``W1`` is ``m × r1``, ``Wl`` is ``r(l-1) × rl`` and ``H`` is
         ``rk × n``. One rank is plain NMF. 'auto' chooses them among ``rank_candidates`` by
-        masked cross-validation (:func:`dnmf.select_ranks`, with this call's settings; 2-D
+        masked cross-validation (`dnmf.select_ranks`, with this call's settings; 2-D
         ``V``, no ``mask``); the result's ``rank_selection`` holds the search.
     beta : float or {'frobenius', 'kullback-leibler', 'itakura-saito'}
         β of the β-divergence: 2 is ½‖V − WH‖², 1 Kullback–Leibler, 0 Itakura–Saito (β ≤ 0
@@ -119,7 +119,7 @@ def factorize(
         Convergence-check period, and loss-recording period (default: every iteration for β = 2
         without a mask, where the loss is free; every check otherwise).
     rank_candidates : sequence of int or of rank tuples, optional
-        The candidates of ``ranks='auto'`` (default: :func:`dnmf.select.default_candidates`).
+        The candidates of ``ranks='auto'`` (default: `dnmf.select.default_candidates`).
 
     Returns
     -------
@@ -234,18 +234,18 @@ def solve_h(
     Parameters
     ----------
     V : array (m, n) or (B, m, n)
-        Nonnegative data, samples as columns (as :func:`factorize`).
+        Nonnegative data, samples as columns (as `factorize`).
     Ws : array or sequence of arrays
         The fitted factors ``W1 … Wk`` (finite, nonnegative; never modified). A batch may share
         2-D factors, which are then broadcast.
     beta : float or str
-        As :func:`factorize`.
+        As `factorize`.
     H : array (rk, n) or (B, rk, n), optional
         Starting codes (copied); by default a constant matched to the data's scale.
     mask : array of V's shape, optional
-        As :func:`factorize` (a numpy masked array ``V`` brings its own).
+        As `factorize` (a numpy masked array ``V`` brings its own).
     max_iter, tol, eps, check_every, verbose, device, dtype
-        As :func:`factorize`.
+        As `factorize`.
     l1, l2 : float
         Penalty ``l1·ΣH + ½·l2·‖H‖²`` on the codes only.
     warn : bool
@@ -253,7 +253,7 @@ def solve_h(
     solver : {'mu', 'hals', 'auto', 'mu-acc', 'hals-acc'}
         'mu' runs multiplicative updates (any β, masks); 'hals' solves the convex β = 2
         subproblem by exact row-wise coordinate descent (no mask; the ``H`` update of
-        :func:`factorize`'s HALS), which converges much faster on ill-conditioned
+        `factorize`'s HALS), which converges much faster on ill-conditioned
         dictionaries; 'auto' picks HALS where it applies. With ``Ws`` fixed there is no product
         with ``V`` to save, so the accelerated names run their plain solver.
 

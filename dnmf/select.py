@@ -65,7 +65,7 @@ def parse_candidates(candidates: Any) -> tuple[list[Candidate], list[tuple[int, 
     """Candidates as given (ints stay ints, tuples stay tuples) and as rank tuples.
 
     Accepted: ints >= 1 (one layer each), or tuples of ints >= 1 that all have the same length
-    (one rank per layer; any order, though deep NMF usually shrinks, see :func:`rank_grid`).
+    (one rank per layer; any order, though deep NMF usually shrinks, see `rank_grid`).
     """
     if isinstance(candidates, (str, bytes)) or not isinstance(
         candidates, (Sequence, np.ndarray, range)
@@ -187,10 +187,10 @@ def select_ranks(
     Parameters
     ----------
     V : array (m, n)
-        Nonnegative data, samples as columns (as :func:`dnmf.factorize`).
+        Nonnegative data, samples as columns (as `dnmf.factorize`).
     candidates : sequence of int, or of rank tuples, optional
         Ranks to compare: ints for one layer, tuples ``(r1, …, rk)`` of one length for deep
-        models (e.g. from :func:`rank_grid`). Default: :func:`default_candidates`.
+        models (e.g. from `rank_grid`). Default: `default_candidates`.
     beta : float or str
         β-divergence of the fits, and of the held-out score.
     holdout : float
@@ -219,7 +219,7 @@ def select_ranks(
         The smallest mean held-out loss, or the candidate with the fewest parameters within
         one standard error (over folds × restarts) of it.
     init, pretrain, max_iter, tol, l1, l2, eps, check_every
-        As in :func:`dnmf.factorize`; every fit is ``factorize(V * M_f, candidate, mask=M_f,
+        As in `dnmf.factorize`; every fit is ``factorize(V * M_f, candidate, mask=M_f,
         seed=fit_seeds[f, s], …)``. Starting factors come from ``V * M_f``, so held-out
         values never reach a fit. A fit stops on its own when converged.
     solver : {'auto', 'gram', 'masked'}
@@ -331,8 +331,8 @@ def select_ranks(
 def auto_ranks(
     V: Any, ranks: str, candidates: Any, *, mask: Any = None, init: str = "nndsvda", **search: Any
 ) -> tuple[Candidate, RankSelection]:
-    """``ranks='auto'`` of :func:`dnmf.factorize` and :class:`dnmf.DeepNMF`: the candidate
-    :func:`select_ranks` chooses, and its :class:`RankSelection`. ``search`` holds the fit's
+    """``ranks='auto'`` of `dnmf.factorize` and `dnmf.DeepNMF`: the candidate
+    `select_ranks` chooses, and its `RankSelection`. ``search`` holds the fit's
     own settings (beta, max_iter, tol, pretrain, l1, l2, eps, seed, device, dtype, …)."""
     if ranks != "auto":  # any other string is a type mistake, as for factorize's ranks
         raise val.InvalidParameterError(

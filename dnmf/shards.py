@@ -1,18 +1,18 @@
 """Column shards of ``V``: which columns a process owns, and loaders that read only those.
 
 ``V`` is ``m × n`` with one sample per column. In a run over ``world`` processes, process
-``rank`` owns the contiguous block of columns :func:`column_range` gives it (balanced: the
+``rank`` owns the contiguous block of columns `column_range` gives it (balanced: the
 first ``n % world`` ranks get one column more), and the loaders below read that block and
 nothing else, so no process ever holds the whole of ``V``:
 
-* :func:`load_npy_columns` maps a ``.npy`` file into memory (``np.load(mmap_mode='r')``) and
+* `load_npy_columns` maps a ``.npy`` file into memory (``np.load(mmap_mode='r')``) and
   copies out its own columns (or, with ``samples_as_rows=True``, its own rows of a file that
   stores ``Vᵀ``, which is one contiguous read per process);
-* :func:`load_image_columns` reads its own slice of the sorted image files of a folder, one
+* `load_image_columns` reads its own slice of the sorted image files of a folder, one
   flattened image per column.
 
-Both return a :class:`ColumnShard` ``(V, col_offset, n_cols)`` ready for
-:func:`dnmf.distributed.factorize_columns`. ``rank``/``world`` default to the initialised
+Both return a `ColumnShard` ``(V, col_offset, n_cols)`` ready for
+`dnmf.distributed.factorize_columns`. ``rank``/``world`` default to the initialised
 ``torch.distributed`` group, or to a single process.
 """
 
@@ -28,7 +28,7 @@ from numpy.typing import DTypeLike
 
 from . import _validation as val
 
-#: File name endings that :func:`load_image_columns` treats as images (case-insensitive).
+#: File name endings that `load_image_columns` treats as images (case-insensitive).
 #: Pillow modes whose samples are 8-bit (what ``load_image_columns`` reads)
 _EIGHT_BIT_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr"})
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
@@ -176,7 +176,7 @@ def load_image_columns(
 ) -> ColumnShard:
     """Read this rank's images of ``folder`` as columns: ``V`` is ``(h·w·c) × n_own``.
 
-    Files are sorted by name and split with :func:`column_range`; only the rank's own files
+    Files are sorted by name and split with `column_range`; only the rank's own files
     are opened. Each image becomes one column in [0, 1] (row-major pixels, channels last):
     gray (``c = 1``) by default, RGB with ``gray=False``; ``size`` (an int or
     ``(height, width)``) resizes with bicubic filtering, otherwise every image must have the

@@ -11,8 +11,8 @@ Training budget comes from ``ctx.preset`` (epochs, max_minutes, batch_size), ove
 ``ctx.options`` keys ``epochs``, ``max_minutes``, ``batch_size``, ``lr`` (also ``amp``,
 ``compile``, ``lr_schedule``, ``ssim_weight``) and ``tta`` (restore with the 8-flip self-ensemble).
 The training pairs are the training faces plus what ``extra_photos``, ``augment_photos`` and
-``augment_faces`` add (:mod:`benchmarks.extra_pairs`, degraded with ``ctx.noise``); validation
-and test pairs are never changed. All training, checkpoint and model code lives in :mod:`convae`.
+``augment_faces`` add (`benchmarks.extra_pairs`, degraded with ``ctx.noise``); validation
+and test pairs are never changed. All training, checkpoint and model code lives in `convae`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ CURVE_NAME = "training_curve.png"
 
 
 class CNNMethod(Method):
-    """Train a registered :mod:`convae` architecture on the pairs; restore by inference."""
+    """Train a registered `convae` architecture on the pairs; restore by inference."""
 
     learns: ClassVar[bool] = True
     checkpointable: ClassVar[bool] = True
@@ -159,7 +159,7 @@ class CNNMethod(Method):
 
     # ------------------------------------------------------------------ Method API
     def fit(self, train: PairSet, val: PairSet, blur: BlurLike) -> None:
-        """Train on :meth:`training_pairs` of ``train``, select the best epoch on ``val``;
+        """Train on `training_pairs` of ``train``, select the best epoch on ``val``;
         ``blur`` only degrades extra photo crops (the network never sees it: blind)."""
         if self.model is not None and self.loaded_from is not None:
             return  # a checkpoint was loaded (--checkpoint): no retraining

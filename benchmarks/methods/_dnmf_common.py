@@ -1,6 +1,6 @@
 """Shared plumbing of the Deep NMF adapters (``nmf-coupled``, ``dnmf-coupled``, ``dnmf-prior``).
 
-Models live in :mod:`dnmf.deblur`; this file only caches fitted dictionaries in the run's
+Models live in `dnmf.deblur`; this file only caches fitted dictionaries in the run's
 work folder (keyed by settings and training data), draws the loss curves and atoms, and
 stores what was chosen on validation.
 """

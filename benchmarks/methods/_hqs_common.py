@@ -1,9 +1,9 @@
 """Shared plumbing of the two half-quadratic-splitting adapters (``epll``, ``dnmf-prior``).
 
 Both learn a patch prior from the sharp training images (cached in the run's work folder by
-:func:`benchmarks.methods._dnmf_common.load_or_fit`) and then choose the x-step weight on
+`benchmarks.methods._dnmf_common.load_or_fit`) and then choose the x-step weight on
 (up to ``max_val_images``) validation images; the models themselves live in
-:mod:`benchmarks.epll` and :mod:`dnmf.deblur.prior`.
+`benchmarks.epll` and `dnmf.deblur.prior`.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def fit_and_tune(
     model: Any = None,
 ) -> Any:
     """Fit (or reuse the cached) prior on the sharp training images, then set it to the
-    validation noise level ``σ̂`` (:func:`noise_sigma`): the last stage denoises at
+    validation noise level ``σ̂`` (`noise_sigma`): the last stage denoises at
     ``max(sigma_min, σ̂)`` and ``weight = f · weight_per_noise · σ̂²`` with ``f`` the best of
     ``weight_factors`` by mean PSNR on ``max_val_images`` validation images (recorded in
     ``tuning``; μ_k = weight/σ_k² is then σ̂²/σ_k² up to that constant, as in plug-and-play

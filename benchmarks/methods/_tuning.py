@@ -55,6 +55,6 @@ def pick(
 def best_wiener_balance(
     y: torch.Tensor, kernel: torch.Tensor, sharp: torch.Tensor
 ) -> tuple[float, list[float]]:
-    """The balance of :data:`WIENER_BALANCES` whose padded Wiener–Hunt restoration of ``y``
+    """The balance of `WIENER_BALANCES` whose padded Wiener–Hunt restoration of ``y``
     is best on ``sharp``, and the mean PSNR of each."""
     return best_by_psnr(WIENER_BALANCES, wiener_padded(y, kernel, WIENER_BALANCES), sharp)

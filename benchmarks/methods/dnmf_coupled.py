@@ -1,6 +1,6 @@
 """``dnmf-coupled``: Deep NMF coupled dictionary ``[W1b; W1out] W2 … Wk H``, blind.
 
-Same model and tricks as ``nmf-coupled`` (:class:`dnmf.deblur.coupled.CoupledDeblur`) with
+Same model and tricks as ``nmf-coupled`` (`dnmf.deblur.coupled.CoupledDeblur`) with
 k ≥ 2 layers; settings picked on the validation people (``docs/results/deblur-dnmf.md``).
 """
 

@@ -1,10 +1,10 @@
 """``dnmf-prior``: non-blind Deep NMF patch prior + half-quadratic splitting with the known blur.
 
 The dictionary ``W1…Wk`` is learned from the **sharp** training images only
-(:class:`dnmf.deblur.prior.DeepNMFPrior`: ON/OFF split of mean-removed patches). Restoration
+(`dnmf.deblur.prior.DeepNMFPrior`: ON/OFF split of mean-removed patches). Restoration
 alternates an exact whole-image step with the blur operator and a sparse nonnegative coding
 of every overlapping patch at an annealed noise level; the x-step weight is chosen on the
-validation images (as ``epll``'s is: both use :mod:`benchmarks.methods._hqs_common`).
+validation images (as ``epll``'s is: both use `benchmarks.methods._hqs_common`).
 
 The first version — multiplicative updates on the codes through the blur, started from the
 codes of a Wiener estimate — stays reachable as an ablation with the setting

@@ -1,6 +1,6 @@
 """``epll``: Gaussian-mixture patch prior + half-quadratic splitting (Zoran & Weiss 2011).
 
-The mixture is learned from the **sharp** training images only (:class:`benchmarks.epll.EPLL`,
+The mixture is learned from the **sharp** training images only (`benchmarks.epll.EPLL`,
 cached in the run folder like the Deep NMF dictionaries); the x-step weight is chosen on the
 validation images. It is the classical patch-prior anchor next to ``dnmf-prior``, which runs
 the same splitting loop with a Deep NMF prior.

@@ -1,6 +1,6 @@
 """``nmf-coupled``: one-layer coupled-dictionary NMF, blind (the ablation of ``dnmf-coupled``).
 
-The model is :class:`dnmf.deblur.coupled.CoupledDeblur`; its settings are the ones picked on
+The model is `dnmf.deblur.coupled.CoupledDeblur`; its settings are the ones picked on
 the validation people by ``experiments/deblur_ablation.py`` (see
 ``docs/results/deblur-dnmf.md``); the number of coding iterations is chosen on ``val`` at fit time.
 """

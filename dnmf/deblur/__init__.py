@@ -1,16 +1,16 @@
 """Deep NMF deblurring models (torch only; never imports ``benchmarks``).
 
-* :mod:`dnmf.deblur.patches` — patch grids: extraction and overlap-add assembly with adjoints.
-* :mod:`dnmf.deblur.coupled` — blind coupled-dictionary model learned from (blurred, sharp) pairs.
-* :mod:`dnmf.deblur.hqs` — half-quadratic splitting for any patch denoiser (exact x-step with
+* `dnmf.deblur.patches` — patch grids: extraction and overlap-add assembly with adjoints.
+* `dnmf.deblur.coupled` — blind coupled-dictionary model learned from (blurred, sharp) pairs.
+* `dnmf.deblur.hqs` — half-quadratic splitting for any patch denoiser (exact x-step with
   the operator's ``A``/``A_adjoint``, annealed noise levels).
-* :mod:`dnmf.deblur.patch_denoise` — image denoisers from patch priors (every overlapping,
+* `dnmf.deblur.patch_denoise` — image denoisers from patch priors (every overlapping,
   mean-removed patch; colour rotation; averaging).
-* :mod:`dnmf.deblur.nmf_patch_prior` — the Deep NMF patch prior (ON/OFF or semi-NMF codes,
+* `dnmf.deblur.nmf_patch_prior` — the Deep NMF patch prior (ON/OFF or semi-NMF codes,
   sparsity tied to the noise, layer-centric depth penalty).
-* :mod:`dnmf.deblur.prior` — :class:`DeepNMFPrior`, the non-blind model (fit on sharp images,
+* `dnmf.deblur.prior` — `DeepNMFPrior`, the non-blind model (fit on sharp images,
   restore by HQS).
-* :mod:`dnmf.deblur.mu_prior` — the first non-blind model, multiplicative updates through the
+* `dnmf.deblur.mu_prior` — the first non-blind model, multiplicative updates through the
   blur (an ablation).
 """
 

@@ -17,7 +17,7 @@ __all__ = ["save_npz", "save_dictionary", "load_dictionary"]
 
 
 def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
-    """:func:`dnmf._io.save_npz_atomic`, after making ``path``'s folder if it is missing."""
+    """`dnmf._io.save_npz_atomic`, after making ``path``'s folder if it is missing."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_npz_atomic(path, arrays)
 
@@ -25,7 +25,7 @@ def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
 def save_dictionary(path: str | os.PathLike, model: Any, kind: str | None = None) -> None:
     """Write a fitted dictionary model (``Ws_``, ``channels_``, ``loss_history_``,
     ``pretrain_histories_`` and ``get_params()``) to one ``.npz``, atomically; ``kind`` tags
-    the file so that :func:`load_dictionary` can refuse another model's file."""
+    the file so that `load_dictionary` can refuse another model's file."""
     if model.Ws_ is None:
         raise RuntimeError("nothing to save: the prior is not fitted")
     arrays = {f"W{i + 1}": W.cpu().numpy() for i, W in enumerate(model.Ws_)}
@@ -43,7 +43,7 @@ def save_dictionary(path: str | os.PathLike, model: Any, kind: str | None = None
 def load_dictionary(
     cls: Any, path: str | os.PathLike, device: Any = None, kind: str | None = None
 ) -> Any:
-    """A ``cls`` model read from a file of :func:`save_dictionary` (``kind`` checked when given)."""
+    """A ``cls`` model read from a file of `save_dictionary` (``kind`` checked when given)."""
     with np.load(path, allow_pickle=False) as z:
         if kind is not None and ("kind" not in z or str(z["kind"]) != kind):
             raise ValueError(f"{path} is not a saved {cls.__name__} model")

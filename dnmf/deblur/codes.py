@@ -1,4 +1,4 @@
-"""Nonnegative codes of patch batches with a fixed dictionary, through :func:`dnmf.solve_h`.
+"""Nonnegative codes of patch batches with a fixed dictionary, through `dnmf.solve_h`.
 
 The deblurring models code many patches of many images with one shared dictionary; this is
 the one place that turns such a batch ``(N, m, L)`` into the library's single ``(m, N·L)``
@@ -42,8 +42,8 @@ def nonneg_codes(
 
     ``V`` is ``(m, n)`` or a batch ``(N, m, L)`` sharing the 2-D ``W``. ``coder="hals"`` runs
     ``n_iter`` exact coordinate-descent sweeps, ``"mu"`` ``n_iter`` multiplicative updates
-    (both :func:`dnmf.solve_h`, no early stop); without ``H`` they start from
-    :func:`mu_start` (HALS after its multiplicative step, MU from the constant).
+    (both `dnmf.solve_h`, no early stop); without ``H`` they start from
+    `mu_start` (HALS after its multiplicative step, MU from the constant).
     """
     if coder not in ("hals", "mu"):
         raise ValueError(f"coder must be 'hals' or 'mu', got {coder!r}")

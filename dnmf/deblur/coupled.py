@@ -7,7 +7,7 @@ so it sees more than the sharp patch it predicts) over the sharp target, and fac
 
 To restore, the codes ``H ≥ 0`` of the blurred patches are found with the blurred block of
 the dictionary alone (multiplicative updates, optional L1), the output block gives the sharp
-patch, and overlapping patches are averaged (:class:`~dnmf.deblur.patches.PatchGrid`).
+patch, and overlapping patches are averaged (`dnmf.deblur.patches.PatchGrid`).
 
 Options (each measured in the ablation):
 
@@ -24,7 +24,7 @@ Options (each measured in the ablation):
 * ``stages > 1`` makes a cascade: the next stage (same settings, seed + 1) is trained on this
   stage's outputs of the training images and restores this stage's output.
 * ``refit`` re-learns the output block on the codes the blurred block alone gives (the codes
-  restoration will see), with :func:`dnmf.solve_h` on the transposed problem.
+  restoration will see), with `dnmf.solve_h` on the transposed problem.
 """
 
 from __future__ import annotations

@@ -5,14 +5,14 @@ The restoration problem ``min_x ½‖y − A x‖² + prior(x)`` is split with a
 IRCNN/DPIR). Each stage ``k`` alternates
 
 * the **x-step** ``(AᵀA + μ_k I) x = Aᵀy + μ_k z``: by FFT on the reflect-extended grid (the
-  operator's impulse response is probed once, so any shift-invariant :class:`LinearOperator`
+  operator's impulse response is probed once, so any shift-invariant `LinearOperator`
   works), optionally refined by conjugate gradients with the operator's own
   ``A``/``A_adjoint`` (exact for any operator);
 * the **z-step**: ``z = denoise(x, σ_k)``, any callable that denoises an image batch assuming
   white noise of standard deviation ``σ_k`` (a patch prior averaged over overlapping patches).
 
 The noise levels ``σ_k`` fall geometrically from ``sigma_max`` to ``sigma_min``
-(:func:`annealing_schedule`) and ``μ_k = weight / σ_k²``: ``weight`` plays the part of the
+(`annealing_schedule`) and ``μ_k = weight / σ_k²``: ``weight`` plays the part of the
 data term's noise variance (with EPLL's patch averaging it absorbs the number of patches that
 cover a pixel). EPLL's β-doubling recipe is ``σ_k ∝ 2^(−k/2)``.
 """
@@ -170,7 +170,7 @@ def hqs_deblur(
     y : (N, C, H, W) observed batch.
     op : the degradation (``A`` and ``A_adjoint``).
     denoise : ``denoise(x, sigma) -> z``, e.g. a patch prior's MAP estimate.
-    sigmas : the denoiser's noise level at every stage (see :func:`annealing_schedule`).
+    sigmas : the denoiser's noise level at every stage (see `annealing_schedule`).
     weight : ``μ_k = weight / σ_k²`` in the x-step.
     x0 : the first ``z`` (default ``y``), e.g. a Wiener estimate.
     x_step : ``"fft"`` solves the x-step on the reflect-extended grid (exact for the

@@ -1,25 +1,25 @@
 """The first Deep NMF prior (kept as an ablation): multiplicative updates through the blur.
 
 A dictionary ``W = W1 W2 … Wk`` of sharp, contrast-normalised patches (plus one constant
-atom per channel) is learned from sharp images only (with :func:`dnmf.factorize`). A blurred
+atom per channel) is learned from sharp images only (with `dnmf.factorize`). A blurred
 batch ``y`` is restored by solving
 
     min_{H ≥ 0}  ½‖y − A(assemble(W H))‖² + l1·ΣH
 
 with multiplicative updates, where ``assemble`` averages overlapping patches
-(:class:`~dnmf.deblur.patches.PatchGrid`) and ``A`` is any linear operator with a nonnegative
-kernel (:class:`~dnmf.deblur.hqs.LinearOperator`). With ``M = A ∘ assemble ∘ W``
+(`dnmf.deblur.patches.PatchGrid`) and ``A`` is any linear operator with a nonnegative
+kernel (`dnmf.deblur.hqs.LinearOperator`). With ``M = A ∘ assemble ∘ W``
 (nonnegative, linear) the update is
 
     H ← H ⊙ Mᵀy / (MᵀM H + l1)
 
-which keeps ``H ≥ 0`` and never increases the objective. :func:`deblur_mu` also has a
+which keeps ``H ≥ 0`` and never increases the objective. `deblur_mu` also has a
 safeguarded extrapolated variant (``accelerate=True``): the update is applied at
 ``Y = max(0, H + β (H − H_prev))`` and accepted only if the objective does not increase;
 otherwise the step is discarded, β shrinks and the next step is a plain one from ``H``. The
 accepted objectives therefore never increase either. All images of a batch are solved
 together (one β and one accept/reject decision per image). It only tied Wiener on the face
-benchmark; :class:`dnmf.deblur.prior.DeepNMFPrior` (half-quadratic splitting) replaces it.
+benchmark; `dnmf.deblur.prior.DeepNMFPrior` (half-quadratic splitting) replaces it.
 """
 
 from __future__ import annotations
@@ -227,13 +227,13 @@ def learn_dictionary(
 class DeepNMFPriorMU:
     """Deep NMF patch prior for non-blind deblurring (dictionary from sharp images only).
 
-    Parameters are keyword-only and stored as given; :meth:`fit` learns ``Ws`` (``W1…Wk``),
-    :meth:`restore` runs :func:`deblur_mu`. ``dc_atoms`` appends one constant atom per
+    Parameters are keyword-only and stored as given; `fit` learns ``Ws`` (``W1…Wk``),
+    `restore` runs `deblur_mu`. ``dc_atoms`` appends one constant atom per
     channel to the dictionary (the patch mean, handled by a nonnegative DC atom).
     ``stride`` is the patch grid of restoration (dictionary patches are sampled every 2 px);
     ``coder`` computes the starting codes of ``x0`` (``"hals"``: exact coordinate descent,
     ``"mu"``: multiplicative updates, ``code_iter`` sweeps/iterations); the restoration
-    itself is always :func:`deblur_mu`.
+    itself is always `deblur_mu`.
     """
 
     def __init__(
@@ -388,7 +388,7 @@ class DeepNMFPriorMU:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device=None) -> DeepNMFPriorMU:
-        """Read a model written by :meth:`save`."""
+        """Read a model written by `save`."""
         return load_dictionary(cls, path, device)
 
     def n_parameters(self) -> int:

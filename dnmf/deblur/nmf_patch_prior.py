@@ -1,17 +1,17 @@
 """A Deep NMF patch prior: sparse nonnegative codes of mean-removed patches at a given noise level.
 
 Learning (sharp patches only): the mean-removed patches ``p`` are made nonnegative by the
-ON/OFF split ``[p⁺; p⁻]`` (Hoyer 2002) and factorized by :func:`dnmf.factorize`,
+ON/OFF split ``[p⁺; p⁻]`` (Hoyer 2002) and factorized by `dnmf.factorize`,
 ``[P⁺; P⁻] ≈ W1 W2 … Wk H``. The columns of every layer are scaled to unit norm (the product
 is unchanged), so one sparsity weight means the same for every atom.
 
-Coding a noisy patch matrix ``P`` (the z-step of :mod:`dnmf.deblur.hqs`) at noise level ``σ``:
+Coding a noisy patch matrix ``P`` (the z-step of `dnmf.deblur.hqs`) at noise level ``σ``:
 
-* ``coding="onoff"`` codes ``[P⁺; P⁻]`` with ``W1`` (nonnegative, :func:`dnmf.solve_h` by
+* ``coding="onoff"`` codes ``[P⁺; P⁻]`` with ``W1`` (nonnegative, `dnmf.solve_h` by
   HALS) and returns ``(W1⁺ − W1⁻) h1`` where ``W1⁺``/``W1⁻`` are ``W1``'s two row blocks;
   ``coding="semi"`` codes ``P`` itself with the signed first layer ``D = W1⁺ − W1⁻`` and
-  nonnegative codes (semi-NMF; the same exact coordinate descent, :mod:`dnmf._mu`'s HALS, since
-  :func:`dnmf.solve_h` accepts only nonnegative dictionaries).
+  nonnegative codes (semi-NMF; the same exact coordinate descent, `dnmf._mu`'s HALS, since
+  `dnmf.solve_h` accepts only nonnegative dictionaries).
 * sparsity: ``l1 = sparsity · σ`` on ``h1`` (and ``l1 = sparsity_deep · σ`` on the deeper
   codes) — a soft threshold that scales with the noise, as for the lasso.
 * depth (``depth="layered"``, k ≥ 2): the deeper layers are a prior on the codes through the
@@ -94,7 +94,7 @@ def learn_onoff_dictionary(
 ) -> tuple[list[torch.Tensor], Any]:
     """Deep NMF of the ON/OFF split of centred patches ``P`` (d, n); unit-norm layers.
 
-    ``solver`` is :func:`dnmf.factorize`'s; multiplicative updates with a fixed budget made the
+    ``solver`` is `dnmf.factorize`'s; multiplicative updates with a fixed budget made the
     better prior on the validation faces (see the ablation), so they are the default here.
     """
     V = onoff(P)
@@ -118,7 +118,7 @@ def _nnls(
 ) -> torch.Tensor:
     """``min_{H≥0} ½‖V − W H‖² + l1·ΣH``, ``n_iter`` HALS sweeps (``W`` may be signed).
 
-    Columns are independent problems, so they are solved in blocks of :data:`CHUNK`.
+    Columns are independent problems, so they are solved in blocks of `CHUNK`.
     """
     out = torch.zeros(W.shape[1], V.shape[1], dtype=V.dtype, device=V.device)
     # solve_h takes nonnegative data and dictionaries only; semi-NMF coding has signed ones

@@ -1,13 +1,13 @@
 """Image denoisers built from a patch prior: every overlapping patch, mean removed, averaged back.
 
 A patch prior only has to map a matrix of noisy, mean-removed patches ``(d, n)`` (one patch
-per column) and a noise level to its estimate of the clean patches; :class:`PatchDenoiser`
+per column) and a noise level to its estimate of the clean patches; `PatchDenoiser`
 does the rest, the same way for every prior (EPLL's Gaussian mixture, the Deep NMF codes):
 
 1. ``colour="opponent"`` rotates RGB into an orthonormal luminance / opponent basis and
    treats each of the three channels as a grey image (white noise stays white with the same
    σ; one grey prior serves all three); ``colour="rgb"`` keeps joint ``C·s²`` patches.
-2. Patches every ``stride`` pixels (:class:`~dnmf.deblur.patches.PatchGrid`); ``stride=1`` is
+2. Patches every ``stride`` pixels (`dnmf.deblur.patches.PatchGrid`); ``stride=1`` is
    every overlapping patch, as EPLL does.
 3. ``remove_mean``: each patch's mean (per channel) is taken out before the prior and put back
    after, unpenalised — the prior models the patch's structure, not its brightness.
@@ -49,7 +49,7 @@ def to_opponent(x: torch.Tensor) -> torch.Tensor:
 
 
 def from_opponent(x: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`to_opponent` (the rotation's transpose)."""
+    """Inverse of `to_opponent` (the rotation's transpose)."""
     if x.shape[1] == 1:
         return x
     return torch.einsum("ji,njhw->nihw", OPPONENT.to(x), x)

@@ -1,17 +1,17 @@
 """Patch extraction and overlap-add assembly as linear torch ops with explicit adjoints.
 
-A :class:`PatchGrid` covers an ``H × W`` image with ``size × size`` patches every ``stride``
+A `PatchGrid` covers an ``H × W`` image with ``size × size`` patches every ``stride``
 pixels. When ``(H - size)`` is not a multiple of the stride the image is padded (evenly, top
 and bottom / left and right) just enough for the grid to cover it; patch pixels that fall
 into the padding are dropped on assembly.
 
 Patches are returned as ``(N, C·size·size, L)`` tensors (one patch per **column**, the
-layout of :func:`torch.nn.functional.unfold` and of ``dnmf``'s ``V``).
+layout of `torch.nn.functional.unfold` and of ``dnmf``'s ``V``).
 
-* :meth:`PatchGrid.fold_sum` (overlap-add) and :meth:`PatchGrid.extract` with ``mode="zeros"``
+* `PatchGrid.fold_sum` (overlap-add) and `PatchGrid.extract` with ``mode="zeros"``
   are exact adjoints of each other.
-* :meth:`PatchGrid.assemble` averages overlapping patches (``fold_sum`` divided by the number
-  of patches covering each pixel); :meth:`PatchGrid.assemble_adjoint` is its exact adjoint.
+* `PatchGrid.assemble` averages overlapping patches (``fold_sum`` divided by the number
+  of patches covering each pixel); `PatchGrid.assemble_adjoint` is its exact adjoint.
 * ``extract(x, context=c, mode="reflect")`` takes ``(size + 2c)``-pixel patches centred on the
   grid's patches (a larger context window), reflect-padded at the image border. Reflect mode
   is for feature extraction only (no adjoint is provided for it).
@@ -76,7 +76,7 @@ class PatchGrid:
         """Patches of ``x`` (N, C, H, W) as ``(N, C·k·k, L)`` with ``k = size + 2·context``.
 
         ``mode`` is how the image is extended beyond its border: ``"zeros"`` (the exact
-        adjoint of :meth:`fold_sum`) or ``"reflect"`` (numpy/torch reflect, for features).
+        adjoint of `fold_sum`) or ``"reflect"`` (numpy/torch reflect, for features).
         """
         self._check(x)
         if mode not in ("zeros", "reflect"):
@@ -124,7 +124,7 @@ class PatchGrid:
         return self.fold_sum(patches) / self.counts(patches.device, patches.dtype)
 
     def assemble_adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        """Exact adjoint of :meth:`assemble`: ⟨assemble(p), y⟩ = ⟨p, assemble_adjoint(y)⟩."""
+        """Exact adjoint of `assemble`: ⟨assemble(p), y⟩ = ⟨p, assemble_adjoint(y)⟩."""
         return self.extract(y / self.counts(y.device, y.dtype), mode="zeros")
 
 

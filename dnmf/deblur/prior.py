@@ -1,15 +1,15 @@
 """Non-blind deblurring with a Deep NMF patch prior and half-quadratic splitting.
 
-:class:`DeepNMFPrior` learns a Deep NMF dictionary of mean-removed sharp patches (ON/OFF
-split, :mod:`dnmf.deblur.nmf_patch_prior`) from sharp images only, and restores a blurred
-batch by annealed half-quadratic splitting (:func:`dnmf.deblur.hqs.hqs_deblur`): an exact
+`DeepNMFPrior` learns a Deep NMF dictionary of mean-removed sharp patches (ON/OFF
+split, `dnmf.deblur.nmf_patch_prior`) from sharp images only, and restores a blurred
+batch by annealed half-quadratic splitting (`dnmf.deblur.hqs.hqs_deblur`): an exact
 whole-image x-step with the operator, then a z-step that codes every overlapping patch of the
 current estimate with the dictionary at the stage's noise level (sparsity tied to the noise,
 deeper layers as a prior on the codes) and averages the patches back
-(:class:`dnmf.deblur.patch_denoise.PatchDenoiser`).
+(`dnmf.deblur.patch_denoise.PatchDenoiser`).
 
 The first version, multiplicative updates on the codes through the blur, is kept as an
-ablation: :class:`dnmf.deblur.mu_prior.DeepNMFPriorMU`.
+ablation: `dnmf.deblur.mu_prior.DeepNMFPriorMU`.
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ FILE_KIND = "dnmf-prior-hqs"  # tags the model file: a first-version (MU) file i
 class DeepNMFPrior:
     """Deep NMF patch prior + half-quadratic splitting (dictionary from sharp images only).
 
-    Parameters (keyword-only, stored as given, checked at :meth:`fit`/:meth:`restore`)
+    Parameters (keyword-only, stored as given, checked at `fit`/`restore`)
     ----------
     size : patch side (px). ranks : Deep NMF ranks ``(r1, …, rk)``.
     n_patches, fit_iter, fit_solver : training patches, factorization iterations and
-        :func:`dnmf.factorize`'s solver (``"mu"``: the better prior on validation).
+        `dnmf.factorize`'s solver (``"mu"``: the better prior on validation).
     colour : ``"opponent"`` (grey patches of the rotated channels) or ``"rgb"``.
     remove_mean : centre every patch before the prior (and the training patches).
     stride : patch grid step at restoration (1: every overlapping patch).
@@ -266,5 +266,5 @@ class DeepNMFPrior:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: Any = None) -> DeepNMFPrior:
-        """Read a model written by :meth:`save`."""
+        """Read a model written by `save`."""
         return load_dictionary(cls, path, device, kind=FILE_KIND)

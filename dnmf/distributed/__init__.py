@@ -6,16 +6,16 @@ needs sums over all columns, which are small matrices (for β = 2: ``V Hᵀ`` (`
 ``H Hᵀ`` (``rk × rk``); for other β the layer's numerator and denominator), so they are summed
 with ``all_reduce`` and every process applies the same update. The loss is summed the same
 way, so convergence is decided on the global value and every process stops at the same
-iteration. The updates, checks and initialisation are those of :func:`dnmf.factorize`
+iteration. The updates, checks and initialisation are those of `dnmf.factorize`
 (shared code in ``dnmf._mu``, ``dnmf._validation`` and ``dnmf._init``).
 
-* :func:`factorize_columns` is the solver; it runs unchanged in a single process when
+* `factorize_columns` is the solver; it runs unchanged in a single process when
   ``torch.distributed`` is not initialised (or the group has one process) and then gives the
   same answer as any number of processes on the same columns (to rounding).
-* :func:`gather_result` collects ``H`` on rank 0 (``H`` is ``rk × n``, small next to ``V``).
-* :func:`run_local` runs it on ``N`` local processes without ``torchrun`` (``gloo`` on
+* `gather_result` collects ``H`` on rank 0 (``H`` is ``rk × n``, small next to ``V``).
+* `run_local` runs it on ``N`` local processes without ``torchrun`` (``gloo`` on
   127.0.0.1), e.g. from a notebook or a test.
-* ``python -m dnmf.distributed`` is the ``torchrun`` entry point (see :func:`main`).
+* ``python -m dnmf.distributed`` is the ``torchrun`` entry point (see `main`).
 
 Initialisation never needs all of ``V`` in one process: ``init='random'`` draws ``W`` from the
 seed and each block of 256 columns of ``H`` from the seed and the block's global index, so any
@@ -23,7 +23,7 @@ split of the columns gives the same factors; ``init='nndsvd'|'nndsvda'|'nndsvdar
 the leading singular vectors ``U`` of a sample of ``init_sample`` columns (chosen from the
 seed) gathered on rank 0, broadcasts ``U``, and completes NNDSVD from ``Uᵀ V`` on each shard
 with global norms. With ``init_sample >= n`` the sample is all of ``V`` and NNDSVD is exactly
-:func:`dnmf.factorize`'s.
+`dnmf.factorize`'s.
 
 Modules: ``_comm`` (collectives), ``_check`` (arguments, checked and agreed on), ``_init``
 (keyed and sampled initialisation), ``_fit`` (the solver), ``_local`` (local processes),

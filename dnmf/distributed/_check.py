@@ -1,7 +1,7 @@
 """Arguments of a column-split run: checked on each process, then agreed on by all of them.
 
-Each process checks its own arguments with the checks :func:`dnmf.factorize` uses
-(``dnmf._validation``), then every process sends the others what it found (:func:`meta`), so
+Each process checks its own arguments with the checks `dnmf.factorize` uses
+(``dnmf._validation``), then every process sends the others what it found (`meta`), so
 that they all fail together or all go on: same rows, same settings, columns that tile
 ``[0, n)``, ranks that the initialisation can produce and, for ``init='custom'``, the same
 ``Ws``.
@@ -93,7 +93,7 @@ def check_shard_args(
     init_sample: Any,
     solver: Any = "auto",
 ) -> ShardArgs:
-    """This process's arguments of :func:`dnmf.distributed.factorize_columns`, checked."""
+    """This process's arguments of `dnmf.distributed.factorize_columns`, checked."""
     if isinstance(V_local, np.ma.MaskedArray):
         raise ValueError("V_local is a numpy masked array; factorize_columns takes no mask")
     Vt, _ = val.check_data(

@@ -1,4 +1,4 @@
-"""``python -m dnmf.distributed``: the ``torchrun`` entry point (see :func:`main`)."""
+"""``python -m dnmf.distributed``: the ``torchrun`` entry point (see `main`)."""
 
 from __future__ import annotations
 

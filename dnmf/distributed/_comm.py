@@ -71,7 +71,7 @@ def error_text(err: BaseException | None) -> str | None:
 
 def fail_together(err: BaseException | None, texts: Sequence[str | None], what: str) -> None:
     """Raise on every process when any process hit an error (``texts``: every process's
-    :func:`error_text`, in rank order, already exchanged).
+    `error_text`, in rank order, already exchanged).
 
     The process that failed re-raises its own exception; the others raise ``ValueError`` naming
     the failing ranks. Every exception raised here has ``collective = True``.
@@ -87,7 +87,7 @@ def fail_together(err: BaseException | None, texts: Sequence[str | None], what: 
 
 def agree(comm: Comm, err: BaseException | None, what: str = "input") -> None:
     """Collective: raise on every process if any process hit an error (no one is left waiting);
-    see :func:`fail_together`."""
+    see `fail_together`."""
     fail_together(err, comm.objects(error_text(err)), what)
 
 

@@ -1,4 +1,4 @@
-"""The column-split solver :func:`factorize_columns` and :func:`gather_result`."""
+"""The column-split solver `factorize_columns` and `gather_result`."""
 
 from __future__ import annotations
 
@@ -23,14 +23,14 @@ from ._init import Layout, init_layer
 
 @dataclass
 class ShardedFactorizationResult(FactorizationResult):
-    """A :class:`dnmf.FactorizationResult` of one process of a column-split run.
+    """A `dnmf.FactorizationResult` of one process of a column-split run.
 
     ``Ws`` are the full factors (identical on every process); ``H`` is **this process's block**
     of codes, ``rk × n_local``, for global columns ``col_offset … col_offset + n_local - 1`` of
     the ``n_cols`` columns. ``loss_history``, ``n_iter`` and ``converged`` are global (the same
     on every process). ``reconstruct()`` gives this process's columns of ``V``; ``save()``
-    writes the local ``H`` only: use :func:`gather_result` for the whole ``H``.
-    ``seconds`` is this process's wall time in :func:`factorize_columns`.
+    writes the local ``H`` only: use `gather_result` for the whole ``H``.
+    ``seconds`` is this process's wall time in `factorize_columns`.
     """
 
     col_offset: int = 0
@@ -79,29 +79,29 @@ def factorize_columns(
     ----------
     V_local : array (m, n_local)
         This process's columns of the nonnegative ``m × n`` data (one sample per column); numpy
-        or torch, as :func:`dnmf.factorize` (float32/float64 kept, integers become float64).
+        or torch, as `dnmf.factorize` (float32/float64 kept, integers become float64).
         Every process needs at least one column and the same ``m``.
     ranks : int or sequence of int
-        Inner ranks ``[r1, …, rk]``, as :func:`dnmf.factorize`.
+        Inner ranks ``[r1, …, rk]``, as `dnmf.factorize`.
     col_offset, n_cols : int, optional
         Global index of the first local column, and the total column count. By default the
-        blocks are taken to be consecutive in rank order (as :func:`dnmf.shards.column_range`
+        blocks are taken to be consecutive in rank order (as `dnmf.shards.column_range`
         gives them); when given, they are checked (blocks must tile ``[0, n)``).
     beta, max_iter, tol, pretrain, solver, l1, l2, eps, check_every, loss_every
-        As :func:`dnmf.factorize` (no mask, no batch). ``tol`` is tested on the global loss;
+        As `dnmf.factorize` (no mask, no batch). ``tol`` is tested on the global loss;
         the HALS solvers sum ``H``'s change over the shards for their inner-repetition rule,
         so any split takes the same steps.
     init : {'nndsvda', 'nndsvd', 'nndsvdar', 'random', 'custom'}
         'random': keyed by the seed and each column's global index (any split gives the same
-        factors; not the same draws as :func:`dnmf.factorize`). 'nndsvd*': NNDSVD whose
+        factors; not the same draws as `dnmf.factorize`). 'nndsvd*': NNDSVD whose
         singular vectors come from ``init_sample`` columns gathered on rank 0 (all columns,
-        and then exactly :func:`dnmf.factorize`'s init, when ``n <= init_sample``).
+        and then exactly `dnmf.factorize`'s init, when ``n <= init_sample``).
         'custom': ``Ws`` (full factors, the same on every process) and ``H`` (this process's
         ``rk × n_local`` block); no pretraining.
     seed : int, optional
         Seeds the initialisation (rank 0 draws one when ``None``). Must agree across ranks.
     device, dtype : optional
-        As :func:`dnmf.factorize` (a device this machine lacks is a ``ValueError``).
+        As `dnmf.factorize` (a device this machine lacks is a ``ValueError``).
     verbose : bool
         Rank 0 prints the loss at every check.
     callback : callable, optional
@@ -255,7 +255,7 @@ def gather_result(
 ) -> FactorizationResult | None:
     """Collective: the whole ``H`` (columns in global order) on rank 0, ``None`` elsewhere.
 
-    Rank 0 gets an ordinary :class:`dnmf.FactorizationResult` (``save()`` it, or
+    Rank 0 gets an ordinary `dnmf.FactorizationResult` (``save()`` it, or
     ``dnmf.load`` it back); its ``H`` is ``rk × n``. ``device`` is where the blocks travel
     (default: where ``H`` is; ``nccl`` needs CUDA tensors).
     """

@@ -1,11 +1,11 @@
 """Initial factors of a column-split run that never need all of ``V`` in one process.
 
-``init='random'`` draws ``W`` from the seed and each block of :data:`RANDOM_BLOCK` columns of
+``init='random'`` draws ``W`` from the seed and each block of `RANDOM_BLOCK` columns of
 ``H`` from the seed and the block's global index, so any split of the columns gives the same
 factors. ``init='nndsvd'|'nndsvda'|'nndsvdar'`` computes the leading left singular vectors
 ``U`` of a sample of columns (chosen from the seed) gathered on rank 0, broadcasts ``U``, and
 completes NNDSVD from ``Uᵀ V`` on each shard with norms summed over the shards, by the same
-code as :func:`dnmf.factorize`'s (``dnmf._init``): with every column sampled it is exactly
+code as `dnmf.factorize`'s (``dnmf._init``): with every column sampled it is exactly
 that initialisation.
 """
 
@@ -156,7 +156,7 @@ def _sampled_left_vectors(
     gen: torch.Generator | None,
 ) -> torch.Tensor:
     """Collective: the top-``r`` left singular vectors of the sampled columns of the sharded
-    ``X``, computed on rank 0 (with ``gen``, as :func:`dnmf.factorize`'s SVD) and broadcast."""
+    ``X``, computed on rank 0 (with ``gen``, as `dnmf.factorize`'s SVD) and broadcast."""
     p, off, c = X.shape[0], lay.offsets[comm.rank], X.shape[1]
     idx = sample_columns(lay.n, n_sample, seed, layer)
     counts = [int(((idx >= o) & (idx < o + k)).sum()) for o, k in zip(lay.offsets, lay.counts)]

@@ -1,6 +1,6 @@
 """Run the column-split solver on local processes, without ``torchrun``.
 
-:func:`run_local` (one factorization) and :func:`run_local_batch` (several, in one group of
+`run_local` (one factorization) and `run_local_batch` (several, in one group of
 processes: start-up dominates small runs) start ``spawn`` processes that join a ``gloo`` (or
 ``nccl``) group on 127.0.0.1, e.g. from a notebook, a test or a benchmark.
 """
@@ -63,7 +63,7 @@ def _local_worker(
     backend: str,
     timeout: float,
 ) -> None:
-    """One process of :func:`run_local_batch` (module level, so ``spawn`` can import it)."""
+    """One process of `run_local_batch` (module level, so ``spawn`` can import it)."""
     torch.set_num_threads(threads)
     device = None
     if backend == "nccl":
@@ -134,14 +134,14 @@ def run_local_batch(
     """Run several factorizations in one group of ``world_size`` local processes.
 
     Each job is a dict with the data — ``"V"`` (an array, split with
-    :func:`dnmf.shards.column_range`), ``"npy"`` (a path, each process reads its columns with
-    :func:`dnmf.shards.load_npy_columns`) or ``"shards"`` (one array per process) — plus
-    ``"ranks"`` and optional ``"kwargs"`` for :func:`factorize_columns` (and ``"H"``: a whole
+    `dnmf.shards.column_range`), ``"npy"`` (a path, each process reads its columns with
+    `dnmf.shards.load_npy_columns`) or ``"shards"`` (one array per process) — plus
+    ``"ranks"`` and optional ``"kwargs"`` for `factorize_columns` (and ``"H"``: a whole
     ``H`` for ``init='custom'``, split like ``V``). Processes are
     started with ``spawn`` and join a ``backend`` group on 127.0.0.1 (``nccl``: one GPU per
     process); ``threads`` sets ``torch.set_num_threads`` in each. Returns, per job, the
     gathered result (numpy, whole ``H``; ``seconds`` is the slowest process's time in
-    :func:`factorize_columns`) or the exception rank 0 raised for that job. Raises
+    `factorize_columns`) or the exception rank 0 raised for that job. Raises
     ``RuntimeError`` when a process dies or ``timeout`` seconds pass.
     """
     import torch.multiprocessing as mp
@@ -203,11 +203,11 @@ def run_local(
     timeout: float = 600.0,
     **kwargs: Any,
 ) -> ShardedFactorizationResult:
-    """:func:`factorize_columns` on ``world_size`` local processes (no ``torchrun`` needed).
+    """`factorize_columns` on ``world_size`` local processes (no ``torchrun`` needed).
 
     ``V`` is a numpy array (each process gets a copy and keeps its columns) or the path of a
     ``.npy`` file (each process maps it and reads only its columns). Other keyword arguments go
-    to :func:`factorize_columns`. Returns the gathered result (numpy arrays, whole ``H``);
+    to `factorize_columns`. Returns the gathered result (numpy arrays, whole ``H``);
     ``seconds`` is the slowest process's time. Errors from the processes are raised here.
     """
     job: dict[str, Any] = {"ranks": ranks, "kwargs": kwargs}
