@@ -144,7 +144,14 @@ def sklearn_nmf(X: Any, rank: int, rec: Recorder, solver: str = "cd") -> Trace:
             return wrapped
 
     est = NMF(n_components=rank, solver=solver, random_state=0, max_iter=10**7, tol=0)
-    with _patched(skn, name, factory), warnings.catch_warnings():
+    with _patched(skn, name, factory):
+        return _fit_until_stop(est, X, rec)
+
+
+def _fit_until_stop(est: Any, X: Any, rec: Recorder) -> Trace:
+    """``est.fit_transform(X)`` from the recorder's start, warnings silenced, until it ends or
+    the recorder stops it (its traced step raises `Stop`)."""
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rec.start()
         try:
@@ -174,14 +181,7 @@ def sklearn_minibatch(X: Any, rank: int, rec: Recorder) -> Trace:
         return out
 
     est._minibatch_step = step  # type: ignore[method-assign]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rec.start()
-        try:
-            est.fit_transform(X)
-        except Stop:
-            pass
-    return rec.trace
+    return _fit_until_stop(est, X, rec)
 
 
 def torchnmf_fit(X: Any, rank: int, rec: Recorder) -> Trace:

@@ -115,6 +115,11 @@ BATCHED_SOLVERS = ("mu", "hals", "hals-acc", "auto")
 OPTIONAL_PEERS = {"torchnmf": "torchnmf"}  # row name -> the package it needs (the bench extra)
 
 
+def _row_name(solver: str) -> str:
+    """A dnmf solver's row in the tables: ``'auto'`` is the default."""
+    return f"dnmf {'default' if solver == 'auto' else solver}"
+
+
 def installed_methods() -> list[str]:
     """The rows of ``SINGLE_METHODS`` whose library is importable here; a peer from the
     optional ``bench`` extra that is not installed is left out (and named in the notes)."""
@@ -258,7 +263,7 @@ def run_deep(V, ranks, rounds, iters, pretrain, cache, log, cap_factor: float = 
     target = tgt["target"]
     cap = cap_factor * tgt["seconds"] + 2.0
     log(f"deep {ranks}: target {target:.6e} (MU, {iters} iterations, {tgt['seconds']:.1f} s)")
-    names = [f"dnmf {'default' if s == 'auto' else s}" for s in DEEP_SOLVERS]
+    names = [_row_name(s) for s in DEEP_SOLVERS]
     fns = [
         lambda s=s: tr.dnmf_fit(V, ranks, tr.Recorder(target, cap), s, pretrain=pretrain)
         for s in DEEP_SOLVERS
@@ -312,7 +317,7 @@ def run_batched(B, m, n, r, rounds, cap_factor, seed, log) -> dict:
         "loop_seconds": loop_times,
         "methods": [],
     }
-    names = [f"dnmf {'default' if s == 'auto' else s}" for s in BATCHED_SOLVERS]
+    names = [_row_name(s) for s in BATCHED_SOLVERS]
     for name, rr in zip(names, runs[1:]):
         s = summarize(f"{name}, one batched call", rr, target)
         for lv in LEVELS:

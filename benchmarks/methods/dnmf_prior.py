@@ -196,13 +196,10 @@ class DNMFPrior(Method):
             out.append(p)
         c = 1 if getattr(m, "colour", "rgb") == "opponent" else (m.channels_ or 3)
         W, what = m.Ws_[0], "W1 (first layer) atoms"
-        if isinstance(m, DeepNMFPrior):
-            if m.depth == "product":  # the atoms the prior codes with: the columns of W1…Wk
-                for Wl in m.Ws_[1:]:
-                    W = W @ Wl
-                what = f"atoms of {' '.join(f'W{i + 1}' for i in range(len(m.Ws_)))}"
-            W = W[: W.shape[0] // 2] - W[W.shape[0] // 2 :]  # signed: the ON half − the OFF half
-            what = "signed " + what
+        if isinstance(m, DeepNMFPrior):  # the signed atoms the z-step codes with
+            W = m.patch_prior().signed
+            layers = len(m.Ws_) if m.depth == "product" else 1
+            what = f"signed atoms of {' '.join(f'W{i + 1}' for i in range(layers))}"
         out.append(
             common.plot_atoms(
                 Path(out_dir) / common.ATOMS_FIG,
