@@ -67,6 +67,27 @@ RULES = ("hals", "mu")
 #: One entry of the middle layers' coordinate-descent loop costs a few µs of interpreter
 #: time, about what a matrix product spends on this many multiply-adds; it sets their ρ.
 ENTRY_COST = 20_000
+#: A HALS row update (`_hals_rows_host`) in multiply-adds of a matrix product of the same
+#: time: ``ROW_COST + N·(ROW_RANK_COST·r + ROW_ELEMENT_COST)`` for a row of ``N`` entries
+#: against ``r`` others (least squares over r = 8…64, N = 96…8192, two threads: 380 000
+#: fixed, 126 per entry, 1.65 per entry and rank). Counting its flops alone (``N·r``, as
+#: Gillis & Glineur do) overstates ρ tenfold at rank 16, and the inner sweeps then cost more
+#: than the products they are meant to amortise.
+ROW_COST = 400_000
+ROW_ELEMENT_COST = 120
+ROW_RANK_COST = 2
+
+
+def _sweep_cost(rows_loop: bool, rows: int, cols: int) -> float:
+    """Multiply-adds one sweep of a ``rows × cols`` block is worth: by the row model above
+    for a HALS row loop (``rows_loop``), else by its flops (a multiplicative step is a few
+    whole-block operations). The model depends on the shapes only, so a batch takes the
+    decisions of its matrices fitted one by one and every column shard the same ones; it is
+    calibrated on the host's single-matrix loop (a batch shares a row's overhead among its
+    matrices, so its inner budgets come out on the small side)."""
+    if rows_loop:
+        return rows * (ROW_COST + cols * (ROW_RANK_COST * rows + ROW_ELEMENT_COST))
+    return cols * rows * (rows + 1)
 
 
 class BlockSolver(MUSolverBase):
@@ -92,6 +113,9 @@ class BlockSolver(MUSolverBase):
         self.vnorm2 = self._sum(squared_norm(V))
         self.G: torch.Tensor | None = None  # H Hᵀ of the current H (summed over shards)
         self.fixed: tuple | None = None  # (PᵀV, PᵀP) while no W changes
+        self.host_dense = V.ndim == 2 and V.device.type == "cpu" and V.layout == torch.strided
+        # Vᵀ row-major for Wᵀ V (see _wt_v); an H-only solve computes Pᵀ V once: no copy.
+        self.Vt = _row_major_transpose(V) if self.host_dense and any(update[: len(Ws)]) else None
         m, n_local = V.shape[-2], V.shape[-1]
         n = n_local
         if reduce is not None:  # ρ from every column: the same inner budgets on every shard
@@ -100,18 +124,19 @@ class BlockSolver(MUSolverBase):
         r1, rk = ranks[0], ranks[-1]
         # ρ of each block (Gillis & Glineur): its products' multiply-adds over one sweep's.
         big = m * n * rk + m * n * min(r1, rk)
-        self.rho = [1.0 + (m * n * rk + n * rk * rk) / (m * r1 * (r1 + 1))]
+        host = rule == "hals"
+        self.rho = [1.0 + (m * n * rk + n * rk * rk) / _sweep_cost(host, r1, m)]
         for l in range(1, self.k):  # entry by entry: the loop's overhead, not its flops
             a, b = ranks[l - 1], ranks[l]
             self.rho.append(1.0 + big / (a * b * (a + b + ENTRY_COST)))
-        self.rho.append(1.0 + (m * n * min(r1, rk) + m * r1 * r1) / (n * rk * (rk + 1)))
+        self.rho.append(1.0 + (m * n * min(r1, rk) + m * r1 * r1) / _sweep_cost(host, rk, n))
 
     # -- the sweep ---------------------------------------------------------------------------
     def sweep(self, Ws, H, active, need_loss: bool):
         V, k, upd = self.V, self.k, self.update
         if any(upd[:k]):
             self.fixed = None
-            Ht_V = self._sum(_mm(H, _mT(V)))  # H Vᵀ = (V Hᵀ)ᵀ, rk × m
+            Ht_V = self._sum(self._h_vt(H))  # rk × m
             if self.G is None:
                 self.G = self._sum(_mm(H, _mT(H)))
             T: list[torch.Tensor | None] = [None] * k  # W(l+1)…Wk
@@ -158,10 +183,26 @@ class BlockSolver(MUSolverBase):
         """(W1…Wk)ᵀ V with one product with V of inner size min(r1, rk)."""
         W1, R = Ws[0], _chain(Ws[1:])
         if R is None:
-            return _mm(_mT(W1), self.V)
+            return self._wt_v(W1)
         if W1.shape[-1] <= R.shape[-1]:
-            return _mm(_mT(R), _mm(_mT(W1), self.V))
-        return _mm(_mT(_mm(W1, R)), self.V)
+            return _mm(_mT(R), self._wt_v(W1))
+        return self._wt_v(_mm(W1, R))
+
+    # The two products with V, both as (big row-major matrix) @ (thin matrix) on the CPU: with
+    # the thin operand transposed on the left, ``Wᵀ V`` and ``H Vᵀ`` scale poorly to a second
+    # thread in MKL (1.5–2.4× slower than ``(Vᵀ W)ᵀ`` and ``(V Hᵀ)ᵀ`` with two threads, for
+    # 4096 × 750 … 2048 and ranks 16–64).
+    def _wt_v(self, W: torch.Tensor) -> torch.Tensor:
+        """Wᵀ V (``r × n``, row-major)."""
+        if self.Vt is None:
+            return _mm(_mT(W), self.V)
+        return _mT(_mm(self.Vt, W)).contiguous()
+
+    def _h_vt(self, H: torch.Tensor) -> torch.Tensor:
+        """H Vᵀ = (V Hᵀ)ᵀ (``r × m``, row-major)."""
+        if not self.host_dense:
+            return _mm(H, _mT(self.V))
+        return _mT(_mm(self.V, _mT(H))).contiguous()
 
     def _loss(self, PtV, Qf, Ws, H) -> torch.Tensor:
         # ½(‖V‖² − 2⟨PᵀV, H⟩ + ⟨PᵀP, HHᵀ⟩) + penalties, sums in float64 (as _frobenius).
@@ -231,6 +272,20 @@ class BlockSolver(MUSolverBase):
                     return
 
 
+#: Largest V (bytes) given a row-major copy of its transpose: beyond it, memory matters more.
+VT_COPY_MAX_BYTES = 1 << 30
+
+
+def _row_major_transpose(V: torch.Tensor) -> torch.Tensor | None:
+    """``Vᵀ`` row-major (a copy unless ``V`` is column-major already), or ``None`` when that
+    copy would exceed `VT_COPY_MAX_BYTES`."""
+    if V.T.is_contiguous():
+        return V.T
+    if V.numel() * V.element_size() > VT_COPY_MAX_BYTES:
+        return None
+    return V.T.contiguous()
+
+
 def _gram_chain(Ws) -> torch.Tensor:
     """(W1…Wk)ᵀ (W1…Wk), chained through the small factors."""
     Q = _mm(_mT(Ws[0]), Ws[0])
@@ -267,6 +322,13 @@ def hals_rows(
     ``active`` (batches): matrices to update.
     """
     inv = _inverse_curvature(G.diagonal(dim1=-2, dim2=-1) + l2, active)
+    if X.ndim == 2 and X.device.type == "cpu":
+        Gn = G.detach().numpy()
+        if l2:  # (G + l2·I) X carries the l2 term, so the row loop has no branch
+            Gn = Gn + np.diag(np.full(len(Gn), l2, dtype=Gn.dtype))
+        Cn = C.detach().numpy() - l1 if l1 else C.detach().numpy()
+        _hals_rows_host(X.detach().numpy(), Gn, Cn, inv.tolist())
+        return
     if X.ndim == 2:
         XT = X.T
         for t, it in enumerate(inv.tolist()):
@@ -287,6 +349,22 @@ def hals_rows(
         if l2:
             d.sub_(row, alpha=l2)
         row.addcmul_(d, inv[:, t].view(-1, 1, 1)).clamp_min_(0.0)
+
+
+def _hals_rows_host(X: np.ndarray, G: np.ndarray, C: np.ndarray, inv: list[float]) -> None:
+    """`hals_rows` for one matrix on the CPU, in place on numpy views of the tensors: a row
+    costs three numpy calls (a few µs) against about 40 µs for the same torch calls with two
+    threads, whose pool's wake-ups dominate operations this small."""
+    buf = np.empty(X.shape[1], dtype=X.dtype)
+    for t, it in enumerate(inv):
+        if it == 0.0:
+            continue
+        np.dot(G[t], X, out=buf)
+        np.subtract(C[t], buf, out=buf)
+        buf *= it
+        row = X[t]
+        row += buf
+        np.maximum(row, 0.0, out=row)
 
 
 def cd_entries(

@@ -205,10 +205,12 @@ def test_convergence_warning_and_converged_flag(rng):
     assert res.converged is True and res.n_iter % 10 == 0 and res.n_iter < 5000
 
 
-def test_pretraining_helps_and_can_be_switched_off(planted):
+def test_pretraining_helps_mu_and_can_be_switched_off(planted):
+    # With MU the layer-wise start helps here; exact HALS from the plain start does better
+    # on this planted problem without it (see the solvers guide).
     V, _, _ = planted
-    a = _fit(V, [12, 5], max_iter=50, tol=0, seed=0, pretrain=False)
-    b = _fit(V, [12, 5], max_iter=50, tol=0, seed=0, pretrain=100)
+    a = _fit(V, [12, 5], max_iter=50, tol=0, seed=0, pretrain=False, solver="mu")
+    b = _fit(V, [12, 5], max_iter=50, tol=0, seed=0, pretrain=100, solver="mu")
     assert a.pretrain_loss_histories == [] and len(b.pretrain_loss_histories) == 2
     assert len(b.pretrain_loss_histories[0]) == 101
     assert b.loss < a.loss
