@@ -315,3 +315,42 @@ def test_factorize_columns_takes_the_solver(rng):
         np.testing.assert_allclose(a.loss_history, b.loss_history, rtol=1e-10)
     with pytest.raises(ValueError, match="solver must be one of"):
         factorize_columns(V, [3], solver="bogus")
+
+
+@pytest.mark.parametrize("layout", ["sparse", "dense", "column-major"])
+@pytest.mark.parametrize("ranks", [[4], [6, 3]])
+def test_product_operands_give_the_same_fit(rng, monkeypatch, layout, ranks):
+    """The products with V from CSR copies (mostly-zero V), from a row-major copy of Vᵀ or
+    from V as given trace the same losses as the plain products."""
+    import dnmf._hals as hals
+
+    V = rng.random((30, 24)) * (rng.random((30, 24)) < (0.05 if layout == "sparse" else 1.0))
+    V[0, 0] = 1.0  # no all-zero matrix
+    Ws0, H0 = _deep_start(rng, V, ranks)
+
+    def losses(data, operands):
+        Vt, H, *Ws = _t(data, H0, *Ws0)
+        if layout == "column-major":
+            Vt = Vt.T.contiguous().T
+        if operands is not None:
+            monkeypatch.setattr(hals, "_product_operands", operands)
+        seen = {}
+        real_init = hals.BlockSolver.__init__
+
+        def spy(self, *a, **k):
+            real_init(self, *a, **k)
+            seen["Vs"], seen["Vt"] = self.Vs, self.Vt
+
+        monkeypatch.setattr(hals.BlockSolver, "__init__", spy)
+        out = run_hals(Vt, Ws, H, accel=ACC, max_iter=15, tol=0).loss_history
+        monkeypatch.undo()
+        return out, seen
+
+    got, seen = losses(V, None)
+    want, plain = losses(V, lambda V, csr=True: (None, None))
+    assert plain["Vs"] is None and plain["Vt"] is None
+    if layout == "sparse":
+        assert seen["Vs"].layout == torch.sparse_csr and seen["Vt"].layout == torch.sparse_csr
+    else:
+        assert seen["Vs"] is None and seen["Vt"].is_contiguous()
+    np.testing.assert_allclose(got, want, rtol=1e-12)
