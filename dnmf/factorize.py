@@ -64,7 +64,8 @@ def factorize(
     ----------
     V : array (m, n) or (B, m, n)
         Nonnegative data, one sample per column (e.g. one flattened image per column). numpy
-        arrays, torch tensors and scipy sparse matrices (densified) are accepted; float32 and
+        arrays, torch tensors and scipy sparse matrices (densified; a V at most 10 % nonzero
+        takes its products with the HALS solvers on the CPU as CSR) are accepted; float32 and
         float64 are kept, other numbers become float64. A 3-D input factorizes ``B``
         independent matrices at once; each converges on its own.
     ranks : int, sequence of int or 'auto'

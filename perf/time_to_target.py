@@ -491,6 +491,7 @@ def plot(out: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     cases = list(out["cases"].items())
     cols = min(4, len(cases))
@@ -505,6 +506,8 @@ def plot(out: dict[str, Any], path: Path) -> None:
             ax.plot(np.maximum(t["seconds"], 1e-3), y, label=m["method"], lw=1.2)
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
         ax.set(xscale="log", yscale="log", title=name, xlabel="seconds", ylabel="loss / target")
+        # a span under a decade would label every minor tick, and they overlap along x
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize=6)
     for ax in axes.flat[len(cases) :]:
         ax.axis("off")
