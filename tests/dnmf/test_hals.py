@@ -10,7 +10,8 @@ from sklearn.decomposition._nmf import _fit_coordinate_descent
 
 import dnmf
 from dnmf._fpstate import flush_denormal_is_on, raise_tiny_, subnormal_floor
-from dnmf._hals import Acceleration, cd_entries, hals_rows, run_hals
+from dnmf._hals import Acceleration, run_hals
+from dnmf._hals_kernels import cd_entries, hals_rows
 from dnmf._loss import Penalties
 from dnmf._mu import run_mu
 

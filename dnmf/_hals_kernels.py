@@ -1,0 +1,175 @@
+"""The exact block updates of `dnmf._hals` and what one pass of each costs.
+
+* `hals_rows`: one HALS pass over the rows of a factor (``W1ᵀ`` or ``H``) against a Gram
+  matrix, the rows in order (Gauss–Seidel); on the host a numpy loop over views of the
+  tensors' memory.
+* `cd_entries`: one pass of exact coordinate descent over the entries of a middle layer,
+  coupled through ``Q ⊗ R``; on the host a float64 numpy loop.
+* `sweep_cost`: the cost of a pass in multiply-adds of a matrix product, which sets the
+  accelerated solvers' inner budgets (Gillis & Glineur's ρ) with what the loops really spend.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ._linalg import _mm
+
+#: One entry of the middle layers' coordinate-descent loop costs a few µs of interpreter
+#: time, about what a matrix product spends on this many multiply-adds; it sets their ρ.
+ENTRY_COST = 20_000
+#: A HALS row update (`_hals_rows_host`) in multiply-adds of a matrix product of the same
+#: time: ``ROW_COST + N·(ROW_RANK_COST·r + ROW_ELEMENT_COST)`` for a row of ``N`` entries
+#: against ``r`` others (least squares over r = 8…64, N = 96…8192, two threads: 380 000
+#: fixed, 126 per entry, 1.65 per entry and rank). Counting its flops alone (``N·r``, as
+#: Gillis & Glineur do) overstates ρ tenfold at rank 16, and the inner sweeps then cost more
+#: than the products they are meant to amortise.
+ROW_COST = 400_000
+ROW_ELEMENT_COST = 120
+ROW_RANK_COST = 2
+
+
+def sweep_cost(rows_loop: bool, rows: int, cols: int) -> float:
+    """Multiply-adds one sweep of a ``rows × cols`` block is worth: by the row model above
+    for a HALS row loop (``rows_loop``), else by its flops (a multiplicative step is a few
+    whole-block operations). The model depends on the shapes only, so a batch takes the
+    decisions of its matrices fitted one by one and every column shard the same ones; it is
+    calibrated on the host's single-matrix loop (a batch shares a row's overhead among its
+    matrices, so its inner budgets come out on the small side)."""
+    if rows_loop:
+        return rows * (ROW_COST + cols * (ROW_RANK_COST * rows + ROW_ELEMENT_COST))
+    return cols * rows * (rows + 1)
+
+
+def _inverse_curvature(diag: torch.Tensor, active: torch.Tensor | None) -> torch.Tensor:
+    """1 / diag where diag > 0, else 0 (a coordinate with no curvature is left as it is);
+    0 for the frozen matrices of a batch."""
+    tiny = torch.finfo(diag.dtype).tiny
+    inv = torch.where(diag > 0, 1.0 / diag.clamp_min(tiny), torch.zeros_like(diag))
+    if active is not None:
+        inv = inv * active.view(-1, *([1] * (diag.ndim - 1))).to(inv.dtype)
+    return inv
+
+
+def hals_rows(
+    X: torch.Tensor,
+    G: torch.Tensor,
+    C: torch.Tensor,
+    *,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    active: torch.Tensor | None = None,
+) -> None:
+    """One HALS pass over the rows of ``X`` (``(…, r, N)``, in place): row ``t`` becomes the
+    exact minimizer of ``½⟨G, X Xᵀ⟩ − ⟨C, X⟩ + l1·ΣX + ½·l2·‖X‖²`` with the other rows fixed,
+
+        X_t ← max(0, X_t + (C_t − l1 − (G X)_t − l2·X_t) / (G_tt + l2)),
+
+    the rows in order, each seeing the rows before it already updated (Gauss–Seidel).
+    ``active`` (batches): matrices to update.
+    """
+    inv = _inverse_curvature(G.diagonal(dim1=-2, dim2=-1) + l2, active)
+    if X.ndim == 2 and X.device.type == "cpu":
+        Gn = G.detach().numpy()
+        if l2:  # (G + l2·I) X carries the l2 term, so the row loop has no branch
+            Gn = Gn + np.diag(np.full(len(Gn), l2, dtype=Gn.dtype))
+        Cn = C.detach().numpy() - l1 if l1 else C.detach().numpy()
+        _hals_rows_host(X.detach().numpy(), Gn, Cn, inv.tolist())
+        return
+    if X.ndim == 2:
+        XT = X.T
+        for t, it in enumerate(inv.tolist()):
+            if it == 0.0:
+                continue
+            d = torch.addmv(C[t], XT, G[t], alpha=-1)
+            if l1:
+                d.sub_(l1)
+            if l2:
+                d.sub_(X[t], alpha=l2)
+            X[t].add_(d, alpha=it).clamp_min_(0.0)
+        return
+    for t in range(X.shape[-2]):
+        row = X[:, t : t + 1, :]
+        d = torch.baddbmm(C[:, t : t + 1, :], G[:, t : t + 1, :], X, alpha=-1)
+        if l1:
+            d.sub_(l1)
+        if l2:
+            d.sub_(row, alpha=l2)
+        row.addcmul_(d, inv[:, t].view(-1, 1, 1)).clamp_min_(0.0)
+
+
+def _hals_rows_host(X: np.ndarray, G: np.ndarray, C: np.ndarray, inv: list[float]) -> None:
+    """`hals_rows` for one matrix on the CPU, in place on numpy views of the tensors: a row
+    costs three numpy calls (a few µs) against about 40 µs for the same torch calls with two
+    threads, whose pool's wake-ups dominate operations this small."""
+    buf = np.empty(X.shape[1], dtype=X.dtype)
+    for t, it in enumerate(inv):
+        if it == 0.0:
+            continue
+        np.dot(G[t], X, out=buf)
+        np.subtract(C[t], buf, out=buf)
+        buf *= it
+        row = X[t]
+        row += buf
+        np.maximum(row, 0.0, out=row)
+
+
+def cd_entries(
+    X: torch.Tensor,
+    Q: torch.Tensor,
+    R: torch.Tensor,
+    B: torch.Tensor,
+    *,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    active: torch.Tensor | None = None,
+) -> None:
+    """One pass of exact coordinate descent over the entries of ``X`` (``(…, a, b)``, in
+    place) on ``½⟨Q X R, X⟩ − ⟨B, X⟩ + l1·ΣX + ½·l2·‖X‖²`` (``Q``, ``R`` symmetric PSD),
+    column by column, each entry
+
+        X_ij ← max(0, X_ij − ((Q X R)_ij − B_ij + l1 + l2·X_ij) / (Q_ii R_jj + l2)).
+    """
+    if X.ndim == 2:
+        Xn, Qn, Rn, Bn = (t.detach().to("cpu", torch.float64).numpy() for t in (X, Q, R, B))
+        out = _cd_entries_host(Xn, Qn, Rn, Bn, l1, l2)
+        X.copy_(torch.from_numpy(out))
+        return
+    Y = _mm(X, R)  # X R, kept current as entries change
+    qd = Q.diagonal(dim1=-2, dim2=-1)
+    rd = R.diagonal(dim1=-2, dim2=-1)
+    on = None if active is None else active.to(X.dtype)
+    for j in range(X.shape[-1]):
+        for i in range(X.shape[-2]):
+            inv = _inverse_curvature(qd[:, i] * rd[:, j] + l2, None)
+            if on is not None:
+                inv = inv * on
+            x = X[:, i, j]
+            g = (Q[:, i, :] * Y[:, :, j]).sum(-1) - B[:, i, j] + l1 + l2 * x
+            d = (x - g * inv).clamp_min(0.0) - x
+            X[:, i, j] += d
+            Y[:, i, :] += d.unsqueeze(-1) * R[:, j, :]
+
+
+def _cd_entries_host(X, Q, R, B, l1: float, l2: float) -> np.ndarray:
+    """`cd_entries` for one matrix, in float64 numpy (a Python loop over entries costs
+    a few µs each here, against tens for the same loop of torch calls)."""
+    X = np.array(X, dtype=np.float64, order="F")  # columns contiguous: the sweep's order
+    Yt = np.ascontiguousarray((X @ R).T)  # (X R)ᵀ: row j is column j of X R
+    Qc = np.ascontiguousarray(Q)
+    qd, rd = np.diag(Q).tolist(), np.diag(R).tolist()
+    for j in range(X.shape[1]):
+        Rj, Ytj, xj, bj, rjj = np.ascontiguousarray(R[j]), Yt[j], X[:, j], B[:, j].tolist(), rd[j]
+        for i in range(X.shape[0]):
+            h = qd[i] * rjj + l2
+            if h <= 0:
+                continue
+            old = xj[i]
+            new = old - (float(Qc[i] @ Ytj) - bj[i] + l1 + l2 * old) / h
+            if new < 0.0:
+                new = 0.0
+            if new != old:
+                xj[i] = new
+                Yt[:, i] += (new - old) * Rj
+    return X
