@@ -30,7 +30,10 @@ def test_two_processes_compute_the_one_process_factors():
     assert (one["processes"], two["processes"]) == (1, 2)
     assert one["speedup"] == 1.0 and two["speedup"] > 0 and two["efficiency"] > 0
     assert two["rel_diff_W"] < 1e-5 and two["rel_diff_H"] < 1e-5
-    assert two["final_loss"] == pytest.approx(one["final_loss"], rel=1e-5)
+    # The reported loss is ½(‖V‖² − 2⟨PᵀV, H⟩ + ⟨PᵀP, HHᵀ⟩) from float32 products: its rounding
+    # is about 1e-7·‖V‖², 2e-5 of this small loss, so shard sums in another order move it
+    # by that much while the factors agree to 1e-5 (above).
+    assert two["final_loss"] == pytest.approx(one["final_loss"], rel=1e-4)
     assert out["allreduce_bytes_per_iter"] == (24 * 3 + 3 * 3) * 4 + 16
     assert set(out["allreduce_seconds"]) == {"2"}
     md = dnmf_scaling.to_markdown(out)
