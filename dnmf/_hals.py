@@ -111,12 +111,12 @@ class BlockSolver(MUSolverBase):
         # A dense V costs its m·n entries per rank in a product, a CSR one its nonzeros.
         mn = m * n if self.Vs is None else CSR_ENTRY_COST * int(self.Vs._nnz())
         big = mn * rk + mn * min(r1, rk)
-        host = rule == "hals"
-        self.rho = [1.0 + (mn * rk + n * rk * rk) / sweep_cost(host, r1, m)]
+        rows_loop = rule == "hals"  # HALS passes are row loops; MU steps whole-block ops
+        self.rho = [1.0 + (mn * rk + n * rk * rk) / sweep_cost(rows_loop, r1, m)]
         for l in range(1, self.k):  # entry by entry: the loop's overhead, not its flops
             a, b = ranks[l - 1], ranks[l]
             self.rho.append(1.0 + big / (a * b * (a + b + ENTRY_COST)))
-        self.rho.append(1.0 + (mn * min(r1, rk) + m * r1 * r1) / sweep_cost(host, rk, n))
+        self.rho.append(1.0 + (mn * min(r1, rk) + m * r1 * r1) / sweep_cost(rows_loop, rk, n))
 
     # -- the sweep ---------------------------------------------------------------------------
     def sweep(self, Ws, H, active, need_loss: bool):
