@@ -104,6 +104,26 @@ def test_hals_rows_minimizes_each_row_exactly(rng):
     np.testing.assert_allclose(X.numpy(), want, rtol=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(4, 6), (2, 4, 6)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hals_rows_reports_the_squared_change_of_its_pass(rng, shape, dtype):
+    """The host loop (one matrix) and the torch loop (batch) both return ‖ΔX‖² of the pass,
+    the same pass as without tracking."""
+    r, N = shape[-2:]
+    Wm = rng.random((*shape[:-2], 10, r))
+    G = torch.tensor(np.swapaxes(Wm, -1, -2) @ Wm, dtype=dtype)
+    C = torch.tensor(rng.random(shape) * 2, dtype=dtype)
+    X0 = torch.tensor(rng.random(shape), dtype=dtype)
+    X, plain = X0.clone(), X0.clone()
+    change = hals_rows(X, G, C, l1=0.1, l2=0.3, track=True)
+    assert hals_rows(plain, G, C, l1=0.1, l2=0.3) is None
+    torch.testing.assert_close(X, plain, rtol=0, atol=0)
+    want = (X.double() - X0.double()).square().sum(dim=(-2, -1))
+    assert change is not None and change.dtype == torch.float64 and change.shape == shape[:-2]
+    assert float(want.min()) > 0
+    torch.testing.assert_close(change, want, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=0)
+
+
 @pytest.mark.parametrize("ranks", [[6], [8, 5], [9, 6, 4]])
 @pytest.mark.parametrize("penalized", [False, True])
 @pytest.mark.parametrize(("rule", "accel"), VARIANTS)
@@ -355,3 +375,27 @@ def test_product_operands_give_the_same_fit(rng, monkeypatch, layout, ranks):
     else:
         assert seen["Vs"] is None and seen["Vt"].is_contiguous()
     np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("ranks", [[5], [6, 4]])
+def test_w1_is_written_back_when_a_callback_stops_or_raises(rng, ranks):
+    """The solver keeps W1ᵀ between sweeps; the caller's W1 is the last one swept however the
+    loop ends."""
+    V = rng.random((30, 20))
+    Ws0, H0 = _deep_start(rng, V, ranks)
+    Vt, H, *Ws = _t(V, H0, *Ws0)
+    run_hals(Vt, Ws, H, max_iter=3, tol=0)
+
+    def stop_at_3(it, loss):
+        if it == 3:
+            raise KeyboardInterrupt
+
+    for callback in (lambda it, loss: it == 3, stop_at_3):
+        _, H2, *Ws2 = _t(V, H0, *Ws0)
+        try:
+            run_hals(Vt, Ws2, H2, max_iter=50, tol=0, callback=callback)
+        except KeyboardInterrupt:
+            pass
+        for got, want in zip(Ws2, Ws):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+        torch.testing.assert_close(H2, H, rtol=0, atol=0)
