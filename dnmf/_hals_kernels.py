@@ -75,7 +75,7 @@ def hals_rows(
     if X.ndim == 2 and X.device.type == "cpu":
         Gn = G.detach().numpy()
         if l2:  # (G + l2·I) X carries the l2 term, so the row loop has no branch
-            Gn = Gn + np.diag(np.full(len(Gn), l2, dtype=Gn.dtype))
+            Gn = Gn + l2 * np.eye(Gn.shape[-1], dtype=Gn.dtype)
         Cn = C.detach().numpy() - l1 if l1 else C.detach().numpy()
         change = _hals_rows_host(X.detach().numpy(), Gn, Cn, inv.tolist(), track)
         return torch.tensor(change, dtype=torch.float64) if track else None

@@ -40,14 +40,15 @@ def top_svd(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Leading ``r`` singular triplets of ``X`` (batched).
 
-    Exact SVD for small matrices; a randomized range finder with power iterations (Halko et al.
-    2011, as scikit-learn's ``randomized_svd``) when ``r`` is small next to ``min(m, n)``.
+    Exact for small matrices (`_top_svd_by_gram`); a randomized range finder with power
+    iterations (Halko et al. 2011, as scikit-learn's ``randomized_svd``) when ``r`` is small
+    next to ``min(m, n)``.
     """
     m, n = X.shape[-2], X.shape[-1]
     p = r + n_oversamples
     if p >= min(m, n) // 2 or min(m, n) <= 256:
-        U, S, Vh = torch.linalg.svd(X.double(), full_matrices=False)
-        return U[..., :, :r].to(X.dtype), S[..., :r].to(X.dtype), Vh[..., :r, :].to(X.dtype)
+        U, S, Vh = _top_svd_by_gram(X.double(), r)
+        return U.to(X.dtype), S.to(X.dtype), Vh.to(X.dtype)
     n_iter = 7 if r < 0.1 * min(m, n) else 4
     omega = _randn((*X.shape[:-2], n, p), gen, X)
     Q = torch.linalg.qr(X @ omega).Q
@@ -58,6 +59,24 @@ def top_svd(
     Ub, S, Vh = torch.linalg.svd(B, full_matrices=False)
     U = Q @ Ub[..., :, :r].to(X.dtype)
     return U, S[..., :r].to(X.dtype), Vh[..., :r, :].to(X.dtype)
+
+
+def _top_svd_by_gram(X: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Leading ``r`` singular triplets of a small float64 ``X`` (batched) from the eigenvectors
+    of its smaller Gram matrix: ``u`` an eigenvector of ``X Xᵀ``, ``σ = ‖Xᵀu‖`` and
+    ``v = Xᵀu / σ``. A batch of 256 64 × 96 matrices takes about 0.13 s with two threads,
+    against 0.3 s for LAPACK's SVD of each. Squaring the matrix costs accuracy only in the
+    singular vectors of values near ``√ε·σ1`` (1e-8 in float64); NNDSVD scales their
+    contribution by ``√σ`` to about zero either way, and ``σ`` and ``v`` taken from ``Xᵀu``
+    stay consistent there."""
+    wide = X.shape[-2] <= X.shape[-1]
+    A = X if wide else X.mT
+    _, U = torch.linalg.eigh(A @ A.mT)  # eigenvalues ascending
+    U = U[..., :, -r:].flip(-1)
+    Y = U.mT @ A  # rows σ_i v_iᵀ
+    S = torch.linalg.vector_norm(Y, dim=-1)
+    Vh = Y / S.clamp_min(torch.finfo(S.dtype).tiny).unsqueeze(-1)
+    return (U, S, Vh) if wide else (Vh.mT, S, U.mT)
 
 
 def nndsvd(

@@ -68,9 +68,12 @@ class Trace:
 class Recorder:
     """A trace under construction, and the decision to stop it."""
 
-    def __init__(self, target: Any, cap_s: float) -> None:
+    def __init__(self, target: Any, cap_s: float, offset_s: float = 0.0) -> None:
+        """``offset_s``: seconds spent before the clock starts that count as the fit's (a
+        start computed outside the library)."""
         self.target = np.asarray(target, dtype=np.float64)
         self.cap_s = cap_s
+        self.offset_s = offset_s
         self.trace = Trace()
         self.paused = 0.0
         self.t0 = time.perf_counter()
@@ -81,7 +84,7 @@ class Recorder:
         self.t0 = time.perf_counter()
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.t0 - self.paused
+        return time.perf_counter() - self.t0 - self.paused + self.offset_s
 
     def point(self, it: int, loss: Any | Callable[[], Any]) -> bool:
         """Record iteration ``it`` (``loss`` may be a function, evaluated with the clock

@@ -104,6 +104,26 @@ def test_hals_rows_minimizes_each_row_exactly(rng):
     np.testing.assert_allclose(X.numpy(), want, rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_batched_hals_rows_equals_each_matrix_and_freezes_inactive(rng, dtype):
+    B, r, N = 3, 4, 7
+    Wm = rng.random((B, 10, r))
+    G = torch.tensor(np.swapaxes(Wm, -1, -2) @ Wm, dtype=dtype)
+    C = torch.tensor(rng.random((B, r, N)) * 2, dtype=dtype)
+    X0 = torch.tensor(rng.random((B, r, N)), dtype=dtype)
+    X = X0.clone()
+    active = torch.tensor([True, False, True])
+    change = hals_rows(X, G, C, l1=0.1, l2=0.3, active=active, track=True)
+    torch.testing.assert_close(X[1], X0[1], rtol=0, atol=0)
+    assert change is not None and float(change[1]) == 0.0
+    for b in (0, 2):
+        Xb = X0[b].clone()
+        hals_rows(Xb, G[b], C[b], l1=0.1, l2=0.3)
+        tol = 1e-5 if dtype == torch.float32 else 1e-12  # the two loops round differently
+        torch.testing.assert_close(X[b], Xb, rtol=tol, atol=tol)
+        assert float(change[b]) > 0
+
+
 @pytest.mark.parametrize("shape", [(4, 6), (2, 4, 6)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_hals_rows_reports_the_squared_change_of_its_pass(rng, shape, dtype):

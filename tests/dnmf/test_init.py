@@ -54,3 +54,21 @@ def test_batched_init_equals_per_matrix(rng):
         Wb, Hb = init_stack(X[b], [6, 3], "nndsvda", torch.Generator().manual_seed(0))
         np.testing.assert_allclose(H[b].numpy(), Hb.numpy(), atol=1e-10)
         np.testing.assert_allclose(Ws[1][b].numpy(), Wb[1].numpy(), atol=1e-10)
+
+
+@pytest.mark.parametrize("shape", [(30, 12), (12, 30), (4, 20, 9)])
+def test_small_svd_matches_lapack(rng, shape):
+    """The Gram route of small matrices gives LAPACK's leading triplets (up to sign), and
+    orthonormal vectors even past the rank."""
+    X = torch.from_numpy(rng.random(shape[:-1] + (3,)) @ rng.random((3, shape[-1])))
+    X = X + 1e-3 * torch.from_numpy(rng.random(shape))
+    U, S, Vh = top_svd(X, 5, torch.Generator().manual_seed(0))
+    Ue, Se, Vhe = torch.linalg.svd(X, full_matrices=False)
+    np.testing.assert_allclose(S.numpy(), Se[..., :5].numpy(), rtol=1e-8)
+    signs = torch.sign((U * Ue[..., :5]).sum(dim=-2))
+    np.testing.assert_allclose((U * signs.unsqueeze(-2)).numpy(), Ue[..., :5].numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        (Vh * signs.unsqueeze(-1)).numpy(), Vhe[..., :5, :].numpy(), atol=1e-6
+    )
+    eye = torch.eye(5, dtype=X.dtype).expand(*shape[:-2], 5, 5)
+    np.testing.assert_allclose((Vh @ Vh.mT).numpy(), eye.numpy(), atol=1e-6)
