@@ -102,6 +102,9 @@ WORKER = textwrap.dedent("""
         rep["d"] = str(e)
 
     (out / f"report_rank{rank}.json").write_text(json.dumps(rep))
+    # as the command does: every rank done before any tears down its gloo connections (a rank
+    # leaving while the other is still in a collective made that one abort at exit, rarely)
+    dist.barrier()
     dist.destroy_process_group()
 """)
 
