@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import torch
 
 from ._fpstate import raise_tiny_
-from ._hals_kernels import ENTRY_COST, cd_entries, hals_rows, sweep_cost
+from ._hals_kernels import ENTRY_COST, cd_entries, hals_rows, sweep_cost, tracked
 from ._linalg import _chain, _mm, _mT
 from ._loss import Penalties, squared_norm
 from ._mu import MUOutcome, iterate
@@ -227,7 +227,7 @@ class BlockSolver(MUSolverBase):
         repeated per the acceleration rule; ``shards``: ``X`` is column-split (``H``)."""
         l1, l2 = self.pen.l1[idx], self.pen.l2[idx]
         if self.rule == "mu":
-            step = _tracked(X, lambda run: self._mu_step(X, C, _mm(G, X), idx, run))
+            step = tracked(X, lambda run: self._mu_step(X, C, _mm(G, X), idx, run))
         else:
 
             def step(run, track):
@@ -238,9 +238,9 @@ class BlockSolver(MUSolverBase):
     def _middle(self, W, Q, R, B, idx: int, active) -> None:
         l1, l2 = self.pen.l1[idx], self.pen.l2[idx]
         if self.rule == "mu":
-            step = _tracked(W, lambda run: self._mu_step(W, B, _mm(_mm(Q, W), R), idx, run))
+            step = tracked(W, lambda run: self._mu_step(W, B, _mm(_mm(Q, W), R), idx, run))
         else:
-            step = _tracked(W, lambda run: cd_entries(W, Q, R, B, l1=l1, l2=l2, active=run))
+            step = tracked(W, lambda run: cd_entries(W, Q, R, B, l1=l1, l2=l2, active=run))
         self._repeat(step, idx, active, False)
 
     def _mu_step(self, F, N, D, idx: int, active) -> None:
@@ -273,20 +273,6 @@ class BlockSolver(MUSolverBase):
                 run = more if run is None else (run & more)
                 if not bool(run.any()):
                     return
-
-
-def _tracked(X: torch.Tensor, update: Callable[[torch.Tensor | None], None]):
-    """``update(active)`` of ``X`` in place as a step of `BlockSolver._repeat`: with ``track``
-    it returns ``‖ΔX‖²`` in float64 (per matrix of a batch)."""
-
-    def step(active, track: bool) -> torch.Tensor | None:
-        before = X.clone() if track else None
-        update(active)
-        if before is None:
-            return None
-        return (X - before).square().sum(dim=(-2, -1), dtype=torch.float64)
-
-    return step
 
 
 #: Largest V (bytes) given a row-major copy of its transpose: beyond it, memory matters more.

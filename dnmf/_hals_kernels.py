@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -79,11 +81,22 @@ def hals_rows(
         Cn = C.detach().numpy() - l1 if l1 else C.detach().numpy()
         change = _hals_rows_host(X.detach().numpy(), Gn, Cn, inv.tolist(), track)
         return torch.tensor(change, dtype=torch.float64) if track else None
-    before = X.clone() if track else None
-    _hals_rows_torch(X, G, C, inv, l1, l2)
-    if before is None:
-        return None
-    return (X - before).square().sum(dim=(-2, -1), dtype=torch.float64)
+    return tracked(X, lambda _: _hals_rows_torch(X, G, C, inv, l1, l2))(None, track)
+
+
+def tracked(X: torch.Tensor, update: Callable[[torch.Tensor | None], None]):
+    """``update(active)`` of ``X`` in place as a step of the accelerated solvers' inner loop:
+    ``step(active, track)`` returns ``‖ΔX‖²`` in float64 (per matrix of a batch) when
+    ``track``, else None."""
+
+    def step(active, track: bool) -> torch.Tensor | None:
+        before = X.clone() if track else None
+        update(active)
+        if before is None:
+            return None
+        return (X - before).square().sum(dim=(-2, -1), dtype=torch.float64)
+
+    return step
 
 
 def _hals_rows_torch(
