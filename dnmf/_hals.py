@@ -52,6 +52,17 @@ from ._update import MUSolverBase
 
 
 @dataclass(frozen=True)
+class Extrapolation:
+    """Ang & Gillis's extrapolation of one-layer fits (`dnmf._extrapolation`); the
+    defaults are the authors' for accelerated HALS."""
+
+    beta0: float = 0.5
+    eta: float = 1.5
+    gamma: float = 1.01
+    gamma_bar: float = 1.005
+
+
+@dataclass(frozen=True)
 class Acceleration:
     """Inner repetitions of a block per product with ``V`` (Gillis & Glineur 2012).
 
@@ -169,8 +180,8 @@ class BlockSolver(MUSolverBase):
         self._block(self.W1t, SS, C, 0, active)
         return _mT(self.W1t)
 
-    def finish(self, Ws) -> None:
-        """Write the kept ``W1ᵀ`` back into ``Ws[0]``."""
+    def finish(self, Ws, H=None) -> None:
+        """Write the kept ``W1ᵀ`` back into ``Ws[0]`` (``H`` is already in place)."""
         if self.W1t is not None:
             Ws[0].copy_(_mT(self.W1t))
 
@@ -320,6 +331,7 @@ def run_hals(
     *,
     rule: str = "hals",
     accel: Acceleration | None = None,
+    extrapolation: Extrapolation | None = None,
     max_iter: int = 200,
     tol: float = 1e-4,
     penalties: Penalties | None = None,
@@ -338,11 +350,20 @@ def run_hals(
     ``rule='hals'`` is exact block-coordinate descent (HALS for ``W1`` and ``H``, coordinate
     descent on the entries of middle layers); ``rule='mu'`` takes multiplicative steps
     instead. ``accel`` repeats each block per product with ``V`` (`Acceleration`).
+    ``extrapolation`` extrapolates one-layer, penalty-free fits of both factors
+    (`dnmf._extrapolation`); other fits run without it.
     """
     k = len(Ws)
     pen = penalties or Penalties.none(k + 1)
     update = [True] * (k + 1) if update is None else list(update)
-    solver = BlockSolver(V, Ws, H, pen, update, rule=rule, accel=accel, reduce=reduce)
+    if extrapolation is not None and k == 1 and all(update) and not pen.any():
+        from ._extrapolation import ExtrapolatedSolver  # it builds on BlockSolver
+
+        solver: BlockSolver = ExtrapolatedSolver(
+            V, Ws, H, pen, update, rule, accel, reduce, extrapolation
+        )
+    else:
+        solver = BlockSolver(V, Ws, H, pen, update, rule=rule, accel=accel, reduce=reduce)
     loss_every = (1 if any(update[:k]) else check_every) if loss_every is None else loss_every
     try:
         return iterate(
@@ -357,5 +378,5 @@ def run_hals(
             callback=callback,
             verbose=verbose,
         )
-    finally:  # also when a callback raises: Ws[0] is the last W1 swept
-        solver.finish(Ws)
+    finally:  # also when a callback raises: the factors are the last (best) ones swept
+        solver.finish(Ws, H)

@@ -23,6 +23,10 @@ class Penalties:
     def none(cls, n_factors: int) -> Penalties:
         return cls([0.0] * n_factors, [0.0] * n_factors)
 
+    def any(self) -> bool:
+        """Whether any weight is nonzero."""
+        return any(self.l1) or any(self.l2)
+
     def value(self, factors: Sequence[torch.Tensor]) -> torch.Tensor | float:
         """Σ l1·ΣF + ½·l2·‖F‖² over the factors, in float64 (one value per matrix)."""
         total: torch.Tensor | float = 0.0

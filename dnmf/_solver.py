@@ -8,7 +8,10 @@
   ``solver='cd'`` (same order, no shuffling).
 * ``'hals-acc'``: HALS with the inner repetitions of Gillis & Glineur (``α = 0.5``,
   ``δ = 0.1``).
-* ``'auto'`` (the default): ``'hals-acc'`` for β = 2 without a mask, else ``'mu'``. The
+* ``'hals-acc-e'``: ``'hals-acc'`` with Ang & Gillis's extrapolation (2019) where a fit is one
+  layer with both factors free (one-layer fits, and each layer's pretraining of a deep one);
+  elsewhere (the joint fine-tuning of deep models, ``solve_h``) it is ``'hals-acc'``.
+* ``'auto'`` (the default): ``'hals-acc-e'`` for β = 2 without a mask, else ``'mu'``. The
   coordinate-descent solvers need the data only through ``V Hᵀ`` and ``Pᵀ V``; a mask would
   need a Gram matrix per row of ``V`` (weighted HALS), which is not implemented, so masked
   fits (and β ≠ 2) use multiplicative updates.
@@ -21,25 +24,27 @@ from typing import Any
 
 import torch
 
-from ._hals import Acceleration, run_hals
+from ._hals import Acceleration, Extrapolation, run_hals
 from ._loss import Penalties
 from ._mu import MUOutcome, run_mu
 
-SOLVERS = ("auto", "mu", "mu-acc", "hals", "hals-acc")
-_BLOCK = {  # solver name -> (rule of dnmf._hals, inner repetitions)
-    "mu-acc": ("mu", Acceleration(alpha=2.0, delta=0.01)),
-    "hals": ("hals", None),
-    "hals-acc": ("hals", Acceleration(alpha=0.5, delta=0.1)),
+SOLVERS = ("auto", "mu", "mu-acc", "hals", "hals-acc", "hals-acc-e")
+_HALS_ACC = Acceleration(alpha=0.5, delta=0.1)
+_BLOCK = {  # solver name -> (rule of dnmf._hals, inner repetitions, extrapolation)
+    "mu-acc": ("mu", Acceleration(alpha=2.0, delta=0.01), None),
+    "hals": ("hals", None, None),
+    "hals-acc": ("hals", _HALS_ACC, None),
+    "hals-acc-e": ("hals", _HALS_ACC, Extrapolation()),
 }
 
 
 def resolve_solver(solver: Any, beta: float, mask: torch.Tensor | None) -> str:
     """The solver a fit runs: ``solver`` checked against ``beta`` and ``mask``, and ``'auto'``
-    resolved (``'hals-acc'`` for β = 2 without a mask, else ``'mu'``)."""
+    resolved (``'hals-acc-e'`` for β = 2 without a mask, else ``'mu'``)."""
     if not isinstance(solver, str) or solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     if solver == "auto":
-        return "hals-acc" if beta == 2 and mask is None else "mu"
+        return "hals-acc-e" if beta == 2 and mask is None else "mu"
     if solver != "mu" and (beta != 2 or mask is not None):
         why = "a mask" if mask is not None else f"beta={beta:g}"
         raise ValueError(
@@ -88,13 +93,14 @@ def run_solver(
             verbose=verbose,
             reduce=reduce,
         )
-    rule, accel = _BLOCK[solver]
+    rule, accel, extrapolation = _BLOCK[solver]
     return run_hals(
         V,
         Ws,
         H,
         rule=rule,
         accel=accel,
+        extrapolation=extrapolation,
         max_iter=max_iter,
         tol=tol,
         penalties=penalties,

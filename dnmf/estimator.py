@@ -54,9 +54,10 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         These iterations are cheap for β = 2 (no product with the data).
     pretrain : bool or int, default=True
         Layer-wise pretraining before the joint fine-tuning (int: iterations per layer).
-    solver : {'auto', 'mu', 'mu-acc', 'hals', 'hals-acc'}, default='auto'
+    solver : {'auto', 'mu', 'mu-acc', 'hals', 'hals-acc', 'hals-acc-e'}, default='auto'
         How the factors are fitted, as in `dnmf.factorize`: 'auto' is accelerated HALS
-        (exact block-coordinate descent) for the Frobenius loss and multiplicative updates
+        (exact block-coordinate descent, extrapolated where a fit is one layer) for the
+        Frobenius loss and multiplicative updates
         ('mu') for other β; one layer with 'hals' is scikit-learn's ``solver='cd'``.
     l1, l2 : float or sequence of k + 1 floats, default=0.0
         Penalty ``l1·ΣF + ½·l2·‖F‖²`` per factor (order W1, …, Wk, H), as in ``dnmf.factorize``.

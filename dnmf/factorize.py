@@ -88,12 +88,14 @@ def factorize(
     pretrain : bool or int
         Layer-wise pretraining (``V ≈ W1 H1``, ``H1 ≈ W2 H2``, …) before joint fine-tuning;
         an int sets the iterations per layer (``True``: ``max_iter``). Ignored for one layer.
-    solver : {'auto', 'mu', 'mu-acc', 'hals', 'hals-acc'}
+    solver : {'auto', 'mu', 'mu-acc', 'hals', 'hals-acc', 'hals-acc-e'}
         How every layer (pretraining and the joint fit) is updated. 'mu': multiplicative
         updates (any β, masks); 'hals': exact block-coordinate descent for β = 2 (HALS on the
         columns of ``W1`` and the rows of ``H``, coordinate descent on the entries of middle
         layers; one layer is scikit-learn's ``solver='cd'``); '-acc': each block repeated per
-        product with ``V`` (Gillis & Glineur 2012). 'auto' is 'hals-acc' for β = 2 without a
+        product with ``V`` (Gillis & Glineur 2012); 'hals-acc-e': 'hals-acc' with
+        extrapolation (Ang & Gillis 2019) wherever a fit is one layer without penalties (a
+        one-layer fit, each layer's pretraining). 'auto' is 'hals-acc-e' for β = 2 without a
         mask and 'mu' otherwise (masks need multiplicative updates).
     mask : array of V's shape, optional
         Weights in [0, 1]; 0 marks a missing entry, ignored by the loss and the updates. A numpy
@@ -251,12 +253,13 @@ def solve_h(
         Penalty ``l1·ΣH + ½·l2·‖H‖²`` on the codes only.
     warn : bool
         Raise ``ConvergenceWarning`` when ``max_iter`` ends the run.
-    solver : {'mu', 'hals', 'auto', 'mu-acc', 'hals-acc'}
+    solver : {'mu', 'hals', 'auto', 'mu-acc', 'hals-acc', 'hals-acc-e'}
         'mu' runs multiplicative updates (any β, masks); 'hals' solves the convex β = 2
         subproblem by exact row-wise coordinate descent (no mask; the ``H`` update of
         `factorize`'s HALS), which converges much faster on ill-conditioned
         dictionaries; 'auto' picks HALS where it applies. With ``Ws`` fixed there is no product
-        with ``V`` to save, so the accelerated names run their plain solver.
+        with ``V`` to save, so the accelerated names run their plain solver (and there is one
+        factor, so nothing to extrapolate).
 
     Returns
     -------

@@ -108,10 +108,13 @@ SINGLE_METHODS: dict[str, Callable[[Case, tr.Recorder], tr.Trace]] = {
     "dnmf mu-acc": lambda c, rec: tr.dnmf_fit(c.V, [c.rank], rec, "mu-acc"),
     "dnmf hals": lambda c, rec: tr.dnmf_fit(c.V, [c.rank], rec, "hals"),
     "dnmf hals-acc": lambda c, rec: tr.dnmf_fit(c.V, [c.rank], rec, "hals-acc"),
+    "dnmf hals-acc-e": lambda c, rec: tr.dnmf_fit(c.V, [c.rank], rec, "hals-acc-e"),
     "dnmf default": lambda c, rec: tr.dnmf_fit(c.V, [c.rank], rec, "auto"),
 }
-DEEP_SOLVERS = ("mu", "mu-acc", "hals", "hals-acc", "auto")
+DEEP_SOLVERS = ("mu", "mu-acc", "hals", "hals-acc", "hals-acc-e", "auto")
 BATCHED_SOLVERS = ("mu", "hals", "hals-acc", "auto")
+#: Solvers run from scikit-learn's own starts in the batched case.
+FROM_SKLEARN_START = ("hals", "auto")
 OPTIONAL_PEERS = {"torchnmf": "torchnmf"}  # row name -> the package it needs (the bench extra)
 
 
@@ -308,7 +311,7 @@ def run_batched(B, m, n, r, rounds, cap_factor, seed, log) -> dict:
     fns: list[Callable[[], Any]] = [loop] + [
         lambda s=s: tr.dnmf_fit(V, r, tr.Recorder(target, cap), s) for s in BATCHED_SOLVERS
     ]
-    fns.append(lambda: _hals_from_sklearn_start(V, Xs, r, target, cap))
+    fns += [lambda s=s: _from_sklearn_start(V, Xs, r, target, cap, s) for s in FROM_SKLEARN_START]
     runs = interleaved(fns, rounds)
     loop_times = [w for w, _ in runs[0]]
     out: dict[str, Any] = {
@@ -319,7 +322,7 @@ def run_batched(B, m, n, r, rounds, cap_factor, seed, log) -> dict:
         "methods": [],
     }
     names = [f"{_row_name(s)}, one batched call" for s in BATCHED_SOLVERS]
-    names.append(f"dnmf hals, one batched call from {SKLEARN_START}")
+    names += [f"{_row_name(s)}, one batched call from {SKLEARN_START}" for s in FROM_SKLEARN_START]
     for name, rr in zip(names, runs[1:]):
         s = summarize(name, rr, target)
         for lv in LEVELS:
@@ -343,11 +346,11 @@ def run_batched(B, m, n, r, rounds, cap_factor, seed, log) -> dict:
 SKLEARN_START = "scikit-learn's starting factors"
 
 
-def _hals_from_sklearn_start(V, Xs, r, target, cap) -> tr.Trace:
-    """One batched HALS call from the factors scikit-learn's ``NMF()`` starts each matrix
-    from (its randomized-SVD NNDSVDa), their computation timed as part of the fit: it
+def _from_sklearn_start(V, Xs, r, target, cap, solver: str) -> tr.Trace:
+    """One batched call of ``solver`` from the factors scikit-learn's ``NMF()`` starts each
+    matrix from (its randomized-SVD NNDSVDa), their computation timed as part of the fit: it
     separates the solver's speed from where the start leads (the default's exact-SVD start
-    ends some matrices in other local minima)."""
+    ends some matrices in other local minima). From there ``'hals'`` is scikit-learn's cd."""
     from sklearn.decomposition._nmf import _initialize_nmf
 
     t0 = time.perf_counter()
@@ -355,7 +358,7 @@ def _hals_from_sklearn_start(V, Xs, r, target, cap) -> tr.Trace:
     W0 = np.stack([w for w, _ in starts]).astype(V.dtype)
     H0 = np.stack([h for _, h in starts]).astype(V.dtype)
     rec = tr.Recorder(target, cap, offset_s=time.perf_counter() - t0)
-    return tr.dnmf_fit(V, r, rec, "hals", init="custom", Ws=[W0], H=H0)
+    return tr.dnmf_fit(V, r, rec, solver, init="custom", Ws=[W0], H=H0)
 
 
 def _fmt(x: float | None, spec: str = ".2f") -> str:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._solver import SOLVERS
 from ._npz import load_dictionary, save_dictionary
 from .hqs import HQSResult, LinearOperator, annealing_schedule, hqs_deblur
 from .nmf_patch_prior import (
@@ -130,7 +131,7 @@ class DeepNMFPrior:
             ("coding", CODINGS),
             ("depth", DEPTHS),
             ("x_step", ("fft", "cg")),
-            ("fit_solver", ("mu", "mu-acc", "hals", "hals-acc", "auto")),
+            ("fit_solver", SOLVERS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")

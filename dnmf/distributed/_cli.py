@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 
 from .. import _validation as val
+from .._solver import SOLVERS
 from ..shards import ColumnShard, load_image_columns, load_npy_columns
 from ._comm import Comm, agree
 from ._fit import factorize_columns, gather_result
@@ -49,8 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--solver",
         default="auto",
-        choices=["auto", "mu", "mu-acc", "hals", "hals-acc"],
-        help="auto: accelerated HALS for beta=2, multiplicative updates otherwise",
+        choices=list(SOLVERS),
+        help="auto: accelerated, extrapolated HALS for beta=2, multiplicative updates otherwise",
     )
     p.add_argument("--l1", type=float, default=0.0)
     p.add_argument("--l2", type=float, default=0.0)

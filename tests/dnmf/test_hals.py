@@ -286,10 +286,10 @@ def test_factorize_solver_hals_is_sklearn_cd(rng, rel):
     assert rel(res.Ws[0], Wsk) < 1e-6 and rel(res.H, Hsk) < 1e-6
 
 
-def test_auto_picks_hals_acc_for_frobenius_and_mu_otherwise(rng):
+def test_auto_picks_hals_acc_e_for_frobenius_and_mu_otherwise(rng):
     V = rng.random((20, 16)) + 0.1
     kw = dict(init="custom", Ws=[rng.random((20, 3))], H=rng.random((3, 16)), max_iter=15, tol=0)
-    auto, acc = (dnmf.factorize(V, 3, solver=s, **kw) for s in ("auto", "hals-acc"))
+    auto, acc = (dnmf.factorize(V, 3, solver=s, **kw) for s in ("auto", "hals-acc-e"))
     np.testing.assert_array_equal(auto.H, acc.H)
     mask = np.ones_like(V)
     mask[0, 0] = 0

@@ -1,0 +1,165 @@
+"""Extrapolation of the one-layer block solvers (Ang & Gillis 2019, "Accelerating
+nonnegative matrix factorization algorithms using extrapolation", Neural Computation 31).
+
+Each iteration updates ``W`` from an extrapolated ``Ĥ``, extrapolates it,
+``Ŵ = max(0, Wn + β (Wn − W))``, updates ``H`` from ``Ŵ`` and extrapolates it,
+``Ĥ = Hn + β (Hn − H)`` (not projected: it is only the next ``W`` update's fixed factor and
+the next ``H`` update's start, and a row update projects). The loss of the feasible pair
+``(Ŵ, Hn)`` comes from the products the ``H`` update made anyway. If it went up, the
+iteration is undone: the next one starts from the last accepted ``(W, H)``, ``β`` shrinks by
+``η`` and its ceiling drops to the previous ``β``; else ``β`` grows by ``γ`` up to the ceiling,
+which grows by ``γ̄`` up to 1. A batch keeps ``β``, its ceiling and the decision per matrix.
+
+Each component's scale is balanced between ``W`` and ``H`` after every iteration (see
+`ExtrapolatedSolver._rebalance`), which only penalty-free fits allow: with penalties
+`dnmf._hals.run_hals` runs without the extrapolation.
+
+The iterates are not monotone, so the fit keeps the best feasible pair seen: the loss it
+reports after each iteration is that pair's, and that pair is what it returns.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from ._hals import Acceleration, BlockSolver, Extrapolation
+from ._linalg import _mm, _mT
+from ._loss import Penalties
+
+
+class ExtrapolatedSolver(BlockSolver):
+    """`BlockSolver` for one layer with both factors updated, extrapolated per iteration."""
+
+    def __init__(
+        self,
+        V: torch.Tensor,
+        Ws: list[torch.Tensor],
+        H: torch.Tensor,
+        pen: Penalties,
+        update: list[bool],
+        rule: str,
+        accel: Acceleration | None,
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None,
+        extrapolation: Extrapolation,
+    ) -> None:
+        super().__init__(V, Ws, H, pen, update, rule=rule, accel=accel, reduce=reduce)
+        if self.k != 1 or not all(self.update):
+            raise ValueError("extrapolation needs one layer with W and H both updated")
+        self.ex = extrapolation
+        lead = self.V.shape[:-2]
+        self.momentum = torch.full(lead, extrapolation.beta0, dtype=torch.float64)
+        self.momentum_prev = self.momentum.clone()  # a restart's new ceiling
+        self.ceiling = torch.ones(lead, dtype=torch.float64)
+        self.last = torch.full(lead, math.inf, dtype=torch.float64)
+        self.best_loss = torch.full(lead, math.inf, dtype=torch.float64)
+        self.Wt_prev: torch.Tensor | None = None  # the last accepted W1ᵀ and H
+        self.H_prev: torch.Tensor | None = None
+        self.best: tuple[torch.Tensor, torch.Tensor] | None = None  # (W1ᵀ, H)
+
+    def loss(self, Ws, H) -> torch.Tensor:
+        value = super().loss(Ws, H)
+        self._keep_best(_mT(Ws[0]), H, value)
+        return value
+
+    def sweep(self, Ws, H, active, need_loss: bool):
+        if self.W1t is None:
+            self.W1t = _mT(Ws[0]).contiguous()
+        if self.Wt_prev is None:
+            self.Wt_prev, self.H_prev = self.W1t.clone(), H.clone()
+        assert self.H_prev is not None
+        beta = self._as_factor(self.momentum, active)
+        # W from Ĥ, then Ŵ = max(0, Wn + β (Wn − W))
+        Ht_V = self._sum(self._h_vt(H))
+        self._block(self.W1t, self._sum(_mm(H, _mT(H))), Ht_V, 0, active)
+        Wt_new = self.W1t.clone()
+        self.W1t.sub_(self.Wt_prev).mul_(beta).add_(Wt_new).clamp_min_(0.0)
+        W = _mT(self.W1t)
+        # H from Ŵ; the loss of (Ŵ, Hn) from the products of this update
+        PtV, Q = self._wt_v(W), _mm(_mT(W), W)
+        self._block(H, Q, PtV, 1, active, shards=True)
+        self.G = self._sum(_mm(H, _mT(H)))
+        value = self._loss(PtV, Q, [W], H)
+        self._keep_best(self.W1t, H, value, active)
+        self._next_start(Wt_new, H, beta, value)
+        self._rebalance(H)
+        return self.best_loss.to(value.device).reshape(value.shape) if need_loss else None
+
+    def _next_start(self, Wt_new, H, beta, value) -> None:
+        """Accept the iteration (``Ĥ = Hn + β (Hn − H)``) or restart from the last accepted
+        pair, per matrix, and move ``β`` and its ceiling."""
+        assert self.W1t is not None and self.Wt_prev is not None and self.H_prev is not None
+        ex = self.ex
+        up = value.detach().cpu().reshape(self.momentum.shape) > self.last
+        keep = self._as_mask(~up, H)
+        H_new = H.clone()
+        H_hat = torch.where(keep, H_new + beta * (H_new - self.H_prev), self.H_prev)
+        self.W1t.copy_(torch.where(keep, self.W1t, self.Wt_prev))
+        self.Wt_prev = torch.where(keep, Wt_new, self.Wt_prev)
+        self.H_prev = torch.where(keep, H_new, self.H_prev)
+        H.copy_(H_hat)
+        # (the next W update's Gram, Ĥ Ĥᵀ, is made at the start of the next sweep)
+        grown = torch.minimum(self.ceiling, ex.gamma * self.momentum)
+        raised = torch.clamp(ex.gamma_bar * self.ceiling, max=1.0)
+        self.ceiling = torch.where(up, self.momentum_prev, raised)
+        self.momentum_prev, self.momentum = (
+            self.momentum,
+            torch.where(up, self.momentum / ex.eta, grown),
+        )
+        self.last = value.detach().cpu().reshape(self.momentum.shape).to(torch.float64)
+
+    def _rebalance(self, H) -> None:
+        """Give component ``j`` of ``W`` and ``H`` equal norms, in the current and the last
+        accepted pair alike. HALS is equivariant to rescaling a component (``W_j·d``,
+        ``H_j/d``), and so is the extrapolation when both pairs are rescaled, so this changes
+        no product ``W H``; without it the extrapolated steps drift the scales apart
+        geometrically (a column of ``W`` shrank 30× in 15 iterations of a 20 × 16 fit) until
+        the curvatures ``(H Hᵀ)_jj`` overflow and ``(Wᵀ W)_jj`` underflow."""
+        assert self.W1t is not None and self.Wt_prev is not None and self.H_prev is not None
+        w2 = self.W1t.square().sum(dim=-1)
+        h2 = self._sum(H.square().sum(dim=-1))
+        ok = (w2 > 0) & (h2 > 0)
+        d = torch.where(ok, (h2 / torch.where(ok, w2, 1.0)).sqrt().sqrt(), 1.0).unsqueeze(-1)
+        for Wt in (self.W1t, self.Wt_prev):
+            Wt.mul_(d)
+        for Hx in (H, self.H_prev):
+            Hx.div_(d)
+
+    def _keep_best(self, Wt, H, value, active=None) -> None:
+        """Keep ``(Wt, H)`` of the matrices whose loss is the lowest yet; a batch's frozen
+        matrices keep theirs (their ``H`` in place is the unprojected ``Ĥ``)."""
+        host = value.detach().cpu().reshape(self.best_loss.shape).to(torch.float64)
+        better = host <= self.best_loss
+        if active is not None:
+            better &= active.cpu().reshape(better.shape)
+        if not bool(better.any()):
+            return
+        if self.best is None:
+            self.best = (Wt.clone(), H.clone())
+        else:
+            mask = self._as_mask(better, H)
+            self.best = (
+                torch.where(mask, Wt, self.best[0]),
+                torch.where(mask, H, self.best[1]),
+            )
+        self.best_loss = torch.where(better, host, self.best_loss)
+
+    def finish(self, Ws, H=None) -> None:
+        """Write the best pair seen into ``Ws[0]`` and ``H``."""
+        if self.best is None or H is None:
+            super().finish(Ws)
+            return
+        Ws[0].copy_(_mT(self.best[0]))
+        H.copy_(self.best[1])
+
+    def _as_mask(self, flags: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return flags.to(like.device).reshape(*flags.shape, 1, 1)
+
+    def _as_factor(self, beta: torch.Tensor, active) -> torch.Tensor:
+        """``β`` per matrix, broadcastable over a factor; 0 for a batch's frozen matrices."""
+        b = beta.to(self.V.device, self.V.dtype).reshape(*beta.shape, 1, 1)
+        if active is not None:
+            b = b * active.to(b.dtype).reshape(b.shape)
+        return b
