@@ -1,0 +1,121 @@
+"""Solver choices checked on matrices outside the time-to-target benchmark.
+
+Time to scikit-learn's default answer (``NMF()``'s loss at its own convergence), × its time,
+for each dnmf solver named on the command line, in interleaved rounds. The matrices are not
+the benchmark's cases (other face ranks, other sizes and seeds), so a default chosen here is
+not tuned on the numbers the benchmark reports.
+
+    python -m perf.solver_validation --solvers hals-acc hals-acc-e --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from perf import _traces as tr
+
+
+def cases(faces: np.ndarray) -> dict[str, tuple[Any, int]]:
+    """The validation matrices: name -> (V, rank)."""
+    from perf.dnmf_scaling import make_matrix
+
+    planted = np.ascontiguousarray(make_matrix(3000, 1500, 40, 5, "float32"))
+    sparse = sp.random(4000, 2000, density=0.05, format="csr", dtype=np.float32, random_state=5)
+    return {
+        "faces r12": (faces, 12),
+        "faces r24": (faces, 24),
+        "faces r40": (faces, 40),
+        "planted r40 3000×1500": (planted, 40),
+        "95 % zeros r20 4000×2000": (sparse, 20),
+    }
+
+
+def _sklearn(V: Any, r: int) -> tuple[float, float]:
+    """(seconds, loss) of scikit-learn's ``NMF(r)`` with its defaults."""
+    from sklearn.decomposition import NMF
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        est = NMF(n_components=r, random_state=0)
+        W = est.fit_transform(V)
+        seconds = time.perf_counter() - t0
+    return seconds, tr.exact_loss(V, W, est.components_)
+
+
+def run(solvers: list[str], rounds: int, threads: int, log=print) -> dict[str, Any]:
+    from threadpoolctl import threadpool_limits
+
+    from perf.time_to_target import _faces
+
+    torch.set_num_threads(threads)
+    out: dict[str, Any] = {"solvers": solvers, "rounds": rounds, "threads": threads, "cases": {}}
+    with threadpool_limits(limits=threads):
+        for name, (V, r) in cases(_faces(None)).items():
+            _, target = _sklearn(V, r)
+            sk: list[float] = []
+            runs: dict[str, list[tuple[float | None, int]]] = {s: [] for s in solvers}
+            for _ in range(rounds):
+                sk.append(_sklearn(V, r)[0])
+                for s in solvers:
+                    rec = tr.Recorder(target, 5 * sk[-1])
+                    trace = tr.dnmf_fit(V, [r], rec, s)
+                    hit = trace.stop == "target"
+                    runs[s].append((trace.seconds[-1] if hit else None, trace.iters[-1]))
+            ref = statistics.median(sk)
+            out["cases"][name] = {"sklearn_seconds": sk, "target": target, "runs": runs}
+            for s in solvers:
+                shown = ", ".join(
+                    f"{t / ref:.2f}× ({i} its)" if t else f"– ({i} its)" for t, i in runs[s]
+                )
+                log(f"{name:<26} {s:<12} {shown}")
+    return out
+
+
+def to_markdown(out: dict[str, Any]) -> str:
+    head = "| matrix | scikit-learn (s) | " + " | ".join(out["solvers"]) + " |"
+    lines = [head, "|" + "---|" * (2 + len(out["solvers"]))]
+    for name, c in out["cases"].items():
+        ref = statistics.median(c["sklearn_seconds"])
+        cells = []
+        for s in out["solvers"]:
+            runs = c["runs"][s]
+            ratios = [f"{t / ref:.2f}" if t else "–" for t, _ in runs]
+            cells.append(f"{', '.join(ratios)}× ({runs[0][1]} its)")
+        lines.append(f"| {name} | {ref:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m perf.solver_validation", description=__doc__.splitlines()[0]
+    )
+    p.add_argument("--solvers", nargs="+", default=["hals-acc", "hals-acc-e"])
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, required=True, help="folder for result.json, result.md")
+    a = p.parse_args(argv)
+    if a.rounds < 1 or a.threads < 1:
+        p.error("--rounds and --threads must be >= 1")
+    from benchmarks.io_utils import write_json, write_text
+
+    out = run(a.solvers, a.rounds, a.threads, log=lambda s: print(s, file=sys.stderr))
+    a.out.mkdir(parents=True, exist_ok=True)
+    write_json(a.out / "result.json", out)
+    write_text(a.out / "result.md", to_markdown(out) + "\n")
+    print(to_markdown(out))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
