@@ -125,7 +125,12 @@ def test_batched_case_reaches_every_matrix_target():
         assert (m["speedup_1"] is None) == (m["seconds_to_1"] is None)
     # from scikit-learn's own start HALS is its cd, so every matrix reaches its target
     assert out["methods"][-2]["fraction_reached"] == 1
-    assert "| dnmf default, one batched call |" in "\n".join(ttt._batched_markdown(out))
+    md = "\n".join(ttt._batched_markdown(out))
+    assert "| dnmf default, one batched call |" in md
+    ctl = out["control"]
+    assert ctl["random_state"] == 1 and 0 <= ctl["fraction_reached"] <= 1
+    assert ctl["fraction_reached"] <= ctl["fraction_within_1.001"]
+    assert f"reaches {100 * ctl['fraction_reached']:.1f} % of these targets" in md
 
 
 def test_command_writes_json_markdown_and_png(tmp_path):
