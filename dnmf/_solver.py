@@ -11,7 +11,9 @@
 * ``'hals-acc-e'``: ``'hals-acc'`` with Ang & Gillis's extrapolation (2019) where a fit is one
   layer with both factors free (one-layer fits, and each layer's pretraining of a deep one);
   elsewhere (the joint fine-tuning of deep models, ``solve_h``) it is ``'hals-acc'``.
-* ``'auto'`` (the default): ``'hals-acc-e'`` for β = 2 without a mask, else ``'mu'``. The
+* ``'auto'`` (the default): for β = 2 without a mask ``'hals-acc-e'`` for one layer and
+  ``'hals'`` for deep models (measured the fastest to an accurate answer at each depth:
+  ``docs/results/nmf-speed.md``); else ``'mu'``. The
   coordinate-descent solvers need the data only through ``V Hᵀ`` and ``Pᵀ V``; a mask would
   need a Gram matrix per row of ``V`` (weighted HALS), which is not implemented, so masked
   fits (and β ≠ 2) use multiplicative updates.
@@ -38,13 +40,19 @@ _BLOCK = {  # solver name -> (rule of dnmf._hals, inner repetitions, extrapolati
 }
 
 
-def resolve_solver(solver: Any, beta: float, mask: torch.Tensor | None) -> str:
-    """The solver a fit runs: ``solver`` checked against ``beta`` and ``mask``, and ``'auto'``
-    resolved (``'hals-acc-e'`` for β = 2 without a mask, else ``'mu'``)."""
+def resolve_solver(solver: Any, beta: float, mask: torch.Tensor | None, layers: int = 1) -> str:
+    """The solver a fit of ``layers`` layers runs: ``solver`` checked against ``beta`` and
+    ``mask``, and ``'auto'`` resolved (for β = 2 without a mask ``'hals-acc-e'`` for one layer,
+    ``'hals'`` for more; else ``'mu'``). A deep fit's pretraining runs the same solver."""
     if not isinstance(solver, str) or solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     if solver == "auto":
-        return "hals-acc-e" if beta == 2 and mask is None else "mu"
+        if beta != 2 or mask is not None:
+            return "mu"
+        # Deep fits: plain HALS reached the deep targets sooner than the accelerated and
+        # extrapolated variants in every run (their inner passes over the middle layers cost
+        # more than the iterations they save).
+        return "hals-acc-e" if layers == 1 else "hals"
     if solver != "mu" and (beta != 2 or mask is not None):
         why = "a mask" if mask is not None else f"beta={beta:g}"
         raise ValueError(

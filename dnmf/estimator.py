@@ -55,9 +55,9 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     pretrain : bool or int, default=True
         Layer-wise pretraining before the joint fine-tuning (int: iterations per layer).
     solver : {'auto', 'mu', 'mu-acc', 'hals', 'hals-acc', 'hals-acc-e'}, default='auto'
-        How the factors are fitted, as in `dnmf.factorize`: 'auto' is accelerated HALS
-        (exact block-coordinate descent, extrapolated where a fit is one layer) for the
-        Frobenius loss and multiplicative updates
+        How the factors are fitted, as in `dnmf.factorize`: 'auto' is, for the Frobenius
+        loss, HALS (exact block-coordinate descent; accelerated and extrapolated for one
+        layer) and multiplicative updates
         ('mu') for other β; one layer with 'hals' is scikit-learn's ``solver='cd'``.
     l1, l2 : float or sequence of k + 1 floats, default=0.0
         Penalty ``l1·ΣF + ½·l2·‖F‖²`` per factor (order W1, …, Wk, H), as in ``dnmf.factorize``.

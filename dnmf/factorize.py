@@ -95,8 +95,9 @@ def factorize(
         layers; one layer is scikit-learn's ``solver='cd'``); '-acc': each block repeated per
         product with ``V`` (Gillis & Glineur 2012); 'hals-acc-e': 'hals-acc' with
         extrapolation (Ang & Gillis 2019) wherever a fit is one layer without penalties (a
-        one-layer fit, each layer's pretraining). 'auto' is 'hals-acc-e' for β = 2 without a
-        mask and 'mu' otherwise (masks need multiplicative updates).
+        one-layer fit, each layer's pretraining). 'auto' is, for β = 2 without a mask,
+        'hals-acc-e' for one layer and 'hals' for deep models (the fastest to an accurate
+        answer at each depth), and 'mu' otherwise (masks need multiplicative updates).
     mask : array of V's shape, optional
         Weights in [0, 1]; 0 marks a missing entry, ignored by the loss and the updates. A numpy
         masked array ``V`` brings its own: its masked entries are missing (weight 0, their
@@ -162,7 +163,7 @@ def factorize(
     val.check_init(init, ranks_, tuple(Vt.shape))
     val.check_pretrain(pretrain)
     val.check_beta_zeros(Vt, beta_, M)
-    solver_ = resolve_solver(solver, beta_, M)
+    solver_ = resolve_solver(solver, beta_, M, len(ranks_))
     pen = val.parse_penalties(l1, l2, len(ranks_) + 1)
     val.warn_unused_factors(init, Ws, H)
     gen = make_generator(seed)

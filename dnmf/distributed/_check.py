@@ -140,7 +140,7 @@ def check_shard_args(
         seed,
         pen,
         custom,
-        resolve_solver(solver, beta_, None),
+        resolve_solver(solver, beta_, None, len(ranks_)),
     )
 
 

@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
         "--solver",
         default="auto",
         choices=list(SOLVERS),
-        help="auto: accelerated, extrapolated HALS for beta=2, multiplicative updates otherwise",
+        help="auto: HALS for beta=2 (accelerated and extrapolated for one layer), "
+        "multiplicative updates otherwise",
     )
     p.add_argument("--l1", type=float, default=0.0)
     p.add_argument("--l2", type=float, default=0.0)

@@ -14,6 +14,7 @@ from dnmf._hals import Acceleration, run_hals
 from dnmf._hals_kernels import cd_entries, hals_rows
 from dnmf._loss import Penalties
 from dnmf._mu import run_mu
+from dnmf._solver import resolve_solver
 
 #: Inner sweeps at these tiny sizes: the default α gives one (the products cost little more than
 #: a sweep there), so the accelerated paths are tested with a larger one.
@@ -297,6 +298,17 @@ def test_auto_picks_hals_acc_e_for_frobenius_and_mu_otherwise(rng):
         auto, mu = (dnmf.factorize(V, 3, solver=s, **kw, **extra) for s in ("auto", "mu"))
         np.testing.assert_array_equal(auto.H, mu.H)
     assert dnmf.factorize(V, 3, **kw).loss == acc.loss  # the default is 'auto'
+
+
+def test_auto_picks_plain_hals_for_deep_models(rng):
+    V = rng.random((20, 16)) + 0.1
+    kw = dict(max_iter=15, tol=0, seed=0, pretrain=10)
+    auto, hals = (dnmf.factorize(V, [4, 2], solver=s, **kw) for s in ("auto", "hals"))
+    np.testing.assert_array_equal(auto.H, hals.H)
+    np.testing.assert_array_equal(auto.pretrain_loss_histories[0], hals.pretrain_loss_histories[0])
+    assert resolve_solver("auto", 2.0, None, 3) == "hals"
+    assert resolve_solver("auto", 2.0, None, 1) == "hals-acc-e"
+    assert resolve_solver("auto", 1.0, None, 3) == "mu"
 
 
 @pytest.mark.parametrize("solver", ["mu", "mu-acc", "hals", "hals-acc"])
