@@ -16,6 +16,10 @@ def test_validation_matrices_differ_from_the_benchmark_cases():
     assert len(val) == 5
     for V, r in val.values():
         assert (V.shape, r) not in bench_keys
+    deep = sv.deep_cases(faces)
+    assert len(deep) == 3
+    for _, ranks in deep.values():
+        assert ranks not in list(ttt.DEEP_FULL.values())
 
 
 def test_markdown_has_a_row_per_matrix_and_a_column_per_solver():
