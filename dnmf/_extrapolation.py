@@ -61,8 +61,13 @@ class ExtrapolatedSolver(BlockSolver):
 
     def loss(self, Ws, H) -> torch.Tensor:
         value = super().loss(Ws, H)
-        self._keep_best(_mT(Ws[0]), H, value)
+        self._keep_best(_mT(Ws[0]), H, self._on_host(value))
         return value
+
+    def _on_host(self, value: torch.Tensor) -> torch.Tensor:
+        """The per-matrix loss as a float64 host tensor of the batch's shape (one copy a
+        sweep serves the restart decision and the best pair)."""
+        return value.detach().cpu().reshape(self.best_loss.shape).to(torch.float64)
 
     def sweep(self, Ws, H, active, need_loss: bool):
         if self.W1t is None:
@@ -82,23 +87,23 @@ class ExtrapolatedSolver(BlockSolver):
         self._block(H, Q, PtV, 1, active, shards=True)
         self.G = self._sum(_mm(H, _mT(H)))
         value = self._loss(PtV, Q, [W], H)
-        self._keep_best(self.W1t, H, value, active)
-        self._next_start(Wt_new, H, beta, value)
+        host = self._on_host(value)
+        self._keep_best(self.W1t, H, host, active)
+        self._next_start(Wt_new, H, beta, host)
         self._rebalance(H)
         return self.best_loss.to(value.device).reshape(value.shape) if need_loss else None
 
-    def _next_start(self, Wt_new, H, beta, value) -> None:
+    def _next_start(self, Wt_new, H, beta, host) -> None:
         """Accept the iteration (``Ĥ = Hn + β (Hn − H)``) or restart from the last accepted
-        pair, per matrix, and move ``β`` and its ceiling."""
+        pair, per matrix, and move ``β`` and its ceiling; ``host``: the loss (`_on_host`)."""
         assert self.W1t is not None and self.Wt_prev is not None and self.H_prev is not None
         ex = self.ex
-        up = value.detach().cpu().reshape(self.momentum.shape) > self.last
+        up = host > self.last
         keep = self._as_mask(~up, H)
-        H_new = H.clone()
-        H_hat = torch.where(keep, H_new + beta * (H_new - self.H_prev), self.H_prev)
+        H_hat = torch.where(keep, H + beta * (H - self.H_prev), self.H_prev)
         self.W1t.copy_(torch.where(keep, self.W1t, self.Wt_prev))
         self.Wt_prev = torch.where(keep, Wt_new, self.Wt_prev)
-        self.H_prev = torch.where(keep, H_new, self.H_prev)
+        self.H_prev = torch.where(keep, H, self.H_prev)  # a new tensor: Hn, before H moves
         H.copy_(H_hat)
         # (the next W update's Gram, Ĥ Ĥᵀ, is made at the start of the next sweep)
         grown = torch.minimum(self.ceiling, ex.gamma * self.momentum)
@@ -108,7 +113,7 @@ class ExtrapolatedSolver(BlockSolver):
             self.momentum,
             torch.where(up, self.momentum / ex.eta, grown),
         )
-        self.last = value.detach().cpu().reshape(self.momentum.shape).to(torch.float64)
+        self.last = host
 
     def _rebalance(self, H) -> None:
         """Give component ``j`` of ``W`` and ``H`` equal norms, in the current and the last
@@ -127,10 +132,10 @@ class ExtrapolatedSolver(BlockSolver):
         for Hx in (H, self.H_prev):
             Hx.div_(d)
 
-    def _keep_best(self, Wt, H, value, active=None) -> None:
-        """Keep ``(Wt, H)`` of the matrices whose loss is the lowest yet; a batch's frozen
-        matrices keep theirs (their ``H`` in place is the unprojected ``Ĥ``)."""
-        host = value.detach().cpu().reshape(self.best_loss.shape).to(torch.float64)
+    def _keep_best(self, Wt, H, host, active=None) -> None:
+        """Keep ``(Wt, H)`` of the matrices whose loss (``host``, see `_on_host`) is the
+        lowest yet; a batch's frozen matrices keep theirs (their ``H`` in place is the
+        unprojected ``Ĥ``)."""
         better = host <= self.best_loss
         if active is not None:
             better &= active.cpu().reshape(better.shape)
@@ -146,10 +151,10 @@ class ExtrapolatedSolver(BlockSolver):
             )
         self.best_loss = torch.where(better, host, self.best_loss)
 
-    def finish(self, Ws, H=None) -> None:
+    def finish(self, Ws, H) -> None:
         """Write the best pair seen into ``Ws[0]`` and ``H``."""
-        if self.best is None or H is None:
-            super().finish(Ws)
+        if self.best is None:  # no loss yet: the factors as they are
+            super().finish(Ws, H)
             return
         Ws[0].copy_(_mT(self.best[0]))
         H.copy_(self.best[1])

@@ -180,7 +180,7 @@ class BlockSolver(MUSolverBase):
         self._block(self.W1t, SS, C, 0, active)
         return _mT(self.W1t)
 
-    def finish(self, Ws, H=None) -> None:
+    def finish(self, Ws, H) -> None:
         """Write the kept ``W1ᵀ`` back into ``Ws[0]`` (``H`` is already in place)."""
         if self.W1t is not None:
             Ws[0].copy_(_mT(self.W1t))

@@ -118,7 +118,7 @@ def run(
                     hit = trace.stop == "target"
                     runs[s].append((trace.seconds[-1] if hit else None, trace.iters[-1]))
             ref = statistics.median(sk)
-            out["cases"][name] = {"sklearn_seconds": sk, "target": target, "runs": runs}
+            out["cases"][name] = {"reference_seconds": sk, "target": target, "runs": runs}
             for s in solvers:
                 shown = ", ".join(
                     f"{t / ref:.2f}× ({i} its)" if t else f"– ({i} its)" for t, i in runs[s]
@@ -132,7 +132,7 @@ def to_markdown(out: dict[str, Any]) -> str:
     head = f"| matrix | {who} (s) | " + " | ".join(out["solvers"]) + " |"
     lines = [head, "|" + "---|" * (2 + len(out["solvers"]))]
     for name, c in out["cases"].items():
-        ref = statistics.median(c["sklearn_seconds"])
+        ref = statistics.median(c["reference_seconds"])
         cells = []
         for s in out["solvers"]:
             runs = c["runs"][s]

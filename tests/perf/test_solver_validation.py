@@ -27,7 +27,7 @@ def test_markdown_has_a_row_per_matrix_and_a_column_per_solver():
         "solvers": ["hals-acc", "hals-acc-e"],
         "cases": {
             "m": {
-                "sklearn_seconds": [2.0, 2.0],
+                "reference_seconds": [2.0, 2.0],
                 "runs": {"hals-acc": [[1.0, 10], [None, 40]], "hals-acc-e": [[0.5, 5], [0.6, 5]]},
             }
         },
