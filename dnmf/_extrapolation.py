@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from types import EllipsisType
 
 import torch
 
 from ._hals import Acceleration, BlockSolver, Extrapolation
 from ._linalg import _mm, _mT
 from ._loss import Penalties
+
+#: The matrices a pair is changed for: all (``...``) or their batch indices.
+Index = tuple[torch.Tensor, ...] | EllipsisType
 
 
 class ExtrapolatedSolver(BlockSolver):
@@ -99,12 +103,14 @@ class ExtrapolatedSolver(BlockSolver):
         assert self.W1t is not None and self.Wt_prev is not None and self.H_prev is not None
         ex = self.ex
         up = host > self.last
-        keep = self._as_mask(~up, H)
-        H_hat = torch.where(keep, H + beta * (H - self.H_prev), self.H_prev)
-        self.W1t.copy_(torch.where(keep, self.W1t, self.Wt_prev))
-        self.Wt_prev = torch.where(keep, Wt_new, self.Wt_prev)
-        self.H_prev = torch.where(keep, H, self.H_prev)  # a new tensor: Hn, before H moves
-        H.copy_(H_hat)
+        Hn = H.clone()
+        H.sub_(self.H_prev).mul_(beta).add_(Hn)  # Ĥ, for every matrix first
+        back = _where(up, H.device)  # the restarting matrices start from the last accepted pair
+        if back is not None:
+            for now, accepted in ((H, self.H_prev), (self.W1t, self.Wt_prev)):
+                now[back] = accepted[back]
+            Wt_new[back], Hn[back] = self.Wt_prev[back], self.H_prev[back]
+        self.Wt_prev, self.H_prev = Wt_new, Hn
         # (the next W update's Gram, Ĥ Ĥᵀ, is made at the start of the next sweep)
         grown = torch.minimum(self.ceiling, ex.gamma * self.momentum)
         raised = torch.clamp(ex.gamma_bar * self.ceiling, max=1.0)
@@ -144,11 +150,10 @@ class ExtrapolatedSolver(BlockSolver):
         if self.best is None:
             self.best = (Wt.clone(), H.clone())
         else:
-            mask = self._as_mask(better, H)
-            self.best = (
-                torch.where(mask, Wt, self.best[0]),
-                torch.where(mask, H, self.best[1]),
-            )
+            which = _where(better, H.device)
+            assert which is not None
+            for kept, now in zip(self.best, (Wt, H)):
+                kept[which] = now[which]
         self.best_loss = torch.where(better, host, self.best_loss)
 
     def finish(self, Ws, H) -> None:
@@ -159,12 +164,21 @@ class ExtrapolatedSolver(BlockSolver):
         Ws[0].copy_(_mT(self.best[0]))
         H.copy_(self.best[1])
 
-    def _as_mask(self, flags: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return flags.to(like.device).reshape(*flags.shape, 1, 1)
-
     def _as_factor(self, beta: torch.Tensor, active) -> torch.Tensor:
         """``β`` per matrix, broadcastable over a factor; 0 for a batch's frozen matrices."""
         b = beta.to(self.V.device, self.V.dtype).reshape(*beta.shape, 1, 1)
         if active is not None:
             b = b * active.to(b.dtype).reshape(b.shape)
         return b
+
+
+def _where(flags: torch.Tensor, device: torch.device) -> Index | None:
+    """An index of the matrices whose (host) ``flags`` are set: ``...`` for all of them (one
+    matrix, or a whole batch: a plain copy), None for none, else their batch indices. A
+    batch's pairs change only where these are set, in place (a broadcast ``torch.where``
+    over the whole batch costs several times more: few matrices restart or improve)."""
+    if not bool(flags.any()):
+        return None
+    if bool(flags.all()):
+        return ...
+    return tuple(i.to(device) for i in flags.nonzero(as_tuple=True))

@@ -113,6 +113,12 @@ class BlockSolver(MUSolverBase):
         if self.host_dense and any(update[: len(Ws)]):
             # not CSR for shards: each shard's density would set its own inner budgets
             self.Vs, self.Vt = _product_operands(V, csr=reduce is None)
+        # A CPU batch's H Vᵀ reads a row-major copy of every Vᵀ (bmm through the transposed
+        # view is 1.2–1.7× slower, 8 × 2048 × 750 … 1024 × 32 × 32, two threads).
+        self.batch_vt: torch.Tensor | None = None
+        if _batch_on_host(V) and any(update[: len(Ws)]):
+            if V.numel() * V.element_size() <= VT_COPY_MAX_BYTES:
+                self.batch_vt = _mT(V).contiguous()
         m, n_local = V.shape[-2], V.shape[-1]
         n = n_local
         if reduce is not None:  # ρ from every column: the same inner budgets on every shard
@@ -212,7 +218,7 @@ class BlockSolver(MUSolverBase):
     def _h_vt(self, H: torch.Tensor) -> torch.Tensor:
         """H Vᵀ = (V Hᵀ)ᵀ (``r × m``, row-major)."""
         if not self.host_dense:
-            return _mm(H, _mT(self.V))
+            return _mm(H, _mT(self.V) if self.batch_vt is None else self.batch_vt)
         V = self.V if self.Vs is None else self.Vs
         return _mT(V @ _mT(H)).contiguous()
 
@@ -314,6 +320,10 @@ def _product_operands(
     if V.numel() * V.element_size() > VT_COPY_MAX_BYTES:
         return None, None
     return None, V.T.contiguous()
+
+
+def _batch_on_host(V: torch.Tensor) -> bool:
+    return V.ndim >= 3 and V.device.type == "cpu" and V.layout == torch.strided
 
 
 def _gram_chain(Ws) -> torch.Tensor:

@@ -82,9 +82,24 @@ def test_rebalancing_keeps_component_scales_together(rng):
     assert res.loss <= ref.loss * (1 + 1e-6)
 
 
-def test_batched_equals_one_matrix_at_a_time(rng):
+def test_batched_equals_one_matrix_at_a_time(rng, monkeypatch):
+    """Also when only some matrices of the batch restart or improve in an iteration (their
+    pairs are then changed by index, the others' left as they are)."""
+    import dnmf._extrapolation as ex
+
+    kinds = []
+    where = ex._where
+
+    def spy(flags, device):
+        index = where(flags, device)
+        kinds.append("some" if isinstance(index, tuple) else index)
+        return index
+
+    monkeypatch.setattr(ex, "_where", spy)
     V = rng.random((3, 25, 18)) + 0.05
     batch = dnmf.factorize(V, 3, solver=E, max_iter=40, tol=0, seed=0)
+    assert "some" in kinds and ... in kinds and None in kinds
+    monkeypatch.setattr(ex, "_where", where)
     for i in range(3):
         one = dnmf.factorize(V[i], 3, solver=E, max_iter=40, tol=0, seed=0)
         np.testing.assert_allclose(batch.loss_history[:, i], one.loss_history, rtol=1e-8)

@@ -11,7 +11,7 @@ from sklearn.decomposition._nmf import _fit_coordinate_descent
 import dnmf
 from dnmf._fpstate import flush_denormal_is_on, raise_tiny_, subnormal_floor
 from dnmf._hals import Acceleration, run_hals
-from dnmf._hals_kernels import cd_entries, hals_rows
+from dnmf._hals_kernels import _hals_rows_torch, _inverse_curvature, cd_entries, hals_rows
 from dnmf._loss import Penalties
 from dnmf._mu import run_mu
 from dnmf._solver import resolve_solver
@@ -92,17 +92,30 @@ def test_cd_entries_is_sequential_exact_minimization(rng, batched):
     assert f(want) < f(X0)
 
 
-def test_hals_rows_minimizes_each_row_exactly(rng):
+@pytest.mark.parametrize("loop", ["host", "torch", "batch"])
+@pytest.mark.parametrize("l2", [0.3, 0.0])
+def test_hals_rows_minimizes_each_row_exactly(rng, loop, l2):
+    """Row 2 has no curvature of its own (a zero column of the other factor): with l2 it is
+    still solved, without it is left as it is."""
     r, N = 4, 6
     Wm = rng.random((10, r))
+    Wm[:, 2] = 0.0
     G, C, X0 = Wm.T @ Wm, rng.random((r, N)) * 2, rng.random((r, N))
-    X = torch.tensor(X0)
-    hals_rows(X, torch.tensor(G), torch.tensor(C), l1=0.1, l2=0.3)
+    X, Gt, Ct = torch.tensor(X0), torch.tensor(G), torch.tensor(C)
+    if loop == "batch":
+        X, Gt, Ct = X[None].clone(), Gt[None], Ct[None]
+    if loop == "torch":  # a single matrix off the host (a GPU's), here on the CPU
+        inv = _inverse_curvature(Gt.diagonal() + l2, None)
+        _hals_rows_torch(X, Gt, Ct, inv, 0.1, l2)
+    else:
+        hals_rows(X, Gt, Ct, l1=0.1, l2=l2)
     want = X0.copy()
     for t in range(r):  # row t's minimizer given the rows before it (new) and after it (old)
+        if G[t, t] + l2 == 0:
+            continue
         rest = G[t] @ want - G[t, t] * want[t]
-        want[t] = np.maximum(0.0, (C[t] - 0.1 - rest) / (G[t, t] + 0.3))
-    np.testing.assert_allclose(X.numpy(), want, rtol=1e-12)
+        want[t] = np.maximum(0.0, (C[t] - 0.1 - rest) / (G[t, t] + l2))
+    np.testing.assert_allclose(X.numpy().reshape(r, N), want, rtol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
