@@ -83,8 +83,8 @@ class ExtrapolatedSolver(BlockSolver):
         # W from Ĥ, then Ŵ = max(0, Wn + β (Wn − W))
         Ht_V = self._sum(self._h_vt(H))
         self._block(self.W1t, self._sum(_mm(H, _mT(H))), Ht_V, 0, active)
-        Wt_new = self.W1t.clone()
-        self.W1t.sub_(self.Wt_prev).mul_(beta).add_(Wt_new).clamp_min_(0.0)
+        Wt_new = self.W1t  # lerp(W, Wn, 1 + β) = Wn + β (Wn − W), a new tensor: Wn is kept
+        self.W1t = torch.lerp(self.Wt_prev, Wt_new, 1.0 + beta).clamp_min_(0.0)
         W = _mT(self.W1t)
         # H from Ŵ; the loss of (Ŵ, Hn) from the products of this update
         PtV, Q = self._wt_v(W), _mm(_mT(W), W)
@@ -104,7 +104,7 @@ class ExtrapolatedSolver(BlockSolver):
         ex = self.ex
         up = host > self.last
         Hn = H.clone()
-        H.sub_(self.H_prev).mul_(beta).add_(Hn)  # Ĥ, for every matrix first
+        torch.lerp(self.H_prev, Hn, 1.0 + beta, out=H)  # Ĥ, for every matrix first
         back = _where(up, H.device)  # the restarting matrices start from the last accepted pair
         if back is not None:
             for now, accepted in ((H, self.H_prev), (self.W1t, self.Wt_prev)):
@@ -129,8 +129,8 @@ class ExtrapolatedSolver(BlockSolver):
         geometrically (a column of ``W`` shrank 30× in 15 iterations of a 20 × 16 fit) until
         the curvatures ``(H Hᵀ)_jj`` overflow and ``(Wᵀ W)_jj`` underflow."""
         assert self.W1t is not None and self.Wt_prev is not None and self.H_prev is not None
-        w2 = self.W1t.square().sum(dim=-1)
-        h2 = self._sum(H.square().sum(dim=-1))
+        w2 = torch.linalg.vector_norm(self.W1t, dim=-1).square()
+        h2 = self._sum(torch.linalg.vector_norm(H, dim=-1).square())  # over shards: squares
         ok = (w2 > 0) & (h2 > 0)
         d = torch.where(ok, (h2 / torch.where(ok, w2, 1.0)).sqrt().sqrt(), 1.0).unsqueeze(-1)
         for Wt in (self.W1t, self.Wt_prev):

@@ -129,9 +129,10 @@ def _hals_rows_torch(
             torch.addmv(b[t], XT, A[t], alpha=-1, out=out[0])
             torch.clamp_min(out[0], 0.0, out=X[t])
         return
-    for t in range(r):
-        torch.baddbmm(b[:, t : t + 1, :], A[:, t : t + 1, :], X, alpha=-1, out=out)
-        torch.clamp_min(out, 0.0, out=X[:, t : t + 1, :])
+    # the rows as views, made in one call each (slicing them one by one costs more)
+    for bt, At, Xt in zip(b.split(1, dim=-2), A.split(1, dim=-2), X.split(1, dim=-2)):
+        torch.baddbmm(bt, At, X, alpha=-1, out=out)
+        torch.clamp_min(out, 0.0, out=Xt)
 
 
 def _hals_rows_host(
