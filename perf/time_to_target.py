@@ -63,6 +63,7 @@ class Case:
     V: Any
     X: Any
     rank: int
+    device: str = "cpu"  # where dnmf fits; the other libraries run on the host CPU
 
 
 def _faces(faces_dir: str | None) -> np.ndarray:
@@ -78,8 +79,10 @@ def _as_given(V: Any) -> Any:
     return V.tocsr() if sp.issparse(V) else np.ascontiguousarray(V)
 
 
-def make_cases(quick: bool, faces: np.ndarray | None, seed: int = 0) -> list[Case]:
-    """The single-matrix cases (full or ``quick`` sizes)."""
+def make_cases(
+    quick: bool, faces: np.ndarray | None, seed: int = 0, device: str = "cpu"
+) -> list[Case]:
+    """The single-matrix cases (full or ``quick`` sizes); dnmf fits them on ``device``."""
     from perf.dnmf_scaling import make_matrix
 
     cases = []
@@ -95,8 +98,13 @@ def make_cases(quick: bool, faces: np.ndarray | None, seed: int = 0) -> list[Cas
     S = sp.random(m, n, density=0.05, format="csr", dtype=np.float32, random_state=seed)
     cases.append(Case("sparse", f"95 % zeros, {m}×{n}, scipy CSR", S, None, r))
     for c in cases:
-        c.X = _as_given(c.V)
+        c.X, c.device = _as_given(c.V), device
     return cases
+
+
+def _dnmf(solver: str) -> Callable[[Case, tr.Recorder], tr.Trace]:
+    """A one-layer dnmf fit of a case on its device (``V`` goes there inside the timed call)."""
+    return lambda c, rec: tr.dnmf_fit(c.V, [c.rank], rec, solver, device=c.device)
 
 
 SINGLE_METHODS: dict[str, Callable[[Case, tr.Recorder], tr.Trace]] = {
@@ -104,12 +112,12 @@ SINGLE_METHODS: dict[str, Callable[[Case, tr.Recorder], tr.Trace]] = {
     "sklearn NMF(solver='mu')": lambda c, rec: tr.sklearn_nmf(c.X, c.rank, rec, "mu"),
     "sklearn MiniBatchNMF()": lambda c, rec: tr.sklearn_minibatch(c.X, c.rank, rec),
     "torchnmf": lambda c, rec: tr.torchnmf_fit(c.X, c.rank, rec),
-    "dnmf mu": lambda c, rec: tr.dnmf_fit(c.V, [c.rank], rec, "mu"),
-    "dnmf mu-acc": lambda c, rec: tr.dnmf_fit(c.V, [c.rank], rec, "mu-acc"),
-    "dnmf hals": lambda c, rec: tr.dnmf_fit(c.V, [c.rank], rec, "hals"),
-    "dnmf hals-acc": lambda c, rec: tr.dnmf_fit(c.V, [c.rank], rec, "hals-acc"),
-    "dnmf hals-acc-e": lambda c, rec: tr.dnmf_fit(c.V, [c.rank], rec, "hals-acc-e"),
-    "dnmf default": lambda c, rec: tr.dnmf_fit(c.V, [c.rank], rec, "auto"),
+    "dnmf mu": _dnmf("mu"),
+    "dnmf mu-acc": _dnmf("mu-acc"),
+    "dnmf hals": _dnmf("hals"),
+    "dnmf hals-acc": _dnmf("hals-acc"),
+    "dnmf hals-acc-e": _dnmf("hals-acc-e"),
+    "dnmf default": _dnmf("auto"),
 }
 DEEP_SOLVERS = ("mu", "mu-acc", "hals", "hals-acc", "hals-acc-e", "auto")
 BATCHED_SOLVERS = ("mu", "hals", "hals-acc", "auto")
@@ -237,8 +245,11 @@ def _key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
 
-def deep_target(V: np.ndarray, ranks: list[int], iters: int, pretrain: int, cache: dict) -> dict:
-    """Loss of dnmf's multiplicative updates after ``iters`` joint iterations (cached)."""
+def deep_target(
+    V: np.ndarray, ranks: list[int], iters: int, pretrain: int, cache: dict, device: str = "cpu"
+) -> dict:
+    """Loss of dnmf's multiplicative updates after ``iters`` joint iterations (cached; the
+    key leaves the device out: the same updates give the same loss up to rounding)."""
     import dnmf
 
     key = _key("deep", ranks, iters, pretrain, V.shape, float(V.sum(dtype=np.float64)))
@@ -247,7 +258,14 @@ def deep_target(V: np.ndarray, ranks: list[int], iters: int, pretrain: int, cach
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = dnmf.factorize(
-                V, ranks, solver="mu", pretrain=pretrain, max_iter=iters, tol=0, seed=0
+                V,
+                ranks,
+                solver="mu",
+                pretrain=pretrain,
+                max_iter=iters,
+                tol=0,
+                seed=0,
+                device=device,
             )
         cache[key] = {
             "ranks": ranks,
@@ -260,15 +278,19 @@ def deep_target(V: np.ndarray, ranks: list[int], iters: int, pretrain: int, cach
     return cache[key]
 
 
-def run_deep(V, ranks, rounds, iters, pretrain, cache, log, cap_factor: float = 1.5) -> dict:
+def run_deep(
+    V, ranks, rounds, iters, pretrain, cache, log, cap_factor: float = 1.5, device: str = "cpu"
+) -> dict:
     log = log or (lambda s: None)
-    tgt = deep_target(V, ranks, iters, pretrain, cache)
+    tgt = deep_target(V, ranks, iters, pretrain, cache, device)
     target = tgt["target"]
     cap = cap_factor * tgt["seconds"] + 2.0
     log(f"deep {ranks}: target {target:.6e} (MU, {iters} iterations, {tgt['seconds']:.1f} s)")
     names = [_row_name(s) for s in DEEP_SOLVERS]
     fns = [
-        lambda s=s: tr.dnmf_fit(V, ranks, tr.Recorder(target, cap), s, pretrain=pretrain)
+        lambda s=s: tr.dnmf_fit(
+            V, ranks, tr.Recorder(target, cap), s, pretrain=pretrain, device=device
+        )
         for s in DEEP_SOLVERS
     ]
     out = [summarize(n, r, target) for n, r in zip(names, interleaved(fns, rounds))]
@@ -284,7 +306,7 @@ def run_deep(V, ranks, rounds, iters, pretrain, cache, log, cap_factor: float = 
     }
 
 
-def run_batched(B, m, n, r, rounds, cap_factor, seed, log) -> dict:
+def run_batched(B, m, n, r, rounds, cap_factor, seed, log, device: str = "cpu") -> dict:
     """Every matrix's own scikit-learn target; a loop of scikit-learn calls against one
     batched dnmf call."""
     log = log or (lambda s: None)
@@ -309,9 +331,13 @@ def run_batched(B, m, n, r, rounds, cap_factor, seed, log) -> dict:
     cap = max(cap_factor * loop_s, 2.0)
     log(f"batched {B} x {m}x{n} rank {r}: scikit-learn loop {loop_s:.2f} s")
     fns: list[Callable[[], Any]] = [loop] + [
-        lambda s=s: tr.dnmf_fit(V, r, tr.Recorder(target, cap), s) for s in BATCHED_SOLVERS
+        lambda s=s: tr.dnmf_fit(V, r, tr.Recorder(target, cap), s, device=device)
+        for s in BATCHED_SOLVERS
     ]
-    fns += [lambda s=s: _from_sklearn_start(V, Xs, r, target, cap, s) for s in FROM_SKLEARN_START]
+    fns += [
+        lambda s=s: _from_sklearn_start(V, Xs, r, target, cap, s, device)
+        for s in FROM_SKLEARN_START
+    ]
     runs = interleaved(fns, rounds)
     loop_times = [w for w, _ in runs[0]]
     out: dict[str, Any] = {
@@ -365,7 +391,7 @@ def _other_seed_control(Xs, fits, target) -> dict[str, Any]:
 SKLEARN_START = "scikit-learn's starting factors"
 
 
-def _from_sklearn_start(V, Xs, r, target, cap, solver: str) -> tr.Trace:
+def _from_sklearn_start(V, Xs, r, target, cap, solver: str, device: str = "cpu") -> tr.Trace:
     """One batched call of ``solver`` from the factors scikit-learn's ``NMF()`` starts each
     matrix from (its randomized-SVD NNDSVDa), their computation timed as part of the fit: it
     separates the solver's speed from where the start leads (the default's exact-SVD start
@@ -377,7 +403,7 @@ def _from_sklearn_start(V, Xs, r, target, cap, solver: str) -> tr.Trace:
     W0 = np.stack([w for w, _ in starts]).astype(V.dtype)
     H0 = np.stack([h for _, h in starts]).astype(V.dtype)
     rec = tr.Recorder(target, cap, offset_s=time.perf_counter() - t0)
-    return tr.dnmf_fit(V, r, rec, solver, init="custom", Ws=[W0], H=H0)
+    return tr.dnmf_fit(V, r, rec, solver, init="custom", Ws=[W0], H=H0, device=device)
 
 
 def _fmt(x: float | None, spec: str = ".2f") -> str:
@@ -395,12 +421,16 @@ def run_time_to_target(
     targets: Path | None = None,
     only: list[str] | None = None,
     seed: int = 0,
+    device: str = "cpu",
     log: Callable[[str], None] | None = print,
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run the cases (``only``: a subset of their names) and return the JSON-ready dict;
-    ``progress(partial)`` gets the results so far after every case."""
+    ``progress(partial)`` gets the results so far after every case. dnmf fits on
+    ``device``; scikit-learn and torchnmf run on the host CPU with ``threads`` threads."""
     from threadpoolctl import threadpool_limits
+
+    dev = check_device(device)
 
     log = log or (lambda s: None)
     torch.set_num_threads(threads)
@@ -425,8 +455,9 @@ def run_time_to_target(
             "batch": list(batch),
             "seed": seed,
             "levels": list(LEVELS),
+            "device": str(dev),
         },
-        "environment": _environment(threads, torch.device("cpu")),
+        "environment": _environment(threads, dev),
         "not_installed": [m for m in SINGLE_METHODS if m not in installed_methods()],
         "cases": results,
     }
@@ -437,20 +468,20 @@ def run_time_to_target(
             progress(out)
 
     with threadpool_limits(limits=threads):
-        _warm_up()
+        _warm_up(str(dev))
         faces = _faces(faces_dir) if any(want(c) for c in FACE_CASES) else None
-        for case in make_cases(quick, faces, seed):
+        for case in make_cases(quick, faces, seed, str(dev)):
             if want(case.name):
                 results[case.name] = run_single(case, rounds, cap_factor, installed_methods(), log)
                 done()
         for name, ranks in (DEEP_QUICK if quick else DEEP_FULL).items():
             if want(name) and faces is not None:
                 results[name] = run_deep(
-                    faces, ranks, rounds, deep_iters, pretrain, cache, log, cap_factor
+                    faces, ranks, rounds, deep_iters, pretrain, cache, log, cap_factor, str(dev)
                 )
                 done()
         if want("batched"):
-            results["batched"] = run_batched(*batch, rounds, cap_factor, seed, log)
+            results["batched"] = run_batched(*batch, rounds, cap_factor, seed, log, str(dev))
     if targets is not None and cache:
         from benchmarks.io_utils import write_json
 
@@ -464,11 +495,25 @@ DEEP_FULL = {"deep-k2": [64, 32], "deep-k3": [64, 32, 16]}
 DEEP_QUICK = {"deep-k2": [16, 8], "deep-k3": [16, 8, 4]}
 
 
-def _warm_up() -> None:
-    """Import every library and run each kind of fit once on a tiny matrix (first-call costs
-    stay out of the timed rounds)."""
+def check_device(device: str) -> torch.device:
+    """``device`` as a torch device, or a ValueError that names it when this machine has no
+    such device."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"device {device!r} is not a torch device ({e})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: no CUDA device is available here")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: only 'cpu' and CUDA devices are benchmarked")
+    return dev
+
+
+def _warm_up(device: str = "cpu") -> None:
+    """Import every library and run each kind of fit once on a tiny matrix (first-call costs,
+    a GPU's context and kernels included, stay out of the timed rounds)."""
     rng = np.random.default_rng(0)
-    c = Case("warm-up", "", rng.random((40, 30)).astype(np.float32), None, 3)
+    c = Case("warm-up", "", rng.random((40, 30)).astype(np.float32), None, 3, device)
     c.X = _as_given(c.V)
     for m in installed_methods():
         SINGLE_METHODS[m](c, tr.Recorder(0.0, 0.05))
@@ -477,6 +522,15 @@ def _warm_up() -> None:
 def to_markdown(out: dict[str, Any]) -> str:
     """One table per case: seconds to the target and to 1.001× it, iterations, final loss."""
     lines: list[str] = []
+    device = out.get("config", {}).get("device", "cpu")
+    if device != "cpu":
+        gpu = out["environment"].get("gpu", device)
+        threads = out["config"]["threads"]
+        lines += [
+            f"dnmf on `{device}` ({gpu}); scikit-learn, MiniBatchNMF and torchnmf on the "
+            f"host CPU with {threads} threads.",
+            "",
+        ]
     if out.get("not_installed"):
         missing = ", ".join(out["not_installed"])
         lines += [f"Not installed here, so not timed: {missing} (`pip install -e '.[bench]'`).", ""]
@@ -590,12 +644,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--targets", type=Path, default=None, help="cache of the deep targets (JSON)")
     p.add_argument("--only", nargs="+", default=None, metavar="CASE", help="run only these cases")
     p.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device for dnmf's fits, e.g. cuda (default cpu); scikit-learn and "
+        "torchnmf run on the host CPU with --threads threads",
+    )
+    p.add_argument(
         "--out", type=Path, required=True, help="folder for result.json, result.md, loss.png"
     )
     a = p.parse_args(argv)
     rounds = a.rounds if a.rounds is not None else (1 if a.quick else 2)
     if rounds < 1 or a.threads < 1 or a.cap <= 0:
         p.error("--rounds and --threads must be >= 1 and --cap > 0")
+    try:
+        check_device(a.device)
+    except ValueError as e:
+        p.error(f"--device: {e}")
     from benchmarks.io_utils import write_json, write_text
 
     a.out.mkdir(parents=True, exist_ok=True)
@@ -612,6 +676,7 @@ def main(argv: list[str] | None = None) -> int:
         faces_dir=a.faces_dir,
         targets=a.targets,
         only=a.only,
+        device=a.device,
         log=lambda s: print(s, file=sys.stderr, flush=True),
     )
     write_json(a.out / "result.json", out)

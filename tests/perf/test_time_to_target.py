@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 from perf import _traces as tr
 from perf import time_to_target as ttt
@@ -100,6 +101,40 @@ def test_single_case_table_and_ratios(case):
     assert "| dnmf default |" in md and "seconds to target" in md
 
 
+def test_dnmf_rows_fit_on_the_requested_device(case, device, monkeypatch):
+    """dnmf's rows fit on ``device`` (``V`` moves there inside the timed call); scikit-learn's
+    stays on the host; the table says where each ran."""
+    import dnmf
+
+    seen = []
+    factorize = dnmf.factorize
+
+    def spy(*args, **kw):
+        seen.append(kw.get("device"))
+        return factorize(*args, **kw)
+
+    monkeypatch.setattr(dnmf, "factorize", spy)
+    case.device = str(device)
+    out = ttt.run_single(case, 1, 1000.0, ["sklearn NMF()", "dnmf default"], log=None)
+    assert seen == [str(device)]
+    assert out["methods"][1]["final_over_target"] <= 1.0
+    config = {"device": str(device), "threads": 2}
+    env = {"gpu": "a GPU"} if device.type == "cuda" else {}
+    md = ttt.to_markdown({"config": config, "environment": env, "cases": {"tiny": out}})
+    assert ("host CPU with 2 threads" in md) == (device.type == "cuda")
+
+
+def test_check_device_names_what_is_missing():
+    assert ttt.check_device("cpu").type == "cpu"
+    with pytest.raises(ValueError, match="'nonsense' is not a torch device"):
+        ttt.check_device("nonsense")
+    with pytest.raises(ValueError, match="only 'cpu' and CUDA"):
+        ttt.check_device("meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="'cuda': no CUDA device is available here"):
+            ttt.check_device("cuda")
+
+
 def test_deep_target_is_cached(case):
     cache: dict = {}
     a = ttt.deep_target(case.V, [4, 2], 30, 5, cache)
@@ -151,3 +186,12 @@ def test_command_writes_json_markdown_and_png(tmp_path):
         timeout=120,
     )
     assert bad.returncode == 2 and "--rounds" in bad.stderr
+    wrong = subprocess.run(
+        [sys.executable, "-m", "perf.time_to_target", "--device", "nonsense"]
+        + ["--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert wrong.returncode == 2 and "--device: device 'nonsense'" in wrong.stderr
