@@ -103,32 +103,34 @@ def _hals_rows_torch(
     X: torch.Tensor, G: torch.Tensor, C: torch.Tensor, inv: torch.Tensor, l1: float, l2: float
 ) -> None:
     """`hals_rows` as torch calls: a loop over rows for one matrix (any device), over rows
-    vectorized across the matrices for a batch.
+    vectorized across the matrices for a batch. Each row is the exact minimizer written
+    without ``X_t`` itself,
 
-    The curvature is folded into the operands once per pass, ``A = diag(inv)·(G + l2·I)``
-    with a zero diagonal and ``b = diag(inv)·(C − l1)``, so that a row is two calls,
+        X_t ← max(0, inv_t·(C_t − l1 − A_t X)),   A = G + l2·I with a zero diagonal.
 
-        X_t ← max(0, b_t − A_t X),
-
-    the exact minimizer written without ``X_t`` itself (``A_tt = 0``); a row with
-    ``inv_t = 0`` (no curvature, or a frozen matrix) has ``A_t = −e_t``, ``b_t = 0`` and stays
-    as it is. Each call costs tens of µs here whatever its size (a batch's row is small), so
-    the calls, not the flops, set the pass's time."""
+    A batch folds ``inv`` into the operands once per pass (``b = inv·(C − l1)``, ``A`` scaled
+    by ``inv``), so that a row is two calls, ``max(0, b_t − A_t X)``: each call costs tens of
+    µs whatever its size (a batch's rows are small), so the calls set the pass's time. A
+    frozen matrix (``inv_t = 0``) then has ``A_t = −e_t``, ``b_t = 0`` and keeps its row. One
+    matrix (a GPU's, maybe large) scales row by row instead and allocates no factor-sized
+    ``b``; it skips rows without curvature."""
     r = X.shape[-2]
-    eye = torch.eye(r, dtype=X.dtype, device=X.device)
-    scale = inv.to(X.dtype).unsqueeze(-1)
-    A = (G + l2 * eye if l2 else G) * scale
-    A.diagonal(dim1=-2, dim2=-1).copy_((inv == 0).to(X.dtype).neg())  # 0, or −1 if frozen
-    b = (C - l1 if l1 else C) * scale
+    A = G + l2 * torch.eye(r, dtype=X.dtype, device=X.device) if l2 else G.clone()
+    A.diagonal(dim1=-2, dim2=-1).zero_()
     out = torch.empty_like(X[..., :1, :])
     if X.ndim == 2:
-        XT = X.T
+        XT, row = X.T, out[0]
         for t, it in enumerate(inv.tolist()):
             if it == 0.0:
                 continue
-            torch.addmv(b[t], XT, A[t], alpha=-1, out=out[0])
-            torch.clamp_min(out[0], 0.0, out=X[t])
+            torch.addmv(C[t], XT, A[t], alpha=-1, out=row)
+            if l1:
+                row.sub_(l1)
+            torch.clamp_min(row.mul_(it), 0.0, out=X[t])
         return
+    scale = inv.to(X.dtype).unsqueeze(-1)
+    A.mul_(scale).diagonal(dim1=-2, dim2=-1).copy_((inv == 0).to(X.dtype).neg())
+    b = (C - l1 if l1 else C) * scale
     # the rows as views, made in one call each (slicing them one by one costs more)
     for bt, At, Xt in zip(b.split(1, dim=-2), A.split(1, dim=-2), X.split(1, dim=-2)):
         torch.baddbmm(bt, At, X, alpha=-1, out=out)
