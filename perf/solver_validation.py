@@ -5,10 +5,15 @@ for each dnmf solver named on the command line, in interleaved rounds. The matri
 the benchmark's cases (other face ranks, other sizes and seeds), so a default chosen here is
 not tuned on the numbers the benchmark reports. ``--deep``: two- and three-layer models
 instead, against the loss of 2000 joint multiplicative-update iterations (100 pretraining
-iterations per layer, every solver), × the time those updates took.
+iterations per layer, every solver), × the time those updates took. ``--batched``: batches of
+small random matrices against a loop of scikit-learn's ``NMF()`` over them, each matrix with its
+own target; since a batch's start leaves some matrices in other local minima than
+scikit-learn's, the table gives how many matrices are at their target, and the mean loss over
+the target, after half and all of the loop's time.
 
     python -m perf.solver_validation --solvers hals-acc hals-acc-e --out DIR
     python -m perf.solver_validation --deep --solvers hals hals-acc hals-acc-e --out DIR
+    python -m perf.solver_validation --batched --solvers hals hals-acc-e --out DIR
 """
 
 from __future__ import annotations
@@ -55,6 +60,69 @@ def deep_cases(faces: np.ndarray) -> dict[str, tuple[Any, list[int]]]:
     }
 
 
+def batched_cases() -> dict[str, tuple[np.ndarray, int]]:
+    """The batched validation sets: name -> (V of shape (batch, m, n), rank); other seeds and
+    shapes than the benchmark's batch."""
+    from perf.nmf_speed import make_problem
+
+    return {
+        "256 × 64×96 r8": (make_problem(64, 96, 8, np.float32, 123, batch=256)[0], 8),
+        "128 × 48×80 r6": (make_problem(48, 80, 6, np.float32, 321, batch=128)[0], 6),
+    }
+
+
+#: The batched table's checkpoints, × the scikit-learn loop's time.
+BATCH_AT = (0.5, 1.0)
+
+
+def _sklearn_loop(V: np.ndarray, r: int) -> tuple[float, np.ndarray]:
+    """(seconds, per-matrix losses) of a loop of scikit-learn's ``NMF(r)`` over a batch."""
+    from sklearn.decomposition import NMF
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        fits = []
+        for X in V:
+            est = NMF(n_components=r, random_state=0)
+            fits.append((est.fit_transform(X), est.components_))
+        seconds = time.perf_counter() - t0
+    return seconds, np.array([tr.exact_loss(X, W, H) for X, (W, H) in zip(V, fits)])
+
+
+def batch_state(trace: tr.Trace, target: np.ndarray, seconds: float) -> dict[str, float] | None:
+    """Share of the matrices at their target and mean loss over the target at the last
+    recorded iteration within ``seconds``; None before the first."""
+    last = None
+    for s, loss in zip(trace.seconds, trace.losses):
+        if s > seconds:
+            break
+        last = np.asarray(loss, dtype=np.float64)
+    if last is None:
+        return None
+    ratio = last / target
+    return {"reached": float(np.mean(ratio <= 1.0)), "mean_ratio": float(np.mean(ratio))}
+
+
+def run_batched(solvers: list[str], rounds: int, log=print) -> dict[str, Any]:
+    """Every solver on each validation batch, stopped at the loop's time; its state at the
+    `BATCH_AT` checkpoints, per round."""
+    out: dict[str, Any] = {}
+    for name, (V, r) in batched_cases().items():
+        _, target = _sklearn_loop(V, r)
+        loop: list[float] = []
+        states: dict[str, list[list[dict[str, float] | None]]] = {s: [] for s in solvers}
+        for _ in range(rounds):
+            loop.append(_sklearn_loop(V, r)[0])
+            for s in solvers:
+                trace = tr.dnmf_fit(V, r, tr.Recorder(target, max(BATCH_AT) * loop[-1]), s)
+                states[s].append([batch_state(trace, target, f * loop[-1]) for f in BATCH_AT])
+        out[name] = {"reference_seconds": loop, "states": states}
+        for s in solvers:
+            log(f"{name:<18} {s:<12} {states[s]}")
+    return out
+
+
 #: The deep reference: joint multiplicative-update iterations, pretraining per layer.
 DEEP_MU_ITERS, DEEP_PRETRAIN = 2000, 100
 
@@ -86,20 +154,31 @@ def _sklearn(V: Any, r: int) -> tuple[float, float]:
 
 
 def run(
-    solvers: list[str], rounds: int, threads: int, deep: bool = False, log=print
+    solvers: list[str],
+    rounds: int,
+    threads: int,
+    deep: bool = False,
+    log=print,
+    batched: bool = False,
 ) -> dict[str, Any]:
     from threadpoolctl import threadpool_limits
 
     from perf.time_to_target import _faces
 
     torch.set_num_threads(threads)
+    reference = "dnmf mu, 2000 joint iterations" if deep else "scikit-learn NMF()"
     out: dict[str, Any] = {
         "solvers": solvers,
         "rounds": rounds,
         "threads": threads,
-        "reference": "dnmf mu, 2000 joint iterations" if deep else "scikit-learn NMF()",
+        "reference": "a loop of scikit-learn NMF()" if batched else reference,
         "cases": {},
     }
+    if batched:
+        with threadpool_limits(limits=threads):
+            out["batched_at"] = list(BATCH_AT)
+            out["cases"] = run_batched(solvers, rounds, log)
+        return out
     faces = _faces(None)
     matrices: dict[str, tuple[Any, Any]] = dict(deep_cases(faces) if deep else cases(faces))
     with threadpool_limits(limits=threads):
@@ -127,7 +206,37 @@ def run(
     return out
 
 
+def batched_markdown(out: dict[str, Any]) -> str:
+    """One row per batch and solver: matrices at their target and mean loss over the target at
+    each checkpoint, first round (the other rounds' shares in brackets)."""
+    at = out["batched_at"]
+    head = "| batch | scikit-learn loop (s) | solver | " + " | ".join(
+        f"at {f:g}× the loop's time: at target, mean loss / target" for f in at
+    )
+    lines = [head + " |", "|" + "---|" * (3 + len(at))]
+    for name, c in out["cases"].items():
+        loop = statistics.median(c["reference_seconds"])
+        for s in out["solvers"]:
+            cells = []
+            for j in range(len(at)):
+                first = c["states"][s][0][j]
+                more = [r[j] for r in c["states"][s][1:]]
+                if first is None:
+                    cells.append("–")
+                    continue
+                other = ", ".join("–" if m is None else f"{100 * m['reached']:.1f} %" for m in more)
+                cells.append(
+                    f"{100 * first['reached']:.1f} %"
+                    + (f" ({other})" if other else "")
+                    + f", {first['mean_ratio']:.5f}"
+                )
+            lines.append(f"| {name} | {loop:.2f} | {s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def to_markdown(out: dict[str, Any]) -> str:
+    if "batched_at" in out:
+        return batched_markdown(out)
     who = "dnmf mu" if out.get("reference", "").startswith("dnmf") else "scikit-learn"
     head = f"| matrix | {who} (s) | " + " | ".join(out["solvers"]) + " |"
     lines = [head, "|" + "---|" * (2 + len(out["solvers"]))]
@@ -150,13 +259,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--deep", action="store_true", help="deep models against dnmf's MU")
+    p.add_argument(
+        "--batched", action="store_true", help="batches of small matrices against a loop"
+    )
     p.add_argument("--out", type=Path, required=True, help="folder for result.json, result.md")
     a = p.parse_args(argv)
     if a.rounds < 1 or a.threads < 1:
         p.error("--rounds and --threads must be >= 1")
+    if a.deep and a.batched:
+        p.error("--deep and --batched are separate validations: give one")
     from benchmarks.io_utils import write_json, write_text
 
-    out = run(a.solvers, a.rounds, a.threads, a.deep, log=lambda s: print(s, file=sys.stderr))
+    out = run(
+        a.solvers,
+        a.rounds,
+        a.threads,
+        a.deep,
+        log=lambda s: print(s, file=sys.stderr),
+        batched=a.batched,
+    )
     a.out.mkdir(parents=True, exist_ok=True)
     write_json(a.out / "result.json", out)
     write_text(a.out / "result.md", to_markdown(out) + "\n")
