@@ -156,6 +156,7 @@ def test_batched_case_reaches_every_matrix_target():
     ]
     for m in out["methods"]:  # a matrix may settle in a worse local minimum than scikit-learn's
         assert 0 < m["fraction_reached"] <= 1
+        assert 0 < m["mean_final_over_target"] <= m["final_over_target"]  # mean ≤ worst
         assert (m["seconds_to_1"] is None) == (m["fraction_reached"] < 1)
         assert (m["speedup_1"] is None) == (m["seconds_to_1"] is None)
     # from scikit-learn's own start HALS is its cd, so every matrix reaches its target
@@ -166,6 +167,7 @@ def test_batched_case_reaches_every_matrix_target():
     assert ctl["random_state"] == 1 and 0 <= ctl["fraction_reached"] <= 1
     assert ctl["fraction_reached"] <= ctl["fraction_within_1.001"]
     assert f"reaches {100 * ctl['fraction_reached']:.1f} % of these targets" in md
+    assert f"mean {ctl['mean_ratio']:.5f}×" in md and "| mean final / target |" in md
 
 
 def test_command_writes_json_markdown_and_png(tmp_path):
