@@ -105,7 +105,8 @@ class BlockSolver(MUSolverBase):
         self.G: torch.Tensor | None = None  # H Hᵀ of the current H (summed over shards)
         self.fixed: tuple | None = None  # (PᵀV, PᵀP) while no W changes
         self.W1t: torch.Tensor | None = None  # W1ᵀ, row-major, once W1 is updated (finish)
-        self.host_dense = V.ndim == 2 and V.device.type == "cpu" and V.layout == torch.strided
+        on_host = V.device.type == "cpu" and V.layout == torch.strided
+        self.host_dense = on_host and V.ndim == 2
         # The operands of the two products with V (see _wt_v); an H-only solve computes Pᵀ V
         # once and needs neither.
         self.Vs: torch.Tensor | None = None  # V as CSR when mostly zeros
@@ -116,9 +117,8 @@ class BlockSolver(MUSolverBase):
         # A CPU batch's H Vᵀ reads a row-major copy of every Vᵀ (bmm through the transposed
         # view is 1.2–1.7× slower, 8 × 2048 × 750 … 1024 × 32 × 32, two threads).
         self.batch_vt: torch.Tensor | None = None
-        if _batch_on_host(V) and any(update[: len(Ws)]):
-            if V.numel() * V.element_size() <= VT_COPY_MAX_BYTES:
-                self.batch_vt = _mT(V).contiguous()
+        if on_host and V.ndim >= 3 and any(update[: len(Ws)]) and _copy_fits(V):
+            self.batch_vt = _mT(V).contiguous()
         m, n_local = V.shape[-2], V.shape[-1]
         n = n_local
         if reduce is not None:  # ρ from every column: the same inner budgets on every shard
@@ -317,13 +317,14 @@ def _product_operands(
             return V.to_sparse_csr(), V.T.contiguous().to_sparse_csr()
     if V.T.is_contiguous():
         return None, V.T
-    if V.numel() * V.element_size() > VT_COPY_MAX_BYTES:
+    if not _copy_fits(V):
         return None, None
     return None, V.T.contiguous()
 
 
-def _batch_on_host(V: torch.Tensor) -> bool:
-    return V.ndim >= 3 and V.device.type == "cpu" and V.layout == torch.strided
+def _copy_fits(V: torch.Tensor) -> bool:
+    """Whether a transposed copy of ``V`` stays within `VT_COPY_MAX_BYTES`."""
+    return V.numel() * V.element_size() <= VT_COPY_MAX_BYTES
 
 
 def _gram_chain(Ws) -> torch.Tensor:

@@ -50,6 +50,23 @@ def exact_loss(V: Any, W: np.ndarray, H: np.ndarray) -> float:
     return 0.5 * total
 
 
+def sklearn_fits(Xs: Any, rank: int, random_state: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(W, H)`` of scikit-learn's default ``NMF(rank)`` on each matrix of ``Xs``, in a loop
+    (warnings silenced: most of these small fits end at ``max_iter``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = []
+        for X in Xs:
+            est = NMF(n_components=rank, random_state=random_state)
+            fits.append((est.fit_transform(X), est.components_))
+    return fits
+
+
+def exact_losses(Xs: Any, fits: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """`exact_loss` of each matrix's ``(W, H)``."""
+    return np.array([exact_loss(X, W, H) for X, (W, H) in zip(Xs, fits)])
+
+
 class Stop(Exception):
     """Raised from inside a wrapped update to end a fit at its target or time cap."""
 

@@ -77,17 +77,10 @@ BATCH_AT = (0.5, 1.0)
 
 def _sklearn_loop(V: np.ndarray, r: int) -> tuple[float, np.ndarray]:
     """(seconds, per-matrix losses) of a loop of scikit-learn's ``NMF(r)`` over a batch."""
-    from sklearn.decomposition import NMF
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t0 = time.perf_counter()
-        fits = []
-        for X in V:
-            est = NMF(n_components=r, random_state=0)
-            fits.append((est.fit_transform(X), est.components_))
-        seconds = time.perf_counter() - t0
-    return seconds, np.array([tr.exact_loss(X, W, H) for X, (W, H) in zip(V, fits)])
+    t0 = time.perf_counter()
+    fits = tr.sklearn_fits(V, r)
+    seconds = time.perf_counter() - t0
+    return seconds, tr.exact_losses(V, fits)
 
 
 def batch_state(trace: tr.Trace, target: np.ndarray, seconds: float) -> dict[str, float] | None:

@@ -310,24 +310,16 @@ def run_batched(B, m, n, r, rounds, cap_factor, seed, log, device: str = "cpu") 
     """Every matrix's own scikit-learn target; a loop of scikit-learn calls against one
     batched dnmf call."""
     log = log or (lambda s: None)
-    from sklearn.decomposition import NMF
-
     V, _, _ = make_problem(m, n, r, np.float32, seed + 7, batch=B)
     Xs = [np.ascontiguousarray(V[i]) for i in range(B)]
 
     def loop(random_state: int = 0):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fits = []
-            for X in Xs:
-                est = NMF(n_components=r, random_state=random_state)
-                fits.append((est.fit_transform(X), est.components_))
-        return fits
+        return tr.sklearn_fits(Xs, r, random_state)
 
     t0 = time.perf_counter()
     fits = loop()
     loop_s = time.perf_counter() - t0
-    target = np.array([tr.exact_loss(X, W, H) for X, (W, H) in zip(Xs, fits)])
+    target = tr.exact_losses(Xs, fits)
     cap = max(cap_factor * loop_s, 2.0)
     log(f"batched {B} x {m}x{n} rank {r}: scikit-learn loop {loop_s:.2f} s")
     fns: list[Callable[[], Any]] = [loop] + [
@@ -379,7 +371,7 @@ def _other_seed_control(Xs, fits, target) -> dict[str, Any]:
     """How many matrices scikit-learn's own ``NMF()`` brings to the targets (its answers with
     ``random_state=0``) when only its seed changes: what "every matrix's target" asks of a
     start that is not scikit-learn's."""
-    ratio = np.array([tr.exact_loss(X, W, H) for X, (W, H) in zip(Xs, fits)]) / target
+    ratio = tr.exact_losses(Xs, fits) / target
     return {
         "random_state": CONTROL_RANDOM_STATE,
         "fraction_reached": float(np.mean(ratio <= 1.0)),
