@@ -126,6 +126,9 @@ def test_cuda_fit_restore(tmp_path):
 
 def test_tta_option_restores_with_the_self_ensemble():
     m = ConvAEMethod(ctx())
+    # seeded: about 2 % of random inits give an output clamped flat, where the ensemble
+    # equals the plain restore and the test would fail by chance (seen in a full run)
+    torch.manual_seed(0)
     m.model = convae.build_model("convae", in_channels=3, base_channels=4).eval()
     y = pairset(3, seed=5).blurred
     plain = m.restore(y, blur=None)
