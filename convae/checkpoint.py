@@ -7,15 +7,26 @@ A checkpoint is a plain dict saved with ``torch.save`` and loaded with
 ``model_state``, ``optimizer_state`` / ``scaler_state`` (absent in inference-only files),
 ``config`` (the training config as a plain dict), ``epoch`` (epochs completed),
 ``best_val_loss``/``best_epoch``, ``history`` (one dict per epoch: losses, seconds,
-images/s), ``rng`` (torch CPU, CUDA, numpy, python and the shuffling generator) and ``meta``
-(caller's settings, e.g. the blur that made the training pairs).
+images/s), ``rng`` (torch CPU, CUDA, numpy, python and the shuffling generator), ``meta``
+(caller's settings, e.g. the blur that made the training pairs) and ``checksum``.
+
+``checksum`` is ``"sha256:<hex>"`` of everything else in the dict (`content_digest`: every
+tensor's dtype, shape and bytes and every other value, in the dict's order), verified on
+every read: the zip container torch writes checks nothing when read, so bytes damaged inside
+a tensor would otherwise load as altered weights or optimizer state.  Files of format
+version 1 (written before the checksum existed) still load, with an
+`UnverifiedCheckpointWarning`.
 
 Files are written to a temporary file in the same folder and renamed with ``os.replace``,
-so a crash never leaves a half-written checkpoint under the real name.
+so a crash never leaves a half-written checkpoint under the real name; a write that fails
+(a full disk) raises `CheckpointWriteError`, removes the temporary file and leaves the file
+already at the path unchanged.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import pickle
@@ -25,7 +36,7 @@ import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import numpy as np
 import torch
@@ -34,11 +45,31 @@ from torch import nn
 from convae.models import architecture_of, build_model, unwrap_model
 
 FORMAT = "convae-checkpoint"
-FORMAT_VERSION = 1
+#: 2 added ``checksum`` (required from 2 on); 1 is read with a warning that it is unverified.
+FORMAT_VERSION = 2
+CHECKSUM_KEY = "checksum"
+_CHECKSUM_PREFIX = "sha256:"
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be used: unreadable, or made for another model."""
+    """A checkpoint that cannot be used: unreadable, damaged, or made for another model."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (full disk, quota, I/O error).
+
+    ``errno`` and ``strerror`` are the cause's (``errno.ENOSPC`` for a full disk),
+    ``filename`` the checkpoint's path; the file already at that path, if any, is unchanged.
+    """
+
+    def __str__(self) -> str:
+        return (
+            f"cannot write checkpoint {self.filename}: {self.strerror} (nothing there was replaced)"
+        )
+
+
+class UnverifiedCheckpointWarning(UserWarning):
+    """The checkpoint predates checksums (format version 1): damage in it cannot be detected."""
 
 
 class MetaMismatchWarning(UserWarning):
@@ -60,16 +91,60 @@ def _new_temp(path: Path) -> tuple[int, str]:
     raise FileExistsError(f"could not create a temporary file beside {path}")
 
 
+class _WriteRecorder:
+    """The file object torch.save writes to, keeping the ``OSError`` of a failed write:
+    torch swallows it and raises a ``RuntimeError`` (``[enforce fail at
+    inline_container.cc]``) that has lost the errno and says nothing of a full disk."""
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return int(self._f.write(data))
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
+def _write_error(e: OSError, path: Path) -> CheckpointWriteError:
+    """``e`` (a failed write of ``path``'s temporary file) as a `CheckpointWriteError` naming
+    ``path`` with the OS's reason, lower-cased (``no space left on device``)."""
+    code = e.errno if e.errno is not None else errno.EIO
+    reason = os.strerror(code)
+    return CheckpointWriteError(code, reason[:1].lower() + reason[1:], str(path))
+
+
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save(obj)`` to a temporary file beside ``path``, fsync, then rename."""
+    """``torch.save(obj)`` to a temporary file beside ``path``, fsync, then rename.
+
+    A failed write (a full disk: ``errno.ENOSPC``) raises `CheckpointWriteError`, an
+    ``OSError`` with the cause's errno and ``filename=path``; the temporary file is removed and
+    whatever was at ``path`` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _new_temp(path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with os.fdopen(fd, "wb") as f:
+                sink = _WriteRecorder(f)
+                try:
+                    torch.save(obj, cast("IO[bytes]", sink))  # write and flush suffice
+                except RuntimeError as e:
+                    if sink.error is None:
+                        raise
+                    raise sink.error from e
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:  # writing, flushing or closing: the disk, not the caller
+            if e.errno is None or isinstance(e, CheckpointWriteError):
+                raise
+            raise _write_error(e, path) from e
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -78,6 +153,50 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
             pass
         raise
     return path
+
+
+def _feed(h: Any, obj: Any) -> None:
+    """Add ``obj`` to the hash ``h``: a type tag, a length where the size varies, the value.
+
+    Dicts go in their own order (which pickling keeps), tensors as dtype, shape and bytes.
+    """
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}:".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(obj, Mapping):
+        h.update(f"D{len(obj)}:".encode())
+        for k, v in obj.items():
+            _feed(h, k)
+            _feed(h, v)
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"L{len(obj)}:".encode())
+        for v in obj:
+            _feed(h, v)
+    elif isinstance(obj, str):
+        b = obj.encode("utf-8", "surrogatepass")
+        h.update(f"S{len(b)}:".encode() + b)
+    elif obj is None or isinstance(obj, bool):
+        h.update(f"{obj!r};".encode())
+    elif isinstance(obj, int):
+        h.update(f"I{obj};".encode())
+    elif isinstance(obj, float):
+        h.update(f"F{obj.hex()};".encode())  # exact, NaN and infinities included
+    else:  # nothing else is saved today; keep the hash defined for whatever is added
+        r = f"{type(obj).__qualname__}:{obj!r}".encode()
+        h.update(f"O{len(r)}:".encode() + r)
+
+
+def content_digest(ckpt: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a checkpoint dict's content, its ``checksum`` entry left out.
+
+    Computed from the values, not the file's bytes, so it is the same after a
+    ``torch.save``/``torch.load`` round trip.
+    """
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in ckpt.items() if k != CHECKSUM_KEY})
+    return h.hexdigest()
 
 
 def normalize_meta(meta: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -181,6 +300,7 @@ def save_checkpoint(
         ckpt["optimizer_state"] = optimizer.state_dict()
     if scaler is not None:
         ckpt["scaler_state"] = scaler.state_dict()
+    ckpt[CHECKSUM_KEY] = _CHECKSUM_PREFIX + content_digest(ckpt)
     return atomic_save(ckpt, path)
 
 
@@ -227,17 +347,47 @@ def read_checkpoint(
         ) from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a convae checkpoint (no '{FORMAT}' format tag)")
+    version = ckpt.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(
+            f"not a checkpoint: {path} (damaged: format_version {version!r} is not an int >= 1)"
+        )
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version "
+            f"{ckpt['format_version']}; this code reads up to {FORMAT_VERSION}"
+        )
+    verify_checksum(ckpt, path)
     missing = [k for k, t in _REQUIRED.items() if not isinstance(ckpt.get(k), t)]
     if missing:
         raise CheckpointError(
             f"not a checkpoint: {path} (damaged: {', '.join(missing)} missing or of the wrong type)"
         )
-    if ckpt.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint format version "
-            f"{ckpt['format_version']}; this code reads up to {FORMAT_VERSION}"
-        )
     return ckpt
+
+
+def verify_checksum(ckpt: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+    """Refuse (`CheckpointError`) a checkpoint whose content differs from its ``checksum``;
+    warn (`UnverifiedCheckpointWarning`) for a format-1 file, which has none."""
+    stored = ckpt.get(CHECKSUM_KEY)
+    if stored is None and ckpt.get("format_version") == 1:
+        warnings.warn(
+            f"checkpoint {path} predates checksums (format version 1): damage in it cannot be "
+            f"detected (checkpoints written from now on carry one)",
+            UnverifiedCheckpointWarning,
+            stacklevel=3,
+        )
+        return
+    if not (isinstance(stored, str) and stored.startswith(_CHECKSUM_PREFIX)):
+        why = "its checksum entry is missing or unreadable"
+    elif stored[len(_CHECKSUM_PREFIX) :] != content_digest(ckpt):
+        why = "its content differs from the SHA-256 written with it"
+    else:
+        return
+    raise CheckpointError(
+        f"checkpoint {path}: checksum mismatch: the file is damaged ({why}); "
+        f"use another copy or train again"
+    )
 
 
 #: Keys every checkpoint has, with their types (checked on read, so a damaged file fails here).

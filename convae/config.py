@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -27,6 +28,9 @@ TRAJECTORY_FIELDS = (
     "lr_schedule",
 )
 LR_SCHEDULES = ("constant", "cosine")
+#: largest TrainConfig.seed: torch generators take 64-bit seeds, and the DDP sampler seeds
+#: with ``seed + epoch``, which must stay in range
+MAX_SEED = 2**63 - 1
 
 
 @dataclass
@@ -51,30 +55,57 @@ class TrainConfig:
     deterministic: bool = False  # CUDA: cudnn.deterministic, no benchmark (global!)
 
     def validate(self) -> None:
-        """Raise ValueError naming the first bad field."""
+        """Raise ValueError naming the first bad field and what it must be.
+
+        Every number must be finite: ``nan`` fails every comparison, so a range check alone
+        would let ``ssim_weight=nan`` through (and train on plain MSE without a word).
+        """
 
         def bad(name: str, want: str) -> ValueError:
             return ValueError(f"TrainConfig.{name} must be {want}, got {getattr(self, name)!r}")
 
-        if not isinstance(self.epochs, int) or self.epochs < 0:
-            raise bad("epochs", "an int >= 0")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise bad("batch_size", "an int >= 1")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
-            raise bad("lr", "a positive float")
+        def integer(name: str, lo: int, hi: int | None = None, *, none: bool = False) -> None:
+            v = getattr(self, name)
+            if none and v is None:
+                return
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not lo <= int(v):
+                raise bad(name, ("None or " if none else "") + f"an int >= {lo}")
+            if hi is not None and int(v) > hi:
+                raise bad(name, f"an int in [{lo}, {hi}]")
+
+        def real(name: str, lo: float, *, open_lo: bool, none: bool = False) -> None:
+            v = getattr(self, name)
+            if none and v is None:
+                return
+            ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+            if not ok or not (v > lo if open_lo else v >= lo):
+                want = f"a finite number {'>' if open_lo else '>='} {lo:g}"
+                raise bad(name, ("None or " if none else "") + want)
+
+        def flag(name: str) -> None:
+            if not isinstance(getattr(self, name), bool):
+                raise bad(name, "True or False")
+
+        integer("epochs", 0)
+        integer("batch_size", 1)
+        real("lr", 0.0, open_lo=True)
         if self.lr_schedule not in LR_SCHEDULES:
             raise bad("lr_schedule", " or ".join(repr(x) for x in LR_SCHEDULES))
-        if self.ssim_weight < 0:
-            raise bad("ssim_weight", ">= 0")
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise bad("max_minutes", "None or > 0")
+        real("ssim_weight", 0.0, open_lo=False)
+        real("max_minutes", 0.0, open_lo=True, none=True)
+        integer("seed", 0, MAX_SEED)
+        if not isinstance(self.device, (str, torch.device)):
+            raise bad("device", "a device string such as 'cpu' or 'cuda:0'")
         if self.amp_dtype not in ("float16", "bfloat16"):
             raise bad("amp_dtype", "'float16' or 'bfloat16'")
-        if self.eval_batch_size is not None and self.eval_batch_size < 1:
-            raise bad("eval_batch_size", "None or an int >= 1")
-        if self.num_workers < 0:
-            raise bad("num_workers", "an int >= 0")
-        torch.device(self.device)  # raises on a malformed device string
+        integer("eval_batch_size", 1, none=True)
+        integer("num_workers", 0)
+        for name in ("amp", "compile", "keep_best", "drop_last", "deterministic"):
+            flag(name)
+        try:
+            torch.device(self.device)
+        except RuntimeError:
+            raise bad("device", "a device string such as 'cpu' or 'cuda:0'") from None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

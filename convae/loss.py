@@ -10,6 +10,8 @@ the match.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from pytorch_msssim import ssim as _pm_ssim
 from torch import nn
@@ -17,6 +19,15 @@ from torch import nn
 DEFAULT_SSIM_WEIGHT = 0.1
 DEFAULT_WIN_SIZE = 11
 DEFAULT_WIN_SIGMA = 1.5
+
+
+def _check_weight(ssim_weight: float) -> None:
+    # ``nan < 0`` is False: without the finiteness test a NaN weight passed and, failing the
+    # ``> 0`` test too, silently gave plain MSE
+    if isinstance(ssim_weight, bool) or not (
+        isinstance(ssim_weight, (int, float)) and math.isfinite(ssim_weight) and ssim_weight >= 0
+    ):
+        raise ValueError(f"ssim_weight must be a finite number >= 0, got {ssim_weight!r}")
 
 
 def _check_pair(x_hat: torch.Tensor, x: torch.Tensor, win_size: int) -> None:
@@ -48,6 +59,10 @@ def ssim(
     Differentiable; computed in float32 even under mixed precision.
     """
     _check_pair(x_hat, x, win_size)
+    if isinstance(win_sigma, bool) or not (
+        isinstance(win_sigma, (int, float)) and math.isfinite(win_sigma) and win_sigma > 0
+    ):
+        raise ValueError(f"win_sigma must be a finite number > 0, got {win_sigma!r}")
     return _pm_ssim(
         x_hat.float(),
         x.float(),
@@ -73,8 +88,7 @@ def mse_ssim_loss(
     """
     if reduction not in ("mean", "none"):
         raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
-    if ssim_weight < 0:
-        raise ValueError(f"ssim_weight must be >= 0, got {ssim_weight!r}")
+    _check_weight(ssim_weight)
     if x_hat.shape != x.shape:
         raise ValueError(f"prediction {tuple(x_hat.shape)} and target {tuple(x.shape)} differ")
     mse = (x_hat.float() - x.float()).pow(2).flatten(1).mean(1)
@@ -91,8 +105,7 @@ class MSESSIMLoss(nn.Module):
         self, ssim_weight: float = DEFAULT_SSIM_WEIGHT, win_size: int = DEFAULT_WIN_SIZE
     ) -> None:
         super().__init__()
-        if ssim_weight < 0:
-            raise ValueError(f"ssim_weight must be >= 0, got {ssim_weight!r}")
+        _check_weight(ssim_weight)
         self.ssim_weight = ssim_weight
         self.win_size = win_size
 

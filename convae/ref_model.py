@@ -53,7 +53,11 @@ class ConvAE(nn.Module):
         super().__init__()
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 (gray) or 3 (RGB), got {in_channels!r}")
-        if not isinstance(base_channels, int) or base_channels < 1:
+        if (
+            not isinstance(base_channels, int)
+            or isinstance(base_channels, bool)
+            or base_channels < 1
+        ):
             raise ValueError(f"base_channels must be a positive int, got {base_channels!r}")
         self.in_channels = in_channels
         self.init_kwargs = {"in_channels": in_channels, "base_channels": base_channels}

@@ -83,7 +83,9 @@ class NAFBlock(nn.Module):
 
 def _per_level(value: int | Sequence[int], depth: int, name: str) -> list[int]:
     vals = [value] * depth if isinstance(value, int) else list(value)
-    if len(vals) != depth or not all(isinstance(v, int) and v >= 0 for v in vals):
+    if len(vals) != depth or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in vals
+    ):
         raise ValueError(
             f"{name} must be an int >= 0 or {depth} such ints (one per level), got {value!r}"
         )
