@@ -22,6 +22,7 @@ from benchmarks.presets import Preset
 from benchmarks.report import summarize, to_markdown
 from benchmarks.run_dir import RunFolder
 from benchmarks.run_info import git_commit, peak_rss_mib, versions
+from benchmarks.run_tables import CHECKSUMS_KEY, TABLE, write_table
 
 if TYPE_CHECKING:
     from benchmarks.pipeline import Splits
@@ -173,9 +174,10 @@ def write_run(
     md = to_markdown(summary) + _training_mse_table({r.name: r.info for r in runs})
     write_text(out / "summary.md", header + md)
     atomic_write(out / "summary.csv", lambda p: summary.to_csv(p, index=False))
-    atomic_write(out / "per_image.csv", lambda p: per_image.to_csv(p, index=False))
+    sums = write_table(out, per_image)  # per_image.csv, and checksums of its exact bytes
     examples.write(out / "examples.png", per_image, plan.names)
     record = folder.relocate(_record(plan, splits, runs, out, data_seconds))
+    record[CHECKSUMS_KEY] = {TABLE: sums}  # `report` refuses a table changed after the run
     write_json(out / "run.json", record)  # paths into the staging folder name the run folder
     final = folder.commit()
     print(header + md, flush=True)
