@@ -1,18 +1,21 @@
 """``deblur-bench``: one ``cmd_<name>(args)`` function per subcommand (pyperf's habit).
 
 The flags of every subcommand are declared once, in `benchmarks.cli_args`; this module
-builds the parser from them, runs the chosen command and turns the user's mistakes into
-``error: ...`` lines.
+builds the parser from them, runs the chosen command and turns the user's mistakes, a full
+disk and a termination signal into one line each on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 
 from benchmarks import __version__, cli_args
-from benchmarks.errors import UserError
+from benchmarks.errors import Terminated, UserError, disk_error_message, is_disk_error
 from benchmarks.presets import PRESETS
 
 
@@ -142,6 +145,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Signals handled like Ctrl-C: the command's clean-up runs, then it exits with 128 + signum.
+TERMINATING = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While the command runs, SIGTERM and SIGHUP raise `Terminated` (a ``KeyboardInterrupt``)
+    as SIGINT does, so that the same clean-up runs: the staging folder and the lock of a run
+    are removed instead of being left for the next command.  A second such signal during the
+    clean-up is ignored; SIGKILL still stops everything.  Only the main thread can do this."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raised = False
+
+    def handler(signum: int, frame: object) -> None:
+        nonlocal raised
+        if not raised:
+            raised = True
+            raise Terminated(signum)
+
+    previous = {s: signal.signal(s, handler) for s in TERMINATING}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -149,13 +181,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with _terminate_as_interrupt():
+            return int(args.func(args) or 0)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except OSError as exc:
+        if not is_disk_error(exc):
+            raise
+        print(f"error: {disk_error_message(exc, getattr(args, 'out', None))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        name = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+        print(f"interrupted{name}", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

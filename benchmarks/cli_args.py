@@ -18,9 +18,10 @@ from benchmarks.cli_types import (
     jpeg_quality,
     nonneg_int,
     positive_int,
+    seed,
 )
 from benchmarks.presets import PRESETS
-from benchmarks.rank_search import DEFAULT_CANDIDATES, candidate, ranks_or_auto
+from benchmarks.rank_search import candidate, ranks_or_auto
 
 #: A parser or one of its argument groups (both take ``add_argument``).
 Parser = argparse._ActionsContainer
@@ -60,7 +61,9 @@ def add_data_args(p: Parser) -> None:
         type=nonneg_int,
         help="cap on images loaded (overrides the preset; 0 = all)",
     )
-    g.add_argument("--seed", type=nonneg_int, default=0, help="split / noise / training seed")
+    g.add_argument(
+        "--seed", type=seed, default=0, help="split / noise / training seed (0 to 2**32 - 1)"
+    )
     add_device_arg(g)
     g.add_argument("--threads", type=positive_int, help="torch CPU threads")
 
@@ -279,7 +282,12 @@ def factorize_flags(p: Parser) -> None:
         help="relative loss decrease to stop at (default 1e-5)",
     )
     p.add_argument("--init", default="nndsvda", choices=("nndsvda", "nndsvd", "nndsvdar", "random"))
-    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument(
+        "--seed",
+        type=seed,
+        default=0,
+        help="seed of the initialization and of --ranks auto's folds (0 to 2**32 - 1)",
+    )
     p.add_argument(
         "--max-images", type=positive_int, default=None, help="use at most this many images"
     )
@@ -296,25 +304,26 @@ def factorize_flags(p: Parser) -> None:
 
 def add_rank_search_args(p: Parser) -> None:
     """The options of ``factorize --ranks auto`` (`benchmarks.rank_search.SEARCH_OPTIONS`)."""
-    g = p.add_argument_group("rank search (--ranks auto)")
+    g = p.add_argument_group("rank search (--ranks auto; refused with fixed ranks)")
     g.add_argument(
         "--rank-candidates",
         type=candidate,
         nargs="+",
         default=None,
-        help="candidates of --ranks auto: R (one layer) or R1,R2,... (deep) "
-        f"(default {' '.join(DEFAULT_CANDIDATES)})",
+        help="candidates of --ranks auto: R (one layer) or R1,R2,... (deep) (default: "
+        "dnmf.select_ranks's one-layer grid, ranks up to 64 and at most half the smaller side "
+        "of the pixels x images matrix)",
     )
-    g.add_argument("--cv-folds", type=int, default=5, help="folds of --ranks auto (default 5)")
+    g.add_argument("--cv-folds", type=int, default=None, help="folds of --ranks auto (default 5)")
     g.add_argument(
         "--cv-holdout",
         type=float,
-        default=0.1,
+        default=None,
         help="share of entries each fold holds out (default 0.1)",
     )
     g.add_argument(
         "--cv-rule",
         choices=("min", "1se"),
-        default="min",
+        default=None,
         help="smallest held-out loss, or the simplest within one standard error (default min)",
     )

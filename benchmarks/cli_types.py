@@ -46,6 +46,21 @@ def nonneg_int(text: str) -> int:
     return value
 
 
+#: The largest seed: seeds go to numpy, to torch's generators and into derived seeds, and
+#: 2**32 - 1 is the range every one of them takes (numpy's legacy seeding stops there).
+MAX_SEED = 2**32 - 1
+
+
+def seed(text: str) -> int:
+    """A random seed, an integer from 0 to `MAX_SEED` (every ``--seed`` flag)."""
+    value = _int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer from 0 to {MAX_SEED} (2**32 - 1), got {text!r}"
+        )
+    return value
+
+
 def finite_nonneg_float(text: str) -> float:
     """A finite number >= 0 (noise level); refuses ``nan`` and ``inf``."""
     value = _float(text)

@@ -20,8 +20,8 @@ import numpy as np
 
 from benchmarks.errors import UserError
 from benchmarks.images import image_files, read_or_warn, suffixes_text
-from benchmarks.io_utils import write_json
-from benchmarks.rank_search import SEARCH_OPTIONS, parse_ranks_arg
+from benchmarks.io_utils import naming, write_json
+from benchmarks.rank_search import SEARCH_OPTIONS, check_search_flags, parse_ranks_arg
 from benchmarks.rank_search import search as search_ranks
 from benchmarks.rank_search import write_outputs as write_search_outputs
 from benchmarks.run_dir import MARKER, RunFolder
@@ -82,7 +82,8 @@ def _atoms_figure(
     ax.axis("off")
     fig.suptitle(title + (f" (first {r} of {W.shape[1]})" if W.shape[1] > r else ""), fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with naming(path):  # a full disk names the figure
+        fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -99,7 +100,8 @@ def _loss_figure(res: Any, path: Path) -> None:
     ax.set_title(f"dnmf.factorize, ranks {list(res.ranks)}, β = {res.beta:g}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with naming(path):
+        fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -128,7 +130,8 @@ def _reconstructions_figure(
         -0.1, 0.5, "W1…Wk H", transform=axes[1, 0].transAxes, ha="right", va="center", fontsize=8
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with naming(path):
+        fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -162,10 +165,14 @@ class JointProgress:
             self.bar.close()
 
 
-def _fit(V: np.ndarray, ranks: list[int], *, progress: bool, **kw: Any) -> tuple[Any, float]:
-    """``dnmf.factorize`` with the progress bar; its warnings printed as ``warning: ...``."""
+def _fit(
+    V: np.ndarray, ranks: list[int], *, progress: bool, quiet: bool = False, **kw: Any
+) -> tuple[Any, float]:
+    """``dnmf.factorize`` with the progress bar (none when ``quiet``); its warnings printed as
+    ``warning: ...``."""
     import dnmf
 
+    progress = progress and not quiet
     bar = JointProgress(kw["max_iter"], progress)
     if progress:
         print("dnmf.factorize: pretraining the layers ...", file=sys.stderr, flush=True)
@@ -184,7 +191,8 @@ def _fit(V: np.ndarray, ranks: list[int], *, progress: bool, **kw: Any) -> tuple
 
 def _write_figures(out: Path, res: Any, V: np.ndarray, shape: tuple[int, ...]) -> float:
     """Factors, atoms, loss curve and reconstructions into ``out``; returns the relative error."""
-    res.save(out / "factors.npz")
+    with naming(out / "factors.npz"):
+        res.save(out / "factors.npz")
     prefix = res.Ws[0]
     for l in range(len(res.Ws)):
         if l > 0:
@@ -213,12 +221,14 @@ def run_factorize(
     max_images: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    quiet: bool = False,
     search: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Load the faces, factorize, write every output into ``out``; returns the run summary.
 
     ``ranks=None`` (``--ranks auto``) chooses them first by `dnmf.select_ranks` with the
-    options in ``search`` (``benchmarks.rank_search``).
+    options in ``search`` (``benchmarks.rank_search``).  ``progress``: the progress bar of the
+    joint iterations; ``quiet``: no bar and no log lines at all (warnings still go to stderr).
 
     The run is written into a staging folder beside ``out`` and put in place at the end, so
     an error (or ``--overwrite`` of an earlier run) never leaves half a run behind.
@@ -239,9 +249,9 @@ def run_factorize(
         fit = {"beta": beta, "max_iter": max_iter, "tol": tol, "init": init, "seed": seed}
         sel = None
         if ranks is None:
-            sel = search_ranks(V, search or {}, fit, device)
+            sel = search_ranks(V, search or {}, fit, device, quiet=quiet)
             ranks = list(sel.best) if isinstance(sel.best, tuple) else [sel.best]
-        res, t_fit = _fit(V, ranks, progress=progress, device=device, **fit)
+        res, t_fit = _fit(V, ranks, progress=progress, quiet=quiet, device=device, **fit)
         rel = _write_figures(folder.path, res, V, shape)
         chosen = None if sel is None else write_search_outputs(folder.path, sel, res, shape)
         summary = {
@@ -275,12 +285,19 @@ def run_factorize(
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run ``deblur-bench factorize``; returns the exit code (2 for bad input)."""
+    """Run ``deblur-bench factorize``; returns the exit code (2 for bad input).
+
+    With ``--quiet`` only the one-line result is printed (and warnings and errors).
+    """
     out = args.out or Path("results") / time.strftime("factorize-%Y%m%d-%H%M%S")
+    quiet = getattr(args, "quiet", False)
+    search = {k: getattr(args, k) for k in SEARCH_OPTIONS}
     try:
+        ranks = parse_ranks_arg(args.ranks)
+        check_search_flags(ranks, search)
         summary = run_factorize(
             args.data_dir,
-            parse_ranks_arg(args.ranks),
+            ranks,
             out,
             beta=args.beta,
             device=args.device,
@@ -293,7 +310,8 @@ def main(args: argparse.Namespace) -> int:
             max_images=args.max_images,
             overwrite=args.overwrite,
             progress=not args.no_progress,
-            search={k: getattr(args, k) for k in SEARCH_OPTIONS},
+            quiet=quiet,
+            search=search,
         )
     except (FaceFolderError, FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -303,5 +321,6 @@ def main(args: argparse.Namespace) -> int:
         f"{summary['V_shape'][1]}; ranks {summary['ranks']}, {summary['n_iter']} iterations in "
         f"{summary['seconds']['factorize']:.1f} s; relative error {summary['relative_error']:.4f}"
     )
-    print(f"wrote {out}/: {', '.join(summary['outputs'])}")
+    if not quiet:
+        print(f"wrote {out}/: {', '.join(summary['outputs'])}")
     return 0

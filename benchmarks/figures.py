@@ -50,12 +50,19 @@ def examples_figure(
     return path
 
 
-def save_png(path: Path, img: torch.Tensor) -> Path:
-    """Write one (C, H, W) image in [0, 1] as an 8-bit PNG (atomically)."""
+def write_png(path: Path, img: torch.Tensor) -> None:
+    """Write one (C, H, W) image in [0, 1] as an 8-bit PNG at ``path`` itself (the writer of
+    `save_png` and of ``restore``'s batch of files)."""
     from PIL import Image
 
     a = np.round(to_hwc(img) * 255.0).astype(np.uint8)
-    return atomic_write(path, lambda p: Image.fromarray(a).save(p, format="PNG"))
+    Image.fromarray(a).save(path, format="PNG")
+
+
+def save_png(path: Path, img: torch.Tensor) -> Path:
+    """Write one (C, H, W) image in [0, 1] as an 8-bit PNG (atomically; a full disk raises
+    an ``OSError`` that names ``path``)."""
+    return atomic_write(path, lambda p: write_png(p, img))
 
 
 def _scaled(a: np.ndarray, normalise: str) -> np.ndarray:

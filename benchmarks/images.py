@@ -5,7 +5,10 @@ depth: 8-bit images as Pillow decodes them; 16-bit gray (Pillow modes ``I;16*``)
 65535; 32-bit integer images (mode ``I``) by their bit depth; float images (mode ``F``) as they
 are, clipped to [0, 1]; 16-bit colour PNGs and TIFFs, which Pillow would cut to 8 bits, decoded
 at full depth (`benchmarks.png16`, ``tifffile``).  The EXIF orientation is applied, so a
-phone photo taken upright is read upright.
+phone photo taken upright is read upright.  Transparent pixels are composited onto white (as
+a viewer shows the image on a white page), never read in the colour the transparency hides.
+An animation or a multi-page file gives its first frame, with a warning that names the file
+and its number of frames (`read_or_warn`).
 
 8-bit images stay 8-bit Pillow bands through crop and resize, so that their pixels are exactly
 what the face loader produced before this reader existed; deeper images are cropped and
@@ -26,6 +29,9 @@ from benchmarks.png16 import needs_png16, read_png16
 
 #: The image files a folder is searched for (lower-case suffixes).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".pgm")
+#: Formats whose extra frames are not more images of a sequence: an MPO JPEG's are previews
+#: (or a stereo pair), a PSD's are the layers of the composite that is read.
+_NOT_SEQUENCES = {"MPO", "PSD"}
 #: ITU-R 601-2 luma, the weights of Pillow's ``convert("L")``
 _LUMA = (0.299, 0.587, 0.114)
 _EIGHT_BIT_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK"}
@@ -62,9 +68,14 @@ def image_files(root: str | Path) -> list[Path]:
 
 @dataclass
 class Picture:
-    """One image as Pillow bands: ``L`` (8-bit, /255) or ``F`` (already on [0, 1])."""
+    """One image as Pillow bands: ``L`` (8-bit, /255) or ``F`` (already on [0, 1]).
+
+    ``frames``: how many frames the file held (an animation or a multi-page file holds more
+    than one; the bands are the first).
+    """
 
     bands: list[Image.Image]
+    frames: int = 1
 
     @property
     def size(self) -> tuple[int, int]:
@@ -118,6 +129,7 @@ def read_picture(path: str | Path, *, gray: bool = False) -> Picture:
         raise UnreadableImage(path, exc) from None
     with im:
         orientation = _orientation(im)
+        frames = _frames(im)
         try:
             deep = _deep_array(path, im)
             pic = _from_pillow(im, gray) if deep is None else Picture(_float_bands(deep, gray))
@@ -127,6 +139,7 @@ def read_picture(path: str | Path, *, gray: bool = False) -> Picture:
             raise UnreadableImage(path, exc) from None
     if orientation in _ORIENT:  # what ImageOps.exif_transpose does, band by band
         pic = Picture([b.transpose(_ORIENT[orientation]) for b in pic.bands])
+    pic.frames = frames
     return pic
 
 
@@ -137,14 +150,36 @@ def read_or_warn(
     category: type[Warning] = UserWarning,
     stacklevel: int = 3,
 ) -> Picture | None:
-    """`read_picture`, or None with a warning that names the file (folders skip it)."""
+    """`read_picture`, or None with a warning that names the file (folders skip it).
+
+    A file of several frames (an animated GIF, PNG or WebP, a multi-page TIFF) is read as its
+    first frame, with a warning that names the file and its number of frames.
+    """
     try:
-        return read_picture(path, gray=gray)
+        pic = read_picture(path, gray=gray)
     except UnreadableImage as exc:
         warnings.warn(
             f"skipping unreadable image {path}: {exc.reason}", category, stacklevel=stacklevel
         )
         return None
+    if pic.frames > 1:
+        warnings.warn(
+            f"{path} holds {pic.frames} frames (an animation or a multi-page file); "
+            f"only the first is used",
+            category,
+            stacklevel=stacklevel,
+        )
+    return pic
+
+
+def _frames(im: Image.Image) -> int:
+    """The number of frames of a sequence format (1 for the rest)."""
+    if im.format in _NOT_SEQUENCES:
+        return 1
+    try:
+        return max(1, int(getattr(im, "n_frames", 1)))
+    except Exception:  # a broken frame table: the first frame is what is read
+        return 1
 
 
 def _orientation(im: Image.Image) -> int:
@@ -197,9 +232,13 @@ def _to_unit(a: np.ndarray) -> np.ndarray:
 
 
 def _float_bands(a: np.ndarray, gray: bool) -> list[Image.Image]:
-    """``(H, W)`` or ``(H, W, C)`` samples -> 1 or 3 ``F`` bands (alpha dropped)."""
+    """``(H, W)`` or ``(H, W, C)`` samples -> 1 or 3 ``F`` bands (an alpha channel, the
+    second of two or the fourth of four, composited onto white)."""
     u = _to_unit(a)
-    if u.ndim == 3 and u.shape[2] in (1, 2):  # gray (+ alpha)
+    if u.ndim == 3 and u.shape[2] in (2, 4):  # gray or RGB + alpha: over white
+        alpha = u[..., -1:]
+        u = u[..., :-1] * alpha + (1.0 - alpha)
+    if u.ndim == 3 and u.shape[2] == 1:
         u = u[..., 0]
     elif u.ndim == 3 and u.shape[2] >= 3:
         u = u[..., :3]
@@ -214,7 +253,11 @@ def _float_bands(a: np.ndarray, gray: bool) -> list[Image.Image]:
 
 
 def _from_pillow(im: Image.Image, gray: bool) -> Picture:
-    """An 8-bit image as ``L`` bands, converted exactly as the face loader always did."""
+    """An 8-bit image as ``L`` bands, converted exactly as the face loader always did; one with
+    transparency (an alpha band, a transparent palette entry or colour) over white first."""
+    if im.has_transparency_data:
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, im.convert("RGBA")).convert("RGB")
     if gray:
         return Picture([im.convert("L")])
     return Picture(list(im.convert("RGB").split()))

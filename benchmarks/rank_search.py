@@ -1,8 +1,10 @@
 """``deblur-bench factorize --ranks auto``: choose the ranks by masked cross-validation first.
 
 The search is `dnmf.select_ranks` over ``--rank-candidates`` (``R`` for one layer,
-``R1,R2,…`` for a deep model), with the run's β, iterations, tolerance, initialization and
-seed. The run then factorizes with the chosen ranks as usual and adds ``rank_selection.csv``
+``R1,R2,…`` for a deep model; by default the library's own, `dnmf.select.default_candidates`,
+which fit the data), with the run's β, iterations, tolerance, initialization and seed.  The
+search's flags left out take the library's defaults too, and are refused with fixed ranks.
+The run then factorizes with the chosen ranks as usual and adds ``rank_selection.csv``
 (the table), ``rank_selection.png`` (held-out and training loss per entry against the
 candidate, next to the chosen model's atoms) and a ``rank_selection`` entry in ``run.json``.
 """
@@ -18,12 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.io_utils import atomic_write
+from benchmarks.errors import UserError
+from benchmarks.io_utils import atomic_write, naming
 
-#: The ``argparse`` destinations of the search's options.
-SEARCH_OPTIONS = ("rank_candidates", "cv_folds", "cv_holdout", "cv_rule")
-#: One-layer candidates of ``--ranks auto`` without ``--rank-candidates``.
-DEFAULT_CANDIDATES = ("8", "16", "32", "64", "96", "128")
+#: The ``argparse`` destinations of the search's options, and their parameters of
+#: `dnmf.select_ranks` (each flag defaults to None: the library's default applies).
+SEARCH_OPTIONS = {
+    "rank_candidates": "candidates",
+    "cv_folds": "folds",
+    "cv_holdout": "holdout",
+    "cv_rule": "rule",
+}
 
 
 def ranks_or_auto(text: str) -> int | str:
@@ -52,6 +59,22 @@ def candidate(text: str) -> int | tuple[int, ...]:
     return ranks[0] if len(ranks) == 1 else ranks
 
 
+def flag(dest: str) -> str:
+    """The command-line flag of an ``argparse`` destination (``cv_folds`` -> ``--cv-folds``)."""
+    return "--" + dest.replace("_", "-")
+
+
+def check_search_flags(ranks: list[int] | None, search: dict[str, Any]) -> None:
+    """Refuse the search's flags when the ranks are fixed: they would be ignored silently."""
+    given = [flag(k) for k in SEARCH_OPTIONS if search.get(k) is not None]
+    if ranks is not None and given:
+        shown = " ".join(map(str, ranks))
+        raise UserError(
+            f"{', '.join(given)} only apply to --ranks auto, and the ranks are fixed "
+            f"(--ranks {shown}); pass --ranks auto or drop {'them' if len(given) > 1 else 'it'}"
+        )
+
+
 def parse_ranks_arg(ranks: list[Any]) -> list[int] | None:
     """``--ranks``: the fixed ranks, or None for ``--ranks auto`` (alone)."""
     if "auto" in ranks:
@@ -61,27 +84,29 @@ def parse_ranks_arg(ranks: list[Any]) -> list[int] | None:
     return [int(r) for r in ranks]
 
 
-def search(V: np.ndarray, args: dict[str, Any], fit: dict[str, Any], device: Any) -> Any:
-    """Run the search; prints the table and the choice. ``fit`` holds the run's settings."""
-    import dnmf
+def search(
+    V: np.ndarray, args: dict[str, Any], fit: dict[str, Any], device: Any, *, quiet: bool = False
+) -> Any:
+    """Run the search; prints the table and the choice (not when ``quiet``).
 
-    cands = args.get("rank_candidates") or [candidate(c) for c in DEFAULT_CANDIDATES]
-    print(f"dnmf.select_ranks: {len(cands)} candidates x {args['cv_folds']} folds ...", flush=True)
+    ``args`` holds the search's flags by destination (None: the library's default), ``fit``
+    the run's settings.
+    """
+    import dnmf
+    from dnmf.select import default_candidates
+
+    options = {SEARCH_OPTIONS[k]: v for k, v in args.items() if v is not None}
+    if not quiet:
+        n = len(options.get("candidates") or default_candidates(V.shape))
+        print(f"dnmf.select_ranks: {n} candidates ...", flush=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", dnmf.ConvergenceWarning)
-        sel = dnmf.select_ranks(
-            V,
-            cands,
-            folds=args["cv_folds"],
-            holdout=args["cv_holdout"],
-            rule=args["cv_rule"],
-            device=device,
-            **fit,
-        )
+        sel = dnmf.select_ranks(V, **options, device=device, **fit)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    print(sel.table.to_string(index=False), flush=True)
-    print(f"chosen: {sel.best} ({sel.rule} rule, {sel.seconds:.1f} s)", flush=True)
+    if not quiet:
+        print(sel.table.to_string(index=False), flush=True)
+        print(f"chosen: {sel.best} ({sel.rule} rule, {sel.seconds:.1f} s)", flush=True)
     return sel
 
 
@@ -160,5 +185,6 @@ def _figure(sel: Any, res: Any, shape: tuple[int, ...], path: Path, n_atoms: int
         ha="center",
         fontsize=9,
     )
-    fig.savefig(path, dpi=100)
+    with naming(path):  # a full disk names the figure
+        fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -2,7 +2,10 @@
 
 Every input is read and checked before the first file is written, so a bad input (unreadable,
 too small for the kernel) stops the command with nothing half done; outputs never replace an
-input, and existing outputs only with ``--overwrite``.
+input, never go into (or under) an input folder, and replace existing outputs only with
+``--overwrite``.  The restored images are written under temporary names and renamed into place
+together at the end: a command that fails (a full disk) or is interrupted leaves ``--out`` as
+it was, with no empty folder made for it.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from tqdm import tqdm
 
 from benchmarks.blur import make_blur
 from benchmarks.errors import UserError
-from benchmarks.figures import save_png
+from benchmarks.figures import write_png
 from benchmarks.images import image_files, read_or_warn, read_picture, suffixes_text
+from benchmarks.io_utils import FileBatch
 from benchmarks.methods import MethodContext, check_options, get_method
 from benchmarks.presets import get_preset
+from benchmarks.run_dir import mixing_refusal
 from benchmarks.run_info import resolve_device
 
 
@@ -38,6 +43,18 @@ def collect_inputs(items: list[str]) -> list[Path]:
         else:
             raise FileNotFoundError(f"input not found: {p}")
     return files
+
+
+def check_out_folder(out: Path, items: list[str]) -> None:
+    """Refuse an ``--out`` that is an input folder or inside one: a later command reading that
+    folder (``run --data-dir``, ``restore``) would take the restorations for images (the rule
+    of `benchmarks.run_dir.refusal` for ``run``'s data folder)."""
+    target = out.expanduser().resolve()
+    for item in items:
+        if Path(item).is_dir():
+            why = mixing_refusal(target, item, f"input folder {item}", "input folder")
+            if why:
+                raise UserError(f"--out {out} refused: {why}")
 
 
 def output_paths(files: list[Path], out: Path, overwrite: bool) -> list[Path]:
@@ -102,6 +119,7 @@ def restore_files(args: argparse.Namespace) -> list[Path]:
     check_options(options, blur)
     files = collect_inputs(args.inputs)
     out = Path(args.out)
+    check_out_folder(out, args.inputs)
     targets = output_paths(files, out, args.overwrite)
     ctx = MethodContext(
         preset=get_preset("fast"),
@@ -119,12 +137,13 @@ def restore_files(args: argparse.Namespace) -> list[Path]:
                 raise UserError(f"method {args.method!r} has no parameter {attr!r}")
             setattr(method, attr, value)
     readable = check_inputs(files, gray=args.gray, blur=blur, sees_psf=cls.sees_psf)
-    written = []
-    for i in tqdm(readable, desc=f"restore {args.method}", disable=args.quiet):
-        x = torch.from_numpy(read_picture(files[i], gray=args.gray).array()[None])
-        with torch.no_grad():
-            x_hat = method.restore(x, blur)
-        written.append(save_png(targets[i], x_hat[0]))
+    with FileBatch() as batch:  # all the outputs appear at the end, or none
+        for i in tqdm(readable, desc=f"restore {args.method}", disable=args.quiet):
+            x = torch.from_numpy(read_picture(files[i], gray=args.gray).array()[None])
+            with torch.no_grad():
+                x_hat = method.restore(x, blur)
+            batch.write(targets[i], lambda p, img=x_hat[0]: write_png(p, img))
+        written = batch.commit()
     if not args.quiet:
         skipped = len(files) - len(readable)
         note = f" ({skipped} unreadable input(s) skipped, named above)" if skipped else ""

@@ -27,7 +27,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from benchmarks.errors import UserError
+from benchmarks.errors import UserError, is_disk_error
+from benchmarks.io_utils import missing_parents, remove_empty, write_json
 from benchmarks.run_lock import FolderLock
 
 MARKER = ".deblur-bench-run"
@@ -40,8 +41,6 @@ LEGACY_RECORDS = ("run.json", "train.json")
 # --------------------------------------------------------------------------- the marker
 def write_marker(folder: Path, kind: str, files: list[str] | None = None) -> None:
     """Write (or rewrite) the marker of a tool-made folder; ``files``: what the run wrote."""
-    from benchmarks.io_utils import write_json
-
     write_json(
         folder / MARKER,
         {
@@ -138,13 +137,26 @@ def refusal(target: Path, protect: Iterable[str | Path] = ()) -> str | None:
     if target in cwd.parents:
         return "it holds the current folder"
     for p in protect:
-        data = Path(p).resolve()
-        if target == data:
-            return "it is the data folder (--data-dir); outputs must not mix with the images"
-        if target in data.parents:
+        if target in Path(p).resolve().parents:
             return f"it holds the data folder {p}"
-        if data in target.parents:  # a later run would read this run's images as data
-            return f"it is inside the data folder {p}; outputs must not mix with the images"
+        why = mixing_refusal(target, p, "data folder (--data-dir)", "data folder")
+        if why:
+            return why
+    return None
+
+
+def mixing_refusal(target: Path, folder: str | Path, same: str, inside: str) -> str | None:
+    """Why outputs may not go to ``target`` (resolved): it is the image folder ``folder`` or
+    inside it, where a later command would read them as images.
+
+    ``same`` and ``inside`` name the folder in the two messages (``run``: the data folder,
+    ``restore``: an input folder).
+    """
+    images = Path(folder).resolve()
+    if target == images:
+        return f"it is the {same}; outputs must not mix with the images"
+    if images in target.parents:
+        return f"it is inside the {inside} {folder}; outputs must not mix with the images"
     return None
 
 
@@ -210,8 +222,8 @@ class RunFolder:
             raise UserError(f"--out {self.shown} refused: {why}")
         if self.target.exists() and not self.target.is_dir():
             raise FileExistsError(f"--out {self.shown} exists and is not a folder")
-        self._make_parents()
         try:
+            self._make_parents()
             self._lock.acquire()
             self._clean_stale()
             self.mode = self._decide()
@@ -223,9 +235,8 @@ class RunFolder:
         return self
 
     def _make_parents(self) -> None:
-        missing = [p for p in reversed(self.target.parents) if not p.exists()]
+        self._made_parents = missing_parents(self.target)  # deepest first, for removal
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        self._made_parents = list(reversed(missing))  # deepest first, for removal
 
     def _decide(self) -> str:
         t = self.target
@@ -258,7 +269,11 @@ class RunFolder:
         if path.exists():  # this pid's own leftover (pids are reused)
             shutil.rmtree(path)
         path.mkdir()
-        write_marker(path, self.kind)
+        try:
+            write_marker(path, self.kind)
+        except BaseException:  # a full disk: no staging folder is left behind
+            shutil.rmtree(path, ignore_errors=True)
+            raise
         return path
 
     def _prepare(self) -> None:
@@ -341,6 +356,8 @@ class RunFolder:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if isinstance(exc, OSError):
+            self._name_in_target(exc)
         try:
             if not self._committed:
                 self._discard(exc_type)
@@ -348,6 +365,14 @@ class RunFolder:
             self._lock.release()
         if not self._committed:
             self._remove_made_parents()
+
+    def _name_in_target(self, exc: OSError) -> None:
+        """Point a failed write's file name from the staging folder (gone after this) at the
+        run folder, and give a full disk's error without one the run folder's name."""
+        if isinstance(exc.filename, str):
+            exc.filename = self.relocate(exc.filename)
+        elif exc.filename is None and is_disk_error(exc):
+            exc.filename = self.shown
 
     def _discard(self, exc_type: type[BaseException] | None) -> None:
         if self.path != self.target:
@@ -361,8 +386,4 @@ class RunFolder:
                 (self.target / MARKER).unlink(missing_ok=True)
 
     def _remove_made_parents(self) -> None:
-        for p in self._made_parents:
-            try:
-                p.rmdir()
-            except OSError:
-                break
+        remove_empty(self._made_parents)

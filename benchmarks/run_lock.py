@@ -37,17 +37,36 @@ class FolderLock:
                     f"{f' (pid {holder})' if holder else ''} is writing this run folder; "
                     f"wait for it to finish or choose another --out"
                 ) from None
-            try:  # the holder before us may have removed the file: lock the current one
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())
-                self.fd = fd
+            except BaseException:  # a signal before the flock: not ours, never unlinked
+                os.close(fd)
+                raise
+            if self._take(fd):
                 return
             os.close(fd)
         raise UserError(f"--out {self.shown}: could not lock {self.path}")
+
+    def _take(self, fd: int) -> bool:
+        """Record this pid in the locked file; False if the file was removed meanwhile.
+
+        A write that fails (a full disk) or a signal here gives the lock up again and removes
+        the file, so that no ``.<name>.lock`` is left behind.
+        """
+        try:  # the holder before us may have removed the file: lock the current one
+            same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+        except FileNotFoundError:
+            return False
+        if not same:
+            return False
+        self.fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except BaseException as exc:
+            self.release()
+            if isinstance(exc, OSError) and exc.filename is None:
+                exc.filename = str(self.path)
+            raise
+        return True
 
     def release(self) -> None:
         if self.fd is None:
