@@ -6,7 +6,9 @@ Takes plain (N, C, H, W) float tensors in [0, 1]; never imports ``benchmarks`` o
 
 from convae.checkpoint import (
     CheckpointError,
+    CheckpointWriteError,
     MetaMismatchWarning,
+    UnverifiedCheckpointWarning,
     check_compatible,
     check_meta,
     load_model,
@@ -44,7 +46,9 @@ __all__ = [
     "mse_ssim_loss",
     "MSESSIMLoss",
     "CheckpointError",
+    "CheckpointWriteError",
     "MetaMismatchWarning",
+    "UnverifiedCheckpointWarning",
     "save_checkpoint",
     "read_checkpoint",
     "load_model",

@@ -328,8 +328,12 @@ def read_checkpoint(
         zipfile.BadZipFile,
         ValueError,
         OSError,
-        KeyError,  # torch's unpickler on damaged data: KeyError, IndexError ("pop from empty list")
-        IndexError,
+        # torch's unpickler on damaged data (seen flipping each byte of a data.pkl in turn):
+        KeyError,
+        IndexError,  # "pop from empty list"
+        TypeError,  # "unhashable type"
+        AttributeError,  # "'str' object has no attribute 'dtype'"
+        AssertionError,  # "saved_id must be a tuple"
     ) as e:
         msg = str(e)
         if "Weights only load failed" in msg:
