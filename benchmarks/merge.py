@@ -34,7 +34,9 @@ def merge_runs(run_dirs: list[str | Path], baseline: str | None = None) -> str:
 
     ``baseline``: the method the paired differences are taken against; ``None`` uses
     ``identity`` when the runs have it (else no difference columns).  A named baseline that
-    none of the runs holds is an error that lists the methods present.
+    none of the runs holds is an error that lists the methods present.  Every run is read by
+    `benchmarks.run_tables.read_run`, so a damaged ``per_image.csv`` (or one that disagrees with
+    its ``run.json``) is an error naming the file and the row before anything is computed.
     """
     frames: list[pd.DataFrame] = []
     fits: dict[str, list[float]] = {}

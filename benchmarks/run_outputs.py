@@ -1,5 +1,6 @@
 """The files of a ``deblur-bench run`` folder: ``summary.md``/``.csv``, ``per_image.csv``,
-``examples.png``, ``run.json`` (and, with ``--save-images``, the restored test images).
+``examples.png``, ``run.json`` with the checksums of ``per_image.csv`` (`benchmarks.run_tables`;
+``report`` checks them), and, with ``--save-images``, the restored test images.
 
 Every file is written atomically into the run's folder, which `RunFolder` swaps into
 place only when all of them are complete.

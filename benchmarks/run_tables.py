@@ -52,7 +52,7 @@ def checksums(data: bytes) -> dict[str, str]:
     The CRC-32s (header first, 8 hex digits each, concatenated) are computed on the parsed
     lines, as `read_run` parses them, so the reader can name the first changed row.
     """
-    lines = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+    lines = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
     return {
         "sha256": hashlib.sha256(data).hexdigest(),
         "row_crc32": "".join(_row_crc32(f) for f in lines),
@@ -92,7 +92,7 @@ class _Table:
         if not data:
             raise UserError(f"cannot read {path}: the file is empty")
         try:
-            text = data.decode("utf-8")
+            text = data.decode("utf-8-sig")  # a byte-order mark, as some editors add, is no data
         except UnicodeDecodeError as exc:
             raise UserError(
                 f"cannot read {path}: not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x})"
@@ -107,9 +107,11 @@ class _Table:
             except StopIteration:
                 break
             except csv.Error as exc:  # a NUL byte, a quote left open by a cut
-                raise self.error(len(lines), start, str(exc)) from None
+                cut = "end of data" in str(exc)
+                msg = "the file ends inside a quoted field: it was cut short" if cut else None
+                raise self.error(len(lines), start, msg or f"not CSV ({exc})") from None
             lines.append((start, fields))
-        self.header = lines[0][1]
+        self.header = lines[0][1] if lines else []
         self.rows = [_Row(i, ln, f) for i, (ln, f) in enumerate(lines[1:], start=1)]
         self.crc32 = [_row_crc32(f) for _, f in lines]
 
@@ -173,6 +175,8 @@ def _parse_rows(table: _Table) -> list[dict[str, Any]]:
     for row in table.rows:
         if row is table.rows[-1] and table.ends_mid_line:
             raise table.row_error(row, "the file ends inside this row: it was cut short")
+        if not row.fields:
+            raise table.row_error(row, "is an empty line")
         if len(row.fields) != len(header):
             raise table.row_error(
                 row,
@@ -206,17 +210,18 @@ def _check_against_record(
     table: _Table, rows: list[dict[str, Any]], record: dict[str, Any] | None, rec: Path
 ) -> None:
     """The methods and the image count of ``run.json``, and the same images for each method."""
-    by_method: dict[str, list[_Row]] = {}
+    by_method: dict[str, dict[str, _Row]] = {}  # method -> image -> its row, in file order
     for row, values in zip(table.rows, rows):
-        by_method.setdefault(values["method"], []).append(row)
-    image_of = {id(r): v["image"] for r, v in zip(table.rows, rows)}
+        by_method.setdefault(values["method"], {})[values["image"]] = row
     methods = _entry(record, rec, "methods", dict, "an object") if record is not None else None
     n_test = _entry(record, rec, "data/n_test", int, "a count") if record is not None else None
+    if n_test is not None and n_test < 1:
+        raise UserError(f"{rec}: data.n_test is {n_test}, not a count of test images")
     if methods is not None:
-        for m, rs in by_method.items():
+        for m, images in by_method.items():
             if m not in methods:
                 raise table.row_error(
-                    rs[0],
+                    next(iter(images.values())),
                     f"method {m!r} is not a method of this run ({rec} lists: "
                     f"{', '.join(methods) or 'none'})",
                 )
@@ -226,35 +231,33 @@ def _check_against_record(
                     f"{table.path} has no rows of method {m!r}, which {rec} lists "
                     f"(the file holds: {', '.join(by_method)})"
                 )
-    ref, ref_rows = next(iter(by_method.items()))
-    ref_images = {image_of[id(r)]: r for r in ref_rows}
-    for m, rs in by_method.items():
-        if n_test is not None and len(rs) > n_test:
+    ref, ref_images = next(iter(by_method.items()))
+    for m, images in by_method.items():
+        rows_m = list(images.values())
+        if n_test is not None and len(rows_m) > n_test:
             raise table.row_error(
-                rs[n_test],
+                rows_m[n_test],
                 f"method {m!r} has more rows than the {n_test} test images {rec} records "
                 f"(this is its row {n_test + 1})",
             )
-        images = {image_of[id(r)] for r in rs}
-        for r in rs:
-            if image_of[id(r)] not in ref_images:
+        for image, row in images.items():
+            if image not in ref_images:
                 raise table.row_error(
-                    r,
-                    f"image {image_of[id(r)]!r} of method {m!r} is not among the images of "
-                    f"method {ref!r}",
+                    row,
+                    f"image {image!r} of method {m!r} is not among the images of method {ref!r}",
                 )
-        absent = [(im, r) for im, r in ref_images.items() if im not in images]
-        if n_test is not None and len(rs) < n_test:
-            what = f"; no row for image {absent[0][0]!r}" if absent else ""
+        absent = [(image, row) for image, row in ref_images.items() if image not in images]
+        if n_test is not None and len(rows_m) < n_test:
+            which = f"; no row for image {absent[0][0]!r}" if absent else ""
             raise UserError(
-                f"{table.path}: method {m!r} has {len(rs)} rows where {rec} records "
-                f"{n_test} test images (the file was cut short or rows were removed{what})"
+                f"{table.path}: method {m!r} has {len(rows_m)} rows where {rec} records "
+                f"{n_test} test images (the file was cut short or rows were removed{which})"
             )
         if absent:
-            im, r = absent[0]
+            image, row = absent[0]
             raise UserError(
-                f"{table.path}: method {m!r} has no row for image {im!r} "
-                f"(method {ref!r} has it, row {r.number})"
+                f"{table.path}: method {m!r} has no row for image {image!r} "
+                f"(method {ref!r} has it, row {row.number})"
             )
 
 
@@ -267,16 +270,20 @@ def _check_checksums(table: _Table, data: bytes, record: dict[str, Any], rec: Pa
         return
     crcs = _entry(record, rec, f"{CHECKSUMS_KEY}/{TABLE}/row_crc32", str, "a string") or ""
     written = [crcs[i : i + 8] for i in range(0, len(crcs), 8)]
-    lines = [(0, 1), *((r.number, r.line) for r in table.rows)]
     why = f"it differs from the table the run wrote (the SHA-256 in {rec} does not match)"
+    if not written:  # nothing to find the row with
+        raise UserError(f"{table.path}: {why}")
+    lines = [(0, 1), *((r.number, r.line) for r in table.rows)]
     for (number, line), now, then in zip(lines, table.crc32, written):
         if now != then:
-            raise table.error(number, line, f"{why}: this row was changed after the run")
-    if len(table.crc32) != len(written):  # rows added or removed at the end
-        number, line = lines[min(len(lines), len(written)) - 1]
-        raise table.error(number, line, f"{why}: rows were added or removed after this one")
+            what = "the header" if number == 0 else "this row"
+            raise table.error(number, line, f"{why}: {what} was changed after the run")
+    if len(lines) > len(written):
+        raise table.error(*lines[len(written)], f"{why}: this row was added after the run")
+    if len(lines) < len(written):
+        raise table.error(*lines[-1], f"{why}: the rows after this one were removed")
     raise UserError(
-        f"{table.path}: {why}; every row reads as written, so its line ends or quoting were changed"
+        f"{table.path}: {why}; every row reads as written, so its line ends or quoting changed"
     )
 
 

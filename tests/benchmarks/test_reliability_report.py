@@ -26,6 +26,7 @@ def run_dir(tmp_path_factory, run_cli) -> Path:
         "run", "--preset", "smoke", "--methods", "identity", "wiener", "--out", out, "--quiet"
     )
     assert r.returncode == 0, r.stderr
+    assert record(out)["data"]["n_test"] >= 8  # the cases below damage rows 1 to 13
     return out
 
 
@@ -126,6 +127,43 @@ def old_nan_psnr(run: Path) -> None:
     nan_psnr(run)
 
 
+def old_image_renamed(run: Path) -> None:
+    """A run without checksums where one wiener row names an image the run never had."""
+    without_checksums(run)
+    lines, row = lines_of(run), record(run)["data"]["n_test"] + 4  # a wiener row
+    lines[row] = set_field(lines[row], lines[0], "image", "renamed.jpg")
+    (run / TABLE).write_text("".join(lines), encoding="utf-8")
+
+
+def blank_line(run: Path) -> None:
+    (run / TABLE).write_text("".join(lines_of(run)) + "\n", encoding="utf-8")
+
+
+def cut_in_quotes(run: Path) -> None:
+    """Cut inside a quoted field (an image name with a comma is quoted)."""
+    lines = lines_of(run)
+    (run / TABLE).write_text("".join(lines[:5]) + 'identity,"person 1, cro', encoding="utf-8")
+
+
+def header_renamed(run: Path) -> None:
+    """A column renamed in the header: every value still reads, only the checksum tells."""
+    lines = lines_of(run)
+    lines[0] = lines[0].replace("identity", "person")
+    (run / TABLE).write_text("".join(lines), encoding="utf-8")
+
+
+def line_ends_changed(run: Path) -> None:
+    """The table saved again with CR LF line ends (the same rows)."""
+    text = "".join(lines_of(run)).replace("\n", "\r\n")
+    (run / TABLE).write_bytes(text.encode("utf-8"))
+
+
+def text_n_test(run: Path) -> None:
+    rec = record(run)
+    rec["data"]["n_test"] = str(rec["data"]["n_test"])
+    (run / "run.json").write_text(json.dumps(rec), encoding="utf-8")
+
+
 DAMAGE: dict[str, Callable[[Path], None]] = {
     f.__name__: f
     for f in (
@@ -141,6 +179,12 @@ DAMAGE: dict[str, Callable[[Path], None]] = {
         old_rows_twice,
         old_cut_mid_row,
         old_nan_psnr,
+        old_image_renamed,
+        blank_line,
+        cut_in_quotes,
+        header_renamed,
+        line_ends_changed,
+        text_n_test,
     )
 }
 
@@ -171,8 +215,8 @@ def site(run_dir, tmp_path_factory, cli_batch):
 REFUSED = {
     "cut_mid_row": "{csv} row 13 (line 14): the file ends inside this row: it was cut short",
     "nan_psnr": "{csv} row 7 (line 8): psnr is 'nan', not a finite number",
-    "rows_twice": "{csv} row 21 (line 22): method 'identity', image '{image1}' appears a "
-    "second time (first at row 1)",
+    "rows_twice": "{csv} row {extra} (line {extra_line}): method 'identity', image "
+    "'{image1}' appears a second time (first at row 1)",
     "text_timing": "{csv} row 12 (line 13): seconds is 'fast', not a number",
     "method_missing": "{csv} has no rows of method 'wiener', which {rec} lists "
     "(the file holds: identity)",
@@ -183,10 +227,19 @@ REFUSED = {
     "text_fit_seconds": "{rec}: timings.fit_seconds.wiener is '1.5s', not a number of seconds",
     "old_rows_removed": "{csv}: method 'wiener' has {n_minus_3} rows where {rec} records {n} "
     "test images (the file was cut short or rows were removed; no row for image",
-    "old_rows_twice": "{csv} row 21 (line 22): method 'identity', image '{image1}' appears a "
-    "second time (first at row 1)",
+    "old_rows_twice": "{csv} row {extra} (line {extra_line}): method 'identity', image "
+    "'{image1}' appears a second time (first at row 1)",
     "old_cut_mid_row": "{csv} row 13 (line 14): the file ends inside this row: it was cut short",
     "old_nan_psnr": "{csv} row 7 (line 8): psnr is 'nan', not a finite number",
+    "old_image_renamed": "{csv} row {n_plus_4} (line {n_plus_5}): image 'renamed.jpg' of "
+    "method 'wiener' is not among the images of method 'identity'",
+    "blank_line": "{csv} row {extra} (line {extra_line}): is an empty line",
+    "cut_in_quotes": "{csv} row 5 (line 6): the file ends inside a quoted field: it was cut short",
+    "header_renamed": "{csv} the header (line 1): it differs from the table the run wrote (the "
+    "SHA-256 in {rec} does not match): the header was changed after the run",
+    "line_ends_changed": "{csv}: it differs from the table the run wrote (the SHA-256 in {rec} "
+    "does not match); every row reads as written, so its line ends or quoting changed",
+    "text_n_test": "{rec}: data.n_test is '{n}', not a count",
 }
 
 
@@ -200,6 +253,8 @@ def test_bad_input_report_refuses_a_damaged_table(site, run_dir, case):
         "rec": runs[case] / "run.json",
         "n": n,
         "n_plus_1": n + 1,
+        "n_plus_4": n + 4,
+        "n_plus_5": n + 5,
         "n_minus_3": n - 3,
         "extra": extra,
         "extra_line": extra + 1,
