@@ -46,8 +46,9 @@ def nonneg_int(text: str) -> int:
     return value
 
 
-#: The largest seed: seeds go to numpy, to torch's generators and into derived seeds, and
-#: 2**32 - 1 is the range every one of them takes (numpy's legacy seeding stops there).
+#: The largest seed of a ``--seed`` flag.  Seeds go to numpy, to torch's generators (which
+#: stop at 2**64 - 1) and into derived seeds (``seed + 1``); 2**32 - 1, the range of
+#: scikit-learn's ``random_state`` and numpy's legacy seeding, leaves room for all of them.
 MAX_SEED = 2**32 - 1
 
 
@@ -56,7 +57,7 @@ def seed(text: str) -> int:
     value = _int(text)
     if not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(
-            f"must be an integer from 0 to {MAX_SEED} (2**32 - 1), got {text!r}"
+            f"must be an integer >= 0 and <= {MAX_SEED} (2**32 - 1), got {text!r}"
         )
     return value
 

@@ -119,8 +119,8 @@ def restore_files(args: argparse.Namespace) -> list[Path]:
     check_options(options, blur)
     files = collect_inputs(args.inputs)
     out = Path(args.out)
-    check_out_folder(out, args.inputs)
     targets = output_paths(files, out, args.overwrite)
+    check_out_folder(out, args.inputs)
     ctx = MethodContext(
         preset=get_preset("fast"),
         device=device,
