@@ -160,6 +160,12 @@ def mixing_refusal(target: Path, folder: str | Path, same: str, inside: str) -> 
     return None
 
 
+def _repoint(name: str, src: Path, dst: Path) -> str:
+    """``name`` with the folder ``src`` (or a path inside it) replaced by ``dst``."""
+    inside = name == str(src) or name.startswith(str(src) + os.sep)
+    return str(dst) + name[len(str(src)) :] if inside else name
+
+
 # --------------------------------------------------------------------------- the folder
 class RunFolder:
     """Where a command writes its run: checked, locked, and swapped in at the end.
@@ -271,8 +277,10 @@ class RunFolder:
         path.mkdir()
         try:
             write_marker(path, self.kind)
-        except BaseException:  # a full disk: no staging folder is left behind
+        except BaseException as exc:  # a full disk: no staging folder is left behind
             shutil.rmtree(path, ignore_errors=True)
+            if isinstance(exc, OSError) and isinstance(exc.filename, str):
+                exc.filename = _repoint(exc.filename, path, self.target)
             raise
         return path
 
@@ -316,10 +324,8 @@ class RunFolder:
         """``obj`` with every string path into the staging folder pointed at the target."""
         if self.path == self.target:
             return obj
-        src, dst = str(self.path), str(self.target)
         if isinstance(obj, str):
-            inside = obj == src or obj.startswith(src + os.sep)
-            return dst + obj[len(src) :] if inside else obj
+            return _repoint(obj, self.path, self.target)
         if isinstance(obj, dict):
             return {k: self.relocate(v) for k, v in obj.items()}
         if isinstance(obj, (list, tuple)):
