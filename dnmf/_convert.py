@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._memory import check_fits
+
 try:  # scipy is a hard dependency of the project, but keep dnmf importable without it
     import scipy.sparse as _sp
 except ImportError:  # pragma: no cover
@@ -133,8 +135,12 @@ def to_tensor(
     """
     if isinstance(x, torch.Tensor):
         t = x.detach()
+        if t.layout != torch.strided:  # COO, CSR, CSC, BSR, BSC: densified where they are
+            kind = f"torch sparse ({str(t.layout).removeprefix('torch.')})"
+            _check_dense_fits(t.shape, t.dtype.itemsize, t.device, name, kind)
+            t = t.to_dense()
     elif _sp is not None and _sp.issparse(x):
-        t = torch.from_numpy(np.asarray(x.toarray()))
+        t = torch.from_numpy(sparse_to_dense(x, name))
     else:
         if isinstance(x, (str, bytes)) or x is None:
             raise TypeError(
@@ -170,6 +176,32 @@ def to_tensor(
     if not _is_blas_friendly(t):
         t = t.contiguous()
     return t
+
+
+def sparse_to_dense(x: Any, name: str) -> np.ndarray:
+    """A scipy sparse matrix as a dense numpy array, after checking that it fits in memory.
+
+    dnmf has no sparse solver yet: sparse input is densified (``m × n`` values), which is
+    refused with `dnmf._memory.InsufficientMemoryError` when it exceeds the memory available.
+    """
+    kind = f"scipy sparse ({x.format})"
+    _check_dense_fits(x.shape, np.dtype(x.dtype).itemsize, None, name, kind)
+    return np.asarray(x.toarray())
+
+
+def _check_dense_fits(
+    shape: Any, itemsize: int, device: torch.device | None, name: str, kind: str
+) -> None:
+    dims = tuple(int(s) for s in shape)
+    nbytes = int(np.prod(dims, dtype=np.float64)) * itemsize
+    check_fits(
+        nbytes,
+        device,
+        f"{name} is a {kind} matrix of shape {dims}: dnmf has no sparse solver yet and "
+        "densifies it, which",
+        "factorize a smaller matrix or a dense part of it (scikit-learn's NMF keeps sparse "
+        "input sparse)",
+    )
 
 
 def _is_blas_friendly(t: torch.Tensor) -> bool:

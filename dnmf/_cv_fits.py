@@ -11,7 +11,9 @@ and the same masked updates. Only the engine that runs the updates differs:
   candidate (its folds × restarts), the general masked solver.
 
 The held-out entries never reach a fit: starting factors come from ``V * M_f``, and both
-engines multiply ``V`` by the mask before using it.
+engines multiply ``V`` by the mask before using it. With the user's own missing entries
+(``observed``, weights in [0, 1]), ``M_f`` is ``observed`` times the fold's mask: a missing
+entry is neither fitted nor scored (masked engine only).
 """
 
 from __future__ import annotations
@@ -52,6 +54,17 @@ class SearchPlan:
     check_every: int
     holdout: float = 0.1  # share of held-out entries (layer-wise code folds use it too)
     code_seed: int = 0  # seeds the code folds of the layer-wise scores
+    observed: torch.Tensor | None = None  # the user's mask (m, n): weights, 0 = missing
+
+    def train_mask(self, fold: int) -> torch.Tensor:
+        """Weights of the entries fold ``fold`` fits: observed and not held out."""
+        M = (~self.heldout[fold]).to(self.V.dtype)
+        return M if self.observed is None else M * self.observed
+
+    def scored_mask(self, fold: int) -> torch.Tensor:
+        """Weights of the entries fold ``fold`` scores: held out and observed."""
+        E = self.heldout[fold].to(self.V.dtype)
+        return E if self.observed is None else E * self.observed
 
 
 @dataclass
@@ -125,14 +138,14 @@ class _Engine:
         self.plan, self.kind = plan, kind
         V = plan.V
         if kind == "gram":
-            assert plan.design is not None
+            assert plan.design is not None and plan.observed is None
             Vp = plan.design.pad(V)
             self.Vm = torch.stack(
                 [Vp * (~plan.design.pad(E.to(V.dtype)).bool()).to(V.dtype) for E in plan.heldout]
             )
         else:
             S = plan.restarts
-            M = torch.stack([(~E).to(V.dtype) for E in plan.heldout])
+            M = torch.stack([plan.train_mask(f) for f in range(len(plan.heldout))])
             self.M3 = M.repeat_interleave(S, dim=0) if S > 1 else M
 
     def fit(
@@ -219,7 +232,7 @@ def _first_layer_starts(plan: SearchPlan, r1s: Sequence[int]) -> dict[int, list]
     F, S = plan.seeds.shape
     out: dict[int, list] = {r: [] for r in r1s}
     for f in range(F):
-        Vm = plan.V * (~plan.heldout[f]).to(plan.V.dtype)
+        Vm = plan.V * plan.train_mask(f)
         for s in range(S):
             for r in r1s:
                 gen = make_generator(int(plan.seeds[f, s]))
@@ -355,15 +368,16 @@ def score(plan: SearchPlan, fitted: Sequence[Stack]) -> tuple[np.ndarray, np.nda
     """β-divergence per held-out entry and per training entry of every fit: (C, F·S) each.
 
     For β = 2 the entrywise divergence of a fit is formed once (one ``m × n`` buffer) and
-    summed in float64 over the held-out and over the training entries."""
+    summed in float64 over the held-out and over the training entries. With missing entries
+    (``plan.observed``) both sums are weighted by it and divided by the weights' sums."""
     V, S = plan.V, plan.restarts
     held = np.zeros((len(fitted), len(plan.heldout) * S))
     train = np.zeros_like(held)
-    for f, E in enumerate(plan.heldout):
-        n_held = int(E.sum())
-        n_train = V.numel() - n_held
-        Ef = E.to(V.dtype)
-        Mf = 1 - Ef  # × 0 drops a held-out term exactly: the training sum never sees it
+    for f in range(len(plan.heldout)):
+        Ef = plan.scored_mask(f)
+        Mf = plan.train_mask(f)  # × 0 drops a held-out term exactly: the training sum never sees it
+        n_held = float(Ef.sum(dtype=torch.float64))
+        n_train = float(Mf.sum(dtype=torch.float64))
         for c, (Ws, H) in enumerate(fitted):
             for s in range(S):
                 g = f * S + s

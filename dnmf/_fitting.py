@@ -29,10 +29,12 @@ Reduce = Callable[[torch.Tensor], torch.Tensor]
 
 
 def warn_unconverged(out: MUOutcome, max_iter: int, tol: float, what: str) -> None:
-    """``ConvergenceWarning`` when a run with ``tol > 0`` used its whole budget."""
-    if tol <= 0 or out.stopped_by_callback or bool(np.all(out.converged)):
+    """``ConvergenceWarning`` when a run with ``tol > 0`` used its whole budget (matrices the
+    callback stopped are not counted: they stopped where the caller asked)."""
+    unconverged = ~np.asarray(out.converged) & ~np.asarray(out.stopped_by_callback)
+    if tol <= 0 or not unconverged.any():
         return
-    n_bad = int(np.sum(~np.asarray(out.converged)))
+    n_bad = int(np.sum(unconverged))
     extra = (
         f" for {n_bad} of {np.asarray(out.converged).size} matrices"
         if np.ndim(out.converged)

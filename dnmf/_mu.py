@@ -32,6 +32,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from . import _validation as val
 from ._frobenius import FUSED_BLOCK_BYTES, FrobeniusSolver
 from ._general import GeneralSolver
 from ._linalg import _chain as _chain  # re-exported
@@ -53,7 +54,8 @@ class MUOutcome:
     loss_iters: np.ndarray  # (T,) iteration of each recorded loss (0 = initial factors)
     n_iter: np.ndarray  # () or (B,): iterations run per matrix
     converged: np.ndarray  # () or (B,)
-    stopped_by_callback: bool = False
+    #: Whether the callback stopped it: a bool, or () / (B,) like ``converged`` (per matrix).
+    stopped_by_callback: bool | np.ndarray = False
     extra: dict = field(default_factory=dict)
 
     @property
@@ -88,8 +90,10 @@ def run_mu(
     by less than ``tol`` relative to the previous check is declared converged (``tol = 0``
     never checks). The loss is recorded every ``loss_every`` iterations (default: every
     iteration for β = 2 without a mask, where it is free; every check otherwise) and always at
-    the start and the end. ``callback(n_iter, loss)`` is called whenever a loss is recorded;
-    returning ``True`` stops the run.
+    the start and the end. ``callback(n_iter, loss)`` is called whenever a loss is recorded
+    (``loss`` a float, or an array with one entry per matrix for a batch); a truthy answer stops
+    the run, and for a batch an array of one truth value per matrix stops those matrices
+    (`dnmf._validation.callback_stops`).
 
     ``reduce`` (2-D ``V`` only) makes ``V`` and ``H`` one column shard of a larger problem:
     ``reduce(t)`` must sum ``t`` over all shards in place and return it (``all_reduce``), be
@@ -149,15 +153,16 @@ def iterate(
 ) -> MUOutcome:
     """The iteration loop every solver shares: ``solver.sweep`` once per iteration, the loss
     recorded every ``loss_every`` iterations and at the ends, per-matrix convergence every
-    ``check_every`` (converged matrices of a batch drop out of later sweeps), ``callback``."""
+    ``check_every`` (converged matrices of a batch drop out of later sweeps), ``callback``
+    (matrices it stops drop out the same way; the run ends when none is left)."""
     batched = V.ndim == 3
     n_mat = V.shape[0] if batched else 1
     history: list[torch.Tensor] = []
     iters: list[int] = []
     converged = torch.zeros(n_mat, dtype=torch.bool)
+    stopped = torch.zeros(n_mat, dtype=torch.bool)  # by the callback
     n_iter = torch.full((n_mat,), max_iter, dtype=torch.int64)
     active: torch.Tensor | None = None
-    stopped = False
     it = 0
     with torch.no_grad():
         loss = solver.loss(Ws, H)
@@ -179,14 +184,19 @@ def iterate(
                 _report(it, loss)
             if check:
                 prev = _mark_converged(loss, prev, tol, converged, n_iter, it)
-                if bool(converged.all()):
+                if bool((converged | stopped).all()):
                     break
-                if batched and bool(converged.any()):
-                    active = (~converged).to(V.device)
-            if callback is not None and callback(it, _to_host(loss)) is True:
-                stopped = True
+            if callback is not None:
+                says = val.callback_stops(callback(it, _to_host(loss)), n_mat)
+                newly = says & ~converged & ~stopped
+                n_iter[newly] = it
+                stopped |= newly
+            done = converged | stopped
+            if bool(done.all()):
                 break
-    n_iter[~converged] = it
+            if batched and bool(done.any()):
+                active = (~done).to(V.device)
+    n_iter[~(converged | stopped)] = it
     return _outcome(history, iters, n_iter, converged, batched, stopped)
 
 
@@ -214,7 +224,7 @@ def _outcome(
     n_iter: torch.Tensor,
     converged: torch.Tensor,
     batched: bool,
-    stopped: bool = False,
+    stopped: torch.Tensor,
 ) -> MUOutcome:
     """Pack a run's records: scalars for one matrix, one entry per matrix for a batch."""
     hist = torch.stack([h.reshape(-1) for h in history]).cpu().numpy()
@@ -224,9 +234,11 @@ def _outcome(
             np.asarray(iters),
             np.asarray(int(n_iter[0])),
             np.asarray(bool(converged[0])),
-            stopped,
+            bool(stopped[0]),
         )
-    return MUOutcome(hist, np.asarray(iters), n_iter.numpy(), converged.numpy(), stopped)
+    return MUOutcome(
+        hist, np.asarray(iters), n_iter.numpy(), converged.numpy(), stopped.numpy().copy()
+    )
 
 
 def _to_host(loss: torch.Tensor):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,9 +88,23 @@ class RankSelection:
 
     def heldout_mask(self, fold: int) -> np.ndarray:
         """Boolean ``(m, n)`` array, True at the entries fold ``fold`` held out (so a fit can be
-        reproduced with ``dnmf.factorize(V * ~E, ranks, mask=~E, seed=fit_seeds[fold, s])``)."""
+        reproduced with ``dnmf.factorize(V * ~E, ranks, mask=~E, seed=fit_seeds[fold, s])``;
+        with the search's own missing entries ``M``, ``mask=M * ~E``).
+
+        ``fold`` is an int from 0 to ``folds - 1`` (numpy integers too); anything else is a
+        ``ValueError`` naming the range (a negative fold does not count from the end).
+        """
+        if (
+            isinstance(fold, (bool, np.bool_))
+            or not isinstance(fold, numbers.Integral)
+            or not 0 <= int(fold) < self.folds
+        ):
+            raise ValueError(
+                f"fold must be an int from 0 to {self.folds - 1} (the search ran {self.folds} "
+                f"folds), got {fold!r}"
+            )
         masks = heldout_masks(self.shape, self.pattern, self.holdout, self.folds, self.design_seed)
-        return masks[1][fold]
+        return masks[1][int(fold)]
 
     @property
     def folds(self) -> int:

@@ -20,9 +20,11 @@ from ._convert import as_kind as as_kind  # re-exported: callers use val.<name>
 from ._convert import as_output as as_output
 from ._convert import parse_device as parse_device
 from ._convert import parse_dtype as parse_dtype
+from ._convert import sparse_to_dense as sparse_to_dense
 from ._convert import split_masked, to_tensor
 from ._convert import to_numpy as to_numpy
 from ._loss import Penalties
+from ._memory import check_fits, factor_bytes
 
 
 class InvalidParameterError(ValueError, TypeError):
@@ -160,6 +162,26 @@ def check_init(
         )
 
 
+def check_factors_fit(
+    V: torch.Tensor, ranks: list[int], *, gram: bool, batch: int | None = None
+) -> None:
+    """Refuse ranks whose factors would not fit in the memory of ``V``'s device, before any is
+    allocated (`dnmf._memory.factor_bytes`; ``gram``: the solver keeps r × r Gram matrices;
+    ``batch``: fits at once, default V's batch)."""
+    if batch is None:
+        batch = int(V.shape[0]) if V.ndim == 3 else 1
+    m, n = int(V.shape[-2]), int(V.shape[-1])
+    nbytes = factor_bytes(batch, m, n, ranks, V.element_size(), gram=gram)
+    dtype = str(V.dtype).removeprefix("torch.")
+    check_fits(
+        nbytes,
+        V.device,
+        f"ranks {ranks} on V of shape {tuple(V.shape)} (the factors, their update buffers and "
+        f"{'Gram matrices' if gram else 'work buffers'} in {dtype})",
+        f"lower the ranks (min(m, n) is {min(m, n)}; ranks above it are overcomplete)",
+    )
+
+
 def warn_unused_factors(init: str, Ws: Any, H: Any) -> None:
     """``RuntimeWarning`` (at the caller of the caller) for ``Ws``/``H`` without 'custom'."""
     if init != "custom" and (Ws is not None or H is not None):
@@ -170,13 +192,59 @@ def warn_unused_factors(init: str, Ws: Any, H: Any) -> None:
         )
 
 
-def check_seed(seed: Any) -> int | None:
-    """``seed`` is None or an int >= 0 (numpy integers included)."""
+#: Seeds are ints from 0 to ``SEED_MAX``: what ``torch.Generator.manual_seed`` takes. (numpy's
+#: legacy ``RandomState`` stops at 2**32 - 1, but `dnmf.select_ranks` hands its fits seeds up to
+#: 2**62, which ``factorize`` must accept to reproduce them.)
+SEED_MAX = 2**64 - 1
+
+
+def check_seed(seed: Any, name: str = "seed") -> int | None:
+    """``seed`` is None or an int from 0 to `SEED_MAX` (numpy integers included)."""
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
+    if (
+        isinstance(seed, (bool, np.bool_))
+        or not isinstance(seed, numbers.Integral)
+        or not 0 <= int(seed) <= SEED_MAX
+    ):
+        raise ValueError(f"{name} must be None or an int from 0 to 2**64 - 1, got {seed!r}")
     return int(seed)
+
+
+def check_callback(callback: Any) -> None:
+    """``callback`` is None or a callable ``callback(n_iter, loss)`` (checked before any work)."""
+    if callback is not None and not callable(callback):
+        raise InvalidParameterError(
+            f"callback must be None or a callable callback(n_iter, loss), got {callback!r} "
+            f"of type {type(callback).__name__}"
+        )
+
+
+def callback_stops(answer: Any, n_mat: int) -> torch.Tensor:
+    """Which of ``n_mat`` matrices a callback's return value stops: a bool tensor ``(n_mat,)``.
+
+    Any single value stops every matrix when it is truthy (``True``, ``np.True_``,
+    ``torch.tensor(True)``, ``1``; ``None`` and falsy values go on), as ``if answer:`` reads it.
+    An array, tensor, list or tuple of ``n_mat`` entries (a batch's callback answering per
+    matrix, e.g. ``loss < target``) stops the matrices whose entry is true; one of any other
+    size is refused with a ``ValueError``, as it says nothing clear about which matrices stop.
+    """
+    if answer is None:
+        return torch.zeros(n_mat, dtype=torch.bool)
+    if isinstance(answer, torch.Tensor):
+        answer = answer.detach().cpu().numpy()
+    if isinstance(answer, (np.ndarray, list, tuple)):
+        flags = np.asarray(answer)
+        if flags.size == 1:
+            return torch.full((n_mat,), bool(flags.reshape(())), dtype=torch.bool)
+        if flags.dtype.hasobject or flags.shape != (n_mat,):
+            want = f"one value or {n_mat} (one per matrix)" if n_mat > 1 else "one value"
+            raise ValueError(
+                "callback must return one truth value (true stops the fit) or, for a batch, "
+                f"one per matrix; got an array of shape {flags.shape} where {want} was expected"
+            )
+        return torch.from_numpy(flags.astype(bool))
+    return torch.full((n_mat,), bool(answer), dtype=torch.bool)
 
 
 def check_solver_args(

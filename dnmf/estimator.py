@@ -32,7 +32,9 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     ----------
     n_components : int, sequence of int, 'auto' or None, default=None
         Ranks ``[r1, …, rk]`` of the layers (an int is one layer, i.e. plain NMF). ``None`` is one
-        layer with ``n_features`` components, as scikit-learn's ``NMF``. 'auto' chooses them
+        layer with ``n_features`` components, as scikit-learn's ``NMF``. The only parameter
+        that may be given by position (``DeepNMF(4)``, as ``NMF(4)``); the others are
+        keyword-only. 'auto' chooses them
         among ``rank_candidates`` by masked cross-validation (`dnmf.select_ranks`, with
         this estimator's settings) and keeps the search in ``cv_results_``.
     rank_candidates : sequence of int or of rank tuples, default=None
@@ -63,7 +65,8 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Penalty ``l1·ΣF + ½·l2·‖F‖²`` per factor (order W1, …, Wk, H), as in ``dnmf.factorize``.
         Unlike scikit-learn's ``alpha_W``, they are not scaled by the data's size.
     random_state : int, RandomState or None, default=None
-        Seeds the initialization.
+        Seeds the initialization (an int from 0 to 2**64 - 1, as `dnmf.factorize`'s
+        ``seed``).
     device : str or None, default=None
         Torch device to compute on ('cpu', 'cuda', …); fitted attributes are numpy arrays.
     verbose : int, default=0
@@ -94,8 +97,8 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        *,
         n_components: Any = None,
+        *,
         rank_candidates: Any = None,
         beta_loss: Any = "frobenius",
         init: str | None = None,
@@ -130,8 +133,8 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         X = _validate_data(
             self, X, accept_sparse=("csr", "csc"), dtype=[np.float64, np.float32], reset=reset
         )
-        if hasattr(X, "toarray"):
-            X = X.toarray()
+        if hasattr(X, "toarray"):  # densified (refused when it would not fit in memory)
+            X = val.sparse_to_dense(X, "X")
         xmin = float(X.min()) if X.size else 0.0
         if xmin < 0:  # scikit-learn's checks look for "Negative values in data"
             raise ValueError(
@@ -197,11 +200,14 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def _seed(self) -> Any:  # None, an int (numpy ints too) or a derived int
         rs = self.random_state
-        if rs is None or isinstance(rs, numbers.Integral):
-            return rs
         if isinstance(rs, np.random.RandomState):
             return int(rs.randint(np.iinfo(np.int32).max))
-        raise ValueError(f"random_state must be None, an int or a RandomState, got {rs!r}")
+        if rs is None or (isinstance(rs, numbers.Integral) and not isinstance(rs, bool)):
+            return val.check_seed(rs, "random_state")
+        raise ValueError(
+            f"random_state must be None, an int or a RandomState (ints from 0 to 2**64 - 1), "
+            f"got {rs!r}"
+        )
 
     # -- API -------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> DeepNMF:
@@ -282,7 +288,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         X, mask = val.split_masked(X, mask, "X")
         X = self._check_X(X, reset=False)
         if mask is not None:
-            M = np.asarray(mask.toarray() if hasattr(mask, "toarray") else mask)
+            M = np.asarray(val.sparse_to_dense(mask, "mask") if hasattr(mask, "toarray") else mask)
             if M.shape != X.shape:
                 raise ValueError(f"mask must have X's shape {X.shape}, got {M.shape}")
             mask = M.T

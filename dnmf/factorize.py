@@ -72,7 +72,10 @@ def factorize(
         Inner ranks ``[r1, …, rk]``: ``W1`` is ``m × r1``, ``Wl`` is ``r(l-1) × rl`` and ``H`` is
         ``rk × n``. One rank is plain NMF. 'auto' chooses them among ``rank_candidates`` by
         masked cross-validation (`dnmf.select_ranks`, with this call's settings; 2-D
-        ``V``, no ``mask``); the result's ``rank_selection`` holds the search.
+        ``V``; missing entries, from ``mask`` or a masked array, stay missing in the search);
+        the result's ``rank_selection`` holds the search. Ranks above ``min(m, n)`` need
+        ``init='random'`` (as scikit-learn's); ranks whose factors would not fit in the memory
+        available are refused before anything is allocated.
     beta : float or {'frobenius', 'kullback-leibler', 'itakura-saito'}
         β of the β-divergence: 2 is ½‖V − WH‖², 1 Kullback–Leibler, 0 Itakura–Saito (β ≤ 0
         needs V > 0 wherever observed).
@@ -108,15 +111,22 @@ def factorize(
     eps : float
         Floor for Λ where it is divided by or raised to a negative power (β < 2).
     seed : int, optional
-        Seeds initialization (the updates themselves are deterministic).
+        Seeds initialization (the updates themselves are deterministic): an int from 0 to
+        2**64 - 1 (numpy integers too), or a numpy ``RandomState``/``Generator`` or a
+        ``torch.Generator`` to draw from.
     device, dtype : optional
         Where and in which precision to compute; default: the input's device and float dtype.
         A device this machine does not have (e.g. 'cuda' without a GPU) is a ``ValueError``.
     verbose : bool
         Print the loss at every convergence check.
     callback : callable, optional
-        ``callback(n_iter, loss)`` after each recorded loss of the joint phase; return ``True``
-        to stop early.
+        ``callback(n_iter, loss)`` after each recorded loss of the joint phase (``loss`` is a
+        float, or for a 3-D ``V`` an array with one loss per matrix). A truthy return value
+        (``True``, ``np.True_``, ``torch.tensor(True)``, ``loss < target``) stops the fit;
+        ``None`` or a falsy one goes on. For a batch, an array of one truth value per matrix
+        (``loss < target`` on the array) stops the matrices whose entry is true, as if they had
+        converged (the others go on; ``n_iter`` records where each stopped); an array of any
+        other size is a ``ValueError``. A value that is not callable is refused before any work.
     Ws, H : arrays, optional
         Initial factors for ``init='custom'``.
     check_every, loss_every : int
@@ -129,6 +139,7 @@ def factorize(
     -------
     FactorizationResult
     """
+    val.check_callback(callback)  # before a rank search or pretraining spends any time
     selection = None
     if isinstance(ranks, str):
         from .select import auto_ranks  # lazy: dnmf.select builds on the fitting modules
@@ -164,6 +175,7 @@ def factorize(
     val.check_pretrain(pretrain)
     val.check_beta_zeros(Vt, beta_, M)
     solver_ = resolve_solver(solver, beta_, M, len(ranks_))
+    val.check_factors_fit(Vt, ranks_, gram=solver_ != "mu" or (beta_ == 2 and M is None))
     pen = val.parse_penalties(l1, l2, len(ranks_) + 1)
     val.warn_unused_factors(init, Ws, H)
     gen = make_generator(seed)

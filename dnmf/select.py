@@ -125,8 +125,10 @@ def _check_args(
     solver: Any,
     beta: float,
     size: int,
+    masked: bool = False,
 ) -> tuple[float, int, int, str]:
-    """Validate the search's own arguments; returns (held-out share, folds, restarts, engine)."""
+    """Validate the search's own arguments; returns (held-out share, folds, restarts, engine).
+    ``masked``: ``V`` has missing entries, which only the masked engine honours."""
     if isinstance(holdout, bool) or not isinstance(holdout, numbers.Real):
         raise ValueError(f"holdout must be a fraction in (0, 0.5], got {holdout!r}")
     holdout = float(holdout)
@@ -151,9 +153,14 @@ def _check_args(
             "solver='gram' needs beta=2 and holdout_pattern='blocks'; use solver='masked' "
             "(or 'auto')"
         )
+    if solver == "gram" and masked:
+        raise ValueError(
+            "solver='gram' cannot honour missing entries (mask= or a masked array): it needs "
+            "every entry outside the held-out blocks; use solver='masked' (or 'auto')"
+        )
     engine = solver
     if solver == "auto":
-        gram = beta == 2 and pattern == "blocks" and size >= GRAM_MIN_ENTRIES
+        gram = beta == 2 and pattern == "blocks" and size >= GRAM_MIN_ENTRIES and not masked
         engine = "gram" if gram else "masked"
     return float(frac), folds, restarts, engine
 
@@ -181,13 +188,15 @@ def select_ranks(
     seed: int | None = None,
     device: Any = None,
     dtype: Any = None,
+    mask: Any = None,
 ) -> RankSelection:
     """Choose the rank(s) of ``V ≈ W1 … Wk H`` by masked (entry-wise) cross-validation.
 
     Parameters
     ----------
     V : array (m, n)
-        Nonnegative data, samples as columns (as `dnmf.factorize`).
+        Nonnegative data, samples as columns (as `dnmf.factorize`). A numpy masked array
+        brings its own missing entries (as ``mask``).
     candidates : sequence of int, or of rank tuples, optional
         Ranks to compare: ints for one layer, tuples ``(r1, …, rk)`` of one length for deep
         models (e.g. from `rank_grid`). Default: `default_candidates`.
@@ -227,9 +236,16 @@ def select_ranks(
         general masked solver on a 3-D batch per candidate; both make the same fits. 'auto'
         picks 'gram' where it applies and ``V`` has at least ``GRAM_MIN_ENTRIES`` entries.
     seed : int, optional
-        Draws the folds and the fits' seeds.
+        Draws the folds and the fits' seeds: an int from 0 to 2**64 - 1 (numpy integers too)
+        or a numpy ``Generator``.
     device, dtype : optional
         Where and in which precision to compute (default: the input's).
+    mask : array of V's shape, optional
+        Weights in [0, 1] (0: missing), as in `dnmf.factorize`; a numpy masked array ``V``
+        brings its own (giving both is an error). Missing entries are never fitted nor scored:
+        fold ``f``'s fits use the weights ``mask · (1 − E_f)`` and its held-out loss is the
+        mean over the entries it holds out that are observed (weighted by ``mask``). Needs the
+        masked solver ('auto' picks it; 'gram' is refused).
 
     Returns
     -------
@@ -238,9 +254,11 @@ def select_ranks(
         given), ``.cv_results()`` (dict of arrays) and the per-fit scores.
     """
     t0 = time.perf_counter()
-    Vt, _ = val.check_data(
-        V, None, dtype=val.parse_dtype(dtype), device=val.parse_device(device), allow_batch=False
+    Vt, M = val.check_data(
+        V, mask, dtype=val.parse_dtype(dtype), device=val.parse_device(device), allow_batch=False
     )
+    if not isinstance(seed, np.random.Generator):
+        val.check_seed(seed)
     m, n = (int(s) for s in Vt.shape)
     given, ranks = parse_candidates(
         default_candidates((m, n)) if candidates is None else candidates
@@ -249,15 +267,21 @@ def select_ranks(
         beta, max_iter, tol, eps, check_every
     )
     frac, folds, restarts, engine = _check_args(
-        holdout, folds, restarts, rule, holdout_pattern, solver, beta_, m * n
+        holdout, folds, restarts, rule, holdout_pattern, solver, beta_, m * n, M is not None
     )
     if init == "custom":
         raise ValueError("init='custom' cannot be used by select_ranks: every fit starts afresh")
     for r in ranks:
         val.check_init(init, list(r), (m, n))
     val.check_pretrain(pretrain)
-    if beta_ <= 0 and float(Vt.min()) <= 0:
+    if M is not None:
+        val.check_beta_zeros(Vt, beta_, M)
+    elif beta_ <= 0 and float(Vt.min()) <= 0:
         raise ValueError(f"beta={beta_:g} needs V > 0 everywhere (found zeros)")
+    # The largest ranks, for the fits held at once: every candidate's (gram), or one's (masked).
+    top = [max(r[l] for r in ranks) for l in range(len(ranks[0]))]
+    at_once = folds * restarts * (len(ranks) if engine == "gram" else 1)
+    val.check_factors_fit(Vt, top, gram=engine == "gram", batch=at_once)
     k = len(ranks[0])
     pen = val.parse_penalties(l1, l2, k + 1)
     layerwise = _check_criterion(criterion, k, pretrain)
@@ -265,6 +289,8 @@ def select_ranks(
     design_seed = int(rng.integers(2**62))
     fit_seeds = rng.integers(2**62, size=(folds, restarts))
     design, masks_np = heldout_masks((m, n), holdout_pattern, holdout, folds, design_seed)
+    if M is not None:
+        _check_folds_observe(M, masks_np)
     plan = SearchPlan(
         V=Vt,
         heldout=[torch.as_tensor(E, device=Vt.device) for E in masks_np],
@@ -281,6 +307,7 @@ def select_ranks(
         check_every=check_every,
         holdout=frac,
         code_seed=design_seed,
+        observed=M,
     )
     with torch.no_grad():
         fits = fit_candidates(plan, ranks, engine, layerwise=layerwise)
@@ -328,6 +355,16 @@ def select_ranks(
     )
 
 
+def _check_folds_observe(M: torch.Tensor, heldout: list[np.ndarray]) -> None:
+    """Every fold must hold out some observed entry (else it has nothing to score)."""
+    for f, E in enumerate(heldout):
+        if float((M * torch.as_tensor(E, device=M.device)).sum()) == 0:
+            raise ValueError(
+                f"fold {f} holds out only missing entries (mask weight 0), so it has nothing to "
+                "score; raise holdout or fill in more of V"
+            )
+
+
 def auto_ranks(
     V: Any, ranks: str, candidates: Any, *, mask: Any = None, init: str = "nndsvda", **search: Any
 ) -> tuple[Candidate, RankSelection]:
@@ -338,13 +375,10 @@ def auto_ranks(
         raise val.InvalidParameterError(
             f"ranks must be a positive int or a sequence of positive ints, or 'auto'; got {ranks!r}"
         )
-    if mask is not None:
-        raise ValueError(
-            "ranks='auto' cannot be combined with mask: the search holds out entries itself"
-        )
     if init == "custom":
         raise ValueError("ranks='auto' cannot be combined with init='custom'")
-    sel = select_ranks(V, candidates, init=init, **search)
+    # Missing entries (mask= or a masked array) stay missing in the search.
+    sel = select_ranks(V, candidates, init=init, mask=mask, **search)
     return sel.best, sel
 
 

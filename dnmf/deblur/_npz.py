@@ -1,4 +1,5 @@
-"""Model files of the deblurring models: dnmf's one atomic ``.npz`` writer, folder made first."""
+"""Model files of the deblurring models: dnmf's one atomic ``.npz`` writer (folder made first)
+and its checksum-verifying reader (`dnmf._io`)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,25 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._io import save_npz_atomic
+from .._io import read_npz, save_npz_atomic
 
-__all__ = ["save_npz", "save_dictionary", "load_dictionary"]
+__all__ = ["load_npz", "save_npz", "save_dictionary", "load_dictionary"]
 
 
 def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
     """`dnmf._io.save_npz_atomic`, after making ``path``'s folder if it is missing."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_npz_atomic(path, arrays)
+
+
+def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array of a model file, its SHA-256 verified (`dnmf._io.read_npz`).
+
+    A file whose arrays changed after it was written is refused with ``ValueError("checksum
+    mismatch in PATH: …; the file is damaged")``. Files written before model files carried a
+    checksum have none and load unchecked.
+    """
+    return read_npz(path)[0]
 
 
 def save_dictionary(path: str | os.PathLike, model: Any, kind: str | None = None) -> None:
@@ -44,16 +55,14 @@ def load_dictionary(
     cls: Any, path: str | os.PathLike, device: Any = None, kind: str | None = None
 ) -> Any:
     """A ``cls`` model read from a file of `save_dictionary` (``kind`` checked when given)."""
-    with np.load(path, allow_pickle=False) as z:
-        if kind is not None and ("kind" not in z or str(z["kind"]) != kind):
-            raise ValueError(f"{path} is not a saved {cls.__name__} model")
-        params = json.loads(str(z["params"]))
-        obj = cls(**params, device=device)
-        k = len(params["ranks"])
-        obj.Ws_ = [torch.from_numpy(z[f"W{i + 1}"]).to(obj.device) for i in range(k)]
-        obj.channels_ = int(z["channels"])
-        obj.loss_history_ = z["loss_history"]
-        obj.pretrain_histories_ = [
-            z[f"pretrain_{i + 1}"] for i in range(k) if f"pretrain_{i + 1}" in z
-        ]
+    z = load_npz(path)
+    if kind is not None and ("kind" not in z or str(z["kind"]) != kind):
+        raise ValueError(f"{path} is not a saved {cls.__name__} model")
+    params = json.loads(str(z["params"]))
+    obj = cls(**params, device=device)
+    k = len(params["ranks"])
+    obj.Ws_ = [torch.from_numpy(z[f"W{i + 1}"]).to(obj.device) for i in range(k)]
+    obj.channels_ = int(z["channels"])
+    obj.loss_history_ = z["loss_history"]
+    obj.pretrain_histories_ = [z[f"pretrain_{i + 1}"] for i in range(k) if f"pretrain_{i + 1}" in z]
     return obj

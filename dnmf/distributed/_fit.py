@@ -105,8 +105,10 @@ def factorize_columns(
     verbose : bool
         Rank 0 prints the loss at every check.
     callback : callable, optional
-        ``callback(n_iter, loss)`` on every process after each recorded loss (the global loss);
-        the run stops when it returns ``True`` on any process.
+        ``callback(n_iter, loss)`` on every process after each recorded loss (the global loss,
+        a float); the run stops when it returns a truthy value (``True``, ``np.True_``,
+        ``loss < target``, …) on any process. A value that is not callable is refused before
+        any work.
     init_sample : int
         Columns sampled for the NNDSVD initialisation (they are gathered on rank 0).
     group : ProcessGroup, optional
@@ -131,6 +133,7 @@ def factorize_columns(
     args: ShardArgs | None = None
     err: BaseException | None = None
     try:
+        val.check_callback(callback)
         args = check_shard_args(
             V_local,
             ranks,
@@ -244,7 +247,8 @@ def _any_rank_stops(
         return None
 
     def cb(it: int, loss: Any) -> bool:
-        stop = torch.tensor([1.0 if callback(it, loss) is True else 0.0], device=device)
+        says = bool(val.callback_stops(callback(it, loss), 1)[0])  # truthy answers stop it
+        stop = torch.tensor([1.0 if says else 0.0], device=device)
         return bool(comm.max_(stop)[0] > 0)
 
     return cb

@@ -70,8 +70,9 @@ def test_clone_and_params():
     assert c.get_params() == est.get_params() and c is not est
     c.set_params(max_iter=7)
     assert c.max_iter == 7 and est.max_iter == 200
+    assert DeepNMF(3).n_components == 3  # n_components by position, as NMF(3)
     with pytest.raises(TypeError):
-        DeepNMF(3)  # keyword-only
+        DeepNMF(3, None)  # the rest are keyword-only
 
 
 def test_in_a_pipeline_next_to_sklearn_nmf(X):

@@ -279,8 +279,6 @@ def test_factorize_auto_fits_the_chosen_ranks(rng):
     res = _quiet(dnmf.factorize, V, "auto", rank_candidates=[2, 3, 5], max_iter=300, seed=0)
     assert res.ranks == (res.rank_selection.best,)
     assert res.rank_selection.best == 3
-    with pytest.raises(ValueError, match="cannot be combined with mask"):
-        dnmf.factorize(V, "auto", mask=np.ones_like(V))
     with pytest.raises(ValueError, match="'auto'"):
         dnmf.factorize(V, "best")
 

@@ -147,7 +147,7 @@ def test_mask_wrong_shape_and_values(V):
         ("eps", 0.0, "eps must be a float > 0"),
         ("check_every", 0, "check_every must be an int >= 1"),
         ("pretrain", 0, "pretrain must be a bool or an int >= 1"),
-        ("seed", -3, "seed must be None or an int >= 0"),
+        ("seed", -3, r"seed must be None or an int from 0 to 2\*\*64 - 1"),
         ("device", 12.5, "device must be a torch device"),
     ],
 )
