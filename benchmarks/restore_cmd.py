@@ -11,6 +11,7 @@ it was, with no empty folder made for it.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -142,7 +143,7 @@ def restore_files(args: argparse.Namespace) -> list[Path]:
             x = torch.from_numpy(read_picture(files[i], gray=args.gray).array()[None])
             with torch.no_grad():
                 x_hat = method.restore(x, blur)
-            batch.write(targets[i], lambda p, img=x_hat[0]: write_png(p, img))
+            batch.write(targets[i], functools.partial(write_png, img=x_hat[0]))
         written = batch.commit()
     if not args.quiet:
         skipped = len(files) - len(readable)
