@@ -121,7 +121,11 @@ def can_mount() -> bool:
     if sys.platform != "linux" or os.geteuid() != 0 or not shutil.which("mount"):
         return False
     with tempfile.TemporaryDirectory() as d:
-        ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", d]).returncode
+        ok = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", d],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ).returncode
         if ok != 0:
             return False
         subprocess.run(["umount", d], check=True)

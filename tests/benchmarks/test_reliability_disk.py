@@ -33,6 +33,8 @@ RUN = ["run", "--preset", "smoke", "--methods", "identity", "--quiet"]
 FACTORIZE = ["factorize", "--ranks", "2", "--size", "16", "--max-iter", "5", "--quiet"]
 TRAIN = ["train", "convae", "--preset", "smoke", "--epochs", "1", "--quiet"]
 FULL = "no space left on device"
+#: The lock cases find the lock file's descriptor by its name in /proc/self/fd.
+linux = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
 
 
 def one_disk_error(case: dict, path: Path | str) -> None:
@@ -80,6 +82,7 @@ def test_fault_other_os_errors_keep_their_traceback(monkeypatch):
         cli.main(["list"])
 
 
+@linux
 def test_fault_lock_write_on_a_full_disk_leaves_no_lock_file(tmp_path, monkeypatch):
     lock = FolderLock(tmp_path / "run", "run")
     real_write = os.write
@@ -183,6 +186,7 @@ def injected(tmp_path_factory, faces_maker):
     return got, runs, faces, before
 
 
+@linux
 def test_fault_full_disk_at_the_lock_write(injected):
     got, runs, _, _ = injected
     assert got["prev"]["rc"] == 0, got["prev"]["err"]
