@@ -69,9 +69,10 @@ def check_search_flags(ranks: list[int] | None, search: dict[str, Any]) -> None:
     given = [flag(k) for k in SEARCH_OPTIONS if search.get(k) is not None]
     if ranks is not None and given:
         shown = " ".join(map(str, ranks))
+        verb, them = ("apply", "them") if len(given) > 1 else ("applies", "it")
         raise UserError(
-            f"{', '.join(given)} only apply to --ranks auto, and the ranks are fixed "
-            f"(--ranks {shown}); pass --ranks auto or drop {'them' if len(given) > 1 else 'it'}"
+            f"{', '.join(given)} only {verb} to --ranks auto, and the ranks are fixed "
+            f"(--ranks {shown}); pass --ranks auto or drop {them}"
         )
 
 

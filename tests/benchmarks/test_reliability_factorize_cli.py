@@ -84,12 +84,12 @@ def test_bad_input_factorize_quiet_is_quiet(factorize_batch):
     [
         (
             "candidates_fixed",
-            "error: --rank-candidates only apply to --ranks auto, and the ranks are fixed "
+            "error: --rank-candidates only applies to --ranks auto, and the ranks are fixed "
             "(--ranks 3); pass --ranks auto or drop it",
         ),
         (
             "candidates_default_ranks",
-            "error: --rank-candidates only apply to --ranks auto, and the ranks are fixed "
+            "error: --rank-candidates only applies to --ranks auto, and the ranks are fixed "
             "(--ranks 128 32 8); pass --ranks auto or drop it",
         ),
         (
