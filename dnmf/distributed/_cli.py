@@ -4,18 +4,77 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import secrets
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from PIL import Image
 
 from .. import _validation as val
+from .._io import check_writable_target
 from .._solver import SOLVERS
-from ..shards import ColumnShard, load_image_columns, load_npy_columns
+from ..shards import (
+    ColumnShard,
+    column_range,
+    list_images,
+    load_image_columns,
+    load_npy_columns,
+)
 from ._comm import Comm, agree
 from ._fit import factorize_columns, gather_result
+
+
+# ``type=`` functions: a bad value is refused while parsing, before any process group is
+# joined or any data read, with argparse's message naming the flag
+# (``error: argument --threads: must be an integer >= 1, got '0'``).
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value <= val.SEED_MAX:  # the library's range (torch's generators take it)
+        raise argparse.ArgumentTypeError(
+            f"must be an integer from 0 to 2**64 - 1 = {val.SEED_MAX}, got {text!r}"
+        )
+    return value
+
+
+def _finite_nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def _beta(text: str) -> float | str:
+    """A number or one of scikit-learn's names, checked by the library's own check."""
+    beta = _parse_beta(text)
+    try:
+        val.parse_beta(beta)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a real number or one of {sorted(val.BETA_NAMES)}, got {text!r}"
+        ) from None
+    return beta
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,18 +91,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--samples-as-rows", action="store_true", help="the .npy holds V transposed (n x m)"
     )
-    p.add_argument("--size", type=int, default=None, help="resize images to SIZE x SIZE")
+    p.add_argument("--size", type=_positive_int, default=None, help="resize images to SIZE x SIZE")
     p.add_argument("--rgb", action="store_true", help="images in RGB (default: gray)")
-    p.add_argument("--ranks", type=int, nargs="+", required=True, help="inner ranks r1 ... rk")
     p.add_argument(
-        "--beta", default="2", help="beta of the divergence (2, 1, 0, a float or a name)"
+        "--ranks", type=_positive_int, nargs="+", required=True, help="inner ranks r1 ... rk"
     )
-    p.add_argument("--max-iter", type=int, default=200)
-    p.add_argument("--tol", type=float, default=1e-4)
+    p.add_argument(
+        "--beta",
+        type=_beta,
+        default="2",
+        help="beta of the divergence (2, 1, 0, a float or a name)",
+    )
+    p.add_argument("--max-iter", type=_positive_int, default=200)
+    p.add_argument("--tol", type=_finite_nonneg_float, default=1e-4)
     p.add_argument("--init", default="nndsvda", choices=[i for i in val.INITS if i != "custom"])
-    p.add_argument("--init-sample", type=int, default=2048, help="columns sampled for NNDSVD")
+    p.add_argument(
+        "--init-sample", type=_positive_int, default=2048, help="columns sampled for NNDSVD"
+    )
     p.add_argument(
         "--pretrain",
+        type=_parse_pretrain,
         default="true",
         help="layer-wise pretraining: true, false or iterations per layer",
     )
@@ -54,9 +121,9 @@ def _parser() -> argparse.ArgumentParser:
         help="auto: HALS for beta=2 (accelerated and extrapolated for one layer), "
         "multiplicative updates otherwise",
     )
-    p.add_argument("--l1", type=float, default=0.0)
-    p.add_argument("--l2", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--l1", type=_finite_nonneg_float, default=0.0)
+    p.add_argument("--l2", type=_finite_nonneg_float, default=0.0)
+    p.add_argument("--seed", type=_seed, default=0, help="0 to 2**64 - 1 (default 0)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument(
         "--device", default="cpu", help="cpu or cuda (cuda: one GPU per process, LOCAL_RANK)"
@@ -67,8 +134,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=["auto", "gloo", "nccl"],
         help="auto: nccl for cuda, gloo for cpu",
     )
-    p.add_argument("--threads", type=int, default=None, help="torch threads per process")
-    p.add_argument("--out", default=None, help="rank 0 gathers H and writes the result here (.npz)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch threads per process")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="rank 0 gathers H and writes the result here (.npz); its folder must exist, and "
+        "it is checked writable before the fit",
+    )
     p.add_argument("--verbose", action="store_true")
     return p
 
@@ -87,9 +159,14 @@ def _parse_pretrain(text: str) -> bool | int:
     if t in ("false", "no", "0"):
         return False
     try:
-        return int(t)
+        n = int(t)
     except ValueError:
-        raise SystemExit(f"--pretrain must be true, false or an int, got {text!r}") from None
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be true, false or an integer >= 1 (iterations per layer), got {text!r}"
+        )
+    return n
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,9 +177,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     (``--npy`` by memory map, or its slice of ``--images``), factorizes, and rank 0 gathers
     ``H`` and writes the result to ``--out`` atomically (read it with ``dnmf.load``) and prints
     one JSON line of diagnostics. Without ``torchrun`` it runs as one process. Exit status 2
-    for bad input (reported by every rank), 0 on success.
+    for bad input (reported by every rank), 0 on success. Flags are checked while parsing;
+    ``--out`` is checked (a regular file or nothing in an existing, writable folder) before
+    any data is read, so a fit never ends in an unwritable path.
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.npy and (args.size is not None or args.rgb):
+        parser.error("--size and --rgb apply to --images only")
+    if args.images and args.samples_as_rows:
+        parser.error("--samples-as-rows applies to --npy only")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     cuda = str(args.device).startswith("cuda")
@@ -159,23 +243,80 @@ def _read_shard(args: argparse.Namespace, comm: Comm) -> ColumnShard:
             )
     except (OSError, ValueError, TypeError) as exc:
         err = exc
+    except Image.DecompressionBombError as exc:  # not an OSError: Pillow's own refusal
+        where = _bomb_file(args.images, comm)
+        err = ValueError(f"could not read image {where!r}: {exc}")
     agree(comm, err, "data")
     assert shard is not None
     return shard
 
 
+def _bomb_file(folder: str, comm: Comm) -> str:
+    """Which of this process's images Pillow refuses as a decompression bomb (only the
+    headers are read again), for the error message; the folder when none is found."""
+    files = list_images(folder)
+    start, stop = column_range(len(files), comm.rank, comm.world)
+    for f in files[start:stop]:
+        try:
+            with Image.open(f):
+                pass
+        except Image.DecompressionBombError:
+            return str(f)
+        except Exception:  # any other failure is not the one looked for here
+            continue
+    return str(folder)
+
+
+def _check_out_path(path: str) -> None:
+    """Refuse ``--out`` unless the result can be written there: an existing regular file or
+    nothing, in an existing folder where this process can create a file (tried with a probe
+    file, created and removed at once, so a read-only or full-quota folder is found now and
+    not after the fit). Raises ``ValueError`` naming ``--out`` and the path."""
+    p = Path(path)
+    folder = p.parent
+    if not folder.is_dir():
+        why = "is not a folder" if folder.exists() else "(its folder) does not exist"
+        raise ValueError(f"--out {path}: {str(folder)!r} {why}")
+    try:
+        check_writable_target(p)
+    except ValueError as exc:
+        raise ValueError(f"--out: {exc}") from None
+    probe = folder / f".{p.name}.probe-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as exc:
+        raise ValueError(f"cannot write --out {path}: {exc.strerror or exc}") from None
+    probe.unlink()
+
+
+def _check_out(args: argparse.Namespace, comm: Comm) -> None:
+    """Collective: rank 0 (the one that writes) checks ``--out``; every process fails with it."""
+    err: BaseException | None = None
+    if args.out and comm.rank == 0:
+        try:
+            _check_out_path(args.out)
+            if args.npy and Path(args.out).exists() and os.path.samefile(args.npy, args.out):
+                raise ValueError(
+                    f"--out {args.out} is the --npy input itself; write the result elsewhere"
+                )
+        except (ValueError, OSError) as exc:
+            err = exc
+    agree(comm, err, "--out")
+
+
 def _run(args: argparse.Namespace, comm: Comm, device: str, backend: str | None) -> None:
+    _check_out(args, comm)
     shard = _read_shard(args, comm)
     res = factorize_columns(
         shard.V,
         args.ranks,
         col_offset=shard.col_offset,
         n_cols=shard.n_cols,
-        beta=_parse_beta(args.beta),
+        beta=args.beta,
         max_iter=args.max_iter,
         tol=args.tol,
         init=args.init,
-        pretrain=_parse_pretrain(args.pretrain),
+        pretrain=args.pretrain,
         solver=args.solver,
         l1=args.l1,
         l2=args.l2,
@@ -191,7 +332,10 @@ def _run(args: argparse.Namespace, comm: Comm, device: str, backend: str | None)
         return
     assert full is not None
     if args.out:
-        full.save(args.out)
+        try:
+            full.save(args.out)
+        except OSError as exc:  # e.g. the disk filled during the fit: name the user's path
+            raise ValueError(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
     info = {
         "world_size": comm.world,
         "backend": backend,
