@@ -238,21 +238,34 @@ def to_markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from benchmarks.io_utils import write_text
+    from perf import _cli
+
     p = argparse.ArgumentParser(
-        prog="python -m perf.dnmf_scaling", description=__doc__.split("\n\n")[0]
+        prog="python -m perf.dnmf_scaling", description=_cli.description(__doc__)
     )
-    p.add_argument("--m", type=int, default=4096)
-    p.add_argument("--n", type=int, default=8192)
-    p.add_argument("--ranks", type=int, nargs="+", default=[64])
-    p.add_argument("--iters", type=int, default=50)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--worlds", type=int, nargs="+", default=[1, 2], help="process counts")
+    p.add_argument("--m", type=_cli.positive_int, default=4096)
+    p.add_argument("--n", type=_cli.positive_int, default=8192)
+    p.add_argument("--ranks", type=_cli.positive_int, nargs="+", default=[64])
+    p.add_argument("--iters", type=_cli.positive_int, default=50)
+    p.add_argument("--repeats", type=_cli.positive_int, default=3)
+    p.add_argument(
+        "--worlds", type=_cli.positive_int, nargs="+", default=[1, 2], help="process counts"
+    )
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="also write the markdown table here")
-    p.add_argument("--json", default=None, help="write the raw numbers here")
+    p.add_argument("--threads", type=_cli.positive_int, default=1, help="torch threads per process")
+    p.add_argument("--seed", type=_cli.seed, default=0)
+    p.add_argument(
+        "--out", type=_cli.output_file, default=None, help="also write the markdown table here"
+    )
+    p.add_argument("--json", type=_cli.output_file, default=None, help="write the raw numbers here")
     a = p.parse_args(argv)
+    if max(a.worlds) > a.n:
+        p.error(f"--worlds: {max(a.worlds)} processes need at least as many columns (--n {a.n})")
+    if max(a.ranks) > min(a.m, a.n):
+        p.error(f"--ranks: each rank must be at most min(--m, --n) = {min(a.m, a.n)}")
+    if a.out is not None and a.out == a.json:
+        p.error("--out and --json name the same file")
     result = run_scaling(
         m=a.m,
         n=a.n,
@@ -266,12 +279,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     md = to_markdown(result)
     print(md, end="")
-    for target, text in ((a.out, md), (a.json, json.dumps(result, indent=2) + "\n")):
-        if target:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            tmp = f"{target}.tmp-{os.getpid()}"
-            Path(tmp).write_text(text)
-            os.replace(tmp, target)
+    with _cli.refusing(p):
+        for target, text in ((a.out, md), (a.json, json.dumps(result, indent=2) + "\n")):
+            if target:
+                write_text(target, text)  # makes the folder, writes atomically
     return 0
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ import torch
 
 from benchmarks.io_utils import write_json
 from dnmf import _mu
+from perf import _cli
 from perf.nmf_speed import _environment, _sklearn_fit, _time_round_robin, make_problem
 
 
@@ -118,12 +118,21 @@ def to_markdown(out: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=15)
-    p.add_argument("--iters", type=int, default=60)
-    p.add_argument("--blocks", type=int, nargs="+", default=[4, 8], metavar="MIB")
-    p.add_argument("--json", type=Path)
+    p = argparse.ArgumentParser(
+        prog="python -m perf.fused_pass_ab", description=_cli.description(__doc__)
+    )
+    p.add_argument("--threads", type=_cli.positive_int, default=2)
+    p.add_argument("--rounds", type=_cli.positive_int, default=15)
+    p.add_argument("--iters", type=_cli.positive_int, default=60)
+    p.add_argument(
+        "--blocks",
+        type=_cli.positive_int,
+        nargs="+",
+        default=[4, 8],
+        metavar="MIB",
+        help="fused block sizes to time, in MiB (default 4 8)",
+    )
+    p.add_argument("--json", type=_cli.output_file, help="write the results as JSON here")
     a = p.parse_args(argv)
     out = run_ab(
         n_iter=a.iters,
@@ -133,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(to_markdown(out))
     if a.json:
-        write_json(a.json, out)  # makes the folder, writes atomically
+        with _cli.refusing(p):
+            write_json(a.json, out)  # makes the folder, writes atomically
         print(f"wrote {a.json}")
     return 0
 

@@ -23,7 +23,6 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -685,43 +684,63 @@ def to_markdown(out: dict[str, Any]) -> str:
 # command line: python -m perf.nmf_speed
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m perf.nmf_speed``."""
-    parser.add_argument("--m", type=int, default=4096, help="rows of V (default 4096)")
-    parser.add_argument("--n", type=int, default=2048, help="columns of V (default 2048)")
-    parser.add_argument("--rank", type=int, default=64, help="rank (default 64)")
-    parser.add_argument("--iters", type=int, default=60, help="iterations per fit (default 60)")
+    from perf import _cli
+
     parser.add_argument(
-        "--repeats", type=int, default=5, help="timed repeats; the median is reported (default 5)"
+        "--m", type=_cli.positive_int, default=4096, help="rows of V (default 4096)"
     )
     parser.add_argument(
-        "--threads", type=int, default=None, help="threads for torch and BLAS (default: all cores)"
+        "--n", type=_cli.positive_int, default=2048, help="columns of V (default 2048)"
+    )
+    parser.add_argument("--rank", type=_cli.positive_int, default=64, help="rank (default 64)")
+    parser.add_argument(
+        "--iters", type=_cli.positive_int, default=60, help="iterations per fit (default 60)"
     )
     parser.add_argument(
-        "--device", default="cpu", help="torch device for dnmf/torchnmf (default cpu)"
+        "--repeats",
+        type=_cli.positive_int,
+        default=5,
+        help="timed repeats; the median is reported (default 5)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_cli.positive_int,
+        default=None,
+        help="threads for torch and BLAS (default: all cores)",
+    )
+    parser.add_argument(
+        "--device",
+        type=_cli.device_name,
+        default="cpu",
+        help="torch device for dnmf/torchnmf: cpu, cuda or cuda:N (default cpu)",
     )
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=_cli.seed, default=0)
     parser.add_argument(
         "--layers",
-        type=int,
+        type=_cli.positive_int,
         nargs="*",
         default=[2, 3],
         help="deeper dnmf models to time, all ranks = --rank (default 2 3)",
     )
     parser.add_argument(
         "--batch",
-        type=int,
+        type=_cli.positive_int,
         nargs=4,
         default=[256, 64, 96, 8],
         metavar=("B", "M", "N", "RANK"),
         help="batched comparison (default 256 64 96 8)",
     )
-    parser.add_argument("--batch-iters", type=int, default=200)
+    parser.add_argument("--batch-iters", type=_cli.positive_int, default=200)
     parser.add_argument("--no-batch", action="store_true", help="skip the batched comparison")
     parser.add_argument(
         "--no-torchnmf", action="store_true", help="skip torchnmf even if installed"
     )
     parser.add_argument(
-        "--json", type=Path, default=None, help="write the results as JSON to this file"
+        "--json",
+        type=_cli.output_file,
+        default=None,
+        help="write the results as JSON to this file",
     )
     parser.add_argument(
         "--sweep",
@@ -742,14 +761,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``python -m perf.nmf_speed``: print the markdown table, optionally write JSON."""
+    from perf import _cli
+
     parser = argparse.ArgumentParser(
-        prog="python -m perf.nmf_speed", description=__doc__.splitlines()[0]
+        prog="python -m perf.nmf_speed", description=_cli.description(__doc__)
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("error: --device cuda but no CUDA device is available", file=sys.stderr)
-        return 2
+        parser.error(f"--device {args.device}: no CUDA device is available here")
+    b, bm, bn, br = args.batch
+    if not args.no_batch and br > min(bm, bn):
+        parser.error(f"--batch: RANK {br} must be at most min(M, N) = {min(bm, bn)}")
     if args.sweep:
         names = DEFAULT_SWEEP_CUDA if args.device.startswith("cuda") else DEFAULT_SWEEP_CPU
         sizes = args.sizes or [parse_size(t) for t in names]
@@ -769,7 +792,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         from benchmarks.io_utils import write_json
 
-        write_json(args.json, out)  # makes the folder, writes atomically
+        with _cli.refusing(parser):
+            write_json(args.json, out)  # makes the folder, writes atomically
         print(f"\nwrote {args.json}", file=sys.stderr)
     return 0
 

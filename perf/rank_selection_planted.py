@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -59,10 +58,20 @@ def run(name: str, make, candidates, seeds, **kw) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m perf.rank_selection_planted", description=__doc__)
-    p.add_argument("--seeds", type=int, default=10)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, default=Path("docs/results/rank-selection/planted.json"))
+    from perf import _cli
+
+    p = argparse.ArgumentParser(
+        prog="python -m perf.rank_selection_planted", description=_cli.description(__doc__)
+    )
+    p.add_argument("--seeds", type=_cli.positive_int, default=10, help="seeds 0 … N-1 (default 10)")
+    p.add_argument("--threads", type=_cli.positive_int, default=1)
+    p.add_argument(
+        "--out",
+        type=_cli.output_json_and_md,
+        default="docs/results/rank-selection/planted.json",
+        help="JSON file; the summary goes beside it, ending in .md "
+        "(default docs/results/rank-selection/planted.json)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     import dnmf
@@ -98,12 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         "pure_noise (rank 1)": sum(p == 1 for p in out["pure_noise"]["picks"]),
     }
     out["hits"] = hits
-    write_json(args.out, out)
     lines = ["| problem | chosen as planted | picks |", "|---|---|---|"]
     for key, n_hit in hits.items():
         picks = out[key.split(" ")[0]]["picks"]
         lines.append(f"| {key} | {n_hit} / {len(picks)} | {picks} |")
-    write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
+    with _cli.refusing(p):
+        write_json(args.out, out)
+        write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

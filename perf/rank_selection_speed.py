@@ -108,27 +108,55 @@ def _git_commit() -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m perf.rank_selection_speed", description=__doc__)
-    p.add_argument("--data-dir", type=Path, default=None, help="face folder (default: shipped)")
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--candidates", type=int, nargs="+", default=list(DEFAULT_CANDIDATES))
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--max-iter", type=int, default=200, help="iterations per fit (tol=0)")
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    from perf import _cli
+
+    p = argparse.ArgumentParser(
+        prog="python -m perf.rank_selection_speed", description=_cli.description(__doc__)
+    )
+    p.add_argument(
+        "--data-dir",
+        type=_cli.existing_folder,
+        default=None,
+        help="face folder (default: $DEBLUR_FACES_DIR, else the shipped set)",
+    )
+    p.add_argument("--size", type=_cli.positive_int, default=64)
+    p.add_argument(
+        "--candidates", type=_cli.positive_int, nargs="+", default=list(DEFAULT_CANDIDATES)
+    )
+    p.add_argument("--folds", type=_cli.positive_int, default=5)
+    p.add_argument(
+        "--max-iter", type=_cli.positive_int, default=200, help="iterations per fit (tol=0)"
+    )
+    p.add_argument("--rounds", type=_cli.positive_int, default=2)
+    p.add_argument("--threads", type=_cli.positive_int, default=2)
+    p.add_argument("--seed", type=_cli.seed, default=0)
     p.add_argument("--init", default="nndsvda", choices=("nndsvda", "random"))
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", type=_cli.device_name, default=None)
     p.add_argument("--with-masked", action="store_true", help="also time solver='masked'")
     p.add_argument(
         "--loop-folds",
-        type=int,
+        type=_cli.positive_int,
         default=None,
         help="loop over the first N folds only and scale its time by folds / N (every fold "
         "costs the same; default: all folds)",
     )
-    p.add_argument("--out", type=Path, default=Path("docs/results/rank-selection/speed.json"))
+    p.add_argument(
+        "--out",
+        type=_cli.output_json_and_md,
+        default="docs/results/rank-selection/speed.json",
+        help="JSON file; the table goes beside it, ending in .md "
+        "(default docs/results/rank-selection/speed.json)",
+    )
     args = p.parse_args(argv)
+    if args.loop_folds is not None and args.loop_folds > args.folds:
+        p.error(f"--loop-folds {args.loop_folds} is more than --folds {args.folds}")
+    if args.device and args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error(f"--device {args.device}: no CUDA device is available here")
+    with _cli.refusing(p):  # a face folder without faces, candidates the data cannot take, ...
+        return _main(args, argv)
+
+
+def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")  # tol=0 runs fixed iterations on purpose
     V = _load(args)

@@ -23,13 +23,14 @@ import statistics
 import sys
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+from dnmf._solver import SOLVERS
+from perf import _cli
 from perf import _traces as tr
 
 
@@ -246,34 +247,44 @@ def to_markdown(out: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m perf.solver_validation", description=__doc__.splitlines()[0]
+        prog="python -m perf.solver_validation", description=_cli.description(__doc__)
     )
-    p.add_argument("--solvers", nargs="+", default=["hals-acc", "hals-acc-e"])
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--solvers",
+        nargs="+",
+        default=["hals-acc", "hals-acc-e"],
+        choices=SOLVERS,
+        metavar="SOLVER",
+        help=f"dnmf solvers to time: {', '.join(SOLVERS)} (default hals-acc hals-acc-e)",
+    )
+    p.add_argument("--rounds", type=_cli.positive_int, default=2)
+    p.add_argument("--threads", type=_cli.positive_int, default=2)
     p.add_argument("--deep", action="store_true", help="deep models against dnmf's MU")
     p.add_argument(
         "--batched", action="store_true", help="batches of small matrices against a loop"
     )
-    p.add_argument("--out", type=Path, required=True, help="folder for result.json, result.md")
+    p.add_argument(
+        "--out",
+        type=_cli.output_folder,
+        required=True,
+        help="folder for result.json, result.md",
+    )
     a = p.parse_args(argv)
-    if a.rounds < 1 or a.threads < 1:
-        p.error("--rounds and --threads must be >= 1")
     if a.deep and a.batched:
         p.error("--deep and --batched are separate validations: give one")
     from benchmarks.io_utils import write_json, write_text
 
-    out = run(
-        a.solvers,
-        a.rounds,
-        a.threads,
-        a.deep,
-        log=lambda s: print(s, file=sys.stderr),
-        batched=a.batched,
-    )
-    a.out.mkdir(parents=True, exist_ok=True)
-    write_json(a.out / "result.json", out)
-    write_text(a.out / "result.md", to_markdown(out) + "\n")
+    with _cli.refusing(p):
+        out = run(
+            a.solvers,
+            a.rounds,
+            a.threads,
+            a.deep,
+            log=lambda s: print(s, file=sys.stderr),
+            batched=a.batched,
+        )
+        write_json(a.out / "result.json", out)  # makes the folder
+        write_text(a.out / "result.md", to_markdown(out) + "\n")
     print(to_markdown(out))
     return 0
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -96,13 +95,23 @@ def to_markdown(out: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from perf import _cli
+
     p = argparse.ArgumentParser(
-        prog="python -m perf.subnormals", description=__doc__.split("\n")[0]
+        prog="python -m perf.subnormals", description=_cli.description(__doc__)
     )
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--fractions", type=float, nargs="+", default=[0.003, 0.05, 0.2])
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--out", type=Path, default=None, help="folder for result.json and result.md")
+    p.add_argument("--threads", type=_cli.positive_int, nargs="+", default=[1, 2])
+    p.add_argument(
+        "--fractions",
+        type=_cli.fraction,
+        nargs="+",
+        default=[0.003, 0.05, 0.2],
+        help="shares of the factor entries made subnormal, each in (0, 1] (default 0.003 0.05 0.2)",
+    )
+    p.add_argument("--rounds", type=_cli.positive_int, default=7)
+    p.add_argument(
+        "--out", type=_cli.output_folder, default=None, help="folder for result.json and result.md"
+    )
     a = p.parse_args(argv)
     before = torch.get_num_threads()
     try:
@@ -121,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         from perf.nmf_speed import _environment
 
         out["environment"] = _environment(max(a.threads), torch.device("cpu"))
-        write_json(a.out / "result.json", out)
-        write_text(a.out / "result.md", md + "\n")
+        with _cli.refusing(p):
+            write_json(a.out / "result.json", out)
+            write_text(a.out / "result.md", md + "\n")
     return 0
 
 

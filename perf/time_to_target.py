@@ -45,6 +45,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from perf import _cli
 from perf import _traces as tr
 from perf.nmf_speed import _environment, interleaved, make_problem
 
@@ -66,13 +67,44 @@ class Case:
     device: str = "cpu"  # where dnmf fits; the other libraries run on the host CPU
 
 
-def _faces(faces_dir: str | None) -> np.ndarray:
+def _faces(faces_dir: str | os.PathLike | None) -> np.ndarray:
+    """The face matrix (64×64 gray faces as columns) of ``faces_dir``, else of
+    ``$DEBLUR_FACES_DIR``, else of the shipped set; a `UserError` naming the folder and where
+    it came from when it holds no readable image."""
     from benchmarks.faces import SHIPPED_FACES
-    from benchmarks.factorize_faces import load_face_matrix
+    from benchmarks.factorize_faces import FaceFolderError, load_face_matrix
 
-    d = faces_dir or os.environ.get("DEBLUR_FACES_DIR") or str(SHIPPED_FACES)
-    V, _, _ = load_face_matrix(d, size=64, gray=True)
+    env = os.environ.get("DEBLUR_FACES_DIR")
+    if faces_dir:
+        d, given_as = str(faces_dir), "--faces-dir"
+    elif env:
+        d, given_as = env, "DEBLUR_FACES_DIR"
+    else:
+        d, given_as = str(SHIPPED_FACES), "the shipped face set"
+    try:
+        V, _, _ = load_face_matrix(d, size=64, gray=True)
+    except FaceFolderError as exc:  # its message names the CLI's --data-dir, not this flag
+        why = str(exc).removeprefix(f"--data-dir {Path(d)} ")
+        raise _cli.UserError(f"{given_as} {d} {why}") from None
     return V
+
+
+def read_targets(path: Path | None) -> dict[str, Any]:
+    """The cache of deep targets in ``path`` (``--targets``): empty when there is no file yet;
+    a `UserError` naming the file when it is not such a cache."""
+    if path is None or not path.exists():
+        return {}
+    cache = _cli.read_json_object(path, "--targets")
+    for key, entry in cache.items():
+        if not (
+            isinstance(entry, dict)
+            and all(isinstance(entry.get(k), (int, float)) for k in ("target", "seconds"))
+        ):
+            raise _cli.UserError(
+                f"--targets {path} is not a cache of deep targets: entry {key!r} has no "
+                "numeric 'target' and 'seconds'"
+            )
+    return cache
 
 
 def _as_given(V: Any) -> Any:
@@ -418,17 +450,23 @@ def run_time_to_target(
     device: str = "cpu",
     log: Callable[[str], None] | None = print,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    faces: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Run the cases (``only``: a subset of their names) and return the JSON-ready dict;
+    """Run the cases (``only``: a subset of `CASES`) and return the JSON-ready dict;
     ``progress(partial)`` gets the results so far after every case. dnmf fits on
-    ``device``; scikit-learn and torchnmf run on the host CPU with ``threads`` threads."""
+    ``device``; scikit-learn and torchnmf run on the host CPU with ``threads`` threads.
+    ``faces``: the face matrix already read (else read from ``faces_dir`` when a face case
+    runs)."""
     from threadpoolctl import threadpool_limits
 
     dev = check_device(device)
+    unknown = sorted(set(only or ()) - set(cases_of(quick)))
+    if unknown:
+        raise ValueError(f"unknown cases {unknown}; the cases are {list(cases_of(quick))}")
 
     log = log or (lambda s: None)
     torch.set_num_threads(threads)
-    cache: dict[str, Any] = json.loads(targets.read_text()) if targets and targets.exists() else {}
+    cache = read_targets(targets)
 
     def want(name: str) -> bool:
         return only is None or name in only
@@ -463,7 +501,8 @@ def run_time_to_target(
 
     with threadpool_limits(limits=threads):
         _warm_up(str(dev))
-        faces = _faces(faces_dir) if any(want(c) for c in FACE_CASES) else None
+        if faces is None and any(want(c) for c in FACE_CASES):
+            faces = _faces(faces_dir)
         for case in make_cases(quick, faces, seed, str(dev)):
             if want(case.name):
                 results[case.name] = run_single(case, rounds, cap_factor, installed_methods(), log)
@@ -487,6 +526,13 @@ def run_time_to_target(
 FACE_CASES = ("faces-r64", "faces-r16", "deep-k2", "deep-k3")
 DEEP_FULL = {"deep-k2": [64, 32], "deep-k3": [64, 32, 16]}
 DEEP_QUICK = {"deep-k2": [16, 8], "deep-k3": [16, 8, 4]}
+#: Every case's name, in the order they run (``--only`` picks among them).
+CASES = ("faces-r64", "faces-r16", "lowrank", "sparse", "deep-k2", "deep-k3", "batched")
+
+
+def cases_of(quick: bool) -> tuple[str, ...]:
+    """The cases a run has: all of `CASES`, less ``faces-r64`` with ``quick``."""
+    return tuple(c for c in CASES if not (quick and c == "faces-r64"))
 
 
 def check_device(device: str) -> torch.device:
@@ -616,30 +662,52 @@ def plot(out: dict[str, Any], path: Path) -> None:
     for ax in axes.flat[len(cases) :]:
         ax.axis("off")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    from benchmarks.io_utils import atomic_write
+
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m perf.time_to_target", description=__doc__.splitlines()[0]
+        prog="python -m perf.time_to_target", description=_cli.description(__doc__)
     )
     p.add_argument("--quick", action="store_true", help="small cases, one round (development)")
     p.add_argument(
-        "--rounds", type=int, default=None, help="interleaved rounds (default 2; 1 with --quick)"
+        "--rounds",
+        type=_cli.positive_int,
+        default=None,
+        help="interleaved rounds (default 2; 1 with --quick)",
     )
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=_cli.positive_int, default=2, help="CPU threads (default 2)")
     p.add_argument(
         "--cap",
-        type=float,
+        type=_cli.finite_positive_float,
         default=1.5,
         help="time cap per fit, × the reference's time (scikit-learn's; MU's for the deep cases)",
     )
-    p.add_argument("--faces-dir", default=None, help="face folder (default: the shipped set)")
-    p.add_argument("--targets", type=Path, default=None, help="cache of the deep targets (JSON)")
-    p.add_argument("--only", nargs="+", default=None, metavar="CASE", help="run only these cases")
+    p.add_argument(
+        "--faces-dir",
+        type=_cli.existing_folder,
+        default=None,
+        help="face folder (default: $DEBLUR_FACES_DIR, else the shipped set)",
+    )
+    p.add_argument(
+        "--targets",
+        type=_cli.output_file,
+        default=None,
+        help="cache of the deep targets (JSON): read when it exists, written at the end",
+    )
+    p.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        choices=CASES,
+        metavar="CASE",
+        help=f"run only these cases: {', '.join(CASES)} (--quick has no faces-r64)",
+    )
     p.add_argument(
         "--device",
         default="cpu",
@@ -647,38 +715,46 @@ def main(argv: list[str] | None = None) -> int:
         "torchnmf run on the host CPU with --threads threads",
     )
     p.add_argument(
-        "--out", type=Path, required=True, help="folder for result.json, result.md, loss.png"
+        "--out",
+        type=_cli.output_folder,
+        required=True,
+        help="folder for result.json, result.md, loss.png",
     )
     a = p.parse_args(argv)
     rounds = a.rounds if a.rounds is not None else (1 if a.quick else 2)
-    if rounds < 1 or a.threads < 1 or a.cap <= 0:
-        p.error("--rounds and --threads must be >= 1 and --cap > 0")
     try:
         check_device(a.device)
     except ValueError as e:
         p.error(f"--device: {e}")
+    if a.quick and a.only and "faces-r64" in a.only:
+        p.error(f"--only faces-r64: not a --quick case (those are {', '.join(cases_of(True))})")
     from benchmarks.io_utils import write_json, write_text
 
-    a.out.mkdir(parents=True, exist_ok=True)
+    with _cli.refusing(p):  # the inputs, read before any output exists
+        read_targets(a.targets)
+        wanted = a.only or cases_of(a.quick)
+        faces = _faces(a.faces_dir) if any(c in FACE_CASES for c in wanted) else None
 
     def partial(res: dict[str, Any]) -> None:  # results so far, in case the run is cut short
-        write_json(a.out / "result.json", res)
+        write_json(a.out / "result.json", res)  # makes the folder the first time
 
-    out = run_time_to_target(
-        progress=partial,
-        quick=a.quick,
-        rounds=rounds,
-        threads=a.threads,
-        cap_factor=a.cap,
-        faces_dir=a.faces_dir,
-        targets=a.targets,
-        only=a.only,
-        device=a.device,
-        log=lambda s: print(s, file=sys.stderr, flush=True),
-    )
-    write_json(a.out / "result.json", out)
-    write_text(a.out / "result.md", out["markdown"] + "\n")
-    plot(out, a.out / "loss.png")
+    with _cli.refusing(p):
+        out = run_time_to_target(
+            progress=partial,
+            quick=a.quick,
+            rounds=rounds,
+            threads=a.threads,
+            cap_factor=a.cap,
+            faces_dir=a.faces_dir,
+            targets=a.targets,
+            only=a.only,
+            device=a.device,
+            log=lambda s: print(s, file=sys.stderr, flush=True),
+            faces=faces,
+        )
+        write_json(a.out / "result.json", out)
+        write_text(a.out / "result.md", out["markdown"] + "\n")
+        plot(out, a.out / "loss.png")
     print(out["markdown"])
     print(f"wrote {a.out}/result.json, result.md, loss.png", file=sys.stderr)
     return 0
