@@ -9,7 +9,8 @@
   imported on first use (so ``python -m dnmf.distributed`` runs cleanly).
 """
 
-from ._mu import EPSILON, beta_divergence, mu_exponent
+from ._solvers.loss import EPSILON, beta_divergence
+from ._solvers.update import mu_exponent
 from .estimator import DeepNMF
 from .factorize import ConvergenceWarning, FactorizationResult, factorize, load, solve_h
 from .select import RankSelection, rank_grid, select_ranks

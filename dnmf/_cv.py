@@ -11,12 +11,12 @@ update of ``dnmf.factorize(V, ranks, mask=M)`` needs no ``m × n`` work per fit:
   ``P_a`` are the rows of group ``a`` and ``S_b`` the columns of group ``b``: products of
   small Gram matrices, one per row or column group;
 * the training loss ``½‖M⊙(V − P H)‖²`` follows from the same Gram matrices, as in
-  ``dnmf._frobenius``.
+  ``dnmf._solvers.frobenius``.
 
 So a sweep costs what two products with ``V`` cost, for all fits together, instead of six
-products and several elementwise passes over ``m × n`` per fit (``dnmf._general``). The updates
-are the masked updates themselves (same order W1, …, Wk, H; same guarded step), so the fits
-equal the ones ``dnmf.factorize`` makes with that mask, up to rounding.
+products and several elementwise passes over ``m × n`` per fit (``dnmf._solvers.general``).
+The updates are the masked updates themselves (same order W1, …, Wk, H; same guarded step), so
+the fits equal the ones ``dnmf.factorize`` makes with that mask, up to rounding.
 
 Layout: rows and columns live in the padded, shuffled order of `BlockDesign` (group
 ``a`` is one slice of ``ma`` rows), so every per-group quantity is a view. Fits are ordered
@@ -33,8 +33,9 @@ import numpy as np
 import torch
 
 from ._holdout import BlockDesign
-from ._mu import Penalties, _chain, _mm, _mT, squared_norm
-from ._update import MUSolverBase
+from ._solvers.linalg import _chain, _mm, _mT
+from ._solvers.loss import Penalties, squared_norm
+from ._solvers.update import SolverBase
 
 
 @dataclass
@@ -48,7 +49,7 @@ class BlockFitOutcome:
     loss: np.ndarray  # (C, F·S): final training objective
 
 
-class BlockCVSolver(MUSolverBase):
+class BlockCVSolver(SolverBase):
     """Every (candidate, fold, restart) fit of the block pattern, swept together."""
 
     def __init__(
@@ -217,7 +218,7 @@ class BlockCVSolver(MUSolverBase):
 def run_block_cv(
     solver: BlockCVSolver, *, max_iter: int, tol: float, check_every: int
 ) -> BlockFitOutcome:
-    """Iterate ``solver`` as `dnmf._mu.run_mu` iterates one masked fit: every
+    """Iterate ``solver`` as `dnmf._solvers.loop.iterate` iterates one masked fit: every
     ``check_every`` iterations a fit whose training objective fell by less than ``tol``
     (relative) since the previous check is converged and frozen."""
     C, B = len(solver.ranks), solver.B

@@ -7,7 +7,7 @@ and the same masked updates. Only the engine that runs the updates differs:
 
 * ``"gram"`` (β = 2, block pattern): `dnmf._cv.BlockCVSolver`, all candidates × folds
   × restarts in one batched solver;
-* ``"masked"`` (any β, any pattern): `dnmf._mu.run_mu` with a 3-D masked batch per
+* ``"masked"`` (any β, any pattern): `dnmf._solvers.mu.run_mu` with a 3-D masked batch per
   candidate (its folds × restarts), the general masked solver.
 
 The held-out entries never reach a fit: starting factors come from ``V * M_f``, and both
@@ -29,7 +29,9 @@ from ._cv import BlockCVSolver, run_block_cv
 from ._cv_layers import code_masks, layer_scores
 from ._holdout import BlockDesign
 from ._init import init_layer, make_generator
-from ._mu import Penalties, _chain, beta_divergence, run_mu
+from ._solvers.linalg import _chain
+from ._solvers.loss import Penalties, beta_divergence
+from ._solvers.mu import run_mu
 
 #: Per candidate: the k factors and H of its F·S fits, stacked (F·S, ·, ·), in fit order f·S + s.
 Stack = tuple[list[torch.Tensor], torch.Tensor]

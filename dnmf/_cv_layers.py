@@ -21,7 +21,8 @@ import torch
 
 from ._holdout import entry_folds
 from ._init import init_layer, make_generator
-from ._mu import Penalties, beta_divergence, run_mu
+from ._solvers.loss import Penalties, beta_divergence
+from ._solvers.mu import run_mu
 
 
 def code_masks(

@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from ._mu import MUOutcome, Penalties
-from ._solver import run_solver
+from ._solvers import run_solver
+from ._solvers.loop import SolverOutcome
+from ._solvers.loss import Penalties
 
 try:  # the one piece of scikit-learn dnmf uses: its warning class, so filters written for it work
     from sklearn.exceptions import ConvergenceWarning
@@ -28,7 +29,7 @@ InitFn = Callable[[int, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
 Reduce = Callable[[torch.Tensor], torch.Tensor]
 
 
-def warn_unconverged(out: MUOutcome, max_iter: int, tol: float, what: str) -> None:
+def warn_unconverged(out: SolverOutcome, max_iter: int, tol: float, what: str) -> None:
     """``ConvergenceWarning`` when a run with ``tol > 0`` used its whole budget (matrices the
     callback stopped are not counted: they stopped where the caller asked)."""
     unconverged = ~np.asarray(out.converged) & ~np.asarray(out.stopped_by_callback)
@@ -111,8 +112,8 @@ def pretrain_layers(
 
     ``init_fn(l, X, r)`` initialises layer ``l`` on its input ``X``; layer ``l`` gets the
     penalties of ``Wl`` and of ``H``. ``mask`` applies to the first layer only, and ``reduce``
-    (column shards, see `dnmf._mu.run_mu`) to every layer; every layer is fitted by
-    ``solver`` (resolved, see `dnmf._solver.resolve_solver`).
+    (column shards, see `dnmf._solvers.mu.run_mu`) to every layer; every layer is fitted by
+    ``solver`` (resolved, see `dnmf._solvers.resolve_solver`).
     """
     k = len(ranks)
     Ws: list[torch.Tensor] = []

@@ -15,7 +15,7 @@ import torch
 
 from ._convert import as_output, to_numpy
 from ._io import DamagedFileError, read_npz, save_npz_atomic
-from ._mu import MUOutcome
+from ._solvers.loop import SolverOutcome
 
 #: Version 2 stores a SHA-256 of the arrays (`dnmf._io.CHECKSUM_KEY`); version 1 files, written
 #: before it, still load.
@@ -51,7 +51,7 @@ class FactorizationResult:
     @classmethod
     def from_outcome(
         cls,
-        out: MUOutcome,
+        out: SolverOutcome,
         Ws: Sequence[torch.Tensor],
         H: torch.Tensor,
         *,

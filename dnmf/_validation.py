@@ -23,8 +23,8 @@ from ._convert import parse_dtype as parse_dtype
 from ._convert import sparse_to_dense as sparse_to_dense
 from ._convert import split_masked, to_tensor
 from ._convert import to_numpy as to_numpy
-from ._loss import Penalties
 from ._memory import check_fits, factor_bytes
+from ._solvers.loss import Penalties
 
 
 class InvalidParameterError(ValueError, TypeError):
@@ -218,33 +218,6 @@ def check_callback(callback: Any) -> None:
             f"callback must be None or a callable callback(n_iter, loss), got {callback!r} "
             f"of type {type(callback).__name__}"
         )
-
-
-def callback_stops(answer: Any, n_mat: int) -> torch.Tensor:
-    """Which of ``n_mat`` matrices a callback's return value stops: a bool tensor ``(n_mat,)``.
-
-    Any single value stops every matrix when it is truthy (``True``, ``np.True_``,
-    ``torch.tensor(True)``, ``1``; ``None`` and falsy values go on), as ``if answer:`` reads it.
-    An array, tensor, list or tuple of ``n_mat`` entries (a batch's callback answering per
-    matrix, e.g. ``loss < target``) stops the matrices whose entry is true; one of any other
-    size is refused with a ``ValueError``, as it says nothing clear about which matrices stop.
-    """
-    if answer is None:
-        return torch.zeros(n_mat, dtype=torch.bool)
-    if isinstance(answer, torch.Tensor):
-        answer = answer.detach().cpu().numpy()
-    if isinstance(answer, (np.ndarray, list, tuple)):
-        flags = np.asarray(answer)
-        if flags.size == 1:
-            return torch.full((n_mat,), bool(flags.reshape(())), dtype=torch.bool)
-        if flags.dtype.hasobject or flags.shape != (n_mat,):
-            want = f"one value or {n_mat} (one per matrix)" if n_mat > 1 else "one value"
-            raise ValueError(
-                "callback must return one truth value (true stops the fit) or, for a batch, "
-                f"one per matrix; got an array of shape {flags.shape} where {want} was expected"
-            )
-        return torch.from_numpy(flags.astype(bool))
-    return torch.full((n_mat,), bool(answer), dtype=torch.bool)
 
 
 def check_solver_args(

@@ -14,7 +14,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from . import _validation as val
-from ._mu import beta_divergence
+from ._solvers.loss import beta_divergence
 from .factorize import factorize, solve_h
 
 try:  # scikit-learn >= 1.6

@@ -2,7 +2,7 @@
 
 `factorize` fits every factor; `solve_h` fits the codes ``H`` of new columns with
 the dictionary held fixed. Both check their arguments in one place (``dnmf._validation``), run
-a solver of ``dnmf._solver`` (HALS or multiplicative updates), and return a
+a solver of the registry ``dnmf._solvers`` (HALS or multiplicative updates), and return a
 `FactorizationResult` (``dnmf._result``).
 """
 
@@ -17,9 +17,10 @@ import torch
 from . import _validation as val
 from ._fitting import ConvergenceWarning, initial_factors, pretrain_layers, warn_unconverged
 from ._init import init_layer, make_generator
-from ._mu import EPSILON, MUOutcome, Penalties
 from ._result import FORMAT_VERSION, FactorizationResult, load
-from ._solver import resolve_solver, run_solver
+from ._solvers import resolve_solver, run_solver
+from ._solvers.loop import SolverOutcome
+from ._solvers.loss import EPSILON, Penalties
 
 __all__ = [
     "FORMAT_VERSION",
@@ -332,7 +333,7 @@ def _solve_codes(
     eps: float,
     check_every: int,
     verbose: bool,
-) -> MUOutcome:
+) -> SolverOutcome:
     """Run HALS or multiplicative updates on ``H`` alone (updated in place)."""
     k = len(Ws)
     return run_solver(

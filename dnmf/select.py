@@ -25,8 +25,8 @@ from ._cv_fits import SearchPlan, fit_candidates
 from ._cv_layers import choose_layerwise
 from ._fitting import ConvergenceWarning
 from ._holdout import PATTERNS, heldout_masks, n_groups
-from ._mu import EPSILON
 from ._selection import Candidate, RankSelection, choose
+from ._solvers.loss import EPSILON
 
 RULES = ("min", "1se")
 CRITERIA = ("product", "layerwise")

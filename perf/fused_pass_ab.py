@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from benchmarks.io_utils import write_json
-from dnmf import _mu
+from dnmf._solvers import mu as _mu
 from perf import _cli
 from perf.nmf_speed import _environment, _sklearn_fit, _time_round_robin, make_problem
 

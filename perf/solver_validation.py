@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from dnmf._solver import SOLVERS
+from dnmf._solvers import SOLVERS
 from perf import _cli
 from perf import _traces as tr
 

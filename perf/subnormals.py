@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from dnmf._fpstate import raise_tiny_
+from dnmf._solvers.fpstate import raise_tiny_
 
 
 def flush_reach(threads: int) -> dict[str, float]:

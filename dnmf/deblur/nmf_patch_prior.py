@@ -10,7 +10,7 @@ Coding a noisy patch matrix ``P`` (the z-step of `dnmf.deblur.hqs`) at noise lev
 * ``coding="onoff"`` codes ``[P⁺; P⁻]`` with ``W1`` (nonnegative, `dnmf.solve_h` by
   HALS) and returns ``(W1⁺ − W1⁻) h1`` where ``W1⁺``/``W1⁻`` are ``W1``'s two row blocks;
   ``coding="semi"`` codes ``P`` itself with the signed first layer ``D = W1⁺ − W1⁻`` and
-  nonnegative codes (semi-NMF; the same exact coordinate descent, `dnmf._mu`'s HALS, since
+  nonnegative codes (semi-NMF; the same exact coordinate descent, `dnmf._solvers.hals`'s HALS, since
   `dnmf.solve_h` accepts only nonnegative dictionaries).
 * sparsity: ``l1 = sparsity · σ`` on ``h1`` (and ``l1 = sparsity_deep · σ`` on the deeper
   codes) — a soft threshold that scales with the noise, as for the lasso.
@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 import dnmf
-from dnmf._mu import run_hals_codes
+from dnmf._solvers.hals import run_hals_codes
 
 from .patch_denoise import patch_columns
 from .patches import PatchGrid

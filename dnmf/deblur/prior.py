@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._solver import SOLVERS
+from .._solvers import SOLVERS
 from ._npz import load_dictionary, save_dictionary
 from .hqs import HQSResult, LinearOperator, annealing_schedule, hqs_deblur
 from .nmf_patch_prior import (

@@ -7,7 +7,7 @@ needs sums over all columns, which are small matrices (for β = 2: ``V Hᵀ`` (`
 with ``all_reduce`` and every process applies the same update. The loss is summed the same
 way, so convergence is decided on the global value and every process stops at the same
 iteration. The updates, checks and initialisation are those of `dnmf.factorize`
-(shared code in ``dnmf._mu``, ``dnmf._validation`` and ``dnmf._init``).
+(shared code in ``dnmf._solvers``, ``dnmf._validation`` and ``dnmf._init``).
 
 * `factorize_columns` is the solver; it runs unchanged in a single process when
   ``torch.distributed`` is not initialised (or the group has one process) and then gives the

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from .. import _validation as val
-from .._mu import Penalties
-from .._solver import resolve_solver
+from .._solvers import resolve_solver
+from .._solvers.loss import Penalties
 from ._comm import error_text
 from ._init import Layout
 

@@ -17,7 +17,7 @@ from PIL import Image
 
 from .. import _validation as val
 from .._io import check_writable_target
-from .._solver import SOLVERS
+from .._solvers import SOLVERS
 from ..shards import (
     ColumnShard,
     column_range,

@@ -13,9 +13,10 @@ import torch
 from .. import _validation as val
 from .._fitting import initial_factors, warn_unconverged
 from .._init import make_generator
-from .._mu import EPSILON, MUOutcome
 from .._result import FactorizationResult
-from .._solver import run_solver
+from .._solvers import run_solver
+from .._solvers.loop import SolverOutcome, callback_stops
+from .._solvers.loss import EPSILON
 from ._check import ShardArgs, agreed_layout, check_shard_args, meta
 from ._comm import Comm, fail_together, mark_collective
 from ._init import Layout, init_layer
@@ -195,7 +196,7 @@ def _fit_shard(
     seed: int,
     callback: Callable[[int, Any], Any] | None,
     verbose: bool,
-) -> tuple[MUOutcome, list[torch.Tensor], torch.Tensor, list[np.ndarray]]:
+) -> tuple[SolverOutcome, list[torch.Tensor], torch.Tensor, list[np.ndarray]]:
     """Initialise (or pretrain) and fit this process's shard, in step with the others."""
     gen = make_generator(seed) if comm.rank == 0 else None  # rank 0's SVDs, as factorize's gen
     pre_hist: list[np.ndarray] = []
@@ -247,7 +248,7 @@ def _any_rank_stops(
         return None
 
     def cb(it: int, loss: Any) -> bool:
-        says = bool(val.callback_stops(callback(it, loss), 1)[0])  # truthy answers stop it
+        says = bool(callback_stops(callback(it, loss), 1)[0])  # truthy answers stop it
         stop = torch.tensor([1.0 if says else 0.0], device=device)
         return bool(comm.max_(stop)[0] > 0)
 

@@ -1,4 +1,4 @@
-"""The extrapolated accelerated HALS (``solver='hals-acc-e'``, dnmf._extrapolation): what it
+"""The extrapolated accelerated HALS (``solver='hals-acc-e'``, dnmf._solvers.extrapolation): what it
 returns, where it applies, batches, dtypes, devices and the scale of its factors."""
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ import pytest
 import torch
 
 import dnmf
-from dnmf._extrapolation import ExtrapolatedSolver
-from dnmf._hals import Acceleration, Extrapolation, run_hals
-from dnmf._loss import Penalties
+from dnmf._solvers.extrapolation import ExtrapolatedSolver, Extrapolation
+from dnmf._solvers.hals import Acceleration
+from dnmf._solvers.loop import iterate
+from dnmf._solvers.loss import Penalties
 
 E = "hals-acc-e"
 
@@ -36,7 +37,7 @@ def test_returns_the_best_pair_and_reports_its_loss(rng):
 def test_undoes_an_iteration_whose_loss_went_up(rng, monkeypatch):
     """With a huge β every extrapolated step overshoots: the iterations are undone, β shrinks
     and the fit still descends to what plain accelerated HALS reaches."""
-    import dnmf._solver as solver_mod
+    import dnmf._solvers as solver_mod
 
     V = _planted(rng)
     rule, accel, _ = solver_mod._BLOCK[E]
@@ -85,7 +86,7 @@ def test_rebalancing_keeps_component_scales_together(rng):
 def test_batched_equals_one_matrix_at_a_time(rng, monkeypatch):
     """Also when only some matrices of the batch restart or improve in an iteration (their
     pairs are then changed by index, the others' left as they are)."""
-    import dnmf._extrapolation as ex
+    import dnmf._solvers.extrapolation as ex
 
     kinds = []
     where = ex._where
@@ -184,15 +185,10 @@ def test_cpu_and_cuda_agree(rng):
     hist = {}
     for dev in ("cpu", "cuda"):
         Vt, W, H = (torch.tensor(a, dtype=torch.float64, device=dev) for a in (V, W0, H0))
-        out = run_hals(
-            Vt,
-            [W],
-            H,
-            accel=Acceleration(alpha=4.0),
-            extrapolation=Extrapolation(),
-            max_iter=25,
-            tol=0,
-        )
+        pen, both = Penalties.none(2), [True, True]
+        accel = Acceleration(alpha=4.0)
+        solver = ExtrapolatedSolver(Vt, [W], H, pen, both, "hals", accel, None, Extrapolation())
+        out = iterate(solver, Vt, [W], H, max_iter=25, tol=0)
         hist[dev] = out.loss_history
         assert H.device.type == dev and float(H.min()) >= 0
     np.testing.assert_allclose(hist["cpu"], hist["cuda"], rtol=1e-9)

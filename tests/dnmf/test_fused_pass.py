@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from dnmf import _mu
+from dnmf._solvers import mu as _mu
+from dnmf._solvers.frobenius import FrobeniusSolver
+from dnmf._solvers.loss import EPSILON, Penalties
 
 #: Blocks of 7 rows for a float64 V with 20 columns (7 does not divide the row counts).
 SMALL_BLOCKS = 7 * 20 * 8
@@ -31,7 +33,7 @@ def _fit(V, Ws, H, *, max_iter, l1=0.0, l2=0.0, fused_block_bytes=_mu.FUSED_BLOC
         H,
         max_iter=max_iter,
         tol=0,
-        penalties=_mu.Penalties([l1] * n, [l2] * n),
+        penalties=Penalties([l1] * n, [l2] * n),
         fused_block_bytes=fused_block_bytes,
     )
     return SimpleNamespace(Ws=[W.numpy() for W in Ws], H=H.numpy(), loss_history=out.loss_history)
@@ -43,8 +45,8 @@ def _solver(V, ranks, **kw):
     H = torch.rand(*V.shape[:-2], ranks[-1], V.shape[-1], dtype=V.dtype)
     if V.ndim == 3:
         Ws = [W.expand(V.shape[0], -1, -1).contiguous() for W in Ws]
-    return _mu._FrobeniusSolver(
-        V, Ws, H, _mu.Penalties.none(len(ranks) + 1), [True] * (len(ranks) + 1), _mu.EPSILON, **kw
+    return FrobeniusSolver(
+        V, Ws, H, Penalties.none(len(ranks) + 1), [True] * (len(ranks) + 1), EPSILON, **kw
     )
 
 
@@ -68,13 +70,13 @@ def test_default_block_leaves_small_matrices_alone(rng):
 def fused_calls(monkeypatch):
     """Counts the fused passes that run."""
     calls = []
-    real = _mu._FrobeniusSolver._fused_first_layer
+    real = FrobeniusSolver._fused_first_layer
 
     def spy(self, *args):
         calls.append(1)
         return real(self, *args)
 
-    monkeypatch.setattr(_mu._FrobeniusSolver, "_fused_first_layer", spy)
+    monkeypatch.setattr(FrobeniusSolver, "_fused_first_layer", spy)
     return calls
 
 

@@ -1,4 +1,4 @@
-"""HALS / coordinate descent (dnmf._hals): scikit-learn's cd, exactness, monotonicity, speed
+"""HALS / coordinate descent (dnmf._solvers.hals): scikit-learn's cd, exactness, monotonicity, speed
 against multiplicative updates, batches, dtypes, devices and the floating-point state."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import torch
 from sklearn.decomposition._nmf import _fit_coordinate_descent
 
 import dnmf
-from dnmf._fpstate import flush_denormal_is_on, raise_tiny_, subnormal_floor
-from dnmf._hals import Acceleration, run_hals
-from dnmf._hals_kernels import _hals_rows_torch, _inverse_curvature, cd_entries, hals_rows
-from dnmf._loss import Penalties
-from dnmf._mu import run_mu
-from dnmf._solver import resolve_solver
+from dnmf._solvers import resolve_solver
+from dnmf._solvers.fpstate import flush_denormal_is_on, raise_tiny_, subnormal_floor
+from dnmf._solvers.hals import Acceleration, run_hals
+from dnmf._solvers.hals_kernels import _hals_rows_torch, _inverse_curvature, cd_entries, hals_rows
+from dnmf._solvers.loss import Penalties
+from dnmf._solvers.mu import run_mu
 
 #: Inner sweeps at these tiny sizes: the default α gives one (the products cost little more than
 #: a sweep there), so the accelerated paths are tested with a larger one.
@@ -259,7 +259,7 @@ def test_raise_tiny_keeps_zeros_and_lifts_subnormals():
 
 
 def test_h_only_solve_matches_run_hals_codes(rng):
-    from dnmf._mu import run_hals_codes
+    from dnmf._solvers.hals import run_hals_codes
 
     V = rng.random((30, 20))
     W1, W2 = rng.random((30, 6)), rng.random((6, 4))
@@ -388,7 +388,7 @@ def test_factorize_columns_takes_the_solver(rng):
 def test_product_operands_give_the_same_fit(rng, monkeypatch, layout, ranks):
     """The products with V from CSR copies (mostly-zero V), from a row-major copy of Vᵀ or
     from V as given trace the same losses as the plain products."""
-    import dnmf._hals as hals
+    import dnmf._solvers.hals as hals
 
     V = rng.random((30, 24)) * (rng.random((30, 24)) < (0.05 if layout == "sparse" else 1.0))
     V[0, 0] = 1.0  # no all-zero matrix

@@ -160,7 +160,7 @@ def test_make_problem_is_seeded_and_scaled():
 
 
 def test_fused_pass_ab_small(tmp_path, capsys):
-    from dnmf import _mu
+    from dnmf._solvers import mu as _mu
     from perf import fused_pass_ab
 
     default = _mu.FUSED_BLOCK_BYTES

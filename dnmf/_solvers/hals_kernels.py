@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ._linalg import _mm
+from .linalg import _mm
 
 #: One entry of the middle layers' coordinate-descent loop costs a few µs of interpreter
 #: time, about what a matrix product spends on this many multiply-adds; it sets their ρ.

@@ -1,4 +1,4 @@
-"""The multiplicative update both solvers share (Févotte & Idier 2011).
+"""The multiplicative update (Févotte & Idier 2011), and `SolverBase`, the base of every solver.
 
 For layer ``l`` the model reads ``Λ = P Wl S`` with the prefix ``P = W1…W(l-1)`` and the suffix
 ``S = W(l+1)…Wk H``; its update is
@@ -6,9 +6,12 @@ For layer ``l`` the model reads ``Λ = P Wl S`` with the prefix ``P = W1…W(l-1
     Wl ← Wl ⊙ [Pᵀ (M ⊙ V ⊙ Λ^(β-2)) Sᵀ / (Pᵀ (M ⊙ Λ^(β-1)) Sᵀ + l1 + l2·Wl)]^γ(β)
 
 with the mask ``M`` (ones when absent) and γ(β) = 1/(2-β) for β < 1, 1 for 1 ≤ β ≤ 2 and
-1/(β-1) for β > 2. `MUSolverBase` holds what the two solvers (``dnmf._frobenius`` and
-``dnmf._general``) have in common: the guarded, in-place step, the sum over column shards and
-the objective's penalties.
+1/(β-1) for β > 2. `SolverBase` holds what every solver has in common: the data, the penalties
+and the update flags, the sum over column shards, the objective's penalties, and this guarded,
+in-place multiplicative step. The two multiplicative-update solvers (`dnmf._solvers.frobenius`,
+`dnmf._solvers.general`) take it for every block, the block solvers of `dnmf._solvers.hals`
+for ``rule='mu'`` (accelerated MU), and the batched cross-validation fits of
+`dnmf._rank_selection.cv` for theirs; HALS replaces it by exact block updates.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ._fpstate import raise_tiny_
-from ._loss import Penalties
+from .fpstate import raise_tiny_
+from .loss import Penalties
 
 #: Factors below this are set to 0 for β < 1 (W) / β ≤ 1 (H), as scikit-learn does for stability.
 _TINY = float(np.finfo(np.float64).eps)
@@ -34,8 +37,9 @@ def mu_exponent(beta: float) -> float:
     return 1.0
 
 
-class MUSolverBase:
-    """What both solvers share: the guarded, in-place multiplicative step."""
+class SolverBase:
+    """What every solver shares: ``V``, the penalties and update flags, the sum over column
+    shards, and the guarded, in-place multiplicative step."""
 
     def __init__(
         self,
@@ -53,6 +57,14 @@ class MUSolverBase:
         self.eps = eps
         self.beta = beta
         self.gamma = mu_exponent(beta)
+
+    def default_loss_every(self, check_every: int) -> int:
+        """How often `dnmf._solvers.loop.iterate` records the loss unless told: at every
+        convergence check (solvers whose loss comes for free say more often)."""
+        return check_every
+
+    def finish(self, Ws: list[torch.Tensor], H: torch.Tensor) -> None:
+        """Called once the loop ends: the factors are already in place here."""
 
     def _sum(self, t: torch.Tensor) -> torch.Tensor:
         """``t`` summed over the column shards of ``V`` (``t`` itself for a whole ``V``)."""

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import torch
 
-from ._linalg import _chain, _mm, _mT
-from ._loss import beta_divergence
-from ._update import MUSolverBase
+from .linalg import _chain, _mm, _mT
+from .loss import beta_divergence
+from .update import SolverBase
 
 
-class GeneralSolver(MUSolverBase):
+class GeneralSolver(SolverBase):
     """Any β, optional mask: one Λ buffer and one elementwise work buffer of V's size."""
 
     def __init__(self, V, Ws, H, beta, mask, pen, update, eps, reduce=None):

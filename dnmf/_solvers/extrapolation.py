@@ -11,8 +11,9 @@ iteration is undone: the next one starts from the last accepted ``(W, H)``, ``β
 which grows by ``γ̄`` up to 1. A batch keeps ``β``, its ceiling and the decision per matrix.
 
 Each component's scale is balanced between ``W`` and ``H`` after every iteration (see
-`ExtrapolatedSolver._rebalance`), which only penalty-free fits allow: with penalties
-`dnmf._hals.run_hals` runs without the extrapolation.
+`ExtrapolatedSolver._rebalance`), which only penalty-free fits allow: with penalties (and
+wherever else `ExtrapolatedSolver.applies` says no) the registry (`dnmf._solvers`) builds the
+plain `dnmf._solvers.hals.BlockSolver` instead.
 
 The iterates are not monotone, so the fit keeps the best feasible pair seen: the loss it
 reports after each iteration is that pair's, and that pair is what it returns.
@@ -21,14 +22,27 @@ reports after each iteration is that pair's, and that pair is what it returns.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import EllipsisType
 
 import torch
 
-from ._hals import Acceleration, BlockSolver, Extrapolation
-from ._linalg import _mm, _mT
-from ._loss import Penalties
+from .hals import Acceleration, BlockSolver
+from .linalg import _mm, _mT
+from .loss import Penalties
+
+
+@dataclass(frozen=True)
+class Extrapolation:
+    """The parameters of Ang & Gillis's extrapolation; the defaults are the authors' for
+    accelerated HALS."""
+
+    beta0: float = 0.5
+    eta: float = 1.5
+    gamma: float = 1.01
+    gamma_bar: float = 1.005
+
 
 #: The matrices a pair is changed for: all (``...``) or their batch indices.
 Index = tuple[torch.Tensor, ...] | EllipsisType
@@ -36,6 +50,12 @@ Index = tuple[torch.Tensor, ...] | EllipsisType
 
 class ExtrapolatedSolver(BlockSolver):
     """`BlockSolver` for one layer with both factors updated, extrapolated per iteration."""
+
+    @staticmethod
+    def applies(n_layers: int, update: Sequence[bool], penalties: Penalties) -> bool:
+        """Whether a fit can be extrapolated: one layer, both factors updated, no penalties
+        (the rescaling of `_rebalance` would change a penalty's value)."""
+        return n_layers == 1 and all(update) and not penalties.any()
 
     def __init__(
         self,
@@ -182,3 +202,6 @@ def _where(flags: torch.Tensor, device: torch.device) -> Index | None:
     if bool(flags.all()):
         return ...
     return tuple(i.to(device) for i in flags.nonzero(as_tuple=True))
+
+
+__all__ = ["Extrapolation", "ExtrapolatedSolver"]

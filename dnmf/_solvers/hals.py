@@ -1,7 +1,7 @@
 """Block-coordinate solvers for β = 2 without a mask: HALS, its accelerated form and
 accelerated multiplicative updates, for ``V ≈ W1 W2 … Wk H`` (pure tensor code, no autograd).
 
-Every block is updated against the carried products of `dnmf._frobenius` (``V`` is read
+Every block is updated against the carried products of `dnmf._solvers.frobenius` (``V`` is read
 only through ``H Vᵀ`` and ``Pᵀ V`` per sweep, no ``m × n`` temporary):
 
 * ``W1`` (``m × r1``) by Fast HALS on its columns (Cichocki & Phan 2009): each column is the
@@ -25,14 +25,17 @@ Acceleration (Gillis & Glineur 2012): a block's products with ``V`` cost far mor
 sweep over it, so each block is swept up to ``1 + α·ρ`` times per product, ``ρ`` being that
 cost ratio in multiply-adds, and stops as soon as a sweep changes it by at most ``δ`` times
 what the first sweep did (``‖ΔX_q‖ ≤ δ‖ΔX_1‖``); the costs are those of
-`dnmf._hals_kernels.sweep_cost`, where the two kernels live. The same inner loop with
-multiplicative steps (`dnmf._update.MUSolverBase`'s step, the reference update) is
+`dnmf._solvers.hals_kernels.sweep_cost`, where the two kernels live. The same inner loop with
+multiplicative steps (`dnmf._solvers.update.SolverBase`'s step, the reference update) is
 accelerated MU. On the CPU the products with ``V`` read a row-major or CSR copy (see
 `BlockSolver._wt_v`).
 
 Batches freeze converged matrices (their curvature inverse is set to 0), and column shards
 (``reduce``) sum ``H Vᵀ``, ``H Hᵀ``, ``‖V‖²``, the loss and ``H``'s change over the shards, so
 every shard takes the same decisions and the replicated ``W`` factors stay identical.
+
+Ang & Gillis's extrapolation of one-layer fits builds on `BlockSolver` in
+`dnmf._solvers.extrapolation`; the registry (`dnmf._solvers`) picks between the two.
 """
 
 from __future__ import annotations
@@ -43,23 +46,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ._fpstate import raise_tiny_
-from ._hals_kernels import ENTRY_COST, cd_entries, hals_rows, sweep_cost, tracked
-from ._linalg import _chain, _mm, _mT
-from ._loss import Penalties, squared_norm
-from ._mu import MUOutcome, iterate
-from ._update import MUSolverBase
-
-
-@dataclass(frozen=True)
-class Extrapolation:
-    """Ang & Gillis's extrapolation of one-layer fits (`dnmf._extrapolation`); the
-    defaults are the authors' for accelerated HALS."""
-
-    beta0: float = 0.5
-    eta: float = 1.5
-    gamma: float = 1.01
-    gamma_bar: float = 1.005
+from .fpstate import raise_tiny_
+from .hals_kernels import ENTRY_COST, cd_entries, hals_rows, sweep_cost, tracked
+from .linalg import _chain, _mm, _mT
+from .loop import SolverOutcome, iterate
+from .loss import Penalties, squared_norm
+from .update import SolverBase
 
 
 @dataclass(frozen=True)
@@ -78,10 +70,11 @@ class Acceleration:
         return max(1, int(1 + self.alpha * rho))
 
 
-RULES = ("hals", "mu")
+#: The update a block solver takes per block: exact (``'hals'``) or multiplicative (``'mu'``).
+BLOCK_RULES = ("hals", "mu")
 
 
-class BlockSolver(MUSolverBase):
+class BlockSolver(SolverBase):
     """One sweep W1, …, Wk, H of exact block updates (``rule='hals'``) or multiplicative
     steps (``rule='mu'``), each block repeated per ``accel`` (``None``: once)."""
 
@@ -98,8 +91,8 @@ class BlockSolver(MUSolverBase):
         reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         super().__init__(V, pen, update, 0.0, 2.0, reduce)
-        if rule not in RULES:
-            raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+        if rule not in BLOCK_RULES:
+            raise ValueError(f"rule must be one of {BLOCK_RULES}, got {rule!r}")
         self.rule, self.accel, self.k = rule, accel, len(Ws)
         self.vnorm2 = self._sum(squared_norm(V))
         self.G: torch.Tensor | None = None  # H Hᵀ of the current H (summed over shards)
@@ -135,6 +128,11 @@ class BlockSolver(MUSolverBase):
             a, b = ranks[l - 1], ranks[l]
             self.rho.append(1.0 + big / (a * b * (a + b + ENTRY_COST)))
         self.rho.append(1.0 + (mn * min(r1, rk) + m * r1 * r1) / sweep_cost(rows_loop, rk, n))
+
+    def default_loss_every(self, check_every: int) -> int:
+        """Every iteration (the loss comes from the sweep's products), except for an H-only
+        solve, so cheap that recording the loss would dominate: there at the checks only."""
+        return 1 if any(self.update[: self.k]) else check_every
 
     # -- the sweep ---------------------------------------------------------------------------
     def sweep(self, Ws, H, active, need_loss: bool):
@@ -342,7 +340,6 @@ def run_hals(
     *,
     rule: str = "hals",
     accel: Acceleration | None = None,
-    extrapolation: Extrapolation | None = None,
     max_iter: int = 200,
     tol: float = 1e-4,
     penalties: Penalties | None = None,
@@ -352,42 +349,75 @@ def run_hals(
     callback: Callable[[int, object], object] | None = None,
     verbose: bool = False,
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> MUOutcome:
+) -> SolverOutcome:
     """Block-coordinate descent for β = 2 without a mask on checked tensors, updating ``Ws``
-    and ``H`` in place; same conventions as `dnmf._mu.run_mu` (``update`` flags,
+    and ``H`` in place; same conventions as `dnmf._solvers.mu.run_mu` (``update`` flags,
     per-matrix convergence every ``check_every`` iterations, ``loss_every``, ``callback``,
     ``reduce`` for column shards).
 
     ``rule='hals'`` is exact block-coordinate descent (HALS for ``W1`` and ``H``, coordinate
     descent on the entries of middle layers); ``rule='mu'`` takes multiplicative steps
-    instead. ``accel`` repeats each block per product with ``V`` (`Acceleration`).
-    ``extrapolation`` extrapolates one-layer, penalty-free fits of both factors
-    (`dnmf._extrapolation`); other fits run without it.
+    instead. ``accel`` repeats each block per product with ``V`` (`Acceleration`). (The
+    extrapolated variant is `dnmf._solvers.extrapolation.ExtrapolatedSolver`, which the
+    registry builds where it applies.)
     """
     k = len(Ws)
     pen = penalties or Penalties.none(k + 1)
-    update = [True] * (k + 1) if update is None else list(update)
-    if extrapolation is not None and k == 1 and all(update) and not pen.any():
-        from ._extrapolation import ExtrapolatedSolver  # it builds on BlockSolver
+    flags = [True] * (k + 1) if update is None else list(update)
+    solver = BlockSolver(V, Ws, H, pen, flags, rule=rule, accel=accel, reduce=reduce)
+    return iterate(
+        solver,
+        V,
+        Ws,
+        H,
+        max_iter=max_iter,
+        tol=tol,
+        check_every=check_every,
+        loss_every=loss_every,
+        callback=callback,
+        verbose=verbose,
+    )
 
-        solver: BlockSolver = ExtrapolatedSolver(
-            V, Ws, H, pen, update, rule, accel, reduce, extrapolation
-        )
-    else:
-        solver = BlockSolver(V, Ws, H, pen, update, rule=rule, accel=accel, reduce=reduce)
-    loss_every = (1 if any(update[:k]) else check_every) if loss_every is None else loss_every
-    try:
-        return iterate(
-            solver,
-            V,
-            Ws,
-            H,
-            max_iter=max_iter,
-            tol=tol,
-            check_every=check_every,
-            loss_every=loss_every,
-            callback=callback,
-            verbose=verbose,
-        )
-    finally:  # also when a callback raises: the factors are the last (best) ones swept
-        solver.finish(Ws, H)
+
+def run_hals_codes(
+    V: torch.Tensor,
+    Ws: list[torch.Tensor],
+    H: torch.Tensor,
+    *,
+    max_iter: int = 200,
+    tol: float = 1e-4,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    check_every: int = 10,
+    verbose: bool = False,
+) -> SolverOutcome:
+    """Codes ``H ≥ 0`` for β = 2 with the factors fixed, by HALS (exact row-wise descent).
+
+    The subproblem ``min_H ½‖V − P H‖² + l1·ΣH + ½·l2·‖H‖²`` (``P = W1…Wk``) is convex; each
+    sweep minimizes it exactly over one row of ``H`` at a time from the constant ``PᵀV`` and
+    ``PᵀP``, which converges linearly where multiplicative updates crawl on ill-conditioned
+    ``P``. Same bookkeeping as `run_hals` (``H`` updated in place, per-matrix convergence): it
+    is the ``H`` block of `run_hals` run alone. The factors are not checked (they may be
+    signed: `dnmf.deblur.nmf_patch_prior` codes against a signed dictionary).
+    """
+    k = len(Ws)
+    return run_hals(
+        V,
+        Ws,
+        H,
+        max_iter=max_iter,
+        tol=tol,
+        penalties=Penalties([0.0] * k + [l1], [0.0] * k + [l2]),
+        update=[False] * k + [True],
+        check_every=check_every,
+        verbose=verbose,
+    )
+
+
+__all__ = [
+    "BLOCK_RULES",
+    "Acceleration",
+    "BlockSolver",
+    "run_hals",
+    "run_hals_codes",
+]

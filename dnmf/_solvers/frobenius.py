@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
-from ._linalg import _chain, _mm, _mT, _prod
-from ._loss import Penalties, squared_norm
-from ._update import MUSolverBase
+from .linalg import _chain, _mm, _mT, _prod
+from .loss import Penalties, squared_norm
+from .update import SolverBase
 
 #: Default bytes of ``V`` per block of the fused first-layer pass (β = 2, CPU): blocks of about
 #: this many bytes stay in the last-level cache between ``V_i Hᵀ`` and ``W1_iᵀ V_i``. On the
@@ -34,7 +34,7 @@ from ._update import MUSolverBase
 FUSED_BLOCK_BYTES = 8 << 20
 
 
-class FrobeniusSolver(MUSolverBase):
+class FrobeniusSolver(SolverBase):
     """β = 2 without a mask: two products with V per sweep, loss from carried Gram matrices.
 
     ``fused_block_bytes`` sets the size of the row blocks of the fused first-layer pass (a
@@ -93,6 +93,11 @@ class FrobeniusSolver(MUSolverBase):
             else 0
         )
         self.bufW1tV = torch.empty((r1, n), **kw) if self.fused_rows and self.k > 1 else self.bufPtV
+
+    def default_loss_every(self, check_every: int) -> int:
+        """Every iteration: the loss is free here. An H-only solve is so cheap that recording
+        it would dominate, so that records at the checks only."""
+        return 1 if any(self.update[: self.k]) else check_every
 
     def sweep(self, Ws, H, active, need_loss: bool):
         V, k, upd = self.V, self.k, self.update
