@@ -1,18 +1,20 @@
-"""Replays every case of the reliability review and counts the suite's reliability cases.
+"""Replays every case of the two reliability reviews and counts the suite's reliability cases.
 
-Run from the repository root (a few minutes on two cores):
+Run from the repository root (several minutes on two cores; as root on Linux it also mounts
+small tmpfs file systems for the full-disk cases):
 
-    .venv/bin/python docs/results/reliability/make_tables.py
+    .venv/bin/python docs/results/reliability/make_tables.py [FUNCTION ...]
 
-It writes, beside itself, ``cases.json``/``cases.md`` (each case: the command, its exit code,
-what it printed, and what was checked afterwards, with temporary paths shown as ``TMP``) and
-``counts.json``/``counts.md`` (the reliability tests collected by pytest, by kind).
+It writes, beside itself, ``cases.json`` (every case: the command, its exit code, what it
+printed, and what was checked afterwards, with temporary paths shown as ``TMP``),
+``cases.md`` and ``cases2.md`` (the tables of the first and the second review) and
+``counts.json``/``counts.md`` (the reliability tests collected by pytest, by kind and package).
+Naming functions (``user_cases``, ``disk_cases``, ...) replays only those and keeps the other
+rows of ``cases.json``. The first review's cases are here; the second's in ``review2.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import re
@@ -22,65 +24,17 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import warnings
 from pathlib import Path
 
 import numpy as np
+import review2
 from PIL import Image
+from replay import RUN, attempt, call, faces, row, tree
+from sklearn.exceptions import ConvergenceWarning
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
-RUN = ["run", "--preset", "smoke", "--methods", "identity", "--quiet"]
-
-
-def call(argv: list) -> dict:
-    """The CLI entry point in this process: exit code and the last line it printed."""
-    from benchmarks.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                rc = main([str(a) for a in argv])
-            except SystemExit as e:
-                rc = e.code if isinstance(e.code, int) else 1
-            except BaseException:
-                traceback.print_exc()
-                rc = "traceback"
-    lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
-    lines += [f"warning: {w.message}" for w in caught]
-    said = next((ln for ln in lines if "error" in ln), lines[-1] if lines else "")
-    return {"rc": rc, "said": said, "stdout": out.getvalue()}
-
-
-def tree(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-
-
-def faces(root: Path, kind: str = "8", n: int = 24) -> Path:
-    """``n`` shipped faces (3 per person) as PNGs: ``8``/``8gray`` (8-bit RGB/gray) or the same
-    pictures at 16 bits, ``16rgb``/``16gray`` (v * 257 maps 0..255 exactly onto 0..65535)."""
-    from benchmarks.faces import SHIPPED_FACES
-    from benchmarks.images import image_files
-
-    sys.path.insert(0, str(REPO / "tests" / "benchmarks"))
-    from conftest import write_png16  # the tests' independent 16-bit PNG encoder
-
-    root.mkdir(parents=True)
-    number = re.compile(r"_(\d+)_?$")
-    files = [f for f in image_files(SHIPPED_FACES) if int(number.search(f.stem)[1]) <= 3]
-    for f in files[:n]:
-        im = Image.open(f)
-        a = np.asarray(im.convert("L" if kind.endswith("gray") else "RGB"))
-        if kind.startswith("8"):
-            Image.fromarray(a).save(root / f"{f.stem}.png")
-        elif kind == "16gray":
-            Image.fromarray(a.astype(np.uint16) * 257).save(root / f"{f.stem}.png")  # I;16
-        else:
-            write_png16(root / f"{f.stem}.png", a.astype(np.uint16) * 257)
-    return root
 
 
 def user_cases(t: Path) -> list[dict]:
@@ -371,28 +325,20 @@ def library_cases(t: Path) -> list[dict]:
 
     rows = []
 
-    def attempt(item: int, case: str, fn) -> None:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            warnings.simplefilter("ignore", dnmf.ConvergenceWarning)
-            try:
-                said = f"returned {fn()}"
-            except Exception as e:
-                said = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        said += "".join(f"; warns: {w.message}" for w in caught)
-        rows.append({"item": item, "case": case, "rc": "-", "said": said, "after": ""})
+    def lib(item: int, case: str, fn) -> None:
+        rows.append(row(item, case, "-", attempt(fn)))
 
     (t / "e.npz").write_bytes(b"")
     (t / "t.npz").write_text("text")
     np.savez(t / "f.npz", a=np.zeros(3))
     for name, what in (("e.npz", "an empty"), ("t.npz", "a text"), ("f.npz", "a foreign")):
-        attempt(9, f"`dnmf.load` of {what} file", lambda n=name: dnmf.load(t / n))
+        lib(9, f"`dnmf.load` of {what} file", lambda n=name: dnmf.load(t / n))
     V = np.random.default_rng(0).random((30, 20))
     res = dnmf.factorize(V, [4], max_iter=20)
     bad = [w.copy() for w in res.Ws]
     bad[0][0, 0] = np.nan
-    attempt(10, "`dnmf.solve_h` with NaN in `Ws`", lambda: dnmf.solve_h(V, bad).H.shape)
-    attempt(
+    lib(10, "`dnmf.solve_h` with NaN in `Ws`", lambda: dnmf.solve_h(V, bad).H.shape)
+    lib(
         6,
         "`dnmf.factorize(..., device='cuda')` without CUDA",
         lambda: dnmf.factorize(V, [4], max_iter=5, device="cuda").ranks,
@@ -409,7 +355,7 @@ def library_cases(t: Path) -> list[dict]:
             f"(the data there: 1e6; elsewhere they lie in 0..1)"
         )
 
-    attempt(13, "`np.ma` masked array to `dnmf.factorize`", masked_vs_plain)
+    lib(13, "`np.ma` masked array to `dnmf.factorize`", masked_vs_plain)
     return rows
 
 
@@ -452,27 +398,46 @@ def progress_case(t: Path) -> list[dict]:
     ]
 
 
+KINDS = {"bad input": "test_bad_input", "fault": "test_fault", "concurrency": "test_concurrency"}
+OTHER = "other reliability checks"
+
+
+def kind_of(test_id: str) -> str:
+    """A test's kind, from its function name (``path::test_bad_input_...[param]``)."""
+    name = test_id.split("::")[-1]
+    return next((k for k, prefix in KINDS.items() if name.startswith(prefix)), OTHER)
+
+
 def counts() -> dict:
-    """Reliability tests collected by pytest, by kind (from the test names)."""
+    """Reliability tests collected by pytest in every ``tests/**/test_reliability_*.py``, by
+    kind (from the test names) and by package (the folder under ``tests/``)."""
+    files = sorted(str(p.relative_to(REPO)) for p in REPO.glob("tests/**/test_reliability_*.py"))
     r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--collect-only",
-            "-q",
-            *sorted(map(str, (REPO / "tests" / "benchmarks").glob("test_reliability_*.py"))),
-        ],
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *files],
         capture_output=True,
         text=True,
         cwd=REPO,
     )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     ids = [ln for ln in r.stdout.splitlines() if "::" in ln]
-    kinds = {"bad input": "::test_bad_input", "fault": "::test_fault", "concurrency": "::test_conc"}
-    out = {k: sum(pat in i for i in ids) for k, pat in kinds.items()}
-    out["other reliability checks"] = len(ids) - sum(out.values())
-    out["total"] = len(ids)
-    return out
+    packages = sorted({i.split("/")[1] for i in ids})
+    table = {pkg: dict.fromkeys([*KINDS, OTHER], 0) for pkg in [*packages, "total"]}
+    for i in ids:
+        for column in (i.split("/")[1], "total"):
+            table[column][kind_of(i)] += 1
+    return {"files": files, "by_package": table}
+
+
+def counts_md(c: dict) -> str:
+    """The counts as a table: one row per kind, one column per package."""
+    table = c["by_package"]
+    cols = list(table)
+    lines = ["| kind | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for kind in [*KINDS, OTHER]:
+        lines.append(f"| {kind} | " + " | ".join(str(table[p][kind]) for p in cols) + " |")
+    sums = [str(sum(table[p].values())) for p in cols]
+    lines.append("| **total** | " + " | ".join(f"**{n}**" for n in sums) + " |")
+    return "\n".join(lines) + "\n"
 
 
 TOPICS = {
@@ -493,35 +458,69 @@ TOPICS = {
 }
 
 
-def to_md(rows: list[dict], tmp: str) -> str:
+def code(text: str) -> str:
+    """``text`` as inline code in a table cell."""
+    text = text.replace("|", "\\|")
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
+def to_md(rows: list[dict], topics: dict) -> str:
     lines = ["| topic | case | exit | what it says now | afterwards |", "|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: r["item"]):
-        said = r["said"].replace(tmp, "TMP").replace("|", "\\|")
-        topic = TOPICS[r["item"]]
-        lines.append(f"| {topic} | {r['case']} | {r['rc']} | `{said}` | {r['after']} |")
+        topic = r.get("topic") or topics[r["item"]]
+        lines.append(f"| {topic} | {r['case']} | {r['rc']} | {code(r['said'])} | {r['after']} |")
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+FIRST = (user_cases, depth_cases, process_cases, library_cases, progress_case)
+
+
+def stable(text: str, t: Path) -> str:
+    """Temporary paths as ``TMP``, the repository as a relative path, and the memory this
+    machine had free as ``N``."""
+    text = text.replace(str(t), "TMP").replace(f"{REPO}/", "")
+    return re.sub(r"the [\d.]+ [KMGT]iB of memory available", "the N GiB of memory available", text)
+
+
+def replay(functions: list, t: Path) -> list[dict]:
+    """Every case of ``functions``, each given a folder of its own under ``t``."""
+    rows = []
+    for fn in functions:
+        (t / fn.__name__).mkdir()
+        for r in fn(t / fn.__name__):
+            r["fn"] = fn.__name__
+            r["review"] = 1 if fn in FIRST else 2
+            r["said"] = stable(r["said"], t)
+            r["after"] = stable(r["after"], t)
+            r["argv"] = [stable(str(a), t) for a in r.get("argv", [])]
+            for key in ("stdout", "stderr"):
+                r.pop(key, None)
+            rows.append(r)
+    return rows
+
+
+def main(names: list[str]) -> None:
+    """Replay every case (or only the functions named), write the tables and the counts."""
     os.chdir(REPO)
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    every = {fn.__name__: fn for fn in FIRST + review2.CASES}
+    chosen = [every[n] for n in names] if names else list(every.values())
+    kept = []
+    if names and (HERE / "cases.json").exists():
+        old = json.loads((HERE / "cases.json").read_text())
+        kept = [r for r in old if r.get("fn") in every and r["fn"] not in names]
     with tempfile.TemporaryDirectory() as tmp:
-        t = Path(tmp).resolve()
-        rows = []
-        for fn in (user_cases, depth_cases, process_cases, library_cases, progress_case):
-            (t / fn.__name__).mkdir()
-            rows += fn(t / fn.__name__)
-        for r in rows:
-            r["said"] = r["said"].replace(str(t), "TMP")
-            r["argv"] = [a.replace(str(t), "TMP") for a in r.get("argv", [])]
-        (HERE / "cases.json").write_text(json.dumps(rows, indent=2) + "\n")
-        (HERE / "cases.md").write_text(to_md(rows, str(t)))
+        rows = kept + replay(chosen, Path(tmp).resolve())
+    rows.sort(key=lambda r: list(every).index(r["fn"]))
+    (HERE / "cases.json").write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+    first = [r for r in rows if r["review"] == 1]
+    (HERE / "cases.md").write_text(to_md(first, TOPICS))
+    (HERE / "cases2.md").write_text(to_md([r for r in rows if r["review"] == 2], review2.TOPICS))
     c = counts()
     (HERE / "counts.json").write_text(json.dumps(c, indent=2) + "\n")
-    (HERE / "counts.md").write_text(
-        "| kind | cases |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in c.items())
-    )
-    print((HERE / "cases.md").read_text() + "\n" + (HERE / "counts.md").read_text())
+    (HERE / "counts.md").write_text(counts_md(c))
+    print((HERE / "cases2.md").read_text() + "\n" + (HERE / "counts.md").read_text())
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
