@@ -9,6 +9,8 @@
   imported on first use (so ``python -m dnmf.distributed`` runs cleanly).
 """
 
+import importlib
+
 from ._solvers.loss import EPSILON, beta_divergence
 from ._solvers.update import mu_exponent
 from .estimator import DeepNMF
@@ -36,8 +38,6 @@ __all__ = [
 
 def __getattr__(name: str):
     """Lazy access to `dnmf.distributed`, `dnmf.shards` and ``factorize_columns``."""
-    import importlib
-
     if name in ("distributed", "shards"):
         return importlib.import_module(f".{name}", __name__)
     if name == "factorize_columns":

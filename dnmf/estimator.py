@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from . import _validation as val
 from ._solvers.loss import beta_divergence
 from .factorize import factorize, solve_h
+from .select import auto_ranks, parse_candidates
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -152,8 +153,6 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def _searched_ranks(self, X: np.ndarray) -> list[int]:
         """``n_components='auto'``: the ranks masked cross-validation chooses (sets
         ``cv_results_``)."""
-        from .select import auto_ranks, parse_candidates
-
         init = self.init
         if init is None:  # as _init_name: NNDSVD where every candidate's r1 allows it
             cands = self.rank_candidates

@@ -21,6 +21,7 @@ from ._result import FORMAT_VERSION, FactorizationResult, load
 from ._solvers import resolve_solver, run_solver
 from ._solvers.loop import SolverOutcome
 from ._solvers.loss import EPSILON, Penalties
+from .select import auto_ranks
 
 __all__ = [
     "FORMAT_VERSION",
@@ -143,8 +144,6 @@ def factorize(
     val.check_callback(callback)  # before a rank search or pretraining spends any time
     selection = None
     if isinstance(ranks, str):
-        from .select import auto_ranks  # lazy: dnmf.select builds on the fitting modules
-
         ranks, selection = auto_ranks(
             V,
             ranks,

@@ -21,14 +21,14 @@ import numpy as np
 import torch
 
 from . import _validation as val
-from ._cv_fits import SearchPlan, fit_candidates
-from ._cv_layers import choose_layerwise
 from ._fitting import ConvergenceWarning
-from ._holdout import PATTERNS, heldout_masks, n_groups
-from ._selection import Candidate, RankSelection, choose
+from ._rank_selection.cv_fits import SearchPlan, fit_candidates
+from ._rank_selection.cv_layers import choose_layerwise
+from ._rank_selection.holdout import PATTERNS, heldout_masks, n_groups
+from ._rank_selection.result import Candidate, RankSelection
+from ._rank_selection.rule import RULES, choose
 from ._solvers.loss import EPSILON
 
-RULES = ("min", "1se")
 CRITERIA = ("product", "layerwise")
 SOLVERS = ("auto", "gram", "masked")
 #: ``solver='auto'`` takes the batched Gram solver from this many entries of ``V`` on: below,

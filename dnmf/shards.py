@@ -24,13 +24,15 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import torch.distributed as dist
 from numpy.typing import DTypeLike
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import _validation as val
 
-#: File name endings that `load_image_columns` treats as images (case-insensitive).
 #: Pillow modes whose samples are 8-bit (what ``load_image_columns`` reads)
 _EIGHT_BIT_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr"})
+#: File name endings that `load_image_columns` treats as images (case-insensitive).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
 
@@ -48,10 +50,6 @@ def resolve_rank_world(rank: int | None = None, world: int | None = None) -> tup
     if (rank is None) != (world is None):
         raise ValueError(f"give both rank and world or neither, got rank={rank!r}, world={world!r}")
     if rank is None:
-        try:
-            import torch.distributed as dist
-        except ImportError:  # pragma: no cover
-            return 0, 1
         if dist.is_available() and dist.is_initialized():
             return dist.get_rank(), dist.get_world_size()
         return 0, 1
@@ -185,8 +183,6 @@ def load_image_columns(
     missing folder, a folder without images, an unreadable or not 8-bit image (named, e.g. a
     16-bit PNG, which converting would clip) or mismatched sizes.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     rank, world = resolve_rank_world(rank, world)
     hw = _parse_size(size)
     files = list_images(folder)

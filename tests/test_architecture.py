@@ -165,7 +165,6 @@ def test_no_import_circle_anywhere():
     )
 
 
-@pytest.mark.xfail(strict=True, reason="dnmf still has lazy imports that hide its circle")
 def test_no_function_level_import_in_dnmf():
     lazy = [
         f"{src}:{line} imports {dst}"

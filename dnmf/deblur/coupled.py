@@ -39,6 +39,8 @@ from typing import Any
 import numpy as np
 import torch
 
+import dnmf
+
 from ._npz import load_npz, save_npz
 from .codes import nonneg_codes
 from .patches import PatchGrid
@@ -160,8 +162,6 @@ class CoupledDeblur:
     # ------------------------------------------------------------------ fit
     def fit(self, blurred: torch.Tensor, sharp: torch.Tensor) -> CoupledDeblur:
         """Learn the coupled dictionary from (blurred, sharp) batches ``(N, C, H, W)``."""
-        import dnmf
-
         if blurred.shape != sharp.shape or blurred.ndim != 4:
             raise ValueError(
                 f"blurred {tuple(blurred.shape)} and sharp {tuple(sharp.shape)} "

@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+
+import dnmf
 
 from ._npz import load_dictionary, save_dictionary
 from .codes import nonneg_codes
@@ -199,15 +202,11 @@ def learn_dictionary(
     device=None,
 ) -> Any:
     """Deep NMF of sharp patches (``dnmf.factorize``); returns the factorization result."""
-    import dnmf
-
     V = sample_patches(
         sharp.to(device=device, dtype=torch.float32), size, stride, n_patches, seed=seed
     )
     if normalise:
         V, _ = contrast_normalise(V)
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=dnmf.ConvergenceWarning)
         init = "nndsvda" if ranks[0] <= min(V.shape) else "random"

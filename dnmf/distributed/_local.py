@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from .. import _validation as val
 from .._result import load
@@ -144,8 +145,6 @@ def run_local_batch(
     `factorize_columns`) or the exception rank 0 raised for that job. Raises
     ``RuntimeError`` when a process dies or ``timeout`` seconds pass.
     """
-    import torch.multiprocessing as mp
-
     world_size = val.check_positive_int(world_size, "world_size")
     threads = val.check_positive_int(threads, "threads")
     if backend not in ("gloo", "nccl"):

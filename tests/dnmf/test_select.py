@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import dnmf
-from dnmf import _cv_fits
+from dnmf._rank_selection import cv_fits as _cv_fits
 from dnmf.select import choose, parse_candidates
 
 
@@ -166,7 +166,7 @@ def test_layerwise_criterion_scores_every_layer(rng):
 
 
 def test_layerwise_choice_goes_layer_by_layer():
-    from dnmf._cv_layers import choose_layerwise
+    from dnmf._rank_selection.cv_layers import choose_layerwise
 
     ranks = [(8, 3), (8, 5), (12, 3), (12, 5)]
     layer1 = np.array([[2.0, 2.0], [2.0, 2.0], [1.0, 1.0], [1.0, 1.0]])  # r1 = 12 wins

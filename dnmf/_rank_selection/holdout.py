@@ -8,7 +8,8 @@ and every column keeps most of its entries and the model can predict the hidden 
   ``(a, (a + f) mod G)``, one in every row group and every column group (a shifted block
   diagonal of the shuffled matrix). Every row and every column loses the same share of its
   entries, folds are disjoint, and for β = 2 the masked updates reduce to products with small
-  per-block Gram matrices (``dnmf._cv``), which is what makes the batched search fast.
+  per-block Gram matrices (`dnmf._rank_selection.cv`), which is what makes the batched search
+  fast.
 * ``"entries"``: i.i.d. speckle. The entries are shuffled once and fold ``f`` holds out the
   ``f``-th slice of ``round(holdout · m · n)`` of them (disjoint folds), as RcppML's
   ``crossValidate`` and Wold (1978) do.
@@ -37,12 +38,12 @@ class BlockDesign:
     """The block pattern: group of every row and column, and the padded, shuffled layout.
 
     ``row_group[i]`` / ``col_group[j]`` are the groups of row ``i`` and column ``j`` of ``V``.
-    In the padded layout used by ``dnmf._cv`` the rows of group ``a`` occupy positions
-    ``a·ma … a·ma + size − 1`` of ``G·ma`` (``ma = ceil(m / G)``; the spare positions are zero
-    rows), and likewise for the columns (``nb = ceil(n / G)``): ``row_pos[i]`` / ``col_pos[j]``
-    are the padded positions of row ``i`` / column ``j``. Zero rows and columns stay inert in
-    multiplicative updates (zero factor rows stay zero), so the padded problem has exactly the
-    original solution.
+    In the padded layout used by `dnmf._rank_selection.cv` the rows of group ``a`` occupy
+    positions ``a·ma … a·ma + size − 1`` of ``G·ma`` (``ma = ceil(m / G)``; the spare
+    positions are zero rows), and likewise for the columns (``nb = ceil(n / G)``):
+    ``row_pos[i]`` / ``col_pos[j]`` are the padded positions of row ``i`` / column ``j``. Zero
+    rows and columns stay inert in multiplicative updates (zero factor rows stay zero), so the
+    padded problem has exactly the original solution.
     """
 
     m: int

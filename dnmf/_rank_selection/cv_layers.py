@@ -7,9 +7,9 @@ there fit the same class of matrices and differ only by how the optimisation wen
 them apart is the layer-wise structure deep NMF is built from: layer 1 factorizes ``V ≈ W1 H1``
 (its held-out error on ``V`` is a one-layer search over ``r1``), layer 2 factorizes the codes
 ``H1 ≈ W2 H2`` (its held-out error on entries of ``H1``), and so on. This module scores layers
-``2 … k``: for every fit, the codes its layer-wise pretraining fitted (``dnmf._cv_fits``) are
-held out i.i.d. (fold ``f`` of the fit's own fold), refitted with the mask, and scored in the
-model's β-divergence per held-out entry.
+``2 … k``: for every fit, the codes its layer-wise pretraining fitted
+(`dnmf._rank_selection.cv_fits`) are held out i.i.d. (fold ``f`` of the fit's own fold),
+refitted with the mask, and scored in the model's β-divergence per held-out entry.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ._holdout import entry_folds
-from ._init import init_layer, make_generator
-from ._solvers.loss import Penalties, beta_divergence
-from ._solvers.mu import run_mu
+from .._init import init_layer, make_generator
+from .._solvers.loss import Penalties, beta_divergence
+from .._solvers.mu import run_mu
+from .holdout import entry_folds
 
 
 def code_masks(

@@ -5,8 +5,8 @@ seed=seeds[f, s], …)`` with ``M_f`` the observed entries of fold ``f``: the sa
 factors (drawn in the same order from the same generator), the same layer-wise pretraining
 and the same masked updates. Only the engine that runs the updates differs:
 
-* ``"gram"`` (β = 2, block pattern): `dnmf._cv.BlockCVSolver`, all candidates × folds
-  × restarts in one batched solver;
+* ``"gram"`` (β = 2, block pattern): `dnmf._rank_selection.cv.BlockCVSolver`, all
+  candidates × folds × restarts in one batched solver;
 * ``"masked"`` (any β, any pattern): `dnmf._solvers.mu.run_mu` with a 3-D masked batch per
   candidate (its folds × restarts), the general masked solver.
 
@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ._cv import BlockCVSolver, run_block_cv
-from ._cv_layers import code_masks, layer_scores
-from ._holdout import BlockDesign
-from ._init import init_layer, make_generator
-from ._solvers.linalg import _chain
-from ._solvers.loss import Penalties, beta_divergence
-from ._solvers.mu import run_mu
+from .._init import init_layer, make_generator
+from .._solvers.linalg import _chain
+from .._solvers.loss import Penalties, beta_divergence
+from .._solvers.mu import run_mu
+from .cv import BlockCVSolver, run_block_cv
+from .cv_layers import code_masks, layer_scores
+from .holdout import BlockDesign
 
 #: Per candidate: the k factors and H of its F·S fits, stacked (F·S, ·, ·), in fit order f·S + s.
 Stack = tuple[list[torch.Tensor], torch.Tensor]

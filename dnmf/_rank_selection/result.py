@@ -1,4 +1,5 @@
-"""``RankSelection``, the outcome of `dnmf.select_ranks`, and the choice rules."""
+"""``RankSelection``, the outcome of `dnmf.select_ranks`: every fit's scores, the choice, and
+the held-out masks to reproduce a fit."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from ._holdout import heldout_masks
+from .holdout import heldout_masks
 
 Candidate = Any  # an int (one layer) or a tuple of ints (one rank per layer)
 
@@ -80,8 +82,6 @@ class RankSelection:
     def table(self):
         """``pandas.DataFrame``, one row per candidate: mean/std of the held-out and training
         loss per entry over folds × restarts, the number of fits and which one was chosen."""
-        import pandas as pd  # only here: dnmf itself needs torch, numpy and scipy
-
         res = self.cv_results()
         cols = [k for k in res if not k.startswith("split")]
         return pd.DataFrame({k: res[k] for k in cols})
@@ -111,12 +111,4 @@ class RankSelection:
         return int(self.heldout.shape[1])
 
 
-def choose(mean: np.ndarray, se: np.ndarray, n_params: np.ndarray, rule: str) -> int:
-    """Index of the chosen candidate: the smallest mean held-out loss (``'min'``), or the
-    candidate with the fewest parameters whose mean is within one standard error of that
-    minimum (``'1se'``, Hastie, Tibshirani & Friedman's one-standard-error rule)."""
-    best = int(np.argmin(mean))
-    if rule == "min":
-        return best
-    ok = np.flatnonzero(mean <= mean[best] + se[best])
-    return int(ok[np.lexsort((mean[ok], n_params[ok]))[0]])
+__all__ = ["Candidate", "RankSelection"]

@@ -1,8 +1,8 @@
 """Masked multiplicative updates for every candidate × fold × restart at once (β = 2, blocks).
 
-With the block hold-out pattern of ``dnmf._holdout`` (rows and columns shuffled into ``G``
-groups; fold ``f`` hides the blocks ``(a, b(a))``, ``b(a) = (a + f) mod G``), the masked β = 2
-update of ``dnmf.factorize(V, ranks, mask=M)`` needs no ``m × n`` work per fit:
+With the block hold-out pattern of `dnmf._rank_selection.holdout` (rows and columns shuffled
+into ``G`` groups; fold ``f`` hides the blocks ``(a, b(a))``, ``b(a) = (a + f) mod G``), the
+masked β = 2 update of ``dnmf.factorize(V, ranks, mask=M)`` needs no ``m × n`` work per fit:
 
 * numerators: ``Pᵀ (M⊙V) Sᵀ`` comes from ``(M⊙V) Hᵀ`` and ``W1ᵀ (M⊙V)``, two dense products
   with the fold's masked copy of ``V``; every fit of every candidate goes into one batched
@@ -32,10 +32,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._holdout import BlockDesign
-from ._solvers.linalg import _chain, _mm, _mT
-from ._solvers.loss import Penalties, squared_norm
-from ._solvers.update import SolverBase
+from .._solvers.linalg import _chain, _mm, _mT
+from .._solvers.loss import Penalties, squared_norm
+from .._solvers.update import SolverBase
+from .holdout import BlockDesign
 
 
 @dataclass
