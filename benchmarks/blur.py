@@ -62,6 +62,54 @@ def load_psf(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(arr / total)
 
 
+#: The kernels that ship with the package: Levin, Weiss, Durand & Freeman (CVPR 2009)'s eight
+#: recorded camera-shake kernels (13 to 27 px, not symmetric); source and citation in
+#: ``data/kernels/levin09/SOURCE.txt``. They are a test set: nothing is tuned or trained on them.
+KERNELS_DIR = Path(__file__).resolve().parent / "data" / "kernels"
+LEVIN09_COUNT = 8
+#: ``named_kernel`` names, e.g. ``"levin09:4"``.
+KERNEL_NAMES = tuple(f"levin09:{i}" for i in range(1, LEVIN09_COUNT + 1))
+
+
+def levin_kernel(index: int) -> torch.Tensor:
+    """Levin et al.'s camera-shake kernel ``index`` (1 to 8, the order of their file and of
+    DPIR's ``Levin09.mat``) as a float64 tensor that sums to 1."""
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        raise UserError(f"Levin kernel index must be an integer from 1 to {LEVIN09_COUNT}, "
+                        f"got {index!r}")  # fmt: skip
+    if not 1 <= int(index) <= LEVIN09_COUNT:
+        raise UserError(
+            f"Levin kernel index must be from 1 to {LEVIN09_COUNT}, got {index} "
+            f"(the names are {', '.join(KERNEL_NAMES)})"
+        )
+    path = KERNELS_DIR / "levin09" / f"levin09_{int(index)}.npy"
+    if not path.is_file():
+        raise FileNotFoundError(f"the shipped kernel file {path} is missing: reinstall the package")
+    return load_psf(path)
+
+
+def named_kernel(name: str) -> torch.Tensor:
+    """A shipped kernel by name (`KERNEL_NAMES`: ``"levin09:1"`` … ``"levin09:8"``), as a
+    float64 tensor that sums to 1."""
+    family, sep, index = str(name).strip().partition(":")
+    if family.lower() != "levin09" or not sep:
+        raise UserError(
+            f"unknown kernel name {name!r}: the shipped kernels are {', '.join(KERNEL_NAMES)}"
+        )
+    try:
+        number = int(index)
+    except ValueError:
+        raise UserError(
+            f"unknown kernel name {name!r}: after 'levin09:' comes a number from 1 to "
+            f"{LEVIN09_COUNT} (e.g. levin09:4)"
+        ) from None
+    if not 1 <= number <= LEVIN09_COUNT:
+        raise UserError(
+            f"unknown kernel name {name!r}: the shipped kernels are {', '.join(KERNEL_NAMES)}"
+        )
+    return levin_kernel(number)
+
+
 def _reflect_index(n: int, lo: int, hi: int) -> torch.Tensor:
     """Indices into a length-``n`` axis that reflect-pad it by ``lo``/``hi`` (edge not repeated)."""
     if lo >= n or hi >= n:
@@ -111,6 +159,12 @@ class BlurOperator:
     @classmethod
     def gaussian(cls, kernel_size: int = 25, sigma: float = 3.0) -> BlurOperator:
         return cls(gaussian_kernel(kernel_size, sigma), name="gaussian", sigma=sigma)
+
+    @classmethod
+    def named(cls, name: str) -> BlurOperator:
+        """A shipped kernel by name, e.g. ``BlurOperator.named("levin09:4")`` (`named_kernel`)."""
+        kernel = named_kernel(name)
+        return cls(kernel, name=str(name).strip().lower())
 
     @classmethod
     def from_file(cls, path: str | Path) -> BlurOperator:
