@@ -24,6 +24,7 @@ from ._convert import sparse_to_dense as sparse_to_dense
 from ._convert import split_masked, to_tensor
 from ._convert import to_numpy as to_numpy
 from ._memory import check_fits, factor_bytes
+from ._solvers import FitSettings, resolve_solver
 from ._solvers.loss import Penalties
 
 
@@ -255,6 +256,51 @@ def parse_penalty(value: Any, name: str, n_factors: int) -> list[float]:
 def parse_penalties(l1: Any, l2: Any, n_factors: int) -> Penalties:
     """``l1`` and ``l2`` (each a float or one value per factor) as `Penalties`."""
     return Penalties(parse_penalty(l1, "l1", n_factors), parse_penalty(l2, "l2", n_factors))
+
+
+def check_fit_settings(
+    V: torch.Tensor,
+    mask: torch.Tensor | None,
+    ranks: list[int],
+    *,
+    beta: Any,
+    max_iter: Any,
+    tol: Any,
+    eps: Any,
+    check_every: Any,
+    loss_every: Any,
+    init: Any,
+    pretrain: Any,
+    solver: Any,
+    l1: Any,
+    l2: Any,
+) -> FitSettings:
+    """The settings of a fit of ``ranks`` to the checked ``V`` (and ``mask``), as given to
+    `dnmf.factorize`: every keyword checked (against the data where it matters: the ranks
+    NNDSVD can produce, zeros for β ≤ 0, the memory the factors take), ``solver`` resolved
+    (`dnmf._solvers.resolve_solver`) and the penalties parsed, as one `FitSettings`."""
+    beta_, max_iter_, tol_, eps_, check_every_ = check_solver_args(
+        beta, max_iter, tol, eps, check_every
+    )
+    if loss_every is not None:
+        loss_every = check_positive_int(loss_every, "loss_every")
+    check_init(init, ranks, tuple(V.shape))
+    check_pretrain(pretrain)
+    check_beta_zeros(V, beta_, mask)
+    solver_ = resolve_solver(solver, beta_, mask, len(ranks))
+    check_factors_fit(V, ranks, gram=solver_ != "mu" or (beta_ == 2 and mask is None))
+    return FitSettings(
+        beta=beta_,
+        max_iter=max_iter_,
+        tol=tol_,
+        eps=eps_,
+        check_every=check_every_,
+        loss_every=loss_every,
+        penalties=parse_penalties(l1, l2, len(ranks) + 1),
+        solver=solver_,
+        init=init,
+        pretrain=pretrain,
+    )
 
 
 def check_data(

@@ -159,18 +159,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             top = max(r[0] for r in parse_candidates(cands)[1]) if cands is not None else 1
             init = "nndsvda" if top <= min(X.shape) else "random"
         best, sel = auto_ranks(
-            X.T,
-            self.n_components,
-            self.rank_candidates,
-            init=init,
-            beta=self.beta_loss,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            pretrain=self.pretrain,
-            l1=self.l1,
-            l2=self.l2,
-            seed=self._seed(),
-            device=self.device,
+            X.T, self.n_components, self.rank_candidates, init=init, **self._fit_keywords()
         )
         self.cv_results_ = sel.cv_results()
         return val.parse_ranks(best)
@@ -191,6 +180,26 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 "use init='random' or fewer components"
             )
         return self.init
+
+    def _fit_keywords(self) -> dict[str, Any]:
+        """This estimator's parameters as the keywords of `dnmf.factorize` and of the rank
+        search (`dnmf.select.auto_ranks`), which check them (scikit-learn checks parameters at
+        fit time). The seed is drawn anew on each call (from a ``RandomState``)."""
+        return dict(
+            beta=self.beta_loss,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            pretrain=self.pretrain,
+            l1=self.l1,
+            l2=self.l2,
+            seed=self._seed(),
+            device=self.device,
+        )
+
+    def _code_keywords(self) -> dict[str, Any]:
+        """The keywords of `dnmf.solve_h` for the codes of ``fit_transform`` and ``transform``:
+        `_h_iter` iterations to ``tol / 100``, HALS wherever it applies."""
+        return dict(max_iter=self._h_iter(), tol=self.tol / 100, device=self.device, solver="auto")
 
     def _h_iter(self) -> int:
         if self.transform_max_iter is None:
@@ -231,32 +240,15 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         res = factorize(
             X.T,  # a transposed view: no copy, matmul takes either layout
             ranks,
-            beta=self.beta_loss,
-            max_iter=self.max_iter,
-            tol=self.tol,
             init=init,
-            pretrain=self.pretrain,
             solver=self.solver,
-            l1=self.l1,
-            l2=self.l2,
-            seed=self._seed(),
-            device=self.device,
             verbose=bool(self.verbose),
+            **self._fit_keywords(),
         )
         # The jointly fitted H lags one half-step behind the last Ws; polishing it with the Ws
         # fixed (warm start, same budget) makes fit_transform(X) agree with transform(X) and
         # can only lower the loss.
-        polished = solve_h(
-            X.T,
-            res.Ws,
-            beta=res.beta,
-            H=res.H,
-            max_iter=self._h_iter(),
-            tol=self.tol / 100,
-            device=self.device,
-            warn=False,
-            solver="auto",
-        )
+        polished = solve_h(X.T, res.Ws, beta=res.beta, H=res.H, warn=False, **self._code_keywords())
         res.H = polished.H
         self.Ws_ = [np.ascontiguousarray(W) for W in res.Ws]
         W = res.W()
@@ -296,11 +288,8 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             [W.astype(X.dtype, copy=False) for W in self.Ws_],
             beta=self._beta,
             mask=mask,
-            max_iter=self._h_iter(),
-            tol=self.tol / 100,
-            device=self.device,
             verbose=bool(self.verbose),
-            solver="auto",
+            **self._code_keywords(),
         )
         return np.ascontiguousarray(res.H.T)
 

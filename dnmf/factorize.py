@@ -18,8 +18,7 @@ from . import _validation as val
 from ._fitting import ConvergenceWarning, initial_factors, pretrain_layers, warn_unconverged
 from ._init import init_layer, make_generator
 from ._result import FORMAT_VERSION, FactorizationResult, load
-from ._solvers import resolve_solver, run_solver
-from ._solvers.loop import SolverOutcome
+from ._solvers import FitSettings, resolve_solver, run_solver
 from ._solvers.loss import EPSILON, Penalties
 from .select import auto_ranks
 
@@ -166,17 +165,22 @@ def factorize(
     kind = val.as_kind(V)
     Vt, M = val.check_data(V, mask, dtype=val.parse_dtype(dtype), device=dev)
     ranks_ = val.parse_ranks(ranks)
-    beta_, max_iter, tol, eps, check_every = val.check_solver_args(
-        beta, max_iter, tol, eps, check_every
+    fit = val.check_fit_settings(
+        Vt,
+        M,
+        ranks_,
+        beta=beta,
+        max_iter=max_iter,
+        tol=tol,
+        eps=eps,
+        check_every=check_every,
+        loss_every=loss_every,
+        init=init,
+        pretrain=pretrain,
+        solver=solver,
+        l1=l1,
+        l2=l2,
     )
-    if loss_every is not None:
-        loss_every = val.check_positive_int(loss_every, "loss_every")
-    val.check_init(init, ranks_, tuple(Vt.shape))
-    val.check_pretrain(pretrain)
-    val.check_beta_zeros(Vt, beta_, M)
-    solver_ = resolve_solver(solver, beta_, M, len(ranks_))
-    val.check_factors_fit(Vt, ranks_, gram=solver_ != "mu" or (beta_ == 2 and M is None))
-    pen = val.parse_penalties(l1, l2, len(ranks_) + 1)
     val.warn_unused_factors(init, Ws, H)
     gen = make_generator(seed)
     with torch.no_grad():
@@ -185,42 +189,16 @@ def factorize(
             pre_hist: list[np.ndarray] = []
         else:
             Ws_, H_, pre_hist = initial_factors(
-                Vt,
-                ranks_,
-                lambda l, X, r: init_layer(X, r, init, gen),
-                pretrain=pretrain,
-                beta=beta_,
-                mask=M,
-                max_iter=max_iter,
-                tol=tol,
-                penalties=pen,
-                eps=eps,
-                check_every=check_every,
-                solver=solver_,
+                Vt, ranks_, lambda l, X, r: init_layer(X, r, init, gen), fit, mask=M
             )
-        out = run_solver(
-            solver_,
-            Vt,
-            Ws_,
-            H_,
-            beta=beta_,
-            mask=M,
-            max_iter=max_iter,
-            tol=tol,
-            penalties=pen,
-            eps=eps,
-            check_every=check_every,
-            loss_every=loss_every,
-            callback=callback,
-            verbose=verbose,
-        )
-    warn_unconverged(out, max_iter, tol, "dnmf.factorize")
+        out = run_solver(Vt, Ws_, H_, fit, mask=M, callback=callback, verbose=verbose)
+    warn_unconverged(out, fit, "dnmf.factorize")
     return FactorizationResult.from_outcome(
         out,
         Ws_,
         H_,
         kind=kind,
-        beta=beta_,
+        beta=fit.beta,
         pretrain_loss_histories=pre_hist,
         rank_selection=selection,
     )
@@ -292,12 +270,22 @@ def solve_h(
     Ht = _constant_codes(Vt, Wt, M, eps) if H is None else val.check_start_codes(H, Vt, rk)
     l1_ = val.check_nonneg_float(l1, "l1")
     l2_ = val.check_nonneg_float(l2, "l2")
-    with torch.no_grad():
-        out = _solve_codes(
-            Vt, Wt, Ht, use_hals, beta_, M, max_iter, tol, l1_, l2_, eps, check_every, verbose
-        )
+    k = len(Wt)
+    # With W1…Wk fixed there is no product with V to save: the accelerated names run their
+    # plain solver, and there is one factor, so nothing to extrapolate.
+    fit = FitSettings(
+        beta=beta_,
+        max_iter=max_iter,
+        tol=tol,
+        eps=eps,
+        check_every=check_every,
+        penalties=Penalties.codes_only(k, l1_, l2_),
+        solver="hals" if use_hals else "mu",
+    )
+    with torch.no_grad():  # H alone, updated in place
+        out = run_solver(Vt, Wt, Ht, fit, mask=M, update=[False] * k + [True], verbose=verbose)
     if warn:
-        warn_unconverged(out, max_iter, tol, "dnmf.solve_h")
+        warn_unconverged(out, fit, "dnmf.solve_h")
     return FactorizationResult.from_outcome(out, Wt, Ht, kind=kind, beta=beta_)
 
 
@@ -316,37 +304,3 @@ def _constant_codes(
     pmean = P.sum(dim=-1).mean(dim=-1, keepdim=True).unsqueeze(-1)
     scale = vmean / pmean.clamp_min(eps)
     return scale.expand(*V.shape[:-2], Ws[-1].shape[-1], V.shape[-1]).contiguous()
-
-
-def _solve_codes(
-    V: torch.Tensor,
-    Ws: list[torch.Tensor],
-    H: torch.Tensor,
-    use_hals: bool,
-    beta: float,
-    mask: torch.Tensor | None,
-    max_iter: int,
-    tol: float,
-    l1: float,
-    l2: float,
-    eps: float,
-    check_every: int,
-    verbose: bool,
-) -> SolverOutcome:
-    """Run HALS or multiplicative updates on ``H`` alone (updated in place)."""
-    k = len(Ws)
-    return run_solver(
-        "hals" if use_hals else "mu",
-        V,
-        Ws,
-        H,
-        beta=beta,
-        mask=mask,
-        max_iter=max_iter,
-        tol=tol,
-        penalties=Penalties([0.0] * k + [l1], [0.0] * k + [l2]),
-        eps=eps,
-        update=[False] * k + [True],
-        check_every=check_every,
-        verbose=verbose,
-    )

@@ -27,6 +27,7 @@ from ._rank_selection.cv_layers import choose_layerwise
 from ._rank_selection.holdout import PATTERNS, heldout_masks, n_groups
 from ._rank_selection.result import Candidate, RankSelection
 from ._rank_selection.rule import RULES, choose
+from ._solvers import FitSettings
 from ._solvers.loss import EPSILON
 
 CRITERIA = ("product", "layerwise")
@@ -297,14 +298,17 @@ def select_ranks(
         design=design if engine == "gram" else None,
         restarts=restarts,
         seeds=fit_seeds,
-        beta=beta_,
-        init=init,
-        pretrain=pretrain,
-        max_iter=max_iter,
-        tol=tol,
-        pen=pen,
-        eps=eps,
-        check_every=check_every,
+        fit=FitSettings(  # every fit runs the masked multiplicative updates (either engine)
+            beta=beta_,
+            max_iter=max_iter,
+            tol=tol,
+            eps=eps,
+            check_every=check_every,
+            penalties=pen,
+            solver="mu",
+            init=init,
+            pretrain=pretrain,
+        ),
         holdout=frac,
         code_seed=design_seed,
         observed=M,

@@ -7,8 +7,8 @@ and the same masked updates. Only the engine that runs the updates differs:
 
 * ``"gram"`` (β = 2, block pattern): `dnmf._rank_selection.cv.BlockCVSolver`, all
   candidates × folds × restarts in one batched solver;
-* ``"masked"`` (any β, any pattern): `dnmf._solvers.mu.run_mu` with a 3-D masked batch per
-  candidate (its folds × restarts), the general masked solver.
+* ``"masked"`` (any β, any pattern): the registry's ``'mu'`` (`dnmf._solvers.run_solver`)
+  with a 3-D masked batch per candidate (its folds × restarts), the general masked solver.
 
 The held-out entries never reach a fit: starting factors come from ``V * M_f``, and both
 engines multiply ``V`` by the mask before using it. With the user's own missing entries
@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from .._init import init_layer, make_generator
+from .._solvers import FitSettings, run_solver
 from .._solvers.linalg import _chain
-from .._solvers.loss import Penalties, beta_divergence
-from .._solvers.mu import run_mu
+from .._solvers.loss import beta_divergence
 from .cv import BlockCVSolver, run_block_cv
 from .cv_layers import code_masks, layer_scores
 from .holdout import BlockDesign
@@ -46,14 +46,7 @@ class SearchPlan:
     design: BlockDesign | None  # the block pattern (None for i.i.d. entries)
     restarts: int
     seeds: np.ndarray  # (F, S) generator seed of every fold × restart
-    beta: float
-    init: str
-    pretrain: bool | int
-    max_iter: int
-    tol: float
-    pen: Penalties
-    eps: float
-    check_every: int
+    fit: FitSettings  # every fit's settings (solver 'mu': the masked updates)
     holdout: float = 0.1  # share of held-out entries (layer-wise code folds use it too)
     code_seed: int = 0  # seeds the code folds of the layer-wise scores
     observed: torch.Tensor | None = None  # the user's mask (m, n): weights, 0 = missing
@@ -151,13 +144,10 @@ class _Engine:
             self.M3 = M.repeat_interleave(S, dim=0) if S > 1 else M
 
     def fit(
-        self,
-        ranks: Sequence[tuple[int, ...]],
-        starts: Sequence[Stack],
-        max_iter: int,
-        pen: Penalties,
+        self, ranks: Sequence[tuple[int, ...]], starts: Sequence[Stack], fit: FitSettings
     ) -> tuple[list[Stack], np.ndarray, np.ndarray]:
-        """Fit the candidates from ``starts``: (fitted stacks, n_iter (C, F·S), converged)."""
+        """Fit the candidates from ``starts`` with ``fit``'s settings: (fitted stacks, n_iter
+        (C, F·S), converged)."""
         p = self.plan
         m, n = p.V.shape
         fits = starts[0][1].shape[0]
@@ -166,20 +156,19 @@ class _Engine:
         memory_ok = gram or fits * C * m * n * p.V.element_size() * 3 < (1 << 30)
         if memory_ok and _pad_together(ranks, m, n, fits, 2 if gram else 6):
             packed, top = _pack(starts, ranks)
-            fitted, n_iter, conv = self._run([top], [packed], max_iter, pen, copies=C)
+            fitted, n_iter, conv = self._run([top], [packed], fit, copies=C)
             return (
                 _unpack(fitted[0], ranks),
                 n_iter.reshape(fits, C).T.copy(),
                 conv.reshape(fits, C).T.copy(),
             )
-        return self._run(ranks, starts, max_iter, pen, copies=1)
+        return self._run(ranks, starts, fit, copies=1)
 
     def _run(
         self,
         ranks: Sequence[tuple[int, ...]],
         starts: Sequence[Stack],
-        max_iter: int,
-        pen: Penalties,
+        fit: FitSettings,
         copies: int,
     ) -> tuple[list[Stack], np.ndarray, np.ndarray]:
         """``copies`` fits per fold × restart (packed candidates) follow each other."""
@@ -194,28 +183,19 @@ class _Engine:
                 ranks,
                 [s[0] for s in starts],
                 [s[1] for s in starts],
-                pen,
-                p.eps,
+                fit.penalties,
+                fit.eps,
             )
-            out = run_block_cv(solver, max_iter=max_iter, tol=p.tol, check_every=p.check_every)
+            out = run_block_cv(
+                solver, max_iter=fit.max_iter, tol=fit.tol, check_every=fit.check_every
+            )
             return list(zip(out.Ws, out.H)), out.n_iter, out.converged
         M3 = self.M3.repeat_interleave(copies, dim=0) if copies > 1 else self.M3
         fitted, n_iter, conv = [], [], []
         for Ws, H in starts:
             Ws, H = [W.clone() for W in Ws], H.clone()
             V3 = p.V.expand(H.shape[0], *p.V.shape)
-            res = run_mu(
-                V3,
-                Ws,
-                H,
-                beta=p.beta,
-                mask=M3,
-                max_iter=max_iter,
-                tol=p.tol,
-                penalties=pen,
-                eps=p.eps,
-                check_every=p.check_every,
-            )
+            res = run_solver(V3, Ws, H, fit, mask=M3)
             fitted.append((Ws, H))
             n_iter.append(res.n_iter)
             conv.append(res.converged)
@@ -238,7 +218,7 @@ def _first_layer_starts(plan: SearchPlan, r1s: Sequence[int]) -> dict[int, list]
         for s in range(S):
             for r in r1s:
                 gen = make_generator(int(plan.seeds[f, s]))
-                W, H = init_layer(Vm, r, plan.init, gen)
+                W, H = init_layer(Vm, r, plan.fit.init, gen)
                 out[r].append((W, H, gen.get_state()))
     return out
 
@@ -251,32 +231,26 @@ def _stack(fits: Sequence[tuple[list[torch.Tensor], torch.Tensor]]) -> Stack:
 
 
 def _deeper_layers(
-    plan: SearchPlan, ranks: tuple[int, ...], W1: torch.Tensor, H1: torch.Tensor, state, fit: bool
+    plan: SearchPlan,
+    ranks: tuple[int, ...],
+    W1: torch.Tensor,
+    H1: torch.Tensor,
+    state,
+    pretrain: bool,
 ) -> tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor]]:
     """Layers 2…k of one fit from its first layer, as ``factorize`` builds them: initialised
     from the previous layer's codes and, when pretraining, fitted to them (no mask). Returns
     the factors, the codes, and the codes each layer was fitted to (``X1 = H1``, …)."""
-    k, pen = len(ranks), plan.pen
+    fit = plan.fit
     gen = _clone_gen(state)
     Ws, X, inputs = [W1], H1, []
-    pre_iter = plan.max_iter if plan.pretrain is True else int(plan.pretrain)
-    for l in range(1, k):
-        if fit and plan.beta <= 0:  # as factorize: β ≤ 0 cannot fit zeros
-            X = X.clamp_min(plan.eps)
+    for l in range(1, len(ranks)):
+        if pretrain and fit.beta <= 0:  # as factorize: β ≤ 0 cannot fit zeros
+            X = X.clamp_min(fit.eps)
         inputs.append(X)
-        W, H = init_layer(X, ranks[l], plan.init, gen)
-        if fit:
-            run_mu(
-                X,
-                [W],
-                H,
-                beta=plan.beta,
-                max_iter=pre_iter,
-                tol=plan.tol,
-                penalties=Penalties([pen.l1[l], pen.l1[k]], [pen.l2[l], pen.l2[k]]),
-                eps=plan.eps,
-                check_every=plan.check_every,
-            )
+        W, H = init_layer(X, ranks[l], fit.init, gen)
+        if pretrain:
+            run_solver(X, [W], H, fit.pretraining(l))
         Ws.append(W)
         X = H
     return Ws, X, inputs
@@ -293,13 +267,10 @@ def fit_candidates(
     r1s = sorted({r[0] for r in ranks})
     first = _first_layer_starts(plan, r1s)
     t_init = time.perf_counter() - t0
-    pen = plan.pen
-    if k > 1 and plan.pretrain is not False:
+    if k > 1 and plan.fit.pretrain is not False:
         # Layer-1 pretraining is the same for every candidate with that r1: run it once.
-        pre_iter = plan.max_iter if plan.pretrain is True else int(plan.pretrain)
-        pen1 = Penalties([pen.l1[0], pen.l1[k]], [pen.l2[0], pen.l2[k]])
         starts1 = [_stack([([W], H) for W, H, _ in first[r]]) for r in r1s]
-        pre, _, _ = eng.fit([(r,) for r in r1s], starts1, pre_iter, pen1)
+        pre, _, _ = eng.fit([(r,) for r in r1s], starts1, plan.fit.pretraining(0))
         if layerwise:  # layer 1's own held-out error is that of its pretraining fit on V
             held1 = score(plan, pre)[0]
             layers = [np.stack([held1[r1s.index(r[0])] for r in ranks])]
@@ -310,7 +281,7 @@ def fit_candidates(
     starts, inputs = [], []
     for cand in ranks:
         fits = [
-            _deeper_layers(plan, cand, W1, H1, st, fit=plan.pretrain is not False)
+            _deeper_layers(plan, cand, W1, H1, st, pretrain=plan.fit.pretrain is not False)
             for W1, H1, st in first[cand[0]]
         ]
         starts.append(_stack([(Ws, H) for Ws, H, _ in fits]))
@@ -318,7 +289,7 @@ def fit_candidates(
     if layerwise:
         layers += _code_layer_scores(plan, ranks, inputs)
     t1 = time.perf_counter()
-    fitted, n_iter, conv = eng.fit(ranks, starts, plan.max_iter, pen)
+    fitted, n_iter, conv = eng.fit(ranks, starts, plan.fit)
     t2 = time.perf_counter()
     heldout, train = score(plan, fitted)
     seconds = {
@@ -335,8 +306,7 @@ def _code_layer_scores(
 ) -> list[np.ndarray]:
     """Held-out scores of layers 2…k on their input codes, (C, F·S) per layer; computed once
     per distinct prefix ``(r1, …, rl)`` (the input codes depend on the ranks before it)."""
-    k, pen = len(ranks[0]), plan.pen
-    pre_iter = plan.max_iter if plan.pretrain is True else int(plan.pretrain)
+    k = len(ranks[0])
     out = []
     for l in range(1, k):
         done: dict[tuple[int, ...], np.ndarray] = {}
@@ -353,13 +323,7 @@ def _code_layer_scores(
                     ),
                     restarts=plan.restarts,
                     seeds=plan.seeds,
-                    beta=plan.beta,
-                    init=plan.init,
-                    max_iter=pre_iter,
-                    tol=plan.tol,
-                    pen=Penalties([pen.l1[l], pen.l1[k]], [pen.l2[l], pen.l2[k]]),
-                    eps=plan.eps,
-                    check_every=plan.check_every,
+                    fit=plan.fit.pretraining(l),
                 )
             rows.append(done[r[: l + 1]])
         out.append(np.stack(rows))
@@ -388,13 +352,13 @@ def score(plan: SearchPlan, fitted: Sequence[Stack]) -> tuple[np.ndarray, np.nda
                 L = P @ H[g]
                 # Held-out and training sums apart (not one as the total minus the other), so
                 # the training score never depends on the held-out values, not even by rounding.
-                if plan.beta == 2:  # ½ (L − V)², formed in place, summed in float64
+                if plan.fit.beta == 2:  # ½ (L − V)², formed in place, summed in float64
                     D = L.sub_(V).square_()
                     part = 0.5 * float(torch.mul(D, Ef).sum(dtype=torch.float64))
                     rest = 0.5 * float(D.mul_(Mf).sum(dtype=torch.float64))
                 else:
-                    part = float(beta_divergence(V, L, plan.beta, Ef, plan.eps))
-                    rest = float(beta_divergence(V, L, plan.beta, Mf, plan.eps))
+                    part = float(beta_divergence(V, L, plan.fit.beta, Ef, plan.fit.eps))
+                    rest = float(beta_divergence(V, L, plan.fit.beta, Mf, plan.fit.eps))
                 held[c, g] = part / n_held
                 train[c, g] = rest / n_train
     return held, train

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from .._init import init_layer, make_generator
-from .._solvers.loss import Penalties, beta_divergence
-from .._solvers.mu import run_mu
+from .._solvers import FitSettings, run_solver
+from .._solvers.loss import beta_divergence
 from .holdout import entry_folds
 
 
@@ -42,16 +42,11 @@ def layer_scores(
     heldout: Sequence[torch.Tensor],
     restarts: int,
     seeds: np.ndarray,
-    beta: float,
-    init: str,
-    max_iter: int,
-    tol: float,
-    pen: Penalties,
-    eps: float,
-    check_every: int,
+    fit: FitSettings,
 ) -> np.ndarray:
     """Held-out β-divergence per entry of masked fits ``X ≈ W H`` (rank ``r``) of a batch of
-    code matrices ``X`` (F·S, r_prev, n), fit ``g`` holding out ``heldout[g // S]``."""
+    code matrices ``X`` (F·S, r_prev, n), fit ``g`` holding out ``heldout[g // S]``; ``fit``:
+    the layer's pretraining settings (`FitSettings.pretraining`)."""
     B = X.shape[0]
     E = torch.stack([heldout[g // restarts] for g in range(B)]).to(X.device)
     M = (~E).to(X.dtype)
@@ -62,23 +57,12 @@ def layer_scores(
     Ws, Hs = [], []
     for g in range(B):
         gen = make_generator(int(seeds.flat[g]) + layer)
-        W, H = init_layer(X[g] * M[g], r, init, gen)
+        W, H = init_layer(X[g] * M[g], r, fit.init, gen)
         Ws.append(W)
         Hs.append(H)
     W3, H3 = torch.stack(Ws), torch.stack(Hs)
-    run_mu(
-        X,
-        [W3],
-        H3,
-        beta=beta,
-        mask=M,
-        max_iter=max_iter,
-        tol=tol,
-        penalties=pen,
-        eps=eps,
-        check_every=check_every,
-    )
-    err = beta_divergence(X, W3 @ H3, beta, E.to(X.dtype), eps)
+    run_solver(X, [W3], H3, fit, mask=M)
+    err = beta_divergence(X, W3 @ H3, fit.beta, E.to(X.dtype), fit.eps)
     return (err / E.sum(dim=(-2, -1))).cpu().numpy()
 
 

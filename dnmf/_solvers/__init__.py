@@ -23,8 +23,9 @@ and the one place that builds a solver and runs it (`make_solver`, `run_solver`)
 
 Inside the subpackage imports run one way: `linalg`, `loss`, `fpstate` at the bottom; then
 `update` (the multiplicative step and `SolverBase`) and `loop` (`iterate`, `SolverOutcome`);
-then the solvers (`frobenius`, `general`, `mu`; `hals_kernels`, `hals`, `extrapolation`); then
-this registry. No module of the subpackage imports the registry, nor anything else of `dnmf`.
+then the solvers (`frobenius`, `general`, `mu`; `hals_kernels`, `hals`, `extrapolation`) and
+`settings` (`FitSettings`, what `run_solver` takes); then this registry. No module of the
+subpackage imports the registry, nor anything else of `dnmf`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from .hals import Acceleration, BlockSolver
 from .loop import SolverOutcome, Sweeper, iterate
 from .loss import Penalties
 from .mu import mu_solver
+from .settings import FitSettings
 
 SOLVERS = ("auto", "mu", "mu-acc", "hals", "hals-acc", "hals-acc-e")
 _HALS_ACC = Acceleration(alpha=0.5, delta=0.1)
@@ -110,35 +112,29 @@ def make_solver(
 
 
 def run_solver(
-    solver: str,
     V: torch.Tensor,
     Ws: list[torch.Tensor],
     H: torch.Tensor,
+    fit: FitSettings,
     *,
-    beta: float,
-    mask: torch.Tensor | None,
-    max_iter: int,
-    tol: float,
-    penalties: Penalties,
-    eps: float,
-    check_every: int,
+    mask: torch.Tensor | None = None,
     update: Sequence[bool] | None = None,
-    loss_every: int | None = None,
     callback: Callable[[int, object], object] | None = None,
     verbose: bool = False,
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> SolverOutcome:
-    """Build a resolved solver (`make_solver`) and run it through the shared loop
-    (`dnmf._solvers.loop.iterate`); factors are updated in place."""
+    """Build ``fit.solver`` (a resolved name, see `resolve_solver`; `make_solver`) and run it
+    with ``fit``'s settings through the shared loop (`dnmf._solvers.loop.iterate`); factors
+    are updated in place. ``update`` has one flag per factor (W1..Wk, H; default all)."""
     built = make_solver(
-        solver,
+        fit.solver,
         V,
         Ws,
         H,
-        beta=beta,
+        beta=fit.beta,
         mask=mask,
-        penalties=penalties,
-        eps=eps,
+        penalties=fit.penalties,
+        eps=fit.eps,
         update=update,
         reduce=reduce,
     )
@@ -147,13 +143,13 @@ def run_solver(
         V,
         Ws,
         H,
-        max_iter=max_iter,
-        tol=tol,
-        check_every=check_every,
-        loss_every=loss_every,
+        max_iter=fit.max_iter,
+        tol=fit.tol,
+        check_every=fit.check_every,
+        loss_every=fit.loss_every,
         callback=callback,
         verbose=verbose,
     )
 
 
-__all__ = ["SOLVERS", "make_solver", "resolve_solver", "run_solver"]
+__all__ = ["SOLVERS", "FitSettings", "make_solver", "resolve_solver", "run_solver"]

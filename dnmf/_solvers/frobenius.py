@@ -210,15 +210,14 @@ class FrobeniusSolver(SolverBase):
         cross = torch.mul(PtV, H, out=self.bufX).sum(dim=-1).sum(dim=-1, dtype=torch.float64)
         quad = torch.mul(Qf, self.G).sum(dim=-1).sum(dim=-1, dtype=torch.float64)
         if self.reduce is not None:  # shards: sum ⟨PᵀV, H⟩ (and H's penalty) over the columns
-            k = len(Ws)
-            h_pen = Penalties([self.pen.l1[k]], [self.pen.l2[k]]).value([H])
+            h_pen = self.pen.for_codes().value([H])
             both = self.reduce(
                 torch.stack(
                     [cross, torch.as_tensor(h_pen, dtype=torch.float64, device=cross.device)]
                 )
             )
             loss = (0.5 * (self.vnorm2 - 2.0 * both[0] + quad)).clamp_min(0.0)
-            return loss + both[1] + Penalties(self.pen.l1[:k], self.pen.l2[:k]).value(Ws)
+            return loss + both[1] + self.pen.for_dictionary().value(Ws)
         loss = (0.5 * (self.vnorm2 - 2.0 * cross + quad)).clamp_min(0.0)
         return loss + self.pen.value([*Ws, H])
 

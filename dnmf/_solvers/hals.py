@@ -221,20 +221,19 @@ class BlockSolver(SolverBase):
         return _mT(V @ _mT(H)).contiguous()
 
     def _loss(self, PtV, Qf, Ws, H) -> torch.Tensor:
-        # ½(‖V‖² − 2⟨PᵀV, H⟩ + ⟨PᵀP, HHᵀ⟩) + penalties, sums in float64 (as _frobenius).
+        # ½(‖V‖² − 2⟨PᵀV, H⟩ + ⟨PᵀP, HHᵀ⟩) + penalties, sums in float64 (as frobenius).
         assert self.G is not None
         cross = torch.mul(PtV, H).sum(dim=-1).sum(dim=-1, dtype=torch.float64)
         quad = torch.mul(Qf, self.G).sum(dim=-1).sum(dim=-1, dtype=torch.float64)
-        k = self.k
         if self.reduce is None:
             data = (0.5 * (self.vnorm2 - 2.0 * cross + quad)).clamp_min(0.0)
             return data + self.pen.value([*Ws, H])
-        h_pen = Penalties([self.pen.l1[k]], [self.pen.l2[k]]).value([H])
+        h_pen = self.pen.for_codes().value([H])
         both = self.reduce(
             torch.stack([cross, torch.as_tensor(h_pen, dtype=torch.float64, device=cross.device)])
         )
         data = (0.5 * (self.vnorm2 - 2.0 * both[0] + quad)).clamp_min(0.0)
-        return data + both[1] + Penalties(self.pen.l1[:k], self.pen.l2[:k]).value(Ws)
+        return data + both[1] + self.pen.for_dictionary().value(Ws)
 
     # -- blocks ------------------------------------------------------------------------------
     def _block(self, X, G, C, idx: int, active, shards: bool = False) -> None:
@@ -259,7 +258,7 @@ class BlockSolver(SolverBase):
         self._repeat(step, idx, active, False)
 
     def _mu_step(self, F, N, D, idx: int, active) -> None:
-        """The reference multiplicative step, then the subnormal floor (dnmf._fpstate)."""
+        """The reference multiplicative step, then the subnormal floor (dnmf._solvers.fpstate)."""
         self._step(F, N, D, idx, active)
         raise_tiny_(F)
 
@@ -400,15 +399,14 @@ def run_hals_codes(
     is the ``H`` block of `run_hals` run alone. The factors are not checked (they may be
     signed: `dnmf.deblur.nmf_patch_prior` codes against a signed dictionary).
     """
-    k = len(Ws)
     return run_hals(
         V,
         Ws,
         H,
         max_iter=max_iter,
         tol=tol,
-        penalties=Penalties([0.0] * k + [l1], [0.0] * k + [l2]),
-        update=[False] * k + [True],
+        penalties=Penalties.codes_only(len(Ws), l1, l2),
+        update=[False] * len(Ws) + [True],
         check_every=check_every,
         verbose=verbose,
     )

@@ -1,4 +1,4 @@
-"""The exact block updates of `dnmf._hals` and what one pass of each costs.
+"""The exact block updates of `dnmf._solvers.hals` and what one pass of each costs.
 
 * `hals_rows`: one HALS pass over the rows of a factor (``W1ᵀ`` or ``H``) against a Gram
   matrix, the rows in order (Gauss–Seidel); on the host a numpy loop over views of the

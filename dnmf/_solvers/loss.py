@@ -12,9 +12,11 @@ import torch
 EPSILON = float(np.finfo(np.float32).eps)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Penalties:
-    """L1/L2 weights per factor, in the order (W1, …, Wk, H)."""
+    """L1/L2 weights per factor, in the order (W1, …, Wk, H): the objective adds
+    ``l1·ΣF + ½·l2·‖F‖²`` for each factor ``F``. The last entry is always ``H``'s; the views
+    below name the slices the fits take of them."""
 
     l1: list[float]
     l2: list[float]
@@ -22,6 +24,26 @@ class Penalties:
     @classmethod
     def none(cls, n_factors: int) -> Penalties:
         return cls([0.0] * n_factors, [0.0] * n_factors)
+
+    @classmethod
+    def codes_only(cls, k: int, l1: float, l2: float) -> Penalties:
+        """``l1``/``l2`` on ``H`` and none on the ``k`` factors ``W1…Wk`` (held fixed by an
+        H-only solve)."""
+        return cls([0.0] * k + [l1], [0.0] * k + [l2])
+
+    def for_layer(self, l: int) -> Penalties:
+        """The penalties of layer ``l``'s own one-layer fit ``X ≈ Wl Hl`` (its pretraining):
+        ``Wl``'s weights and ``H``'s."""
+        return Penalties([self.l1[l], self.l1[-1]], [self.l2[l], self.l2[-1]])
+
+    def for_codes(self) -> Penalties:
+        """``H``'s weights alone (one factor): the part of the objective that sums over the
+        columns, as column shards compute it."""
+        return Penalties([self.l1[-1]], [self.l2[-1]])
+
+    def for_dictionary(self) -> Penalties:
+        """The weights of ``W1…Wk``, without ``H``'s."""
+        return Penalties(self.l1[:-1], self.l2[:-1])
 
     def any(self) -> bool:
         """Whether any weight is nonzero."""

@@ -74,9 +74,8 @@ class SolverBase:
         """A column-additive data term of this shard plus the penalties, summed over shards."""
         if self.reduce is None:
             return local + self.pen.value([*Ws, H])
-        k = len(Ws)
-        h_pen = Penalties([self.pen.l1[k]], [self.pen.l2[k]]).value([H])
-        w_pen = Penalties(self.pen.l1[:k], self.pen.l2[:k]).value(Ws)
+        h_pen = self.pen.for_codes().value([H])
+        w_pen = self.pen.for_dictionary().value(Ws)
         return self.reduce(local + h_pen) + w_pen
 
     def _step(self, F, N, D, idx: int, active: torch.Tensor | None) -> None:
@@ -97,7 +96,7 @@ class SolverBase:
             D.masked_fill_(~active.view(-1, 1, 1), 1.0)
         F.mul_(D)
         # Entries shrink geometrically and never reach 0: keep them out of the subnormal range,
-        # where every product reading them is slower (dnmf._fpstate); zeros stay zeros.
+        # where every product reading them is slower (dnmf._solvers.fpstate); zeros stay zeros.
         raise_tiny_(F)
         is_H = idx == len(self.update) - 1
         if self.beta < 1 or (is_H and self.beta <= 1):

@@ -14,7 +14,7 @@ from .. import _validation as val
 from .._fitting import initial_factors, warn_unconverged
 from .._init import make_generator
 from .._result import FactorizationResult
-from .._solvers import run_solver
+from .._solvers import FitSettings, run_solver
 from .._solvers.loop import SolverOutcome, callback_stops
 from .._solvers.loss import EPSILON
 from ._check import ShardArgs, agreed_layout, check_shard_args, meta
@@ -171,9 +171,10 @@ def factorize_columns(
     except ValueError as exc:
         raise mark_collective(exc) from None
     seed_ = args.seed if args.seed is not None else int(metas[0]["seed_draw"])
-    out, Ws_, H_, pre_hist = _fit_shard(comm, args, lay, seed_, callback, verbose)
+    fit = _settings(args)
+    out, Ws_, H_, pre_hist = _fit_shard(comm, args, fit, lay, seed_, callback, verbose)
     if comm.rank == 0:
-        warn_unconverged(out, args.max_iter, args.tol, "dnmf.distributed.factorize_columns")
+        warn_unconverged(out, fit, "dnmf.distributed.factorize_columns")
     return ShardedFactorizationResult.from_outcome(
         out,
         Ws_,
@@ -189,9 +190,26 @@ def factorize_columns(
     )
 
 
+def _settings(a: ShardArgs) -> FitSettings:
+    """The fit settings of a column-split run, from its checked (and agreed) arguments."""
+    return FitSettings(
+        beta=a.beta,
+        max_iter=a.max_iter,
+        tol=a.tol,
+        eps=a.eps,
+        check_every=a.check_every,
+        loss_every=a.loss_every,
+        penalties=a.pen,
+        solver=a.solver,
+        init=a.init,
+        pretrain=a.pretrain,
+    )
+
+
 def _fit_shard(
     comm: Comm,
     a: ShardArgs,
+    fit: FitSettings,
     lay: Layout,
     seed: int,
     callback: Callable[[int, Any], Any] | None,
@@ -207,30 +225,15 @@ def _fit_shard(
             Ws_, H_, pre_hist = initial_factors(
                 a.V,
                 a.ranks,
-                lambda l, X, r: init_layer(comm, X, r, a.init, lay, seed, l, a.init_sample, gen),
-                pretrain=a.pretrain,
-                beta=a.beta,
-                max_iter=a.max_iter,
-                tol=a.tol,
-                penalties=a.pen,
-                eps=a.eps,
-                check_every=a.check_every,
+                lambda l, X, r: init_layer(comm, X, r, fit.init, lay, seed, l, a.init_sample, gen),
+                fit,
                 reduce=comm.sum_,
-                solver=a.solver,
             )
         out = run_solver(
-            a.solver,
             a.V,
             Ws_,
             H_,
-            beta=a.beta,
-            mask=None,
-            max_iter=a.max_iter,
-            tol=a.tol,
-            penalties=a.pen,
-            eps=a.eps,
-            check_every=a.check_every,
-            loss_every=a.loss_every,
+            fit,
             callback=_any_rank_stops(comm, callback, a.V.device),
             verbose=verbose and comm.rank == 0,
             reduce=comm.sum_,
