@@ -1,4 +1,8 @@
-"""dnmf: Deep NMF ``V ≈ W1 W2 … Wk H`` by multiplicative updates, in torch (CPU or CUDA).
+"""dnmf: Deep NMF ``V ≈ W1 W2 … Wk H`` with nonnegative factors, in torch (CPU or CUDA).
+
+The factors are fitted by exact block-coordinate descent (HALS: `factorize`'s and `DeepNMF`'s
+default for the Frobenius loss without a mask) or by multiplicative updates (any β-divergence,
+masks), as ``solver=`` chooses.
 
 * `factorize` keeps the mathematical orientation: ``V`` is ``m × n`` with one sample per
   **column** (e.g. one flattened image per column).

@@ -31,7 +31,8 @@ from ._solvers import FitSettings
 from ._solvers.loss import EPSILON
 
 CRITERIA = ("product", "layerwise")
-SOLVERS = ("auto", "gram", "masked")
+#: The engines of ``solver=`` (which runs the search's masked fits; not `dnmf._solvers.SOLVERS`).
+CV_ENGINES = ("auto", "gram", "masked")
 #: ``solver='auto'`` takes the batched Gram solver from this many entries of ``V`` on: below,
 #: its fixed cost per sweep (a few dozen small tensor ops per candidate) exceeds the masked
 #: solver's passes over ``m × n`` (same fits either way).
@@ -141,8 +142,8 @@ def _check_args(
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
     if pattern not in PATTERNS:
         raise ValueError(f"holdout_pattern must be one of {PATTERNS}, got {pattern!r}")
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if solver not in CV_ENGINES:
+        raise ValueError(f"solver must be one of {CV_ENGINES}, got {solver!r}")
     frac = 1.0 / n_groups(holdout) if pattern == "blocks" else float(holdout)
     if folds * frac > 1 + 1e-9:
         raise ValueError(

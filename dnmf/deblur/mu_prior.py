@@ -37,7 +37,7 @@ import torch
 import dnmf
 
 from ._npz import load_dictionary, save_dictionary
-from .codes import nonneg_codes
+from .codes import EPS, nonneg_codes
 from .hqs import LinearOperator
 from .patches import PatchGrid
 
@@ -49,8 +49,6 @@ __all__ = [
     "contrast_normalise",
     "learn_dictionary",
 ]
-
-EPS = 1e-12
 
 
 # ---------------------------------------------------------------------------- helpers
