@@ -23,11 +23,11 @@ from benchmarks.presets import Preset
 from benchmarks.report import summarize, to_markdown
 from benchmarks.run_dir import RunFolder
 from benchmarks.run_info import git_commit, peak_rss_mib, versions
+from benchmarks.run_plan import MethodRun, RunPlan
 from benchmarks.run_tables import CHECKSUMS_KEY, TABLE, write_table
 
 if TYPE_CHECKING:
     from benchmarks.pipeline import Splits
-    from benchmarks.runner import MethodRun, RunPlan
 
 FORMAT_VERSION = 1
 N_EXAMPLES = 6

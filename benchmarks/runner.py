@@ -13,92 +13,26 @@ A run reads straight through, one named step each:
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from benchmarks.blur import BlurOperator, make_blur
+from benchmarks.blur import make_blur
 from benchmarks.errors import UserError
-from benchmarks.methods import MethodContext, check_options, get_method, registry
+from benchmarks.methods import check_options, get_method, registry
 from benchmarks.metrics import all_metrics
 from benchmarks.pairs import PairSet
 from benchmarks.pipeline import Splits, prepare_splits
-from benchmarks.presets import Preset, preset_for
 from benchmarks.run_dir import RunFolder
 from benchmarks.run_info import data_folder, default_out, resolve_device
 from benchmarks.run_outputs import Examples, save_restorations, write_run
+from benchmarks.run_plan import MethodRun, RunConfig, RunPlan  # (benchmarks.runner.RunConfig too)
 
-#: ``field`` metadata of the `RunConfig` entries that reach the methods as ``ctx.options``
-OPTION = {"method_option": True}
 RESTORE_BATCH = 64
-
-
-@dataclass
-class RunConfig:
-    """Everything that defines a run; ``run``'s flags map onto these fields by name."""
-
-    preset: str = "fast"
-    data_dir: str | None = None
-    size: int | None = None
-    gray: bool | None = None
-    methods: list[str] | None = None
-    sigma: float | None = None  # None: 3.0 (refused together with psf)
-    kernel_size: int | None = None  # None: 25 (refused together with psf)
-    psf: str | None = None
-    noise: float = 0.0
-    seed: int = 0
-    out: str | None = None
-    overwrite: bool = False
-    device: str = "cpu"
-    threads: int | None = None
-    checkpoints: dict[str, str] = field(default_factory=dict)
-    save_images: bool = False
-    quiet: bool = False
-    epochs: int | None = field(default=None, metadata=OPTION)
-    max_minutes: float | None = field(default=None, metadata=OPTION)
-    max_images: int | None = None
-    batch_size: int | None = field(default=None, metadata=OPTION)
-    tta: bool = field(default=False, metadata=OPTION)  # CNNs restore with the 8-flip ensemble
-    # CNN rows only (as `train`): extra training pairs and the lr schedule
-    extra_photos: int = field(default=0, metadata=OPTION)
-    augment_photos: bool = field(default=False, metadata=OPTION)
-    augment_faces: bool = field(default=False, metadata=OPTION)
-    lr_schedule: str | None = field(default=None, metadata=OPTION)
-    jpeg_quality: int | None = None  # JPEG round trip of both images (overrides the preset)
-    ssim_weight: float | None = None  # CNN rows: loss MSE + w (1 - SSIM) (overrides the preset)
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> RunConfig:
-        """The config of parsed ``run`` flags: each field from the flag of its name, and
-        ``checkpoints`` from the ``--checkpoint METHOD=PATH`` items."""
-        values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
-        values["checkpoints"] = parse_checkpoints(getattr(args, "checkpoint", None))
-        return cls(**values)
-
-    def resolved_preset(self) -> Preset:
-        return preset_for(self)
-
-    def method_options(self) -> dict[str, Any]:
-        """``ctx.options`` of every method: the fields marked `OPTION` that are set."""
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata == OPTION}
-        return {k: v for k, v in values.items() if v is not None and v is not False}
-
-
-def parse_checkpoints(items: list[str] | None) -> dict[str, str]:
-    """``["convae=a.pt", ...]`` (``--checkpoint METHOD=PATH``, repeated) as a dict."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise UserError(f"--checkpoint expects METHOD=PATH, got {item!r}")
-        out[name] = path
-    return out
 
 
 def check_checkpoint_files(checkpoints: dict[str, str]) -> None:
@@ -115,35 +49,6 @@ def log(cfg: RunConfig, msg: str) -> None:
 
 
 # --------------------------------------------------------------------------- 1. configuration
-@dataclass
-class RunPlan:
-    """What `prepare` decided: everything a run needs besides its data."""
-
-    cfg: RunConfig
-    preset: Preset
-    device: torch.device
-    names: list[str]
-    blur: BlurOperator
-    options: dict[str, Any]
-
-    @property
-    def blur_meta(self) -> dict[str, Any]:
-        return {**self.blur.meta(), "noise": self.cfg.noise, "quantization": "8-bit"}
-
-    def context(self, work_dir: Path) -> MethodContext:
-        """A method's context: budget, device, seed, its folder, and the run's options."""
-        return MethodContext(
-            preset=self.preset,
-            device=self.device,
-            seed=self.cfg.seed,
-            work_dir=work_dir,
-            quiet=self.cfg.quiet,
-            blur_meta=self.blur_meta,
-            options=dict(self.options),
-            noise=self.cfg.noise,
-        )
-
-
 def prepare(cfg: RunConfig) -> RunPlan:
     """Resolve and check the whole configuration, before the run folder exists."""
     preset = cfg.resolved_preset()
@@ -187,22 +92,6 @@ def load_data(plan: RunPlan) -> tuple[Splits, float]:
 
 
 # --------------------------------------------------------------------------- 3. methods
-@dataclass
-class MethodRun:
-    """One method's timings on the test images and what it reports for ``run.json``."""
-
-    name: str
-    n_images: int
-    fit_seconds: float
-    restore_seconds: float
-    info: dict[str, Any] = field(default_factory=dict)
-    figures: list[Path] = field(default_factory=list)
-
-    @property
-    def sec_per_image(self) -> float:
-        return self.restore_seconds / max(1, self.n_images)
-
-
 def fit_and_restore(
     name: str, plan: RunPlan, splits: Splits, work_dir: Path
 ) -> tuple[MethodRun, torch.Tensor]:

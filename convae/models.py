@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -54,9 +55,9 @@ def _discover() -> None:
     if _DISCOVERED:
         return
     _DISCOVERED = True
-    import convae
-
-    for info in pkgutil.iter_modules(convae.__path__):
+    # The package's folder from this file, not `import convae`: the package's __init__
+    # imports this module, and the registry must not import its package back.
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if not info.name.startswith("_"):
             importlib.import_module(f"convae.{info.name}")
 

@@ -157,7 +157,6 @@ def test_arrows_between_parts_point_one_way(part):
     assert not wrong, f"{part} may import only {sorted(ALLOWED[part])}:\n" + "\n".join(wrong)
 
 
-@pytest.mark.xfail(strict=True, reason="the dnmf solver circle and two more are being untangled")
 def test_no_import_circle_anywhere():
     cycles = _cycles()
     assert not cycles, "import circles (every import counts, lazy and typing-only too):\n" + (
