@@ -123,6 +123,19 @@ def _reflect_index(n: int, lo: int, hi: int) -> torch.Tensor:
     return idx
 
 
+def is_symmetric_kernel(kernel: torch.Tensor, rtol: float = 1e-9) -> bool:
+    """Whether ``kernel`` is symmetric about the pixel `BlurOperator` centres it on (index
+    ``k // 2`` per axis): ``k[c + d] = k[c − d]`` for every offset ``d`` (a Gaussian, a box of
+    odd size). Only then is the reflect-boundary blur diagonalised by the FFT of the
+    symmetric extension; an even-sized kernel is symmetric only if its first row and column
+    are zero (otherwise it is centred between pixels)."""
+    k = torch.as_tensor(kernel, dtype=torch.float64)
+    kh, kw = k.shape
+    full = k.new_zeros(2 * (kh // 2) + 1, 2 * (kw // 2) + 1)
+    full[:kh, :kw] = k
+    return float((full - full.flip(0, 1)).abs().max()) <= rtol * float(k.abs().max())
+
+
 class BlurOperator:
     """Convolution by ``kernel`` with reflect boundary, for batches ``(N, C, H, W)``.
 
@@ -143,6 +156,11 @@ class BlurOperator:
         # Same-size convolution centred as scipy.ndimage.convolve (also for even kernels).
         self.pad = ((kh - 1) // 2, kh // 2, (kw - 1) // 2, kw // 2)
         self._cache: dict[tuple, Any] = {}
+
+    @property
+    def symmetric(self) -> bool:
+        """Whether the kernel is symmetric about its centre pixel (`is_symmetric_kernel`)."""
+        return is_symmetric_kernel(self.kernel)
 
     def check_image_size(self, height: int, width: int, what: str = "image") -> None:
         """Refuse an image the reflect padding cannot handle (not larger than half the kernel)."""
