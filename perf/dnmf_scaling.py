@@ -29,18 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from perf._problems import planted_lowrank
+
 FORMAT_VERSION = 1
-
-
-def make_matrix(m: int, n: int, rank: int, seed: int, dtype: str) -> np.ndarray:
-    """Planted nonnegative rank-``rank`` matrix plus 10% uniform noise, stored column-major
-    (Fortran order), so each process's block of columns is one contiguous read."""
-    rng = np.random.default_rng(seed)
-    W = rng.random((m, rank), dtype=np.float32)
-    H = rng.random((rank, n), dtype=np.float32)
-    V = np.asfortranarray(W @ H / rank)
-    V += 0.1 * rng.random((m, n), dtype=np.float32) * float(V.mean())
-    return V.astype(dtype, copy=False)
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -130,7 +121,7 @@ def run_scaling(
     ref = None
     with tempfile.TemporaryDirectory(prefix="dnmf-scaling-") as tmp:
         path = Path(tmp) / "V.npy"
-        np.save(path, make_matrix(m, n, ranks[-1], seed, dtype))
+        np.save(path, planted_lowrank(m, n, ranks[-1], seed, dtype))
         job = {
             "npy": str(path),
             "ranks": ranks,

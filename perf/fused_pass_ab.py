@@ -1,10 +1,10 @@
 """A/B of dnmf's fused first-layer pass against the two whole products it replaces.
 
 ``dnmf`` (β = 2, CPU, ``r1 ≤ rk``) computes ``V Hᵀ``, the ``W1`` update and ``W1ᵀ V`` in one
-pass over blocks of rows of ``V`` (``dnmf._mu.run_mu(fused_block_bytes=)``). This times, in one
-process and interleaved round by round, the same fit from fixed factors with the pass off (a
-block larger than ``V``) and at a few block sizes, next to scikit-learn's ``NMF(solver="mu")``, on
-``python -m perf.nmf_speed``'s matrix::
+pass over blocks of rows of ``V`` (``dnmf._solvers.mu.run_mu(fused_block_bytes=)``). This
+times, in one process and interleaved round by round, the same fit from fixed factors with the
+pass off (a block larger than ``V``) and at a few block sizes, next to scikit-learn's
+``NMF(solver="mu")``, on ``python -m perf.nmf_speed``'s matrix::
 
     python -m perf.fused_pass_ab --threads 2 --rounds 15 \\
         --json docs/results/nmf-speed-fused/ab-threads2.json
@@ -26,7 +26,9 @@ import torch
 from benchmarks.io_utils import write_json
 from dnmf._solvers import mu as _mu
 from perf import _cli
-from perf.nmf_speed import _environment, _sklearn_fit, _time_round_robin, make_problem
+from perf._fits import sklearn_mu
+from perf._problems import random_problem
+from perf._timing import environment, time_round_robin
 
 
 def run_ab(
@@ -43,7 +45,7 @@ def run_ab(
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(threads)
-    V, W0, H0 = make_problem(m, n, rank, np.float32, seed)
+    V, W0, H0 = random_problem(m, n, rank, np.float32, seed)
     Vt = torch.from_numpy(V)
     default = _mu.FUSED_BLOCK_BYTES
 
@@ -54,7 +56,7 @@ def run_ab(
 
         return fit
 
-    sk = _sklearn_fit(V, W0, H0, n_iter)
+    sk = sklearn_mu(V, W0, H0, n_iter)
 
     def sklearn_fit():
         with threadpool_limits(limits=threads), warnings.catch_warnings():
@@ -65,7 +67,7 @@ def run_ab(
     for b in block_bytes:
         size = f"{b / 2**20:g} MiB" if b >= 2**20 else f"{b} B"
         variants[f"dnmf, fused {size} blocks"] = dnmf_with(b)
-    timed = _time_round_robin(list(variants.values()), rounds, torch.device("cpu"))
+    timed = time_round_robin(list(variants.values()), rounds, torch.device("cpu"))
     ref = np.array(timed[0][1])
     rows = []
     for name, (_, times, out) in zip(variants, timed):
@@ -94,7 +96,7 @@ def run_ab(
             "seed": seed,
             "default_block_bytes": default,
         },
-        "environment": _environment(threads, torch.device("cpu")),
+        "environment": environment(threads, torch.device("cpu")),
         "results": rows,
     }
 

@@ -17,81 +17,28 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import statistics
 import sys
-import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
+from perf._fits import dnmf_mu, sklearn_mu, torchnmf_mu
+from perf._problems import random_problem, random_problem_on
+from perf._timing import environment, time_round_robin
+
 FORMAT_VERSION = 1
-#: Seconds of rest before each timed call of an interleaved comparison (see _time_round_robin).
-SETTLE_S = 0.25
 
 
 # --------------------------------------------------------------------------------------------
 # helpers
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _time(
     fn: Callable[[], Any], repeats: int, device: torch.device
 ) -> tuple[float, list[float], Any]:
     """Median wall time of ``fn`` over ``repeats`` runs after one warm-up run."""
-    return _time_round_robin([fn], repeats, device)[0]
-
-
-def interleaved(
-    fns: list[Callable[[], Any]],
-    rounds: int,
-    device: torch.device | None = None,
-    settle: float | None = None,
-) -> list[list[tuple[float, Any]]]:
-    """Run every function of ``fns`` once per round; returns, per function, the wall time and
-    output of each round (interleaved repeats: a slow spell of a shared machine hits every
-    method alike instead of one method's block of repeats).
-
-    Round ``r`` starts at function ``r mod len(fns)``, so no method always runs right after the
-    same other one, and with several functions every timed call first waits ``settle`` seconds
-    (default :data:`SETTLE_S`): a library's idle threads keep spinning for a while after its
-    last product (OpenBLAS's for about 0.1 s) and would otherwise tax whichever call comes next.
-    """
-    settle = SETTLE_S if settle is None else settle
-    runs: list[list[tuple[float, Any]]] = [[] for _ in fns]
-    for r in range(rounds):
-        for j in range(len(fns)):
-            i = (r + j) % len(fns)
-            if settle > 0 and len(fns) > 1:
-                time.sleep(settle)
-            if device is not None:
-                _sync(device)
-            t0 = time.perf_counter()
-            out = fns[i]()
-            if device is not None:
-                _sync(device)
-            runs[i].append((time.perf_counter() - t0, out))
-    return runs
-
-
-def _time_round_robin(
-    fns: list[Callable[[], Any]], repeats: int, device: torch.device, settle: float | None = None
-) -> list[tuple[float, list[float], Any]]:
-    """Median wall time (with all times and the last output) of each of ``fns``: one warm-up
-    each, then ``repeats`` :func:`interleaved` rounds."""
-    for fn in fns:
-        fn()
-    _sync(device)
-    out = []
-    for runs in interleaved(fns, repeats, device, settle):
-        times = [t for t, _ in runs]
-        out.append((statistics.median(times), times, runs[-1][1]))
-    return out
+    return time_round_robin([fn], repeats, device)[0]
 
 
 def _fro_loss(V: np.ndarray, W: np.ndarray, H: np.ndarray) -> float:
@@ -113,116 +60,6 @@ def _chain(Ws: list[np.ndarray]) -> np.ndarray:
 
 def _np(x: Any) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
-
-def _environment(threads: int, device: torch.device) -> dict[str, Any]:
-    env: dict[str, Any] = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "threads": threads,
-        "device": str(device),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "env": {
-            k: os.environ[k]
-            for k in (
-                "OPENBLAS_CORETYPE",
-                "OPENBLAS_L2_SIZE",
-                "OMP_NUM_THREADS",
-                "MKL_NUM_THREADS",
-                "OPENBLAS_NUM_THREADS",
-            )
-            if k in os.environ
-        },
-    }
-    try:
-        env["loadavg_1min_at_start"] = os.getloadavg()[0]
-    except OSError:  # pragma: no cover - not on every OS
-        pass
-    try:
-        import sklearn
-
-        env["sklearn"] = sklearn.__version__
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        import threadpoolctl
-
-        env["blas"] = [
-            {k: i.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
-            for i in threadpoolctl.threadpool_info()
-        ]
-    except ImportError:  # pragma: no cover
-        pass
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-    return env
-
-
-def make_problem(
-    m: int, n: int, rank: int, dtype: Any = np.float32, seed: int = 0, batch: int | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The benchmark's random nonnegative ``V`` (m × n, or ``batch`` × m × n) and initial
-    ``W0``, ``H0`` (scaled like scikit-learn's random init, so ``W0 H0`` has ``V``'s mean)."""
-    np_dtype = np.dtype(dtype)
-    lead = () if batch is None else (batch,)
-    rng = np.random.default_rng(seed)
-    V = rng.random((*lead, m, n), dtype=np.float64).astype(np_dtype)
-    avg = np.sqrt(V.mean() / rank)
-    W0 = (avg * rng.random((*lead, m, rank)) * 2).astype(np_dtype)
-    H0 = (avg * rng.random((*lead, rank, n)) * 2).astype(np_dtype)
-    return V, W0, H0
-
-
-# --------------------------------------------------------------------------------------------
-# the methods
-def _dnmf_fit(V, Ws0, H0, n_iter, device):
-    import dnmf
-
-    def run():
-        return dnmf.factorize(
-            V,
-            [W.shape[-1] for W in Ws0],
-            init="custom",
-            Ws=Ws0,
-            H=H0,
-            max_iter=n_iter,
-            tol=0,
-            solver="mu",
-            device=device,
-        )
-
-    return run
-
-
-def _sklearn_fit(V, W0, H0, n_iter):
-    from sklearn.decomposition import NMF
-
-    def run():
-        est = NMF(n_components=W0.shape[1], solver="mu", init="custom", max_iter=n_iter, tol=0)
-        W = est.fit_transform(V, W=W0.copy(), H=H0.copy())
-        return W, est.components_, est.n_iter_
-
-    return run
-
-
-def _torchnmf_fit(V, W0, H0, n_iter, device):
-    from torchnmf.nmf import NMF  # torchnmf writes V ≈ H Wᵀ: its H is our W, its W our Hᵀ
-
-    Vt = torch.from_numpy(V).to(device)
-
-    def run():
-        model = NMF(
-            W=torch.from_numpy(H0.T.copy()).to(device), H=torch.from_numpy(W0.copy()).to(device)
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            n = model.fit(Vt, beta=2, tol=0, max_iter=n_iter)
-        return model.H.detach(), model.W.detach().T, n
-
-    return run
 
 
 def _deep_init(W0: np.ndarray, H0: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
@@ -270,7 +107,7 @@ def run_nmf_speed(
     threads = threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     np_dtype = np.dtype(dtype)
-    V, W0, H0 = make_problem(m, n, rank, np_dtype, seed)
+    V, W0, H0 = random_problem(m, n, rank, np_dtype, seed)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover
@@ -303,7 +140,7 @@ def run_nmf_speed(
     entries.append(
         (
             "dnmf k=1",
-            _dnmf_fit(Vdev, [W0], H0, n_iter, dev),
+            dnmf_mu(Vdev, [W0], H0, n_iter, dev),
             lambda res: (_np(res.Ws[0]), _np(res.H), res.n_iter, {"ranks": [rank]}),
         )
     )
@@ -311,7 +148,7 @@ def run_nmf_speed(
         try:
             import sklearn  # noqa: F401
 
-            fit = _sklearn_fit(V, W0, H0, n_iter)
+            fit = sklearn_mu(V, W0, H0, n_iter)
             if threadpool_limits is not None:
 
                 def fit(_fit=fit):
@@ -333,7 +170,7 @@ def run_nmf_speed(
             entries.append(
                 (
                     "torchnmf",
-                    _torchnmf_fit(V, W0, H0, n_iter, dev),
+                    torchnmf_mu(V, W0, H0, n_iter, dev),
                     lambda out: (_np(out[0]), _np(out[1]), out[2], {}),
                 )
             )
@@ -343,7 +180,7 @@ def run_nmf_speed(
         entries.append(
             (
                 f"dnmf k={k}",
-                _dnmf_fit(Vdev, _deep_init(W0, H0, k, seed), H0, n_iter, dev),
+                dnmf_mu(Vdev, _deep_init(W0, H0, k, seed), H0, n_iter, dev),
                 lambda res, k=k: (
                     _chain([_np(W) for W in res.Ws]),
                     _np(res.H),
@@ -355,7 +192,7 @@ def run_nmf_speed(
 
     # Round robin: every round times each method once, so a slow spell of a shared machine
     # hits all of them alike instead of one method's block of repeats.
-    timed = _time_round_robin([fn for _, fn, _ in entries], repeats, dev)
+    timed = time_round_robin([fn for _, fn, _ in entries], repeats, dev)
     for (name, _, read), (t, times, out) in zip(entries, timed):
         W, H, n_done, extra = read(out)
         record(name, t / n_iter, times, W, H, n_done, **extra)
@@ -383,7 +220,7 @@ def run_nmf_speed(
             "seed": seed,
             "layers": list(layers),
         },
-        "environment": _environment(threads, dev),
+        "environment": environment(threads, dev),
         "results": results,
         "notes": notes,
     }
@@ -474,10 +311,7 @@ def run_throughput_sweep(
         row: dict[str, Any] = {"m": m, "n": n, "rank": r}
         V = W0 = H0 = Ht = None
         try:
-            V = torch.rand(m, n, generator=gen, device=dev, dtype=tdtype)
-            avg = float(V.mean() / r) ** 0.5
-            W0 = 2 * avg * torch.rand(m, r, generator=gen, device=dev, dtype=tdtype)
-            H0 = 2 * avg * torch.rand(r, n, generator=gen, device=dev, dtype=tdtype)
+            V, W0, H0 = random_problem_on(m, n, r, gen, dev, tdtype)
             Ht = H0.T.contiguous()
             t_mm, _, _ = _time(lambda V=V, Ht=Ht: torch.matmul(V, Ht), max(repeats, 5), dev)
 
@@ -528,7 +362,7 @@ def run_throughput_sweep(
             "dtype": dtype,
             "seed": seed,
         },
-        "environment": _environment(threads, dev),
+        "environment": environment(threads, dev),
         "sweep": rows,
     }
     out["markdown"] = sweep_markdown(out)
@@ -565,7 +399,7 @@ def _batched(
     import dnmf
 
     B, m, n, r = batch
-    V, W0, H0 = make_problem(m, n, r, np_dtype, seed + 7, batch=B)
+    V, W0, H0 = random_problem(m, n, r, np_dtype, seed + 7, batch=B)
     Vdev = torch.from_numpy(V).to(dev)
 
     def fit():

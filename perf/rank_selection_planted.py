@@ -14,18 +14,9 @@ import argparse
 import time
 import warnings
 
-import numpy as np
 import torch
 
-
-def planted(seed: int, ranks: tuple[int, ...], m: int = 60, n: int = 50) -> np.ndarray:
-    """``W1 … Wk H`` with sparse uniform factors plus 10 % Gaussian noise, clipped at 0."""
-    rng = np.random.default_rng(seed)
-    dims = [m, *ranks, n]
-    X = np.eye(m)
-    for a, b in zip(dims, dims[1:]):
-        X = X @ (rng.random((a, b)) * (rng.random((a, b)) < 0.5))
-    return np.clip(X + 0.1 * X.mean() * rng.standard_normal((m, n)), 0, None)
+from perf._problems import planted_layers, uniform
 
 
 def run(name: str, make, candidates, seeds, **kw) -> dict:
@@ -82,11 +73,16 @@ def main(argv: list[str] | None = None) -> int:
         "format_version": 1,
         "torch": torch.__version__,
         "one_layer_rank6": run(
-            "rank 6", lambda s: planted(s, (6,)), [4, 5, 6, 7, 8], seeds, max_iter=400, tol=1e-7
+            "rank 6",
+            lambda s: planted_layers(s, (6,)),
+            [4, 5, 6, 7, 8],
+            seeds,
+            max_iter=400,
+            tol=1e-7,
         ),
         "two_layers_12_5": run(
             "ranks (12, 5)",
-            lambda s: planted(s, (12, 5)),
+            lambda s: planted_layers(s, (12, 5)),
             dnmf.rank_grid([8, 12], [3, 5, 8]),
             seeds,
             max_iter=300,
@@ -94,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "pure_noise": run(
             "noise",
-            lambda s: np.random.default_rng(s).random((40, 30)),
+            lambda s: uniform(s, 40, 30),
             [1, 2, 3, 4],
             seeds,
             max_iter=200,

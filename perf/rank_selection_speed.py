@@ -14,34 +14,18 @@ batched, which shows how much of the gain is batching alone.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import subprocess
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from perf._problems import faces
+
 DEFAULT_CANDIDATES = (4, 8, 12, 16, 24, 32, 48, 64)
-
-
-def _faces_dir() -> Path:
-    env = os.environ.get("DEBLUR_FACES_DIR")
-    if env:
-        return Path(env)
-    from benchmarks.faces import SHIPPED_FACES
-
-    return SHIPPED_FACES
-
-
-def _load(args: argparse.Namespace) -> np.ndarray:
-    from benchmarks.factorize_faces import load_face_matrix
-
-    V, _, _ = load_face_matrix(args.data_dir or _faces_dir(), size=args.size, gray=True)
-    return V
 
 
 def run_batched(V, args, solver: str = "gram"):
@@ -159,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")  # tol=0 runs fixed iterations on purpose
-    V = _load(args)
+    V = faces(args.data_dir, flag="--data-dir", size=args.size)
     print(
         f"V {V.shape[0]} x {V.shape[1]}, candidates {args.candidates}, {args.folds} folds, "
         f"{args.max_iter} iterations, {args.threads} threads",

@@ -26,20 +26,17 @@ import warnings
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from dnmf._solvers import SOLVERS
-from perf import _cli
+from perf import _cli, _problems
 from perf import _traces as tr
 
 
 def cases(faces: np.ndarray) -> dict[str, tuple[Any, int]]:
     """The validation matrices: name -> (V, rank)."""
-    from perf.dnmf_scaling import make_matrix
-
-    planted = np.ascontiguousarray(make_matrix(3000, 1500, 40, 5, "float32"))
-    sparse = sp.random(4000, 2000, density=0.05, format="csr", dtype=np.float32, random_state=5)
+    planted = np.ascontiguousarray(_problems.planted_lowrank(3000, 1500, 40, 5, "float32"))
+    sparse = _problems.sparse_uniform(4000, 2000, 5)
     return {
         "faces r12": (faces, 12),
         "faces r24": (faces, 24),
@@ -51,9 +48,7 @@ def cases(faces: np.ndarray) -> dict[str, tuple[Any, int]]:
 
 def deep_cases(faces: np.ndarray) -> dict[str, tuple[Any, list[int]]]:
     """The deep validation matrices: name -> (V, ranks)."""
-    from perf.rank_selection_planted import planted
-
-    P = planted(3, (40, 20), m=1500, n=1000).astype(np.float32)
+    P = _problems.planted_layers(3, (40, 20), m=1500, n=1000).astype(np.float32)
     return {
         "faces [48, 24]": (faces, [48, 24]),
         "faces [40, 20, 10]": (faces, [40, 20, 10]),
@@ -64,11 +59,9 @@ def deep_cases(faces: np.ndarray) -> dict[str, tuple[Any, list[int]]]:
 def batched_cases() -> dict[str, tuple[np.ndarray, int]]:
     """The batched validation sets: name -> (V of shape (batch, m, n), rank); other seeds and
     shapes than the benchmark's batch."""
-    from perf.nmf_speed import make_problem
-
     return {
-        "256 × 64×96 r8": (make_problem(64, 96, 8, np.float32, 123, batch=256)[0], 8),
-        "128 × 48×80 r6": (make_problem(48, 80, 6, np.float32, 321, batch=128)[0], 6),
+        "256 × 64×96 r8": (_problems.random_problem(64, 96, 8, np.float32, 123, batch=256)[0], 8),
+        "128 × 48×80 r6": (_problems.random_problem(48, 80, 6, np.float32, 321, batch=128)[0], 6),
     }
 
 
@@ -157,8 +150,6 @@ def run(
 ) -> dict[str, Any]:
     from threadpoolctl import threadpool_limits
 
-    from perf.time_to_target import _faces
-
     torch.set_num_threads(threads)
     reference = "dnmf mu, 2000 joint iterations" if deep else "scikit-learn NMF()"
     out: dict[str, Any] = {
@@ -173,7 +164,7 @@ def run(
             out["batched_at"] = list(BATCH_AT)
             out["cases"] = run_batched(solvers, rounds, log)
         return out
-    faces = _faces(None)
+    faces = _problems.faces()  # $DEBLUR_FACES_DIR, else the shipped set
     matrices: dict[str, tuple[Any, Any]] = dict(deep_cases(faces) if deep else cases(faces))
     with threadpool_limits(limits=threads):
         for name, (V, r) in matrices.items():

@@ -6,7 +6,7 @@
 2. The products of one β = 2 multiplicative sweep on the face-sized shapes (4096 × 750,
    rank 64: ``V Hᵀ``, ``Wᵀ V``, ``H Hᵀ``, ``W (H Hᵀ)``, the ratio), timed with a share of the
    factor entries subnormal, with the same entries raised to dnmf's floor
-   (``dnmf._fpstate.raise_tiny_``), and with none, in interleaved rounds.
+   (``dnmf._solvers.fpstate.raise_tiny_``), and with none, in interleaved rounds.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from dnmf._solvers.fpstate import raise_tiny_
+from perf._timing import environment
 
 
 def flush_reach(threads: int) -> dict[str, float]:
@@ -127,9 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     print(md)
     if a.out:
         from benchmarks.io_utils import write_json, write_text
-        from perf.nmf_speed import _environment
 
-        out["environment"] = _environment(max(a.threads), torch.device("cpu"))
+        out["environment"] = environment(max(a.threads), torch.device("cpu"))
         with _cli.refusing(p):
             write_json(a.out / "result.json", out)
             write_text(a.out / "result.md", md + "\n")

@@ -6,7 +6,7 @@ For each case the target is the loss ½‖V − WH‖² (float64) that scikit-le
 scikit-learn counterpart, so their target is the loss ``dnmf``'s multiplicative updates reach
 after ``--deep-iters`` joint iterations at that depth. Every method then runs, from its own
 default initialisation, until its loss first reaches the target (or a time cap), in
-interleaved rounds (:func:`perf.nmf_speed.interleaved`: rotated order, a rest before each
+interleaved rounds (:func:`perf._timing.interleaved`: rotated order, a rest before each
 call). Reported per method: seconds and iterations to the target and to 1.001× it, the final
 loss, and a loss-versus-seconds plot. Cases (``--quick``: smaller ones, for development):
 
@@ -15,7 +15,7 @@ Every library gets the same matrix ``V`` (scikit-learn's ``X`` is ``V``, so its 
 
 * ``faces-r64``/``faces-r16``: the 750 faces of the face set, 64×64 gray, one per column
   (4096 × 750), loaded by the project's loader;
-* ``lowrank``: planted rank 64 plus 10 % noise, 4096 × 2048 (``perf.dnmf_scaling.make_matrix``),
+* ``lowrank``: planted rank 64 plus 10 % noise, 4096 × 2048 (``perf._problems.planted_lowrank``),
   rank 64;
 * ``sparse``: 95 % zeros, uniform nonzeros, 8192 × 4096 as a scipy CSR matrix, rank 32;
 * ``deep-k2``/``deep-k3``: the faces, ranks [64, 32] and [64, 32, 16];
@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import statistics
 import sys
 import time
@@ -45,9 +44,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from perf import _cli
+from perf import _cli, _problems
 from perf import _traces as tr
-from perf.nmf_speed import _environment, interleaved, make_problem
+from perf._timing import environment, interleaved
 
 FORMAT_VERSION = 1
 LEVELS = (1.0, 1.001)  # the target, and 0.1 % above it
@@ -65,28 +64,6 @@ class Case:
     X: Any
     rank: int
     device: str = "cpu"  # where dnmf fits; the other libraries run on the host CPU
-
-
-def _faces(faces_dir: str | os.PathLike | None) -> np.ndarray:
-    """The face matrix (64×64 gray faces as columns) of ``faces_dir``, else of
-    ``$DEBLUR_FACES_DIR``, else of the shipped set; a `UserError` naming the folder and where
-    it came from when it holds no readable image."""
-    from benchmarks.faces import SHIPPED_FACES
-    from benchmarks.factorize_faces import FaceFolderError, load_face_matrix
-
-    env = os.environ.get("DEBLUR_FACES_DIR")
-    if faces_dir:
-        d, given_as = str(faces_dir), "--faces-dir"
-    elif env:
-        d, given_as = env, "DEBLUR_FACES_DIR"
-    else:
-        d, given_as = str(SHIPPED_FACES), "the shipped face set"
-    try:
-        V, _, _ = load_face_matrix(d, size=64, gray=True)
-    except FaceFolderError as exc:  # its message names the CLI's --data-dir, not this flag
-        why = str(exc).removeprefix(f"--data-dir {Path(d)} ")
-        raise _cli.UserError(f"{given_as} {d} {why}") from None
-    return V
 
 
 def read_targets(path: Path | None) -> dict[str, Any]:
@@ -115,8 +92,6 @@ def make_cases(
     quick: bool, faces: np.ndarray | None, seed: int = 0, device: str = "cpu"
 ) -> list[Case]:
     """The single-matrix cases (full or ``quick`` sizes); dnmf fits them on ``device``."""
-    from perf.dnmf_scaling import make_matrix
-
     cases = []
     if faces is not None:
         for r in (16,) if quick else (64, 16):
@@ -124,10 +99,10 @@ def make_cases(
                 Case(f"faces-r{r}", f"faces {faces.shape[0]}×{faces.shape[1]}", faces, None, r)
             )
     m, n, r = (1024, 512, 16) if quick else (4096, 2048, 64)
-    V = np.ascontiguousarray(make_matrix(m, n, r, seed, "float32"))
+    V = np.ascontiguousarray(_problems.planted_lowrank(m, n, r, seed, "float32"))
     cases.append(Case("lowrank", f"planted rank {r} + noise, {m}×{n}", V, None, r))
     m, n, r = (2048, 1024, 8) if quick else (8192, 4096, 32)
-    S = sp.random(m, n, density=0.05, format="csr", dtype=np.float32, random_state=seed)
+    S = _problems.sparse_uniform(m, n, seed)
     cases.append(Case("sparse", f"95 % zeros, {m}×{n}, scipy CSR", S, None, r))
     for c in cases:
         c.X, c.device = _as_given(c.V), device
@@ -342,7 +317,7 @@ def run_batched(B, m, n, r, rounds, cap_factor, seed, log, device: str = "cpu") 
     """Every matrix's own scikit-learn target; a loop of scikit-learn calls against one
     batched dnmf call."""
     log = log or (lambda s: None)
-    V, _, _ = make_problem(m, n, r, np.float32, seed + 7, batch=B)
+    V, _, _ = _problems.random_problem(m, n, r, np.float32, seed + 7, batch=B)
     Xs = [np.ascontiguousarray(V[i]) for i in range(B)]
 
     def loop(random_state: int = 0):
@@ -489,7 +464,7 @@ def run_time_to_target(
             "levels": list(LEVELS),
             "device": str(dev),
         },
-        "environment": _environment(threads, dev),
+        "environment": environment(threads, dev),
         "not_installed": [m for m in SINGLE_METHODS if m not in installed_methods()],
         "cases": results,
     }
@@ -502,7 +477,7 @@ def run_time_to_target(
     with threadpool_limits(limits=threads):
         _warm_up(str(dev))
         if faces is None and any(want(c) for c in FACE_CASES):
-            faces = _faces(faces_dir)
+            faces = _problems.faces(faces_dir, flag="--faces-dir")
         for case in make_cases(quick, faces, seed, str(dev)):
             if want(case.name):
                 results[case.name] = run_single(case, rounds, cap_factor, installed_methods(), log)
@@ -552,8 +527,7 @@ def check_device(device: str) -> torch.device:
 def _warm_up(device: str = "cpu") -> None:
     """Import every library and run each kind of fit once on a tiny matrix (first-call costs,
     a GPU's context and kernels included, stay out of the timed rounds)."""
-    rng = np.random.default_rng(0)
-    c = Case("warm-up", "", rng.random((40, 30)).astype(np.float32), None, 3, device)
+    c = Case("warm-up", "", _problems.uniform(0, 40, 30).astype(np.float32), None, 3, device)
     c.X = _as_given(c.V)
     for m in installed_methods():
         SINGLE_METHODS[m](c, tr.Recorder(0.0, 0.05))
@@ -733,7 +707,8 @@ def main(argv: list[str] | None = None) -> int:
     with _cli.refusing(p):  # the inputs, read before any output exists
         read_targets(a.targets)
         wanted = a.only or cases_of(a.quick)
-        faces = _faces(a.faces_dir) if any(c in FACE_CASES for c in wanted) else None
+        needs_faces = any(c in FACE_CASES for c in wanted)
+        faces = _problems.faces(a.faces_dir, flag="--faces-dir") if needs_faces else None
 
     def partial(res: dict[str, Any]) -> None:  # results so far, in case the run is cut short
         write_json(a.out / "result.json", res)  # makes the folder the first time

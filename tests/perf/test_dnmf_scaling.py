@@ -11,16 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perf import dnmf_scaling
+from perf import _problems, dnmf_scaling
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_make_matrix_is_seeded_nonnegative_and_column_major():
-    V = dnmf_scaling.make_matrix(30, 20, 4, seed=1, dtype="float32")
+def test_planted_lowrank_is_seeded_nonnegative_and_column_major():
+    V = _problems.planted_lowrank(30, 20, 4, seed=1, dtype="float32")
     assert V.shape == (30, 20) and V.dtype == np.float32 and V.flags.f_contiguous
-    assert V.min() >= 0 and np.array_equal(V, dnmf_scaling.make_matrix(30, 20, 4, 1, "float32"))
-    assert not np.array_equal(V, dnmf_scaling.make_matrix(30, 20, 4, 2, "float32"))
+    assert V.min() >= 0 and np.array_equal(V, _problems.planted_lowrank(30, 20, 4, 1, "float32"))
+    assert not np.array_equal(V, _problems.planted_lowrank(30, 20, 4, 2, "float32"))
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from perf import nmf_speed
+from perf import _problems, _timing, nmf_speed
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -152,9 +152,9 @@ def test_run_nmf_speed_cuda_times_sklearn_on_the_host():
     assert out["batched"]["speedup"] > 0 and any("CPU" in n for n in out["notes"])
 
 
-def test_make_problem_is_seeded_and_scaled():
-    V, W0, H0 = nmf_speed.make_problem(30, 20, 4, seed=3)
-    V2, _, _ = nmf_speed.make_problem(30, 20, 4, seed=3)
+def test_random_problem_is_seeded_and_scaled():
+    V, W0, H0 = _problems.random_problem(30, 20, 4, seed=3)
+    V2, _, _ = _problems.random_problem(30, 20, 4, seed=3)
     assert V.dtype == W0.dtype == H0.dtype == np.float32 and (V == V2).all()
     assert abs((W0 @ H0).mean() / V.mean() - 1) < 0.2  # W0 H0 has V's scale
 
@@ -186,9 +186,9 @@ def test_fused_pass_ab_small(tmp_path, capsys):
 
 def test_round_robin_rotates_and_settles(monkeypatch):
     calls, sleeps = [], []
-    monkeypatch.setattr(nmf_speed.time, "sleep", sleeps.append)
+    monkeypatch.setattr(_timing.time, "sleep", sleeps.append)
     fns = [lambda i=i: calls.append(i) or i for i in range(3)]
-    out = nmf_speed._time_round_robin(fns, 3, torch.device("cpu"), settle=0.01)
+    out = _timing.time_round_robin(fns, 3, torch.device("cpu"), settle=0.01)
     assert calls == [0, 1, 2, 0, 1, 2, 1, 2, 0, 2, 0, 1]  # warm-up, then rotated rounds
     assert sleeps == [0.01] * 9  # before every timed call
     assert [o for _, _, o in out] == [0, 1, 2] and all(len(t) == 3 for _, t, _ in out)

@@ -110,6 +110,26 @@ def test_bad_input_solver_validation_unknown_solver_is_refused_by_argparse(input
     assert not inputs["out"].exists()
 
 
+# ---------------------------------------------------------------- perf.rank_selection_speed
+def test_bad_input_rank_selection_speed_names_the_variable_that_gave_the_faces(inputs):
+    """Without --data-dir the faces come from $DEBLUR_FACES_DIR: the error names the variable,
+    not a flag that was never given."""
+    out = inputs["out"] / "s.json"
+    args = ["--size", "8", "--candidates", "2", "--max-iter", "1", "--rounds", "1"]
+    p = subprocess.run(
+        [sys.executable, "-m", "perf.rank_selection_speed", *args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=_env() | {"DEBLUR_FACES_DIR": str(inputs["empty"])},
+        timeout=TIMEOUT,
+    )
+    assert p.returncode == 1, p.stderr[-3000:]
+    line = _one_error(p.stderr, "perf.rank_selection_speed")
+    assert f"error: DEBLUR_FACES_DIR {inputs['empty']} holds no images (" in line, line
+    assert not inputs["out"].exists()
+
+
 # ---------------------------------------------------------------- every other tool
 _DRIVER = r"""
 import contextlib, importlib, io, json, sys, traceback

@@ -38,9 +38,9 @@ def test_markdown_has_a_row_per_matrix_and_a_column_per_solver():
 
 
 def test_validation_batches_differ_from_the_benchmark_batch():
-    from perf.nmf_speed import make_problem
+    from perf._problems import random_problem
 
-    bench = make_problem(64, 96, 8, np.float32, 7, batch=256)[0]  # time_to_target's, seed 0
+    bench = random_problem(64, 96, 8, np.float32, 7, batch=256)[0]  # time_to_target's, seed 0
     for V, r in sv.batched_cases().values():
         assert V.ndim == 3 and r < min(V.shape[1:])
         assert V.shape != bench.shape or not np.array_equal(V, bench)
