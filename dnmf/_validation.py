@@ -285,7 +285,7 @@ def check_fit_settings(
     if loss_every is not None:
         loss_every = check_positive_int(loss_every, "loss_every")
     check_init(init, ranks, tuple(V.shape))
-    check_pretrain(pretrain)
+    pretrain_ = check_pretrain(pretrain)
     check_beta_zeros(V, beta_, mask)
     solver_ = resolve_solver(solver, beta_, mask, len(ranks))
     check_factors_fit(V, ranks, gram=solver_ != "mu" or (beta_ == 2 and mask is None))
@@ -299,7 +299,7 @@ def check_fit_settings(
         penalties=parse_penalties(l1, l2, len(ranks) + 1),
         solver=solver_,
         init=init,
-        pretrain=pretrain,
+        pretrain=pretrain_,
     )
 
 
@@ -406,13 +406,17 @@ def check_start_codes(H: Any, V: torch.Tensor, rk: int) -> torch.Tensor:
     return Ht
 
 
-def check_pretrain(pretrain: Any) -> None:
-    """``pretrain`` is a bool or an int >= 1 (iterations per layer)."""
-    is_bool = isinstance(pretrain, (bool, np.bool_))
-    if not (is_bool or isinstance(pretrain, numbers.Integral)) or (not is_bool and pretrain < 1):
+def check_pretrain(pretrain: Any) -> bool | int:
+    """``pretrain`` (a bool or an int >= 1: iterations per layer, numpy's included) as a Python
+    ``bool`` or ``int``: what every later test of it (``pretrain is True``, ``is not False``)
+    takes, so ``np.True_`` pretrains ``max_iter`` iterations and ``np.False_`` none."""
+    if isinstance(pretrain, (bool, np.bool_)):
+        return bool(pretrain)
+    if not isinstance(pretrain, numbers.Integral) or pretrain < 1:
         raise ValueError(
             f"pretrain must be a bool or an int >= 1 (iterations per layer), got {pretrain!r}"
         )
+    return int(pretrain)
 
 
 def check_positive_int(value: Any, name: str, *, allow_zero: bool = False) -> int:

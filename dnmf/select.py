@@ -275,7 +275,7 @@ def select_ranks(
         raise ValueError("init='custom' cannot be used by select_ranks: every fit starts afresh")
     for r in ranks:
         val.check_init(init, list(r), (m, n))
-    val.check_pretrain(pretrain)
+    pretrain = val.check_pretrain(pretrain)  # np.True_ -> True: later tests use `is`
     if M is not None:
         val.check_beta_zeros(Vt, beta_, M)
     elif beta_ <= 0 and float(Vt.min()) <= 0:

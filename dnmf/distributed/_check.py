@@ -114,7 +114,7 @@ def check_shard_args(
     if loss_every is not None:
         loss_every = val.check_positive_int(loss_every, "loss_every")
     val.check_init_name(init)
-    val.check_pretrain(pretrain)
+    pretrain = val.check_pretrain(pretrain)
     init_sample = val.check_positive_int(init_sample, "init_sample")
     seed = val.check_seed(seed)
     val.check_beta_zeros(Vt, beta_, None, "V_local")
