@@ -17,55 +17,43 @@ import numpy as np
 import torch
 
 from .. import _validation as val
-from .._solvers import resolve_solver
-from .._solvers.loss import Penalties
+from .._solvers import FitSettings, resolve_solver
 from ._comm import error_text
 from ._init import Layout
 
 
 @dataclass
 class ShardArgs:
-    """One process's checked arguments (``V`` is its columns, as a tensor)."""
+    """One process's checked arguments: its columns ``V`` (a tensor), the settings of the fit
+    (`FitSettings`, as `dnmf.factorize` builds them) and what only a column-split run has."""
 
     V: torch.Tensor
     kind: str
     ranks: list[int]
-    beta: float
-    max_iter: int
-    tol: float
-    eps: float
-    check_every: int
-    loss_every: int | None
-    init: str
-    pretrain: bool | int
+    fit: FitSettings
     init_sample: int
     seed: int | None
-    pen: Penalties
     custom: tuple[list[torch.Tensor], torch.Tensor] | None
-    solver: str = "mu"  # resolved (dnmf._solver.resolve_solver)
 
     def settings(self) -> dict[str, Any]:
         """What must be the same on every process."""
+        f = self.fit
         return dict(
             ranks=tuple(self.ranks),
-            beta=self.beta,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            init=self.init,
-            pretrain=(
-                bool(self.pretrain)
-                if isinstance(self.pretrain, (bool, np.bool_))
-                else int(self.pretrain)
-            ),
-            l1=tuple(self.pen.l1),
-            l2=tuple(self.pen.l2),
-            eps=self.eps,
-            check_every=self.check_every,
-            loss_every=self.loss_every,
+            beta=f.beta,
+            max_iter=f.max_iter,
+            tol=f.tol,
+            init=f.init,
+            pretrain=f.pretrain,
+            l1=tuple(f.penalties.l1),
+            l2=tuple(f.penalties.l2),
+            eps=f.eps,
+            check_every=f.check_every,
+            loss_every=f.loss_every,
             init_sample=self.init_sample,
             dtype=str(self.V.dtype),
             seed=self.seed,
-            solver=self.solver,
+            solver=f.solver,
         )
 
 
@@ -124,24 +112,19 @@ def check_shard_args(
         custom = val.check_custom_factors(Ws, H, Vt, ranks_)
     elif Ws is not None or H is not None:
         raise ValueError("Ws and H are only used with init='custom'")
-    return ShardArgs(
-        Vt,
-        val.as_kind(V_local),
-        ranks_,
-        beta_,
-        max_iter,
-        tol,
-        eps,
-        check_every,
-        loss_every,
-        init,
-        pretrain,
-        init_sample,
-        seed,
-        pen,
-        custom,
-        resolve_solver(solver, beta_, None, len(ranks_)),
+    fit = FitSettings(
+        beta=beta_,
+        max_iter=max_iter,
+        tol=tol,
+        eps=eps,
+        check_every=check_every,
+        loss_every=loss_every,
+        penalties=pen,
+        solver=resolve_solver(solver, beta_, None, len(ranks_)),
+        init=init,
+        pretrain=pretrain,
     )
+    return ShardArgs(Vt, val.as_kind(V_local), ranks_, fit, init_sample, seed, custom)
 
 
 def meta(
@@ -181,8 +164,8 @@ def agreed_layout(args: ShardArgs, metas: list[dict[str, Any]]) -> Layout:
             f"check_every, loss_every, init_sample, dtype and seed must agree)"
         )
     lay = _layout(metas, [m["n_cols"] for m in metas])
-    val.check_init(args.init, args.ranks, (ms[0], lay.n), n_sampled=args.init_sample)
-    if args.init == "custom":
+    val.check_init(args.fit.init, args.ranks, (ms[0], lay.n), n_sampled=args.init_sample)
+    if args.fit.init == "custom":
         sums = np.array([m["ws_sums"] for m in metas])
         if not np.allclose(sums, sums[0], rtol=1e-10, atol=0):
             raise ValueError("init='custom' needs the same Ws on every rank; they differ")

@@ -14,7 +14,7 @@ from .. import _validation as val
 from .._fitting import initial_factors, warn_unconverged
 from .._init import make_generator
 from .._result import FactorizationResult
-from .._solvers import FitSettings, run_solver
+from .._solvers import run_solver
 from .._solvers.loop import SolverOutcome, callback_stops
 from .._solvers.loss import EPSILON
 from ._check import ShardArgs, agreed_layout, check_shard_args, meta
@@ -171,16 +171,15 @@ def factorize_columns(
     except ValueError as exc:
         raise mark_collective(exc) from None
     seed_ = args.seed if args.seed is not None else int(metas[0]["seed_draw"])
-    fit = _settings(args)
-    out, Ws_, H_, pre_hist = _fit_shard(comm, args, fit, lay, seed_, callback, verbose)
+    out, Ws_, H_, pre_hist = _fit_shard(comm, args, lay, seed_, callback, verbose)
     if comm.rank == 0:
-        warn_unconverged(out, fit, "dnmf.distributed.factorize_columns")
+        warn_unconverged(out, args.fit, "dnmf.distributed.factorize_columns")
     return ShardedFactorizationResult.from_outcome(
         out,
         Ws_,
         H_,
         kind=args.kind,
-        beta=args.beta,
+        beta=args.fit.beta,
         pretrain_loss_histories=pre_hist,
         col_offset=lay.offsets[comm.rank],
         n_cols=lay.n,
@@ -190,32 +189,16 @@ def factorize_columns(
     )
 
 
-def _settings(a: ShardArgs) -> FitSettings:
-    """The fit settings of a column-split run, from its checked (and agreed) arguments."""
-    return FitSettings(
-        beta=a.beta,
-        max_iter=a.max_iter,
-        tol=a.tol,
-        eps=a.eps,
-        check_every=a.check_every,
-        loss_every=a.loss_every,
-        penalties=a.pen,
-        solver=a.solver,
-        init=a.init,
-        pretrain=a.pretrain,
-    )
-
-
 def _fit_shard(
     comm: Comm,
     a: ShardArgs,
-    fit: FitSettings,
     lay: Layout,
     seed: int,
     callback: Callable[[int, Any], Any] | None,
     verbose: bool,
 ) -> tuple[SolverOutcome, list[torch.Tensor], torch.Tensor, list[np.ndarray]]:
     """Initialise (or pretrain) and fit this process's shard, in step with the others."""
+    fit = a.fit
     gen = make_generator(seed) if comm.rank == 0 else None  # rank 0's SVDs, as factorize's gen
     pre_hist: list[np.ndarray] = []
     with torch.no_grad():
