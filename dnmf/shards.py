@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -34,6 +35,11 @@ from . import _validation as val
 _EIGHT_BIT_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr"})
 #: File name endings that `load_image_columns` treats as images (case-insensitive).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+#: Formats whose extra frames are not more images of a sequence: an MPO JPEG's are previews
+#: (or a stereo pair), a PSD's are the layers of the composite that is read.
+_NOT_SEQUENCES = frozenset({"MPO", "PSD"})
+#: Pillow modes with an alpha band (a palette or a colour can also be transparent: ``info``)
+_ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
 
 
 class ColumnShard(NamedTuple):
@@ -163,6 +169,27 @@ def _parse_size(size) -> tuple[int, int] | None:
     return h, w
 
 
+def _frames(im: Image.Image) -> int:
+    """The number of frames of a sequence format (1 for the rest)."""
+    if im.format in _NOT_SEQUENCES:
+        return 1
+    try:
+        return max(1, int(getattr(im, "n_frames", 1)))
+    except Exception:  # a broken frame table: the first frame is what is read
+        return 1
+
+
+def _over_white(im: Image.Image) -> Image.Image:
+    """``im`` with its transparency (an alpha band, a transparent palette entry or colour)
+    composited onto white, as a viewer shows it on a white page; ``im`` itself when it has
+    none. Converting it straight to ``L`` or ``RGB`` would read the colour the transparency
+    hides (often black) instead."""
+    if im.mode not in _ALPHA_MODES and "transparency" not in im.info:
+        return im
+    white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, im.convert("RGBA")).convert("RGB")
+
+
 def load_image_columns(
     folder: str | os.PathLike,
     rank: int | None = None,
@@ -179,9 +206,13 @@ def load_image_columns(
     gray (``c = 1``) by default, RGB with ``gray=False``; ``size`` (an int or
     ``(height, width)``) resizes with bicubic filtering, otherwise every image must have the
     size of the rank's first one (ranks then compare row counts when factorizing). The EXIF
-    orientation is applied. Needs Pillow. Raises ``FileNotFoundError``/``ValueError`` for a
+    orientation is applied, and transparent pixels are composited onto white (never read in
+    the colour the transparency hides). A file of several frames (an animated PNG or WebP, a
+    multi-page TIFF) is read as its first frame, with a warning that names the file and its
+    number of frames. Needs Pillow. Raises ``FileNotFoundError``/``ValueError`` for a
     missing folder, a folder without images, an unreadable or not 8-bit image (named, e.g. a
-    16-bit PNG, which converting would clip) or mismatched sizes.
+    16-bit PNG, which converting would clip, or one Pillow refuses as a decompression bomb)
+    or mismatched sizes.
     """
     rank, world = resolve_rank_world(rank, world)
     hw = _parse_size(size)
@@ -198,13 +229,28 @@ def load_image_columns(
                         f"mode {im.mode} is not an 8-bit image; this reader takes 8-bit "
                         f"images only: convert it, or read the images yourself and pass V"
                     )
+                frames = _frames(im)
                 im = ImageOps.exif_transpose(im)  # upright, as the camera meant it
-                im = im.convert("L" if gray else "RGB")
+                # composited after the turn: the composite no longer carries the EXIF block
+                im = _over_white(im).convert("L" if gray else "RGB")
                 if hw is not None:
                     im = im.resize((hw[1], hw[0]), Image.Resampling.BICUBIC)
                 a = np.asarray(im, dtype=np.float32) / 255.0
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        except (
+            UnidentifiedImageError,
+            OSError,
+            SyntaxError,
+            ValueError,
+            Image.DecompressionBombError,  # not an OSError: Pillow's refusal of a huge header
+        ) as exc:
             raise ValueError(f"could not read image {str(f)!r}: {exc}") from None
+        if frames > 1:
+            warnings.warn(
+                f"{f} holds {frames} frames (an animation or a multi-page file); "
+                "only the first is used",
+                UserWarning,
+                stacklevel=2,
+            )
         if shape is None:
             shape = a.shape
         elif a.shape != shape:
