@@ -13,20 +13,16 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from PIL import Image
 
 from .. import _validation as val
 from .._io import check_writable_target
 from .._solvers import SOLVERS
-from ..shards import (
-    ColumnShard,
-    column_range,
-    list_images,
-    load_image_columns,
-    load_npy_columns,
-)
+from ..shards import ColumnShard, load_image_columns, load_npy_columns
 from ._comm import Comm, agree
 from ._fit import factorize_columns, gather_result
+
+#: The command's name: argparse's refusals and every other error line start ``PROG: error:``.
+PROG = "python -m dnmf.distributed"
 
 
 # ``type=`` functions: a bad value is refused while parsing, before any process group is
@@ -79,7 +75,7 @@ def _beta(text: str) -> float | str:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m dnmf.distributed",
+        prog=PROG,
         description="Deep NMF with V's columns split across processes. Start it with torchrun "
         "(one process per shard) or plainly (one process).",
     )
@@ -195,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cuda:
         if not torch.cuda.is_available():
             print(
-                "dnmf.distributed: error: --device cuda but torch sees no CUDA device",
+                f"{PROG}: error: --device cuda but torch sees no CUDA device",
                 file=sys.stderr,
                 flush=True,
             )
@@ -212,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _run(args, comm, device, backend if started else None)
         return 0
     except (ValueError, TypeError, OSError) as exc:
-        print(f"{tag}dnmf.distributed: error: {exc}", file=sys.stderr, flush=True)
+        print(f"{tag}{PROG}: error: {exc}", file=sys.stderr, flush=True)
         return 2
     finally:
         if started:
@@ -243,28 +239,16 @@ def _read_shard(args: argparse.Namespace, comm: Comm) -> ColumnShard:
             )
     except (OSError, ValueError, TypeError) as exc:
         err = exc
-    except Image.DecompressionBombError as exc:  # not an OSError: Pillow's own refusal
-        where = _bomb_file(args.images, comm)
-        err = ValueError(f"could not read image {where!r}: {exc}")
     agree(comm, err, "data")
     assert shard is not None
     return shard
 
 
-def _bomb_file(folder: str, comm: Comm) -> str:
-    """Which of this process's images Pillow refuses as a decompression bomb (only the
-    headers are read again), for the error message; the folder when none is found."""
-    files = list_images(folder)
-    start, stop = column_range(len(files), comm.rank, comm.world)
-    for f in files[start:stop]:
-        try:
-            with Image.open(f):
-                pass
-        except Image.DecompressionBombError:
-            return str(f)
-        except Exception:  # any other failure is not the one looked for here
-            continue
-    return str(folder)
+def _reason(exc: OSError) -> str:
+    """Why a write failed, in lower case as `deblur-bench` words it (``no space left on
+    device``, ``read-only file system``)."""
+    reason = exc.strerror or str(exc)
+    return reason[:1].lower() + reason[1:]
 
 
 def _check_out_path(path: str) -> None:
@@ -285,7 +269,7 @@ def _check_out_path(path: str) -> None:
     try:
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     except OSError as exc:
-        raise ValueError(f"cannot write --out {path}: {exc.strerror or exc}") from None
+        raise ValueError(f"cannot write --out {path}: {_reason(exc)}") from None
     probe.unlink()
 
 
@@ -335,7 +319,7 @@ def _run(args: argparse.Namespace, comm: Comm, device: str, backend: str | None)
         try:
             full.save(args.out)
         except OSError as exc:  # e.g. the disk filled during the fit: name the user's path
-            raise ValueError(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
+            raise ValueError(f"cannot write --out {args.out}: {_reason(exc)}") from None
     info = {
         "world_size": comm.world,
         "backend": backend,

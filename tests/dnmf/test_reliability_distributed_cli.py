@@ -22,6 +22,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 120
+PREFIX = "python -m dnmf.distributed: error:"  # every error line, argparse's and the command's
 
 
 def _env() -> dict[str, str]:
@@ -50,6 +51,7 @@ def _refused(p: subprocess.CompletedProcess, *texts: str) -> None:
     assert p.stdout == "", p.stdout  # no fit ran: its JSON line is missing
     lines = [ln for ln in p.stderr.splitlines() if "error:" in ln]
     assert len(lines) == 1, p.stderr
+    assert lines[0].startswith(f"{PREFIX} "), lines[0]  # one prefix, flag or not
     for t in texts:
         assert t in lines[0], (t, lines[0])
 
@@ -82,7 +84,7 @@ def _listing(folder: Path) -> list[str]:
 def test_bad_input_flag_refused_before_anything(tmp_path, npy, flags, message):
     out = tmp_path / "res.npz"
     p = _cli(tmp_path, "--npy", str(npy), "--ranks", "2", "--out", str(out), *flags)
-    _refused(p, "python -m dnmf.distributed: error:", message)
+    _refused(p, message)
     assert _listing(tmp_path) == ["V.npy"]
 
 
@@ -194,7 +196,7 @@ def test_fault_full_disk_when_the_result_is_written_names_out_and_keeps_the_old_
         timeout=TIMEOUT,
     )
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-2000:]
-    assert f"error: cannot write --out {out}: No space left on device" in p.stderr
+    assert f"{PREFIX} cannot write --out {out}: no space left on device" in p.stderr
     assert out.read_bytes() == b"the previous result"
     assert _listing(tmp_path) == ["V.npy", "res.npz"]  # no temporary file left beside it
 
@@ -215,6 +217,6 @@ def test_bad_input_out_refused_on_every_process_under_torchrun(tmp_path, npy):
         cmd, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=TIMEOUT
     )
     assert p.returncode != 0
-    assert "[rank 0/2] dnmf.distributed: error: --out: refusing to write" in p.stderr
-    assert "[rank 1/2] dnmf.distributed: error: rank 0 refused its --out" in p.stderr
+    assert f"[rank 0/2] {PREFIX} --out: refusing to write" in p.stderr
+    assert f"[rank 1/2] {PREFIX} rank 0 refused its --out" in p.stderr
     assert _listing(out) == []
