@@ -88,9 +88,9 @@ def test_wiener_with_an_asymmetric_kernel_solves_the_operators_equations(kind):
 
 @pytest.fixture(scope="module")
 def shaken():
-    """Photographs at 32 px blurred by Levin et al.'s 27 px kernel 4 (8 bits, no noise)."""
-    x = load_embedded(size=32, max_images=36, seed=0).images[:18]
-    op = BlurOperator.named("levin09:4")
+    """Photographs at 24 px blurred by Levin et al.'s 13 px kernel 5 (8 bits, no noise)."""
+    x = load_embedded(size=24, max_images=36, seed=0).images[:18]
+    op = BlurOperator.named("levin09:5")
     y = degrade(x, op)
     pairs = [PairSet(y[a:b], x[a:b]) for a, b in ((0, 12), (12, 15), (15, 18))]
     return (*pairs, op)
@@ -100,8 +100,8 @@ def shaken():
 @pytest.mark.parametrize("name", ["wiener", "richardson-lucy", "epll", "dnmf-prior"])
 def test_non_blind_methods_restore_a_camera_shake_blur(shaken, name, tmp_path):
     """Every non-blind method, tuned on validation, gains over the blurred input with an
-    asymmetric kernel (before the exact solves: Wiener +0.3 dB, EPLL -2.4, dnmf-prior -1.8;
-    now +14.5, +16.8 and +11.4; Richardson-Lucy, on the operator itself, +7.7 both times)."""
+    asymmetric kernel (before the exact solves: Wiener +3.7 dB, EPLL +1.6, dnmf-prior +3.8;
+    now +11.7, +14.2 and +7.8; Richardson-Lucy, on the operator itself, +6.0 both times)."""
     train, val, test, op = shaken
     ctx = MethodContext(preset=get_preset("smoke"), work_dir=tmp_path, quiet=True,
                         blur_meta=op.meta())  # fmt: skip
@@ -109,4 +109,4 @@ def test_non_blind_methods_restore_a_camera_shake_blur(shaken, name, tmp_path):
     m.fit(train, val, op)
     out = m.restore(test.blurred, op)
     gain = psnr(out, test.sharp).mean() - psnr(test.blurred, test.sharp).mean()
-    assert float(gain) > 5.0
+    assert float(gain) > 5.5
