@@ -131,9 +131,9 @@ def test_symmetry_is_read_off_the_probed_impulse_response(kernel, symmetric):
     assert _centro_symmetric(psf, 4, 4)
 
 
-def test_hqs_with_a_motion_kernel_beats_the_blurred_input():
+def test_hqs_with_a_motion_kernel_beats_the_blurred_input(device):
     op = MotionBlur(streak(9))
-    s = scene(shape=(40, 36), seed=3).float()
+    s = scene(shape=(40, 36), seed=3).float().to(device)
     y = (op.A(s) * 255).round() / 255
 
     def smooth(x, sigma):  # a 3x3 box mix, stronger at higher sigma: a crude denoiser
@@ -142,4 +142,5 @@ def test_hqs_with_a_motion_kernel_beats_the_blurred_input():
         return (1 - a) * x + a * box
 
     res = hqs_deblur(y, op, smooth, annealing_schedule(0.05, 0.005, 5), weight=1e-6)
+    assert res.x.device.type == device.type and len(res.cg_iters) == 5
     assert psnr(res.x, s) > psnr(y, s) + 6.0  # +12.8 dB (the FFT solve alone: +1.2)
