@@ -16,7 +16,10 @@ DEFAULT_BALANCE = 1e-3
 
 class Wiener(Method):
     name = "wiener"
-    description = "classical, reflect-padded, Laplacian regulariser (scikit-image's default)"
+    description = (
+        "classical, reflect-padded, Laplacian regulariser (scikit-image's default); "
+        "solved on the blur operator itself for a kernel that is not symmetric"
+    )
     sees_psf = True
 
     balance: float = DEFAULT_BALANCE
