@@ -11,19 +11,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import torch
 
 from benchmarks.pairs import PairSet
 from benchmarks.presets import Preset
+from dnmf.deblur.hqs import LinearOperator
 
-
-class BlurLike(Protocol):
-    """What a method may use of the degradation: the linear operator and its adjoint."""
-
-    def A(self, x: torch.Tensor) -> torch.Tensor: ...
-    def A_adjoint(self, y: torch.Tensor) -> torch.Tensor: ...
+#: What a method may use of the degradation: the linear operator ``A`` and its adjoint
+#: ``A_adjoint``. The protocol has one home, `dnmf.deblur.hqs.LinearOperator` (the deblurring
+#: models take it); this name stays so that the method files read as before.
+BlurLike = LinearOperator
 
 
 @dataclass
