@@ -1,20 +1,18 @@
 """Model files of the deblurring models: dnmf's one atomic ``.npz`` writer (folder made first)
-and its checksum-verifying reader (`dnmf._io`)."""
+and its checksum-verifying reader (`dnmf._io`). What a dictionary model writes in them:
+`dnmf.deblur.dictionary.FittedDictionary`."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
 
 from .._io import read_npz, save_npz_atomic
 
-__all__ = ["load_npz", "save_npz", "save_dictionary", "load_dictionary"]
+__all__ = ["load_npz", "save_npz"]
 
 
 def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
@@ -31,38 +29,3 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     checksum have none and load unchecked.
     """
     return read_npz(path)[0]
-
-
-def save_dictionary(path: str | os.PathLike, model: Any, kind: str | None = None) -> None:
-    """Write a fitted dictionary model (``Ws_``, ``channels_``, ``loss_history_``,
-    ``pretrain_histories_`` and ``get_params()``) to one ``.npz``, atomically; ``kind`` tags
-    the file so that `load_dictionary` can refuse another model's file."""
-    if model.Ws_ is None:
-        raise RuntimeError("nothing to save: the prior is not fitted")
-    arrays = {f"W{i + 1}": W.cpu().numpy() for i, W in enumerate(model.Ws_)}
-    arrays["params"] = np.asarray(json.dumps(model.get_params()))
-    if kind is not None:
-        arrays["kind"] = np.asarray(kind)
-    arrays["channels"] = np.asarray(model.channels_)
-    history = model.loss_history_ if model.loss_history_ is not None else []
-    arrays["loss_history"] = np.asarray(history)
-    for i, h in enumerate(model.pretrain_histories_):
-        arrays[f"pretrain_{i + 1}"] = h
-    save_npz(path, arrays)
-
-
-def load_dictionary(
-    cls: Any, path: str | os.PathLike, device: Any = None, kind: str | None = None
-) -> Any:
-    """A ``cls`` model read from a file of `save_dictionary` (``kind`` checked when given)."""
-    z = load_npz(path)
-    if kind is not None and ("kind" not in z or str(z["kind"]) != kind):
-        raise ValueError(f"{path} is not a saved {cls.__name__} model")
-    params = json.loads(str(z["params"]))
-    obj = cls(**params, device=device)
-    k = len(params["ranks"])
-    obj.Ws_ = [torch.from_numpy(z[f"W{i + 1}"]).to(obj.device) for i in range(k)]
-    obj.channels_ = int(z["channels"])
-    obj.loss_history_ = z["loss_history"]
-    obj.pretrain_histories_ = [z[f"pretrain_{i + 1}"] for i in range(k) if f"pretrain_{i + 1}" in z]
-    return obj

@@ -24,7 +24,6 @@ benchmark; `dnmf.deblur.prior.DeepNMFPrior` (half-quadratic splitting) replaces 
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -36,8 +35,8 @@ import torch
 
 import dnmf
 
-from ._npz import load_dictionary, save_dictionary
 from .codes import EPS, nonneg_codes
+from .dictionary import FittedDictionary
 from .hqs import LinearOperator
 from .patches import PatchGrid
 
@@ -221,7 +220,7 @@ def learn_dictionary(
         )
 
 
-class DeepNMFPriorMU:
+class DeepNMFPriorMU(FittedDictionary):
     """Deep NMF patch prior for non-blind deblurring (dictionary from sharp images only).
 
     Parameters are keyword-only and stored as given; `fit` learns ``Ws`` (``W1…Wk``),
@@ -269,12 +268,7 @@ class DeepNMFPriorMU:
         if coder not in ("mu", "hals"):
             raise ValueError(f"coder must be 'mu' or 'hals', got {coder!r}")
         self.init, self.code_iter, self.coder, self.seed = init, int(code_iter), coder, int(seed)
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
-        self.Ws_: list[torch.Tensor] | None = None
-        self.channels_: int | None = None
-        self.loss_history_: np.ndarray | None = None
-        self.pretrain_histories_: list[np.ndarray] = []
-        self.fit_seconds_: float | None = None
+        self._init_fitted(device)
 
     # --------------------------------------------------------------- dictionary
     def fit(self, sharp: torch.Tensor) -> DeepNMFPriorMU:
@@ -289,19 +283,14 @@ class DeepNMFPriorMU:
             seed=self.seed,
             device=self.device,
         )
-        self.Ws_ = [W.float() for W in res.Ws]
-        self.channels_ = int(sharp.shape[1])
-        self.loss_history_ = np.asarray(res.loss_history)
-        self.pretrain_histories_ = [np.asarray(h) for h in res.pretrain_loss_histories]
-        self.fit_seconds_ = time.perf_counter() - t0
+        self._record_fit([W.float() for W in res.Ws], res, sharp.shape[1], t0)
         return self
 
     def dictionary(self) -> torch.Tensor:
         """The effective dictionary ``W1…Wk`` (plus DC atoms), columns normalised to unit max."""
-        if self.Ws_ is None:
-            raise RuntimeError("DeepNMFPriorMU is not fitted: call fit() or load() first")
-        W = self.Ws_[-1]
-        for Wl in reversed(self.Ws_[:-1]):
+        Ws = self.fitted_layers()
+        W = Ws[-1]
+        for Wl in reversed(Ws[:-1]):
             W = Wl @ W
         W = W / W.amax(dim=0, keepdim=True).clamp_min(EPS)
         if self.dc_atoms:
@@ -378,15 +367,3 @@ class DeepNMFPriorMU:
             coder=self.coder,
             seed=self.seed,
         )
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the dictionary and the settings to an ``.npz`` (atomically)."""
-        save_dictionary(path, self)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, device=None) -> DeepNMFPriorMU:
-        """Read a model written by `save`."""
-        return load_dictionary(cls, path, device)
-
-    def n_parameters(self) -> int:
-        return int(sum(W.numel() for W in self.Ws_ or []))

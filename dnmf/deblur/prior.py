@@ -6,24 +6,23 @@ batch by annealed half-quadratic splitting (`dnmf.deblur.hqs.hqs_deblur`): an ex
 whole-image x-step with the operator, then a z-step that codes every overlapping patch of the
 current estimate with the dictionary at the stage's noise level (sparsity tied to the noise,
 deeper layers as a prior on the codes) and averages the patches back
-(`dnmf.deblur.patch_denoise.PatchDenoiser`).
+(`dnmf.deblur.patch_denoise.PatchDenoiser`). The fitted state and the model file are
+`dnmf.deblur.dictionary.FittedDictionary`'s.
 
-The first version, multiplicative updates on the codes through the blur, is kept as an
-ablation: `dnmf.deblur.mu_prior.DeepNMFPriorMU`.
+The first version, multiplicative updates on the codes through the blur, is an ablation kept
+with the experiments outside the installed package (``experiments/mu_prior.py``).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
 from .._solvers import SOLVERS
-from ._npz import load_dictionary, save_dictionary
+from .dictionary import FittedDictionary
 from .hqs import HQSResult, LinearOperator, annealing_schedule, hqs_deblur
 from .nmf_patch_prior import (
     CODINGS,
@@ -36,10 +35,8 @@ from .patch_denoise import PatchDenoiser
 
 __all__ = ["DeepNMFPrior", "LinearOperator"]
 
-FILE_KIND = "dnmf-prior-hqs"  # tags the model file: a first-version (MU) file is refused
 
-
-class DeepNMFPrior:
+class DeepNMFPrior(FittedDictionary):
     """Deep NMF patch prior + half-quadratic splitting (dictionary from sharp images only).
 
     Parameters (keyword-only, stored as given, checked at `fit`/`restore`)
@@ -64,6 +61,8 @@ class DeepNMFPrior:
     The defaults are the benchmark's settings (chosen on the validation people); ``weight``
     suits 8-bit rounding noise (σ ≈ 0.0011): scale it with the noise variance.
     """
+
+    FILE_KIND = "dnmf-prior-hqs"  # tags the model file: a first-version (MU) file is refused
 
     def __init__(
         self,
@@ -116,12 +115,7 @@ class DeepNMFPrior:
             int(batch),
             int(seed),
         )
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
-        self.Ws_: list[torch.Tensor] | None = None
-        self.channels_: int | None = None
-        self.loss_history_: np.ndarray | None = None
-        self.pretrain_histories_: list[np.ndarray] = []
-        self.fit_seconds_: float | None = None
+        self._init_fitted(device)
 
     # --------------------------------------------------------------- validation
     def _check(self) -> None:
@@ -164,21 +158,16 @@ class DeepNMFPrior:
             seed=self.seed,
             remove_mean=self.remove_mean,
         )
-        self.Ws_, res = learn_onoff_dictionary(
+        Ws, res = learn_onoff_dictionary(
             P, self.ranks, max_iter=self.fit_iter, seed=self.seed, solver=self.fit_solver
         )
-        self.channels_ = int(sharp.shape[1])
-        self.loss_history_ = np.asarray(res.loss_history)
-        self.pretrain_histories_ = [np.asarray(h) for h in res.pretrain_loss_histories]
-        self.fit_seconds_ = time.perf_counter() - t0
+        self._record_fit(Ws, res, sharp.shape[1], t0)
         return self
 
     def patch_prior(self) -> NMFPatchPrior:
         """The z-step's patch coder with this model's dictionary and coding settings."""
-        if self.Ws_ is None:
-            raise RuntimeError("DeepNMFPrior is not fitted: call fit() or load() first")
         return NMFPatchPrior(
-            [W.to(self.device) for W in self.Ws_],
+            [W.to(self.device) for W in self.fitted_layers()],
             coding=self.coding,
             depth=self.depth,
             sparsity=self.sparsity,
@@ -257,15 +246,3 @@ class DeepNMFPrior:
         out = {k: getattr(self, k) for k in keys}
         out["ranks"] = list(self.ranks)
         return out
-
-    def n_parameters(self) -> int:
-        return int(sum(W.numel() for W in self.Ws_ or []))
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the dictionary and the settings to an ``.npz`` (atomically)."""
-        save_dictionary(path, self, kind=FILE_KIND)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, device: Any = None) -> DeepNMFPrior:
-        """Read a model written by `save`."""
-        return load_dictionary(cls, path, device, kind=FILE_KIND)
