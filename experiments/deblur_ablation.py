@@ -32,17 +32,17 @@ from benchmarks.epll import EPLL
 from benchmarks.io_utils import write_json, write_text
 from benchmarks.methods import _hqs_common as hqs
 from benchmarks.methods._tuning import best_wiener_balance
-from benchmarks.methods.dnmf_prior import MU_SETTINGS, DNMFPrior
+from benchmarks.methods.dnmf_prior import DNMFPrior
 from benchmarks.methods.epll import EPLL as EPLLMethod
 from benchmarks.metrics import psnr, ssim
 from benchmarks.pipeline import prepare_splits
 from benchmarks.presets import get_preset
 from dnmf.deblur.coupled import CoupledDeblur
-from dnmf.deblur.mu_prior import DeepNMFPriorMU
 from dnmf.deblur.prior import DeepNMFPrior
 from experiments._coupled_rows import COUPLED, COUPLED_BASE, RIDGE, ridge_ceiling
+from experiments.mu_prior import MU_ITER_GRID, MU_SETTINGS, MU_START_FACTORS, DeepNMFPriorMU
 
-BASE = {k: v for k, v in DNMFPrior.settings.items() if k != "solver"}
+BASE = dict(DNMFPrior.settings)
 EPLL_BASE = dict(EPLLMethod.settings)
 
 
@@ -132,14 +132,15 @@ def run_hqs_row(model: Any, yv, sv, blur, sigma: float, method: Any):
 
 
 def run_mu_row(model: DeepNMFPriorMU, yv, sv, blur, balance: float):
-    """The first version: Wiener start at 0.3/0.56/1× the best balance, 5/10/20 MU iterations."""
+    """The first version: Wiener start at 0.3/0.56/1× the best balance, 5/10/20 MU iterations
+    (`experiments.mu_prior.MU_START_FACTORS`, ``MU_ITER_GRID``); the best pair on these images."""
     best = None
-    for f in (0.3, 0.56, 1.0):
+    for f in MU_START_FACTORS:
         x0 = wiener_padded(yv, blur.kernel, balance * f).clamp(0, 1)
         t0 = time.perf_counter()
-        res = model.restore(yv, blur, x0=x0, n_iter=20, snapshots=[5, 10, 20])
+        res = model.restore(yv, blur, x0=x0, n_iter=max(MU_ITER_GRID), snapshots=MU_ITER_GRID)
         sec = (time.perf_counter() - t0) / len(yv)
-        for n in (5, 10, 20):
+        for n in MU_ITER_GRID:
             p, s = scores(res.snapshots[n], sv)
             if best is None or p > best[0]:
                 best = (p, s, sec, f"start {f}×, {n} MU iterations")

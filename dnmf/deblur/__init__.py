@@ -10,12 +10,15 @@
   sparsity tied to the noise, layer-centric depth penalty).
 * `dnmf.deblur.prior` — `DeepNMFPrior`, the non-blind model (fit on sharp images,
   restore by HQS).
-* `dnmf.deblur.mu_prior` — the first non-blind model, multiplicative updates through the
-  blur (an ablation).
+* `dnmf.deblur.dictionary` — `FittedDictionary`, the fitted state and model file that the
+  dictionary priors share.
+
+The first non-blind model, multiplicative updates through the blur, is an ablation kept with
+the experiments (``experiments/mu_prior.py``), outside the installed package.
 """
 
+from .dictionary import FittedDictionary
 from .hqs import HQSResult, LinearOperator, annealing_schedule, hqs_deblur
-from .mu_prior import DeepNMFPriorMU, deblur_mu
 from .patch_denoise import PatchDenoiser
 from .patches import PatchGrid
 from .prior import DeepNMFPrior
@@ -24,10 +27,9 @@ __all__ = [
     "PatchGrid",
     "PatchDenoiser",
     "DeepNMFPrior",
-    "DeepNMFPriorMU",
+    "FittedDictionary",
     "HQSResult",
     "LinearOperator",
     "annealing_schedule",
-    "deblur_mu",
     "hqs_deblur",
 ]

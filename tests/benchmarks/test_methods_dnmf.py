@@ -58,27 +58,17 @@ def test_registered_with_flags():
     assert get_method("nmf-coupled").checkpointable
 
 
-def test_dnmf_prior_first_version_is_reachable(pairs, tmp_path):
-    """solver='mu' runs the multiplicative-update prior (the ablation) in the same adapter."""
+def test_dnmf_prior_has_one_path(pairs):
+    """The multiplicative-update prior is no setting of the method any more (it is
+    experiments.mu_prior): ``solver`` is refused by name, as any key DeepNMFPrior does not take."""
     train, val, test, blur = pairs
-    ctx = MethodContext(
-        preset=get_preset("smoke"), work_dir=tmp_path / "mu", quiet=True, blur_meta=blur.meta(),
-        options={"dnmf-prior_settings": {"solver": "mu"}},
-    )  # fmt: skip
-    m = get_method("dnmf-prior")(ctx)
-    m.fit(train, val, blur)
-    out = m.restore(test.blurred, blur)
-    assert m.info()["solver"] == "mu" and m.info()["wiener_init_balance"] is not None
-    assert float(psnr(out, test.sharp).mean()) > float(psnr(test.blurred, test.sharp).mean())
-    m.save(tmp_path / "mu.npz")
-    fresh = get_method("dnmf-prior")(ctx)
-    fresh.load(tmp_path / "mu.npz")
-    assert torch.allclose(fresh.restore(test.blurred, blur), out, atol=1e-5)
-    bad = MethodContext(
-        preset=get_preset("smoke"), options={"dnmf-prior_settings": {"solver": "x"}}
-    )
-    with pytest.raises(ValueError, match="solver"):
-        get_method("dnmf-prior")(bad).fit(train, val, blur)
+    for settings in ({"solver": "mu"}, {"solver": "x"}, {"no_such": 1}):
+        bad = MethodContext(preset=get_preset("smoke"), options={"dnmf-prior_settings": settings})
+        name = next(iter(settings))
+        with pytest.raises(
+            ValueError, match=rf"dnmf-prior_settings: unknown setting\(s\) \['{name}'\]"
+        ):
+            get_method("dnmf-prior")(bad).fit(train, val, blur)
 
 
 def test_noise_level_is_measured_on_the_validation_pairs(faces_of):

@@ -1,4 +1,9 @@
-"""The first Deep NMF prior (kept as an ablation): multiplicative updates through the blur.
+"""The first Deep NMF prior, kept as an ablation: multiplicative updates through the blur.
+
+It lives with the experiments, outside the installed package: `experiments.deblur_ablation`
+runs it as one row of the prior ablation (``--match "multiplicative"``), with the settings and
+selection grids below (``MU_SETTINGS``, ``MU_START_FACTORS``, ``MU_ITER_GRID``). The benchmark's
+``dnmf-prior`` is `dnmf.deblur.prior.DeepNMFPrior` only.
 
 A dictionary ``W = W1 W2 … Wk`` of sharp, contrast-normalised patches (plus one constant
 atom per channel) is learned from sharp images only (with `dnmf.factorize`). A blurred
@@ -34,11 +39,10 @@ import numpy as np
 import torch
 
 import dnmf
-
-from .codes import EPS, nonneg_codes
-from .dictionary import FittedDictionary
-from .hqs import LinearOperator
-from .patches import PatchGrid
+from dnmf.deblur.codes import EPS, nonneg_codes
+from dnmf.deblur.dictionary import FittedDictionary
+from dnmf.deblur.hqs import LinearOperator
+from dnmf.deblur.patches import PatchGrid
 
 __all__ = [
     "DeepNMFPriorMU",
@@ -47,7 +51,21 @@ __all__ = [
     "sample_patches",
     "contrast_normalise",
     "learn_dictionary",
+    "MU_SETTINGS",
+    "MU_START_FACTORS",
+    "MU_ITER_GRID",
 ]
+
+#: the settings the ablation runs it with (chosen on the validation people when it was the
+#: benchmark's ``dnmf-prior``)
+MU_SETTINGS: dict[str, Any] = dict(
+    size=6, stride=2, ranks=(128, 96), n_patches=12000, fit_iter=50, normalise=True,
+    dc_atoms=True, init="x0", coder="hals", code_iter=10, accelerate=True,
+)  # fmt: skip
+#: the start ``x0`` is a Wiener estimate at these multiples of the best Wiener balance ...
+MU_START_FACTORS = [0.3, 0.56, 1.0]
+#: ... followed by this many MU iterations; the pair best on validation is kept
+MU_ITER_GRID = [5, 10, 20]
 
 
 # ---------------------------------------------------------------------------- helpers

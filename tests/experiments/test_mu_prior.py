@@ -1,13 +1,16 @@
-"""The first non-blind prior (an ablation): MU keeps H >= 0 and is monotone, safely accelerated."""
+"""The first non-blind prior (an ablation, experiments.mu_prior): MU keeps H >= 0 and is
+monotone, safely accelerated."""
 
 import numpy as np
 import pytest
 import torch
 
+from benchmarks.blur import BlurOperator
 from dnmf.deblur.codes import nonneg_codes
 from dnmf.deblur.hqs import LinearOperator
-from dnmf.deblur.mu_prior import DeepNMFPriorMU, deblur_mu
 from dnmf.deblur.patches import PatchGrid
+from experiments.deblur_ablation import run_mu_row
+from experiments.mu_prior import MU_ITER_GRID, MU_START_FACTORS, DeepNMFPriorMU, deblur_mu
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +91,16 @@ def test_save_load_round_trip(fitted, tmp_path, kit):
 def test_bad_init_rejected(kit):
     with pytest.raises(ValueError, match="init"):
         DeepNMFPriorMU(init="wiener")
+
+
+def test_the_ablation_row_runs_it_from_a_wiener_start(fitted, kit):
+    """experiments.deblur_ablation's MU row (what stays of the adapter's former solver="mu"):
+    Wiener starts and MU iterations of the grids, the best pair on the images given."""
+    blur = BlurOperator.gaussian(9, 1.5)
+    x = kit.synthetic(3, seed=11)
+    y = kit.quant(blur.A(x))
+    p, s, sec, chosen = run_mu_row(fitted, y, x, blur, balance=1e-2)
+    assert p > kit.psnr(y, x) + 0.5 and 0 < s <= 1 and sec > 0
+    f, n = chosen.split("×, ")
+    assert float(f.removeprefix("start ")) in MU_START_FACTORS
+    assert int(n.split()[0]) in MU_ITER_GRID
