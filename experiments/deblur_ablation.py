@@ -28,7 +28,7 @@ import torch
 
 from benchmarks.blur import BlurOperator
 from benchmarks.classical import wiener_padded
-from benchmarks.epll import EPLL
+from benchmarks.gmm_prior import EPLL
 from benchmarks.io_utils import write_json, write_text
 from benchmarks.methods import _hqs_common as hqs
 from benchmarks.methods._tuning import best_wiener_balance

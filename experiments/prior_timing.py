@@ -25,7 +25,7 @@ import torch
 
 from benchmarks.blur import BlurOperator
 from benchmarks.classical import wiener_padded
-from benchmarks.epll import EPLL
+from benchmarks.gmm_prior import EPLL
 from benchmarks.io_utils import write_json, write_text
 from benchmarks.pipeline import prepare_splits
 from benchmarks.presets import get_preset

@@ -1,9 +1,9 @@
 """Shared plumbing of the two half-quadratic-splitting adapters (``epll``, ``dnmf-prior``).
 
 Both learn a patch prior from the sharp training images (cached in the run's work folder by
-`benchmarks.methods._dnmf_common.load_or_fit`) and then choose the x-step weight on
+`benchmarks.methods._fitted_models.load_or_fit`) and then choose the x-step weight on
 (up to ``max_val_images``) validation images; the models themselves live in
-`benchmarks.epll` and `dnmf.deblur.prior`.
+`benchmarks.gmm_prior` and `dnmf.deblur.prior`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from benchmarks.methods import _dnmf_common as common
-from benchmarks.methods._tuning import best_index
+from benchmarks.methods import _fitted_models as common
+from benchmarks.methods._tuning import best_index, mean_scores
 from benchmarks.methods.base import BlurLike, MethodContext
 from benchmarks.pairs import PairSet
 
@@ -112,7 +112,7 @@ def set_noise_level(
         t0 = time.perf_counter()
         x = model.restore(yv, blur).x
         sec = (time.perf_counter() - t0) / len(yv)
-        p, s = common.mean_scores(x, sv)
+        p, s = mean_scores(x, sv)
         scores.append({"weight": model.weight, "val_psnr": p, "val_ssim": s, "s_per_image": sec})
     model.weight = scores[best_index([d["val_psnr"] for d in scores])]["weight"]
     return scores

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from benchmarks.methods import _dnmf_common as common
+from benchmarks.methods import _fitted_models as common
 from benchmarks.methods import _hqs_common as hqs
 from benchmarks.methods.base import BlurLike, Method, MethodContext
 from benchmarks.pairs import PairSet

@@ -1,6 +1,6 @@
 """``epll``: Gaussian-mixture patch prior + half-quadratic splitting (Zoran & Weiss 2011).
 
-The mixture is learned from the **sharp** training images only (`benchmarks.epll.EPLL`,
+The mixture is learned from the **sharp** training images only (`benchmarks.gmm_prior.EPLL`,
 cached in the run folder like the Deep NMF dictionaries); the x-step weight is chosen on the
 validation images. It is the classical patch-prior anchor next to ``dnmf-prior``, which runs
 the same splitting loop with a Deep NMF prior.
@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from benchmarks.epll import EPLL as EPLLModel
-from benchmarks.methods import _dnmf_common as common
+from benchmarks.gmm_prior import EPLL as EPLLModel
+from benchmarks.methods import _fitted_models as common
 from benchmarks.methods import _hqs_common as hqs
 from benchmarks.methods.base import BlurLike, Method, MethodContext
 from benchmarks.pairs import PairSet

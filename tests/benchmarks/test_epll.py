@@ -8,7 +8,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from benchmarks.blur import BlurOperator, degrade
-from benchmarks.epll import EPLL, GMMPatchPrior
+from benchmarks.gmm_prior import EPLL, GMMPatchPrior
 from benchmarks.methods import get_method
 from benchmarks.methods.base import MethodContext
 from benchmarks.metrics import psnr

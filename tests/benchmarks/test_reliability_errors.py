@@ -80,7 +80,7 @@ def test_bad_input_zip_archives_that_are_not_checkpoints(tmp_path):
 
 
 def test_bad_input_coupled_nmf_loader_names_the_file(tmp_path):
-    from benchmarks.methods._dnmf_common import load_model_file
+    from benchmarks.methods._fitted_models import load_model_file
     from dnmf.deblur.coupled import CoupledDeblur
 
     (tmp_path / "t.npz").write_text("hello")

@@ -1,4 +1,6 @@
-"""EPLL (Zoran & Weiss, ICCV 2011): a Gaussian-mixture patch prior inside half-quadratic splitting.
+"""The Gaussian-mixture patch prior and EPLL (Zoran & Weiss, ICCV 2011), which restores with it
+inside half-quadratic splitting: `GMMPatchPrior` and the model `EPLL` (fit, restore, save,
+load). The benchmark's ``epll`` method is its adapter, `benchmarks.methods.epll`.
 
 The prior is a scikit-learn `sklearn.mixture.GaussianMixture` of mean-removed
 patches of **sharp** training images. Its patch MAP step under noise ``σ`` is EPLL's

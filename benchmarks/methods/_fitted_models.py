@@ -1,8 +1,10 @@
-"""Shared plumbing of the Deep NMF adapters (``nmf-coupled``, ``dnmf-coupled``, ``dnmf-prior``).
+"""Shared plumbing of the adapters whose model is fitted on the training images: the Deep NMF
+ones (``nmf-coupled``, ``dnmf-coupled``, ``dnmf-prior``) and ``epll``.
 
-Models live in `dnmf.deblur`; this file only caches fitted dictionaries in the run's
-work folder (keyed by settings and training data), draws the loss curves and atoms, and
-stores what was chosen on validation.
+The models live in `dnmf.deblur` and `benchmarks.gmm_prior`; this file caches a fitted model in
+the run's work folder (keyed by its settings, the training data and the blur), loads a
+``--checkpoint`` with one clear error, lightens the settings for the small presets, and draws
+the Deep NMF loss curves and atoms.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import torch
 
 from benchmarks import figures
 from benchmarks.errors import UserError
-from benchmarks.methods._tuning import mean_scores  # noqa: F401  (common.mean_scores callers)
 from benchmarks.methods.base import MethodContext
 
 LOSS_FIG = "dnmf_loss.png"
@@ -45,7 +46,7 @@ def data_key(*tensors: torch.Tensor) -> str:
 
 
 def cache_path(ctx: MethodContext, name: str, settings: dict[str, Any], key: str) -> Path | None:
-    """Where a fitted dictionary with these settings is cached (``None`` without a work dir)."""
+    """Where a fitted model with these settings is cached (``None`` without a work dir)."""
     if ctx.work_dir is None:
         return None
     blob = json.dumps(
@@ -63,7 +64,7 @@ def load_or_fit(
     key: str,
     fit: Callable[[Any], Any],
 ) -> tuple[Any, Path | None, bool]:
-    """The cached dictionary for these settings and data, or a fresh ``model_cls`` fitted by
+    """The cached model for these settings and data, or a fresh ``model_cls`` fitted by
     ``fit(model)`` and cached. Returns ``(model, cache path or None, whether it was cached)``."""
     dev = torch.device(ctx.device)
     path = cache_path(ctx, name, {**settings, "seed": ctx.seed}, key)
