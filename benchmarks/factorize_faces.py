@@ -171,12 +171,11 @@ def _fit(
     """``dnmf.factorize`` with the progress bar (none when ``quiet``); its warnings printed as
     ``warning: ...``."""
     import dnmf
-    from dnmf._validation import check_init
 
     progress = progress and not quiet
     bar = JointProgress(kw["max_iter"], progress)
     if progress:
-        check_init(kw["init"], ranks, V.shape)  # dnmf's refusal of the ranks, before this line
+        dnmf.check_ranks(ranks, kw["init"], V.shape)  # factorize's refusal, before this line
         print("dnmf.factorize: pretraining the layers ...", file=sys.stderr, flush=True)
     t1 = time.perf_counter()
     try:

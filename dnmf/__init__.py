@@ -18,7 +18,14 @@ import importlib
 from ._solvers.loss import EPSILON, beta_divergence
 from ._solvers.update import mu_exponent
 from .estimator import DeepNMF
-from .factorize import ConvergenceWarning, FactorizationResult, factorize, load, solve_h
+from .factorize import (
+    ConvergenceWarning,
+    FactorizationResult,
+    check_ranks,
+    factorize,
+    load,
+    solve_h,
+)
 from .select import RankSelection, rank_grid, select_ranks
 
 __all__ = [
@@ -28,6 +35,7 @@ __all__ = [
     "FactorizationResult",
     "RankSelection",
     "beta_divergence",
+    "check_ranks",
     "factorize",
     "load",
     "mu_exponent",

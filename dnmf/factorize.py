@@ -26,6 +26,7 @@ __all__ = [
     "FORMAT_VERSION",
     "ConvergenceWarning",
     "FactorizationResult",
+    "check_ranks",
     "factorize",
     "load",
     "make_generator",
@@ -202,6 +203,23 @@ def factorize(
         pretrain_loss_histories=pre_hist,
         rank_selection=selection,
     )
+
+
+def check_ranks(ranks: int | Sequence[int], init: str, shape: Sequence[int]) -> list[int]:
+    """The check `factorize` makes of ``ranks`` and ``init`` for data of ``shape``, alone.
+
+    For a caller that wants `factorize`'s refusal before it starts other work (reading data,
+    printing progress): ``ranks`` is an int or a non-empty sequence of positive ints, ``init``
+    one of `factorize`'s, and with an NNDSVD init every rank is at most the smaller side of its
+    layer's input (``V``, ``m × n``, for the first; the previous layer's ``r(l-1) × n`` codes
+    after it). ``shape`` is ``V``'s, ``(m, n)`` or ``(B, m, n)``.
+
+    Returns the ranks as a list of ints; raises ``ValueError`` (``TypeError`` for a rank that is
+    not an integer) with the message `factorize` would give.
+    """
+    ranks_ = val.parse_ranks(ranks)
+    val.check_init(init, ranks_, tuple(shape))
+    return ranks_
 
 
 def solve_h(
