@@ -19,10 +19,10 @@ from benchmarks.pairs import PairSet
 from benchmarks.presets import Preset
 from dnmf.deblur.hqs import LinearOperator
 
-#: What a method may use of the degradation: the linear operator ``A`` and its adjoint
-#: ``A_adjoint``. The protocol has one home, `dnmf.deblur.hqs.LinearOperator` (the deblurring
-#: models take it); this name stays so that the method files read as before.
 BlurLike = LinearOperator
+"""What a method may use of the degradation: the linear operator ``A`` and its adjoint
+``A_adjoint``. It is `dnmf.deblur.hqs.LinearOperator`, the protocol's one home (the deblurring
+models take it); this name stays so that the method files read as before."""
 
 
 @dataclass
