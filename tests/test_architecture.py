@@ -175,6 +175,19 @@ def test_no_function_level_import_in_dnmf():
     assert not lazy, "function-level imports inside dnmf:\n" + "\n".join(lazy)
 
 
+def test_benchmarks_and_convae_use_only_public_dnmf_modules():
+    # What a user of dnmf may import, the benchmark imports too: no ``dnmf._x`` module (perf/,
+    # the library's own performance tools, and the tests may look inside).
+    private = [
+        f"{src}:{line} imports {dst}"
+        for src, edges in GRAPH.items()
+        if src.split(".")[0] in ("benchmarks", "convae")
+        for dst, line, _ in edges
+        if dst.split(".")[0] == "dnmf" and any(p.startswith("_") for p in dst.split(".")[1:])
+    ]
+    assert not private, "private dnmf modules imported:\n" + "\n".join(private)
+
+
 def test_the_checker_finds_a_planted_circle(tmp_path, monkeypatch):
     # The cycle finder itself, on a graph with one circle and one tail.
     monkeypatch.setattr(
