@@ -255,6 +255,7 @@ def _train(
     except TypeError as exc:  # an unknown --model-arg (the run folder is removed on the way out)
         raise ValueError(f"{args.model}: bad --model-arg ({exc})") from None
     train = method.training_pairs(splits.train, t.blur)
+    method.prepare_model(model, train, splits.val, t.blur, resume=args.resume is not None)
     config = method.train_config()
     if info is not None:
         _say(

@@ -154,6 +154,23 @@ def _step_model(
     return step_model, sampler
 
 
+def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """Adam over every parameter, unless the model makes its own: a model with a
+    ``make_optimizer(lr)`` method (e.g. one that updates nonnegative factors multiplicatively)
+    is trained with what that method returns, at ``lr`` (the schedule and resume set it on
+    every parameter group)."""
+    own = getattr(model, "make_optimizer", None)
+    if callable(own):
+        opt = own(lr)
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise TypeError(
+                f"{type(model).__qualname__}.make_optimizer must return a "
+                f"torch.optim.Optimizer, got {type(opt).__qualname__}"
+            )
+        return opt
+    return torch.optim.Adam(model.parameters(), lr=lr)
+
+
 def _start(model: nn.Module, config: TrainConfig, meta: Mapping[str, Any] | None) -> _Run:
     """Device, ranks, optimizer, scaler and generator of a fresh run."""
     device = torch.device(config.device)
@@ -174,7 +191,7 @@ def _start(model: nn.Module, config: TrainConfig, meta: Mapping[str, Any] | None
         rank=rank,
         world=world,
         base=base,
-        optimizer=torch.optim.Adam(base.parameters(), lr=config.lr),
+        optimizer=make_optimizer(base, config.lr),
         scaler=torch.amp.GradScaler("cuda", enabled=use_amp and fp16),
         gen=torch.Generator().manual_seed(config.seed),
         meta=dict(meta or {}),

@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 import convae
-from benchmarks.extra_pairs import check_cnn_data, check_tta, cnn_training_pairs
+from benchmarks.degradation import check_trained_degradation, trained_on
+from benchmarks.extra_pairs import check_cnn_data, check_tta, check_tta_trained, cnn_training_pairs
 from benchmarks.methods.base import BlurLike, Method, MethodContext
 from benchmarks.pairs import PairSet
 
@@ -57,6 +58,8 @@ class CNNMethod(Method):
         self.train_images_per_s: float | None = None
         self.image_shape: tuple[int, int, int] | None = None
         self.loaded_from: str | None = None
+        #: what the model was trained on (`Degradation.meta` or `DegradationFamily.meta`)
+        self.trained_meta: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ options
     @classmethod
@@ -124,6 +127,20 @@ class CNNMethod(Method):
             torch.manual_seed(self.ctx.seed)
             return convae.build_model(self.architecture, in_channels=in_channels, **kwargs)
 
+    def prepare_model(
+        self,
+        model: nn.Module,
+        train: PairSet,
+        val: PairSet | None,
+        blur: BlurLike,
+        *,
+        resume: bool = False,
+    ) -> None:
+        """Ready a freshly built ``model`` for training on ``train`` (``run`` and ``train`` call
+        it before the loop; ``resume``: the weights will come from a checkpoint). Default:
+        nothing, the CNNs start from their seeded random weights; an unfolded Deep NMF starts
+        from a model fitted on the pairs here."""
+
     def train_config(self) -> convae.TrainConfig:
         """The TrainConfig this run uses: preset budget, then ``ctx.options`` overrides."""
         p, o = self.ctx.preset, self.ctx.options
@@ -166,6 +183,7 @@ class CNNMethod(Method):
         train = self.training_pairs(train, blur)
         c = int(train.blurred.shape[1])
         model = self.build_model(c)
+        self.prepare_model(model, train, val, blur)
         work = Path(self.ctx.work_dir) if self.ctx.work_dir is not None else None
         val_data = (val.blurred, val.sharp) if val is not None and len(val) else None
         result = convae.train(
@@ -178,6 +196,7 @@ class CNNMethod(Method):
             progress=not self.ctx.quiet,
         )
         self.model = model.eval()
+        self.trained_meta = dict(self.ctx.blur_meta)
         self.result = result
         self.history = result.history
         self.best_val_loss = result.best_val_loss
@@ -229,14 +248,17 @@ class CNNMethod(Method):
         )
 
     def load(self, path: str | Path) -> None:
-        """Load a checkpoint of this method's architecture (warns if blur settings differ)."""
+        """Load a checkpoint of this method's architecture; warns
+        (`benchmarks.degradation.DegradationMismatchWarning`) when it was trained on another
+        degradation than ``ctx.blur_meta``'s, and refuses ``--tta`` for a model trained on a
+        kernel the flips change."""
         model = convae.load_model(
-            path,
-            map_location=self.device,
-            expect_architecture=self.architecture,
-            expect_meta=self.ctx.blur_meta,
+            path, map_location=self.device, expect_architecture=self.architecture
         )
         info = getattr(model, "checkpoint", {})
+        self.trained_meta = dict(info.get("meta") or {})
+        check_tta_trained(bool(self.ctx.options.get("tta")), trained_on(self.trained_meta), path)
+        check_trained_degradation(self.trained_meta, self.ctx.blur_meta, path)
         self.model = model
         self.loaded_from = str(path)
         self.history = list(info.get("history") or [])
@@ -251,6 +273,8 @@ class CNNMethod(Method):
         d: dict[str, Any] = {"architecture": self.architecture}
         if self.model is None:
             return d
+        trained = trained_on(self.trained_meta)
+        d["trained_on"] = trained.describe() if trained is not None else None
         base = convae.unwrap_model(self.model)
         d.update(
             model_kwargs=dict(getattr(base, "init_kwargs", {})),
