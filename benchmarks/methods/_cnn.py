@@ -26,8 +26,7 @@ import torch
 from torch import nn
 
 import convae
-from benchmarks.degradation import check_trained_degradation, trained_on
-from benchmarks.extra_pairs import check_cnn_data, check_tta, check_tta_trained, cnn_training_pairs
+from benchmarks.extra_pairs import check_cnn_data, check_tta, cnn_training_pairs
 from benchmarks.methods.base import BlurLike, Method, MethodContext
 from benchmarks.pairs import PairSet
 
@@ -58,8 +57,6 @@ class CNNMethod(Method):
         self.train_images_per_s: float | None = None
         self.image_shape: tuple[int, int, int] | None = None
         self.loaded_from: str | None = None
-        #: what the model was trained on (`Degradation.meta` or `DegradationFamily.meta`)
-        self.trained_meta: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ options
     @classmethod
@@ -196,7 +193,6 @@ class CNNMethod(Method):
             progress=not self.ctx.quiet,
         )
         self.model = model.eval()
-        self.trained_meta = dict(self.ctx.blur_meta)
         self.result = result
         self.history = result.history
         self.best_val_loss = result.best_val_loss
@@ -248,17 +244,14 @@ class CNNMethod(Method):
         )
 
     def load(self, path: str | Path) -> None:
-        """Load a checkpoint of this method's architecture; warns
-        (`benchmarks.degradation.DegradationMismatchWarning`) when it was trained on another
-        degradation than ``ctx.blur_meta``'s, and refuses ``--tta`` for a model trained on a
-        kernel the flips change."""
+        """Load a checkpoint of this method's architecture (warns if blur settings differ)."""
         model = convae.load_model(
-            path, map_location=self.device, expect_architecture=self.architecture
+            path,
+            map_location=self.device,
+            expect_architecture=self.architecture,
+            expect_meta=self.ctx.blur_meta,
         )
         info = getattr(model, "checkpoint", {})
-        self.trained_meta = dict(info.get("meta") or {})
-        check_tta_trained(bool(self.ctx.options.get("tta")), trained_on(self.trained_meta), path)
-        check_trained_degradation(self.trained_meta, self.ctx.blur_meta, path)
         self.model = model
         self.loaded_from = str(path)
         self.history = list(info.get("history") or [])
@@ -273,8 +266,6 @@ class CNNMethod(Method):
         d: dict[str, Any] = {"architecture": self.architecture}
         if self.model is None:
             return d
-        trained = trained_on(self.trained_meta)
-        d["trained_on"] = trained.describe() if trained is not None else None
         base = convae.unwrap_model(self.model)
         d.update(
             model_kwargs=dict(getattr(base, "init_kwargs", {})),
