@@ -10,6 +10,7 @@ with reflection (the edge pixel is not repeated: numpy/torch ``reflect``, OpenCV
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -274,19 +275,27 @@ def degrade(
 
 DEFAULT_KERNEL_SIZE = 25
 DEFAULT_SIGMA = 3.0
+#: The refusal of ``--psf`` together with the Gaussian's flags (one wording everywhere).
+PSF_WITH_GAUSSIAN_FLAGS = "--sigma and --kernel-size do not apply with --psf: drop them"
+
+
+def gaussian_size(sigma: float) -> int:
+    """The default side of a Gaussian kernel: 25 px (the reference protocol), or more for a
+    wide one, so that the kernel reaches 3 sigma either side (``2 ceil(3 sigma) + 1``)."""
+    return max(DEFAULT_KERNEL_SIZE, 2 * math.ceil(3.0 * sigma) + 1)
 
 
 def make_blur(
     *, kernel_size: int | None = None, sigma: float | None = None, psf: str | Path | None = None
 ) -> BlurOperator:
-    """The operator the CLI options describe: ``--psf FILE``, or the Gaussian (25 px, sigma 3
-    unless given).  ``kernel_size``/``sigma`` describe the Gaussian only, so they are refused
-    together with ``psf`` rather than silently ignored."""
+    """The operator the CLI options describe: ``--psf FILE``, or the Gaussian (sigma 3 unless
+    given, `gaussian_size` px unless given).  ``kernel_size``/``sigma`` describe the Gaussian
+    only, so they are refused together with ``psf`` rather than silently ignored.  The
+    commands build the whole degradation (kernel, noise, 8 bits, JPEG) instead:
+    `benchmarks.degradation.degradation_from_flags`."""
     if psf is not None:
         if kernel_size is not None or sigma is not None:
-            raise UserError("--sigma and --kernel-size do not apply with --psf: drop them")
+            raise UserError(PSF_WITH_GAUSSIAN_FLAGS)
         return BlurOperator.from_file(psf)
-    return BlurOperator.gaussian(
-        DEFAULT_KERNEL_SIZE if kernel_size is None else kernel_size,
-        DEFAULT_SIGMA if sigma is None else sigma,
-    )
+    s = DEFAULT_SIGMA if sigma is None else sigma
+    return BlurOperator.gaussian(gaussian_size(s) if kernel_size is None else kernel_size, s)

@@ -16,6 +16,9 @@ from benchmarks.cli_types import (
     finite_nonneg_float,
     finite_positive_float,
     jpeg_quality,
+    kernel_family,
+    kernel_spec,
+    noise_range,
     nonneg_int,
     positive_int,
     seed,
@@ -69,11 +72,26 @@ def add_data_args(p: Parser) -> None:
 
 
 def add_blur_args(p: Parser, *, noise: bool = False) -> None:
-    """The blur operator: a Gaussian (sigma, kernel side) or a user PSF; with ``noise``, also
-    the noise added before the 8-bit rounding (``run`` and ``train`` degrade images)."""
-    g = p.add_argument_group("blur")
+    """The blur kernel: ``--kernel SPEC``, a user PSF, or the Gaussian of ``--sigma`` /
+    ``--kernel-size``; with ``noise``, also the noise added before the 8-bit rounding (``run``,
+    ``train`` and ``sweep`` degrade images). `benchmarks.degradation.degradation_from_flags`
+    builds the degradation from them."""
+    g = p.add_argument_group("degradation")
+    g.add_argument(
+        "--kernel",
+        type=kernel_spec,
+        metavar="SPEC",
+        help="blur kernel: gaussian:SIGMA, gaussian:SX,SY,THETA (anisotropic, THETA in "
+        "degrees), levin09:N (Levin et al.'s camera-shake kernel N = 1..8), motion:SEED[,LENGTH] "
+        "(a seeded random camera-shake trajectory) or psf:FILE (default: gaussian:3, 25 px)",
+    )
     g.add_argument("--sigma", type=finite_positive_float, help="Gaussian blur sigma (default 3)")
-    g.add_argument("--kernel-size", type=positive_int, help="Gaussian kernel side (default 25)")
+    g.add_argument(
+        "--kernel-size",
+        type=positive_int,
+        help="side of a Gaussian kernel (default 25, or 2 ceil(3 sigma) + 1 when larger) or of "
+        "a motion kernel (default 31)",
+    )
     g.add_argument("--psf", help="user PSF (.npy or grayscale image), replaces the Gaussian")
     if not noise:
         return
@@ -189,6 +207,23 @@ def train_flags(p: Parser) -> None:
     p.add_argument("model", help="CNN method to train (convae, convae-unet)")
     add_data_args(p)
     add_blur_args(p, noise=True)
+    g = p.add_argument_group("generalist (a new degradation per image and epoch)")
+    g.add_argument(
+        "--kernels",
+        type=kernel_family,
+        metavar="FAMILY",
+        help="train on kernels drawn at random instead of one: gaussian:LO-HI (sigma), "
+        "anisotropic:LO-HI (both sigmas, any angle), motion (random camera shake; "
+        "motion:LO-HI sets its length in px), or several joined by '+' "
+        "(e.g. gaussian:0.5-5+motion); never the Levin kernels, the sweep's test set",
+    )
+    g.add_argument(
+        "--noise-range",
+        type=noise_range,
+        metavar="LO-HI",
+        help="with --kernels: the noise std of each training image drawn uniformly from "
+        "[LO, HI] (e.g. 0-0.03)",
+    )
     add_cnn_training_args(p)
     p.add_argument("--lr", type=finite_positive_float, help="Adam learning rate")
     add_cnn_data_args(p)

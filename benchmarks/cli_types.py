@@ -95,3 +95,38 @@ def jpeg_quality(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"an integer from 1 to 95, got {text!r}") from None
     return value
+
+
+def _checked(parse, text: str):  # type: ignore[no-untyped-def]
+    """``parse(text, flag=None)``, its `UserError` as argparse's error (which names the flag)."""
+    from benchmarks.errors import UserError
+
+    try:
+        return parse(text, flag=None)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def kernel_spec(text: str) -> str:
+    """A ``--kernel`` value (`benchmarks.degradation.KERNEL_SPECS`), checked (a ``psf:FILE``
+    is read); the text itself is kept, the command builds the kernel with ``--kernel-size``."""
+    from benchmarks.degradation import parse_kernel
+
+    _checked(parse_kernel, text)
+    return text.strip()
+
+
+def kernel_family(text: str) -> str:
+    """A ``train --kernels`` value (`benchmarks.degradation.FAMILY_SPECS`), checked; the Levin
+    kernels are refused (the sweep's test set)."""
+    from benchmarks.degradation import parse_family
+
+    _checked(parse_family, text)
+    return text.strip()
+
+
+def noise_range(text: str) -> tuple[float, float]:
+    """``LO-HI``: a range of noise stds, both finite and >= 0 (or one number)."""
+    from benchmarks.degradation import parse_noise_range
+
+    return _checked(parse_noise_range, text)  # type: ignore[no-any-return]

@@ -1,4 +1,4 @@
-"""The CNN methods' training data: extra pairs from photographs, exact flips of the faces.
+"""The CNN methods' training data: extra pairs from photographs, flips of the faces.
 
 The CNN adapter (`benchmarks.methods.CNNMethod`) calls `cnn_training_pairs` for
 ``--extra-photos`` / ``--augment-photos`` / ``--augment-faces`` (in ``run`` and ``train``), and
@@ -14,12 +14,15 @@ to the training split only. Validation and test stay faces of held-out people.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.blur import BlurOperator, degrade
+from benchmarks.blur import BlurOperator
+from benchmarks.degradation import Degradation, DegradationFamily, degrade_pair
+from benchmarks.errors import UserError
 from benchmarks.faces import EMBEDDED_PHOTOS
 from convae.tta import dihedral
 
@@ -82,14 +85,20 @@ def photo_pairs(
     noise: float = 0.0,
     seed: int = 1,
     augment: bool = False,
+    jpeg_quality: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(blurred, sharp)``: `photo_crops` degraded like the benchmark's images."""
+    """``(blurred, sharp)``: `photo_crops` degraded like the benchmark's images
+    (`benchmarks.degradation.degrade_pair`: the noise seeded by ``seed + 1``, the JPEG copies
+    of both images with ``jpeg_quality``)."""
     sharp = photo_crops(n, size, gray=gray, seed=seed, augment=augment)
     if n == 0:
         return sharp.clone(), sharp
     gen = torch.Generator().manual_seed(seed + 1)
-    blurred = torch.cat([degrade(c, blur, noise=noise, generator=gen) for c in sharp.split(128)])
-    return blurred, sharp
+    pairs = [
+        degrade_pair(c, blur, noise=noise, jpeg_quality=jpeg_quality, generator=gen)
+        for c in sharp.split(128)
+    ]
+    return torch.cat([b for b, _ in pairs]), torch.cat([s for _, s in pairs])
 
 
 def psf_symmetries(blur: BlurOperator) -> list[int]:
@@ -109,25 +118,40 @@ def psf_symmetries(blur: BlurOperator) -> list[int]:
 
 
 def dihedral_pairs(
-    blurred: torch.Tensor, sharp: torch.Tensor, blur: BlurOperator
+    blurred: torch.Tensor,
+    sharp: torch.Tensor,
+    blur: BlurOperator,
+    *,
+    noise: float = 0.0,
+    seed: int = 0,
+    jpeg_quality: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The training pairs and their flips / turns, for each one the blur is symmetric under
-    (all eight for the Gaussian): exact extra pairs, since transforming a degraded image equals
-    degrading the transformed one.  Quarter turns need square images and are skipped otherwise."""
-    ks = [k for k in psf_symmetries(blur) if k % 2 == 0 or blurred.shape[-1] == blurred.shape[-2]]
-    if ks == [0]:
-        raise ValueError(
-            "the blur kernel is not symmetric under any flip or quarter turn, so "
-            "flipped training pairs would be wrong; drop --augment-faces"
-        )
-    return (
-        torch.cat([dihedral(blurred, k) for k in ks]),
-        torch.cat([dihedral(sharp, k) for k in ks]),
-    )
+    """The training pairs and their 8 flips / quarter turns (the 4 flips and half turns when
+    the images are not square), each an exact pair of ``blur``.
+
+    A turned blurred image is the turned sharp one blurred by the *turned* kernel; where the
+    turn leaves the kernel unchanged (all eight for the Gaussian, `psf_symmetries`) the pair is
+    the turned pair, elsewhere (a camera-shake kernel) the turned sharp image is degraded
+    afresh by ``blur`` (noise std ``noise`` seeded by ``seed``, then the JPEG step of
+    ``jpeg_quality``), so that every pair shows the run's own kernel."""
+    ks = [k for k in range(8) if k % 2 == 0 or blurred.shape[-1] == blurred.shape[-2]]
+    same = set(psf_symmetries(blur))
+    gen = torch.Generator().manual_seed(seed)
+    bs, ss = [], []
+    for k in ks:
+        s = dihedral(sharp, k)
+        if k in same:
+            b = dihedral(blurred, k)
+        else:
+            b, _ = degrade_pair(s, blur, noise=noise, jpeg_quality=jpeg_quality, generator=gen)
+        bs.append(b)
+        ss.append(s)
+    return torch.cat(bs), torch.cat(ss)
 
 
 def check_tta(tta: bool, blur: BlurOperator) -> None:
-    """``--tta`` averages over all 8 flips / quarter turns: refuse a blur that they change."""
+    """``--tta`` averages over all 8 flips / quarter turns: refuse a blur that they change
+    (a model trained on it would see its flipped inputs blurred by kernels it never saw)."""
     if tta and psf_symmetries(blur) != list(range(8)):
         raise ValueError(
             "--tta needs a blur kernel unchanged by flips and quarter turns (like "
@@ -136,16 +160,26 @@ def check_tta(tta: bool, blur: BlurOperator) -> None:
         )
 
 
+def check_tta_trained(
+    tta: bool, trained: Degradation | DegradationFamily | None, path: Any
+) -> None:
+    """``--tta`` with a loaded model: refuse one trained on a kernel the flips / quarter turns
+    change. A model trained on a `DegradationFamily` saw the turned kernels as often as the
+    kernels (every family is closed under them), so its self-ensemble is sound."""
+    if tta and isinstance(trained, Degradation) and psf_symmetries(trained.blur) != list(range(8)):
+        raise UserError(
+            f"--tta: the model in {path} was trained on {trained.kernel.describe()}, which "
+            f"flips and quarter turns change, so its flipped inputs would be blurred by "
+            f"kernels it never saw: drop --tta"
+        )
+
+
 def check_cnn_data(extra_photos: int, augment_faces: bool, blur: BlurOperator) -> None:
     """The errors `cnn_training_pairs` would raise, cheaply, for commands to call before
-    they load data or make a run folder."""
+    they load data or make a run folder: a negative ``extra_photos`` (``augment_faces`` is
+    sound for every kernel, `dihedral_pairs`)."""
     if extra_photos < 0:
         raise ValueError(f"--extra-photos must be >= 0, got {extra_photos}")
-    if augment_faces and psf_symmetries(blur) == [0]:
-        raise ValueError(
-            "--augment-faces needs a blur kernel symmetric under some flip or "
-            "quarter turn; this one is not: drop --augment-faces"
-        )
 
 
 def cnn_training_pairs(
@@ -158,12 +192,18 @@ def cnn_training_pairs(
     augment_faces: bool = False,
     noise: float = 0.0,
     seed: int = 0,
+    jpeg_quality: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The CNN training pairs of ``train --extra-photos/--augment-*`` (and ``run``): the
-    training faces, their exact flips/turns when ``augment_faces``, then ``extra_photos``
-    degraded photo crops (seeded by ``seed + 1``).  Validation and test never pass here."""
+    training faces, their flips/turns when ``augment_faces`` (`dihedral_pairs`, fresh noise
+    seeded by ``seed + 2``), then ``extra_photos`` degraded photo crops (seeded by
+    ``seed + 1``).  Validation and test never pass here."""
     check_cnn_data(extra_photos, augment_faces, blur)
-    b, s = dihedral_pairs(blurred, sharp, blur) if augment_faces else (blurred, sharp)
+    b, s = blurred, sharp
+    if augment_faces:
+        b, s = dihedral_pairs(
+            blurred, sharp, blur, noise=noise, seed=seed + 2, jpeg_quality=jpeg_quality
+        )
     if extra_photos:
         eb, es = photo_pairs(
             extra_photos,
@@ -173,6 +213,7 @@ def cnn_training_pairs(
             noise=noise,
             seed=seed + 1,
             augment=augment_photos,
+            jpeg_quality=jpeg_quality,
         )
         b, s = torch.cat([b, eb]), torch.cat([s, es])
     return b, s

@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from benchmarks.blur import BlurOperator, degrade
+from benchmarks.blur import BlurOperator
+from benchmarks.degradation import Degradation, Kernel
 from benchmarks.faces import ImageSet, load_images, split_identities
-from benchmarks.jpeg import jpeg_round_trip
 from benchmarks.pairs import PairSet
 from benchmarks.presets import Preset
 
@@ -22,6 +22,16 @@ class Splits:
     test: PairSet
     source: str
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+def degrade_all(
+    sharp: torch.Tensor, degradation: Degradation, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(blurred, sharp)`` of every image (`Degradation.apply` in chunks of 256, the noise
+    drawn from one generator seeded with ``seed``), as `prepare_splits` makes them."""
+    gen = torch.Generator().manual_seed(seed)
+    pairs = [degradation.apply(chunk, gen) for chunk in sharp.split(256)]
+    return torch.cat([b for b, _ in pairs]), torch.cat([s for _, s in pairs])
 
 
 def _pairs(images: ImageSet, idx: list[int], blurred: torch.Tensor) -> PairSet:
@@ -39,27 +49,27 @@ def prepare_splits(
     data_dir: str | Path | None,
     *,
     seed: int,
-    blur: BlurOperator,
+    degradation: Degradation | None = None,
+    blur: BlurOperator | None = None,
     noise: float = 0.0,
 ) -> Splits:
     """Load, split by identity (seeded), and degrade every image once (seeded noise).
 
-    With ``preset.jpeg_quality`` set, the sharp and the blurred images are then both replaced
-    by their JPEG copies at that quality (the source's protocol: every split, so that training
-    and scoring see the same kind of image).
+    ``degradation`` (`benchmarks.degradation.Degradation`) says how; scripts may give the
+    operator ``blur`` and ``noise`` instead, the JPEG step then coming from the preset. With a
+    JPEG quality, the sharp and the blurred images are both replaced by their JPEG copies (the
+    source's protocol: every split, so that training and scoring see the same kind of image).
     """
+    if degradation is None:
+        if blur is None:
+            raise TypeError("prepare_splits needs a degradation (or a blur operator)")
+        kernel = Kernel.from_array(blur.kernel, path=None)
+        degradation = Degradation(kernel, noise, preset.jpeg_quality)
     images = load_images(
         data_dir, size=preset.size, gray=preset.gray, max_images=preset.max_images, seed=seed
     )
     split = split_identities(images.identities, seed=seed)
-    gen = torch.Generator().manual_seed(seed + 1)
-    blurred = torch.cat(
-        [degrade(chunk, blur, noise=noise, generator=gen) for chunk in images.images.split(256)]
-    )
-    if preset.jpeg_quality is not None:
-        q = preset.jpeg_quality
-        blurred = torch.cat([jpeg_round_trip(c, q) for c in blurred.split(256)])
-        images.images = torch.cat([jpeg_round_trip(c, q) for c in images.images.split(256)])
+    blurred, images.images = degrade_all(images.images, degradation, seed + 1)
     meta = {
         "n_images": len(images),
         "n_identities": len(set(images.identities)),

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from benchmarks.blur import make_blur
+from benchmarks.degradation import degradation_from_flags
 from benchmarks.errors import UserError
 from benchmarks.figures import write_png
 from benchmarks.images import image_files, read_or_warn, read_picture, suffixes_text
@@ -115,7 +115,9 @@ def restore_files(args: argparse.Namespace) -> list[Path]:
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
     device = resolve_device(args.device)
-    blur = make_blur(kernel_size=args.kernel_size, sigma=args.sigma, psf=args.psf)
+    # The user's images: their kernel from the flags, their noise level not known.
+    degradation = degradation_from_flags(args)
+    blur = degradation.blur
     options = {"tta": True} if getattr(args, "tta", False) else {}
     check_options(options, blur)
     files = collect_inputs(args.inputs)
@@ -126,7 +128,7 @@ def restore_files(args: argparse.Namespace) -> list[Path]:
         preset=get_preset("fast"),
         device=device,
         quiet=args.quiet,
-        blur_meta={**blur.meta(), "quantization": "8-bit"},
+        blur_meta=degradation.meta(),  # a trained model warns when it differs
         options=options,
     )
     method = cls(ctx)

@@ -19,7 +19,6 @@ from benchmarks.figures import examples_figure, save_png
 from benchmarks.io_utils import atomic_write, write_json, write_text
 from benchmarks.methods import get_method
 from benchmarks.pairs import PairSet
-from benchmarks.presets import Preset
 from benchmarks.report import summarize, to_markdown
 from benchmarks.run_dir import RunFolder
 from benchmarks.run_info import git_commit, peak_rss_mib, versions
@@ -66,11 +65,6 @@ def save_restorations(folder: Path, x_hat: torch.Tensor, names: list[str]) -> No
         save_png(folder / (Path(name).stem + ".png"), img)
 
 
-def _jpeg_note(preset: Preset) -> str:
-    q = preset.jpeg_quality
-    return f", then sharp and blurred images both saved as JPEG (quality {q})" if q else ""
-
-
 def _method_notes(plan: RunPlan) -> str:
     """What the run's options change in its methods' rows, each sentence once."""
     notes: list[str] = []
@@ -82,16 +76,13 @@ def _method_notes(plan: RunPlan) -> str:
 
 
 def _header(plan: RunPlan, splits: Splits) -> str:
-    preset, cfg, blur = plan.preset, plan.cfg, plan.blur
-    meta = plan.blur_meta
+    preset, cfg = plan.preset, plan.cfg
     return (
         f"# deblur-bench run — preset {preset.name}, {preset.size}px "
         f"{'gray' if preset.gray else 'RGB'}, seed {cfg.seed}\n\n"
         f"Data: {splits.source}; test: {len(splits.test)} images of "
-        f"{len(splits.meta['test_ids'])} held-out identities. Blur: {meta['kind']} "
-        f"{meta['kernel_shape'][0]}×{meta['kernel_shape'][1]}"
-        f"{', sigma ' + str(blur.sigma) if blur.sigma else ''}, noise {cfg.noise}, "
-        f"8-bit{_jpeg_note(preset)}. Means ± 95% t-interval over test images."
+        f"{len(splits.meta['test_ids'])} held-out identities. Degradation: "
+        f"{plan.degradation.describe()}. Means ± 95% t-interval over test images."
         f"{_method_notes(plan)}"
         f"\n\n"
     )
@@ -125,7 +116,8 @@ def _training_mse_table(infos: dict[str, Any]) -> str:
 def _record(
     plan: RunPlan, splits: Splits, runs: list[MethodRun], out: Path, data_seconds: float
 ) -> dict[str, Any]:
-    """``run.json``: the command, config, preset, blur, split, versions, timings, memory."""
+    """``run.json``: the command, config, preset, degradation (whole, and the blur operator's
+    fields under ``blur`` as earlier runs recorded them), split, versions, timings, memory."""
     from dataclasses import asdict
 
     cfg, device = plan.cfg, plan.device
@@ -135,7 +127,8 @@ def _record(
         "command": sys.argv,
         "config": asdict(cfg),
         "preset": plan.preset.to_dict(),
-        "blur": plan.blur_meta,
+        "degradation": plan.degradation.to_json(),
+        "blur": plan.degradation.blur_fields(),
         "data": {"source": splits.source, **splits.meta},
         "versions": versions(),
         "git_commit": git_commit(),

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from benchmarks.blur import BlurOperator
+from benchmarks.degradation import Degradation
 from benchmarks.errors import UserError
 from benchmarks.methods import MethodContext
 from benchmarks.presets import Preset, preset_for
@@ -31,7 +32,8 @@ class RunConfig:
     size: int | None = None
     gray: bool | None = None
     methods: list[str] | None = None
-    sigma: float | None = None  # None: 3.0 (refused together with psf)
+    kernel: str | None = None  # --kernel SPEC (benchmarks.degradation.KERNEL_SPECS)
+    sigma: float | None = None  # None: 3.0 (refused together with psf and kernel)
     kernel_size: int | None = None  # None: 25 (refused together with psf)
     psf: str | None = None
     noise: float = 0.0
@@ -92,12 +94,16 @@ class RunPlan:
     preset: Preset
     device: torch.device
     names: list[str]
-    blur: BlurOperator
+    degradation: Degradation
     options: dict[str, Any]
 
     @property
+    def blur(self) -> BlurOperator:
+        return self.degradation.blur
+
+    @property
     def blur_meta(self) -> dict[str, Any]:
-        return {**self.blur.meta(), "noise": self.cfg.noise, "quantization": "8-bit"}
+        return self.degradation.meta()
 
     def context(self, work_dir: Path) -> MethodContext:
         """A method's context: budget, device, seed, its folder, and the run's options."""

@@ -2,7 +2,7 @@
 
 A run reads straight through, one named step each:
 
-1. `prepare` — the configuration: preset, device, methods, blur, every check;
+1. `prepare` — the configuration: preset, device, methods, degradation, every check;
 2. `load_data` — the face splits, degraded once (`benchmarks.pipeline`);
 3. `fit_and_restore` — for each method, ``fit`` (or ``load``) then ``restore`` of the
    test images in batches; what a method needs beyond the pairs (extra CNN training pairs,
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from benchmarks.blur import make_blur
+from benchmarks.degradation import degradation_from_flags
 from benchmarks.errors import UserError
 from benchmarks.methods import check_options, get_method, registry
 from benchmarks.metrics import all_metrics
@@ -61,11 +61,11 @@ def prepare(cfg: RunConfig) -> RunPlan:
             raise ValueError(f"--checkpoint given for {n!r}, which is not among --methods")
     if cfg.threads is not None and cfg.threads < 1:
         raise UserError(f"--threads must be an integer >= 1, got {cfg.threads}")
-    blur = make_blur(kernel_size=cfg.kernel_size, sigma=cfg.sigma, psf=cfg.psf)
+    degradation = degradation_from_flags(cfg, jpeg_quality=preset.jpeg_quality)
     options = cfg.method_options()
-    check_options(options, blur)  # e.g. --tta or --augment-faces with an asymmetric PSF
+    check_options(options, degradation.blur)  # e.g. --tta with an asymmetric kernel
     check_checkpoint_files(cfg.checkpoints)
-    return RunPlan(cfg, preset, device, names, blur, options)
+    return RunPlan(cfg, preset, device, names, degradation, options)
 
 
 # --------------------------------------------------------------------------- 2. data
@@ -73,7 +73,7 @@ def load_data(plan: RunPlan) -> tuple[Splits, float]:
     """The identity-disjoint splits, degraded once; returns them and the seconds it took."""
     cfg, preset = plan.cfg, plan.preset
     t0 = time.perf_counter()
-    splits = prepare_splits(preset, cfg.data_dir, seed=cfg.seed, blur=plan.blur, noise=cfg.noise)
+    splits = prepare_splits(preset, cfg.data_dir, seed=cfg.seed, degradation=plan.degradation)
     seconds = time.perf_counter() - t0
     m = splits.meta
     log(

@@ -28,8 +28,16 @@ from pathlib import Path
 from typing import Any, cast
 
 import convae
-from benchmarks.blur import BlurOperator, make_blur
+from benchmarks.blur import BlurOperator
+from benchmarks.degradation import (
+    Degradation,
+    DegradationFamily,
+    Kernel,
+    degradation_from_flags,
+    parse_family,
+)
 from benchmarks.errors import UserError
+from benchmarks.family_pairs import FamilyPairs, redraw, sharp_pool
 from benchmarks.io_utils import write_json
 from benchmarks.methods import CNNMethod, MethodContext, check_options, get_method, registry
 from benchmarks.methods._cnn import CURVE_NAME
@@ -185,7 +193,8 @@ class Training:
     device: Any
     info: DistributedInfo | None
     preset: Preset
-    blur: BlurOperator
+    degradation: Degradation  # the model's, or, for a generalist, the one the splits load with
+    family: DegradationFamily | None  # train --kernels: the degradations drawn per image
     options: dict[str, Any]
 
     @property
@@ -197,8 +206,13 @@ class Training:
         return bool(self.args.quiet) or not self.is_main
 
     @property
+    def blur(self) -> BlurOperator:
+        return self.degradation.blur
+
+    @property
     def blur_meta(self) -> dict[str, Any]:
-        return {**self.blur.meta(), "noise": self.args.noise, "quantization": "8-bit"}
+        """What the checkpoints record: the degradation, or the family of a generalist."""
+        return self.family.meta() if self.family is not None else self.degradation.meta()
 
     def method(self, out: Path) -> CNNMethod:
         """The method, writing into the checkpoint folder ``out``."""
@@ -210,7 +224,7 @@ class Training:
             quiet=self.quiet,
             blur_meta=self.blur_meta,
             options=self.options,
-            noise=self.args.noise,
+            noise=float(self.degradation.noise or 0.0),
         )
         return self.cls(ctx)
 
@@ -225,9 +239,39 @@ def _settings(
     model_kwargs = parse_model_args(getattr(args, "model_arg", []) or [])
     if model_kwargs:
         options["model_kwargs"] = model_kwargs
-    blur = make_blur(kernel_size=args.kernel_size, sigma=args.sigma, psf=args.psf)
-    check_options(options, blur)  # before the run folder exists
-    return Training(args, cls, device, info, preset_for(args), blur, options)
+    preset = preset_for(args)
+    family = _family(args, cls, preset.jpeg_quality)
+    if family is None:
+        degradation = degradation_from_flags(args, jpeg_quality=preset.jpeg_quality)
+    else:  # the splits load with the default one; every pair is then drawn from the family
+        degradation = Degradation(Kernel(), family.noise[0], preset.jpeg_quality)
+    check_options(options, degradation.blur)  # before the run folder exists
+    return Training(args, cls, device, info, preset, degradation, family, options)
+
+
+def _family(
+    args: argparse.Namespace, cls: type[CNNMethod], jpeg_quality: int | None
+) -> DegradationFamily | None:
+    """``--kernels`` (with ``--noise`` or ``--noise-range``) as a family; None without it."""
+    spec, noise_range = getattr(args, "kernels", None), getattr(args, "noise_range", None)
+    if spec is None:
+        if noise_range is not None:
+            raise UserError(
+                "--noise-range draws the noise of a --kernels family; with one kernel give --noise"
+            )
+        return None
+    given = [
+        f for f in ("kernel", "sigma", "kernel_size", "psf") if getattr(args, f, None) is not None
+    ]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise UserError(f"--kernels draws the kernel of every training image: drop {flag}")
+    if cls.sees_psf:
+        raise UserError(f"--kernels trains a blind model; {args.model} is told the kernel")
+    if noise_range is not None and args.noise:
+        raise UserError("give --noise (one level) or --noise-range (drawn per image), not both")
+    noise = noise_range if noise_range is not None else (args.noise, args.noise)
+    return DegradationFamily(parse_family(spec), noise, jpeg_quality)
 
 
 def _train(
@@ -243,7 +287,7 @@ def _train(
         torch.backends.cudnn.benchmark = True  # one image size: let cuDNN time its kernels once
     t = _settings(args, cls, device, info)
     out, folder = _shared_out_dir(args, info, stack)
-    splits = prepare_splits(t.preset, args.data_dir, seed=args.seed, blur=t.blur, noise=args.noise)
+    splits = prepare_splits(t.preset, args.data_dir, seed=args.seed, degradation=t.degradation)
     _say(
         t,
         f"data: {splits.source}; train {len(splits.train)} / val {len(splits.val)} images, "
@@ -254,7 +298,22 @@ def _train(
         model = method.build_model(int(splits.train.blurred.shape[1]))
     except TypeError as exc:  # an unknown --model-arg (the run folder is removed on the way out)
         raise ValueError(f"{args.model}: bad --model-arg ({exc})") from None
-    train = method.training_pairs(splits.train, t.blur)
+    if t.family is None:
+        train = method.training_pairs(splits.train, t.blur)
+        train_data: Any = (train.blurred, train.sharp)
+    else:  # a generalist: fresh draws per image and epoch, validation drawn once
+        splits.val = redraw(splits.val, t.family, args.seed)
+        train = redraw(splits.train, t.family, args.seed + 1)
+        o = t.options
+        pool = sharp_pool(
+            splits.train.sharp,
+            extra_photos=int(o.get("extra_photos", 0)),
+            augment_photos=bool(o.get("augment_photos")),
+            augment_faces=bool(o.get("augment_faces")),
+            seed=args.seed,
+        )
+        train_data = FamilyPairs(pool, t.family, args.seed)
+        _say(t, f"training on {len(pool)} sharp images, degraded per epoch: {t.family.describe()}")
     method.prepare_model(model, train, splits.val, t.blur, resume=args.resume is not None)
     config = method.train_config()
     if info is not None:
@@ -267,7 +326,7 @@ def _train(
     t0 = time.perf_counter()
     result = convae.train(
         model,
-        (train.blurred, train.sharp),
+        train_data,
         (splits.val.blurred, splits.val.sharp),
         config,
         checkpoint_dir=out,
@@ -337,6 +396,8 @@ def _write_outputs(
             "architecture": t.cls.architecture,
             "parameters": result.parameters,
             "preset": t.preset.to_dict(),
+            "degradation": t.degradation.to_json() if t.family is None else None,
+            "family": t.family.to_json() if t.family is not None else None,
             "blur": t.blur_meta,
             "config": result.config,
             "data": {"source": splits.source, **splits.meta},

@@ -68,6 +68,9 @@ def _train_epoch(
     run.base.train()
     step_model.train()
     order = epoch_order(tr.n, run.gen, epoch, sampler)
+    set_epoch = getattr(tr.dataset, "set_epoch", None)
+    if callable(set_epoch):
+        set_epoch(epoch)  # a dataset making its pairs on the fly per epoch, as samplers are told
     idx_batches = list(order.split(cfg.batch_size))
     if cfg.drop_last and len(idx_batches) > 1 and len(idx_batches[-1]) < cfg.batch_size:
         idx_batches.pop()

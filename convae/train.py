@@ -119,6 +119,9 @@ def train(
         train_data, val_data: a ``(blurred, sharp)`` pair of float32 (N, C, H, W) tensors
             in [0, 1], an object with ``.blurred``/``.sharp`` tensors, or a ``Dataset``
             yielding (C, H, W) pairs.  ``val_data=None`` selects "best" on training loss.
+            A training ``Dataset`` with a ``set_epoch(epoch)`` method (pairs made on the fly,
+            drawn per epoch) is told each epoch's number before the epoch starts, also on
+            resume, as PyTorch's samplers are.
         config: `TrainConfig` (defaults: the reference protocol).
         checkpoint_dir: where to write ``last.pt`` (every epoch, resumable) and ``best.pt``
             (weights of the best validation epoch, inference only).  None: no files.

@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 import convae
-from benchmarks.extra_pairs import check_cnn_data, check_tta, cnn_training_pairs
+from benchmarks.degradation import check_trained_degradation, trained_on
+from benchmarks.extra_pairs import check_cnn_data, check_tta, check_tta_trained, cnn_training_pairs
 from benchmarks.methods.base import BlurLike, Method, MethodContext
 from benchmarks.pairs import PairSet
 
@@ -57,12 +58,14 @@ class CNNMethod(Method):
         self.train_images_per_s: float | None = None
         self.image_shape: tuple[int, int, int] | None = None
         self.loaded_from: str | None = None
+        #: what the model was trained on (`Degradation.meta` or `DegradationFamily.meta`)
+        self.trained_meta: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ options
     @classmethod
     def check_options(cls, options: Mapping[str, Any], blur: BlurLike) -> None:
-        """``tta`` needs a blur unchanged by all 8 flips/turns, ``augment_faces`` one unchanged
-        by some; ``extra_photos`` is a count >= 0."""
+        """``tta`` needs a blur unchanged by all 8 flips/turns; ``extra_photos`` is a count
+        >= 0."""
         check_tta(bool(options.get("tta")), blur)
         check_cnn_data(
             int(options.get("extra_photos", 0)),
@@ -100,6 +103,7 @@ class CNNMethod(Method):
             augment_faces=faces,
             noise=self.ctx.noise,
             seed=self.ctx.seed,
+            jpeg_quality=self.ctx.preset.jpeg_quality,
         )
         if not self.ctx.quiet:
             print(
@@ -193,6 +197,7 @@ class CNNMethod(Method):
             progress=not self.ctx.quiet,
         )
         self.model = model.eval()
+        self.trained_meta = dict(self.ctx.blur_meta)
         self.result = result
         self.history = result.history
         self.best_val_loss = result.best_val_loss
@@ -244,14 +249,17 @@ class CNNMethod(Method):
         )
 
     def load(self, path: str | Path) -> None:
-        """Load a checkpoint of this method's architecture (warns if blur settings differ)."""
+        """Load a checkpoint of this method's architecture; warns
+        (`benchmarks.degradation.DegradationMismatchWarning`) when it was trained on another
+        degradation than ``ctx.blur_meta``'s, and refuses ``--tta`` for a model trained on a
+        kernel the flips change."""
         model = convae.load_model(
-            path,
-            map_location=self.device,
-            expect_architecture=self.architecture,
-            expect_meta=self.ctx.blur_meta,
+            path, map_location=self.device, expect_architecture=self.architecture
         )
         info = getattr(model, "checkpoint", {})
+        self.trained_meta = dict(info.get("meta") or {})
+        check_tta_trained(bool(self.ctx.options.get("tta")), trained_on(self.trained_meta), path)
+        check_trained_degradation(self.trained_meta, self.ctx.blur_meta, path)
         self.model = model
         self.loaded_from = str(path)
         self.history = list(info.get("history") or [])
@@ -266,6 +274,8 @@ class CNNMethod(Method):
         d: dict[str, Any] = {"architecture": self.architecture}
         if self.model is None:
             return d
+        trained = trained_on(self.trained_meta)
+        d["trained_on"] = trained.describe() if trained is not None else None
         base = convae.unwrap_model(self.model)
         d.update(
             model_kwargs=dict(getattr(base, "init_kwargs", {})),

@@ -85,9 +85,12 @@ def test_flipped_pairs_respect_an_asymmetric_blur():
     line = BlurOperator(k)
     assert psf_symmetries(line) == [0, 2, 4, 6]
     s = photo_crops(1, 16, seed=1)
-    fb, _ = dihedral_pairs(degrade(s, line), s, line)
-    assert len(fb) == 4
-    k[0, 0] = 1.0  # no symmetry left
-    with pytest.raises(ValueError, match="not symmetric"):
-        dihedral_pairs(s, s, BlurOperator(k))
+    fb, fs = dihedral_pairs(degrade(s, line), s, line)
+    assert len(fb) == 8  # every turn: those that change the kernel degrade the turned image
+    for k_ in range(8):
+        assert torch.equal(fs[k_ : k_ + 1], dihedral(s, k_))
+        assert torch.equal(fb[k_ : k_ + 1], degrade(dihedral(s, k_), line))  # the run's own kernel
+    k[0, 0] = 1.0  # no symmetry left: still 8 exact pairs
+    fb, fs = dihedral_pairs(degrade(s, BlurOperator(k)), s, BlurOperator(k))
+    assert len(fb) == 8 and torch.equal(fb[3:4], degrade(fs[3:4], BlurOperator(k)))
     assert psf_symmetries(BlurOperator(torch.ones(4, 4))) == [0]  # even size: centring differs
