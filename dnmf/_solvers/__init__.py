@@ -14,16 +14,17 @@ and the one place that builds a solver and runs it (`make_solver`, `run_solver`)
   `dnmf._solvers.extrapolation`) where a fit is one layer with both factors free and no
   penalties (one-layer fits, and each layer's pretraining of a deep one); elsewhere (the joint
   fine-tuning of deep models, ``solve_h``) it is ``'hals-acc'``.
-* ``'auto'`` (the default): for β = 2 without a mask ``'hals-acc-e'`` for one layer and
-  ``'hals'`` for deep models (measured the fastest to an accurate answer at each depth:
-  ``docs/results/nmf-speed.md``); else ``'mu'``. The
-  coordinate-descent solvers need the data only through ``V Hᵀ`` and ``Pᵀ V``; a mask would
-  need a Gram matrix per row of ``V`` (weighted HALS), which is not implemented, so masked
-  fits (and β ≠ 2) use multiplicative updates.
+* ``'auto'`` (the default): for β = 2 ``'hals-acc-e'`` for one layer and ``'hals'`` for deep
+  models (measured the fastest to an accurate answer at each depth:
+  ``docs/results/nmf-speed.md``), with a mask too; else ``'mu'``. The coordinate-descent
+  solvers need the data only through ``V Hᵀ`` and ``Pᵀ V``; with a mask every row of ``V``
+  has its own Gram matrix (weighted HALS, `dnmf._solvers.masked`), and every β = 2 name
+  takes one.
 
 Inside the subpackage imports run one way: `linalg`, `loss`, `fpstate` at the bottom; then
 `update` (the multiplicative step and `SolverBase`) and `loop` (`iterate`, `SolverOutcome`);
-then the solvers (`frobenius`, `general`, `mu`; `hals_kernels`, `hals`, `extrapolation`) and
+then the solvers (`frobenius`, `general`, `mu`; `hals_kernels`, `hals`, `extrapolation`,
+`masked`) and
 `settings` (`FitSettings`, what `run_solver` takes); then this registry. No module of the
 subpackage imports the registry, nor anything else of `dnmf`.
 """
@@ -39,6 +40,7 @@ from .extrapolation import ExtrapolatedSolver, Extrapolation
 from .hals import Acceleration, BlockSolver
 from .loop import SolverOutcome, Sweeper, iterate
 from .loss import Penalties
+from .masked import MaskedBlockSolver, MaskedExtrapolatedSolver
 from .mu import mu_solver
 from .settings import FitSettings
 
@@ -53,22 +55,24 @@ _BLOCK = {  # solver name -> (block rule, inner repetitions, extrapolation)
 
 
 def resolve_solver(solver: Any, beta: float, mask: torch.Tensor | None, layers: int = 1) -> str:
-    """The solver a fit of ``layers`` layers runs: ``solver`` checked against ``beta`` and
-    ``mask``, and ``'auto'`` resolved (for β = 2 without a mask ``'hals-acc-e'`` for one layer,
-    ``'hals'`` for more; else ``'mu'``). A deep fit's pretraining runs the same solver."""
+    """The solver a fit of ``layers`` layers runs: ``solver`` checked against ``beta``, and
+    ``'auto'`` resolved (for β = 2, with or without a mask, ``'hals-acc-e'`` for one layer and
+    ``'hals'`` for more; ``'mu'`` for any other β). A deep fit's pretraining runs the same
+    solver."""
     if not isinstance(solver, str) or solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     if solver == "auto":
-        if beta != 2 or mask is not None:
+        if beta != 2:
             return "mu"
         # Deep fits: plain HALS reached the deep targets sooner than the accelerated and
         # extrapolated variants in every run (their inner passes over the middle layers cost
-        # more than the iterations they save).
+        # more than the iterations they save). With a mask the same choice: weighted HALS
+        # (dnmf._solvers.masked) reached the masked loss in fewer iterations and less time
+        # than the masked multiplicative updates (docs: notes, masked HALS).
         return "hals-acc-e" if layers == 1 else "hals"
-    if solver != "mu" and (beta != 2 or mask is not None):
-        why = "a mask" if mask is not None else f"beta={beta:g}"
+    if solver != "mu" and beta != 2:
         raise ValueError(
-            f"solver={solver!r} solves beta=2 without a mask, got {why}; "
+            f"solver={solver!r} solves beta=2, got beta={beta:g}; "
             "use solver='mu' (or 'auto', which picks it there)"
         )
     return solver
@@ -89,7 +93,8 @@ def make_solver(
 ) -> Sweeper:
     """The solver object a resolved name (see `resolve_solver`) runs on checked tensors:
     `dnmf._solvers.mu.mu_solver`'s for ``'mu'``; for the block names an `ExtrapolatedSolver`
-    where their extrapolation applies (`ExtrapolatedSolver.applies`), else a `BlockSolver`."""
+    where their extrapolation applies (`ExtrapolatedSolver.applies`), else a `BlockSolver`,
+    and their masked forms (`dnmf._solvers.masked`) with a mask."""
     if solver == "mu":
         return mu_solver(
             V,
@@ -106,7 +111,14 @@ def make_solver(
     k = len(Ws)
     pen = penalties or Penalties.none(k + 1)
     flags = [True] * (k + 1) if update is None else list(update)
-    if extrapolation is not None and ExtrapolatedSolver.applies(k, flags, pen):
+    extrapolated = extrapolation is not None and ExtrapolatedSolver.applies(k, flags, pen)
+    if mask is not None:  # weighted HALS (dnmf._solvers.masked)
+        if extrapolation is not None and extrapolated:
+            return MaskedExtrapolatedSolver(
+                V, Ws, H, pen, flags, rule, accel, reduce, extrapolation, mask=mask
+            )
+        return MaskedBlockSolver(V, Ws, H, pen, flags, mask=mask, rule=rule, accel=accel)
+    if extrapolation is not None and extrapolated:
         return ExtrapolatedSolver(V, Ws, H, pen, flags, rule, accel, reduce, extrapolation)
     return BlockSolver(V, Ws, H, pen, flags, rule=rule, accel=accel, reduce=reduce)
 

@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import EllipsisType
+from typing import Any
 
 import torch
 
@@ -68,8 +69,11 @@ class ExtrapolatedSolver(BlockSolver):
         accel: Acceleration | None,
         reduce: Callable[[torch.Tensor], torch.Tensor] | None,
         extrapolation: Extrapolation,
+        **kw: Any,
     ) -> None:
-        super().__init__(V, Ws, H, pen, update, rule=rule, accel=accel, reduce=reduce)
+        """``kw``: what a masked solver's constructor takes besides (``mask=``, see
+        `dnmf._solvers.masked.MaskedExtrapolatedSolver`)."""
+        super().__init__(V, Ws, H, pen, update, rule=rule, accel=accel, reduce=reduce, **kw)
         if self.k != 1 or not all(self.update):
             raise ValueError("extrapolation needs one layer with W and H both updated")
         self.ex = extrapolation
@@ -101,21 +105,30 @@ class ExtrapolatedSolver(BlockSolver):
         assert self.H_prev is not None
         beta = self._as_factor(self.momentum, active)
         # W from Ĥ, then Ŵ = max(0, Wn + β (Wn − W))
-        Ht_V = self._sum(self._h_vt(H))
-        self._block(self.W1t, self._sum(_mm(H, _mT(H))), Ht_V, 0, active)
+        self._w_block(H, active)
         Wt_new = self.W1t  # lerp(W, Wn, 1 + β) = Wn + β (Wn − W), a new tensor: Wn is kept
         self.W1t = torch.lerp(self.Wt_prev, Wt_new, 1.0 + beta).clamp_min_(0.0)
-        W = _mT(self.W1t)
         # H from Ŵ; the loss of (Ŵ, Hn) from the products of this update
-        PtV, Q = self._wt_v(W), _mm(_mT(W), W)
-        self._block(H, Q, PtV, 1, active, shards=True)
-        self.G = self._sum(_mm(H, _mT(H)))
-        value = self._loss(PtV, Q, [W], H)
+        value = self._h_block_loss(_mT(self.W1t), H, active)
         host = self._on_host(value)
         self._keep_best(self.W1t, H, host, active)
         self._next_start(Wt_new, H, beta, host)
         self._rebalance(H)
         return self.best_loss.to(value.device).reshape(value.shape) if need_loss else None
+
+    def _w_block(self, H, active) -> None:
+        """Update ``W1ᵀ`` (``self.W1t``) in place against ``H``."""
+        assert self.W1t is not None
+        Ht_V = self._sum(self._h_vt(H))
+        self._block(self.W1t, self._sum(_mm(H, _mT(H))), Ht_V, 0, active)
+
+    def _h_block_loss(self, W, H, active) -> torch.Tensor:
+        """Update ``H`` in place against ``W``; return the loss of ``(W, H)``, from the
+        products of this update."""
+        PtV, Q = self._wt_v(W), _mm(_mT(W), W)
+        self._block(H, Q, PtV, 1, active, shards=True)
+        self.G = self._sum(_mm(H, _mT(H)))
+        return self._loss(PtV, Q, [W], H)
 
     def _next_start(self, Wt_new, H, beta, host) -> None:
         """Accept the iteration (``Ĥ = Hn + β (Hn − H)``) or restart from the last accepted

@@ -47,7 +47,15 @@ from dataclasses import dataclass
 import torch
 
 from .fpstate import raise_tiny_
-from .hals_kernels import ENTRY_COST, cd_entries, hals_rows, sweep_cost, tracked
+from .hals_kernels import (
+    ENTRY_COST,
+    cd_entries,
+    gram_times,
+    hals_rows,
+    sweep_cost,
+    tracked,
+    whals_rows,
+)
 from .linalg import _chain, _mm, _mT
 from .loop import SolverOutcome, iterate
 from .loss import Penalties, squared_norm
@@ -94,10 +102,15 @@ class BlockSolver(SolverBase):
         if rule not in BLOCK_RULES:
             raise ValueError(f"rule must be one of {BLOCK_RULES}, got {rule!r}")
         self.rule, self.accel, self.k = rule, accel, len(Ws)
-        self.vnorm2 = self._sum(squared_norm(V))
         self.G: torch.Tensor | None = None  # H Hᵀ of the current H (summed over shards)
         self.fixed: tuple | None = None  # (PᵀV, PᵀP) while no W changes
         self.W1t: torch.Tensor | None = None  # W1ᵀ, row-major, once W1 is updated (finish)
+        self.rho = self._prepare(V, Ws, H, update, reduce)
+
+    def _prepare(self, V, Ws, H, update, reduce) -> list[float]:
+        """Set up what the products with ``V`` read (`_wt_v`, `_h_vt`) and ``‖V‖²``; return
+        every block's ``ρ`` (Gillis & Glineur): its products' multiply-adds over one sweep's."""
+        self.vnorm2 = self._sum(squared_norm(V))
         on_host = V.device.type == "cpu" and V.layout == torch.strided
         self.host_dense = on_host and V.ndim == 2
         # The operands of the two products with V (see _wt_v); an H-only solve computes Pᵀ V
@@ -118,16 +131,16 @@ class BlockSolver(SolverBase):
             n = int(self._sum(torch.tensor([float(n_local)], device=V.device))[0])
         ranks = [W.shape[-1] for W in Ws]
         r1, rk = ranks[0], ranks[-1]
-        # ρ of each block (Gillis & Glineur): its products' multiply-adds over one sweep's.
         # A dense V costs its m·n entries per rank in a product, a CSR one its nonzeros.
         mn = m * n if self.Vs is None else CSR_ENTRY_COST * int(self.Vs._nnz())
         big = mn * rk + mn * min(r1, rk)
-        rows_loop = rule == "hals"  # HALS passes are row loops; MU steps whole-block ops
-        self.rho = [1.0 + (mn * rk + n * rk * rk) / sweep_cost(rows_loop, r1, m)]
+        rows_loop = self.rule == "hals"  # HALS passes are row loops; MU steps whole-block ops
+        rho = [1.0 + (mn * rk + n * rk * rk) / sweep_cost(rows_loop, r1, m)]
         for l in range(1, self.k):  # entry by entry: the loop's overhead, not its flops
             a, b = ranks[l - 1], ranks[l]
-            self.rho.append(1.0 + big / (a * b * (a + b + ENTRY_COST)))
-        self.rho.append(1.0 + (mn * min(r1, rk) + m * r1 * r1) / sweep_cost(rows_loop, rk, n))
+            rho.append(1.0 + big / (a * b * (a + b + ENTRY_COST)))
+        rho.append(1.0 + (mn * min(r1, rk) + m * r1 * r1) / sweep_cost(rows_loop, rk, n))
+        return rho
 
     def default_loss_every(self, check_every: int) -> int:
         """Every iteration (the loss comes from the sweep's products), except for an H-only
@@ -238,14 +251,17 @@ class BlockSolver(SolverBase):
     # -- blocks ------------------------------------------------------------------------------
     def _block(self, X, G, C, idx: int, active, shards: bool = False) -> None:
         """Minimize ``½⟨G, X Xᵀ⟩ − ⟨C, X⟩`` (+ penalties) over the rows of ``X`` in place,
-        repeated per the acceleration rule; ``shards``: ``X`` is column-split (``H``)."""
+        repeated per the acceleration rule; ``shards``: ``X`` is column-split (``H``). ``G``
+        is one Gram matrix, or one per column of ``X`` (``(…, r, r, N)``: a mask)."""
         l1, l2 = self.pen.l1[idx], self.pen.l2[idx]
         if self.rule == "mu":
-            step = tracked(X, lambda run: self._mu_step(X, C, _mm(G, X), idx, run))
+            step = tracked(X, lambda run: self._mu_step(X, C, gram_times(G, X), idx, run))
         else:
+            # one Gram matrix, or one per column of X (a mask: dnmf._solvers.masked)
+            rows = hals_rows if G.ndim == X.ndim else whals_rows
 
             def step(run, track):
-                return hals_rows(X, G, C, l1=l1, l2=l2, active=run, track=track)
+                return rows(X, G, C, l1=l1, l2=l2, active=run, track=track)
 
         self._repeat(step, idx, active, shards)
 

@@ -159,7 +159,7 @@ def test_deep_pretraining_extrapolates_each_layer(rng):
 
 def test_solver_refuses_an_impossible_request(rng):
     V = rng.random((10, 8)) + 0.1
-    with pytest.raises(ValueError, match=f"solver='{E}' solves beta=2 without a mask"):
+    with pytest.raises(ValueError, match=f"solver='{E}' solves beta=2, got beta=1"):
         dnmf.factorize(V, 2, solver=E, beta=1)
     with pytest.raises(ValueError, match="one layer with W and H both updated"):
         Vt, W, H = (torch.tensor(a) for a in (V, rng.random((10, 2)), rng.random((2, 8))))
