@@ -27,6 +27,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- sweep
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from benchmarks.sweep_cmd import run_sweep
+
+    run_sweep(args)
+    return 0
+
+
 # --------------------------------------------------------------------------- restore
 def cmd_restore(args: argparse.Namespace) -> int:
     from benchmarks.restore_cmd import restore_files
@@ -117,6 +125,12 @@ def _subcommands() -> list[tuple[str, str, Flags, Command]]:
     """
     return [
         ("run", "run methods on held-out people and write tables", cli_args.run_flags, cmd_run),
+        (
+            "sweep",
+            "score each method over a grid of degradations (blurs and noise levels)",
+            cli_args.sweep_flags,
+            cmd_sweep,
+        ),
         ("restore", "deblur your own images with one method", cli_args.restore_flags, cmd_restore),
         ("report", "merge finished runs into one table", cli_args.report_flags, cmd_report),
         ("list", "show methods and presets", cli_args.list_flags, cmd_list),

@@ -248,6 +248,78 @@ def train_flags(p: Parser) -> None:
     )
 
 
+def sweep_flags(p: Parser) -> None:
+    """``deblur-bench sweep``."""
+    add_data_args(p)
+    add_blur_args(p, noise=True)
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        metavar="METHOD[@TAG]",
+        help="method rows (default: the preset's; see `list`); METHOD@TAG names a second row of "
+        "a method, loaded with --checkpoint METHOD@TAG=PATH (e.g. convae-unet@generalist)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        metavar="METHOD=PATH",
+        help="load a trained row instead of fitting it (repeatable)",
+    )
+    g = p.add_argument_group("grid")
+    g.add_argument(
+        "--grid",
+        nargs="+",
+        metavar="KERNEL[@NOISE,...]",
+        help="the degradations scored: --kernel specs (levin09 alone: all eight), each at every "
+        "--grid-noise level or at the levels after '@' (default: the preset's grid; full: "
+        "gaussian:1 1.5 2 3 4 5 and levin09, noise 0 0.01 0.03)",
+    )
+    g.add_argument(
+        "--grid-noise",
+        nargs="+",
+        type=finite_nonneg_float,
+        metavar="SIGMA",
+        help="noise levels of the --grid kernels without '@'",
+    )
+    g.add_argument(
+        "--tune-images",
+        type=positive_int,
+        help="validation images a non-blind method is re-tuned on per degradation (default 10)",
+    )
+    g.add_argument(
+        "--test-images",
+        type=positive_int,
+        help="test images scored per cell, spread over the test people (default: all; fast: 40)",
+    )
+    g.add_argument(
+        "--baseline",
+        help="method of the paired differences (default: wiener when swept, else identity)",
+    )
+    p.add_argument(
+        "--generalist",
+        action="append",
+        metavar="METHOD[@TAG]=FAMILY",
+        help="train this CNN row on a degradation drawn per image and epoch from FAMILY "
+        "(as train --kernels, e.g. convae-unet@generalist=gaussian:0.5-5+motion; repeatable)",
+    )
+    p.add_argument(
+        "--generalist-noise",
+        type=noise_range,
+        metavar="LO-HI",
+        help="the --generalist rows' noise std, drawn per image from [LO, HI] (default 0)",
+    )
+    p.add_argument("--out", help="sweep folder (default results/<date-time>-sweep-<preset>/)")
+    add_overwrite_arg(p)
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the sweep in --out: its finished cells are kept, the missing ones "
+        "computed (the settings must be the same)",
+    )
+    add_cnn_training_args(p)
+    add_protocol_args(p)
+
+
 def restore_flags(p: Parser) -> None:
     """``deblur-bench restore IMAGE_OR_DIR ...``."""
     add_blur_args(p)

@@ -12,6 +12,9 @@ the same images and degradations throughout.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -91,3 +94,25 @@ def sharp_pool(
             photo_crops(extra_photos, size, gray=gray, seed=seed + 1, augment=augment_photos)
         )
     return torch.cat(parts)
+
+
+def family_training(
+    train: PairSet,
+    val: PairSet | None,
+    family: DegradationFamily,
+    options: Mapping[str, Any],
+    seed: int,
+) -> tuple[FamilyPairs, PairSet | None, PairSet]:
+    """What a generalist trains on: the on-the-fly pairs of the training faces (with the
+    ``extra_photos`` / ``augment_photos`` / ``augment_faces`` of ``options``, `sharp_pool`),
+    the validation pairs drawn once (`redraw`), and one fixed draw of the training faces (for
+    a model that starts from a fit on pairs). ``train``'s blurred images are not used."""
+    pool = sharp_pool(
+        train.sharp,
+        extra_photos=int(options.get("extra_photos", 0)),
+        augment_photos=bool(options.get("augment_photos")),
+        augment_faces=bool(options.get("augment_faces")),
+        seed=seed,
+    )
+    val_pairs = redraw(val, family, seed) if val is not None and len(val) else None
+    return FamilyPairs(pool, family, seed), val_pairs, redraw(train, family, seed + 1)

@@ -37,7 +37,7 @@ from benchmarks.degradation import (
     parse_family,
 )
 from benchmarks.errors import UserError
-from benchmarks.family_pairs import FamilyPairs, redraw, sharp_pool
+from benchmarks.family_pairs import family_training
 from benchmarks.io_utils import write_json
 from benchmarks.methods import CNNMethod, MethodContext, check_options, get_method, registry
 from benchmarks.methods._cnn import CURVE_NAME
@@ -302,18 +302,15 @@ def _train(
         train = method.training_pairs(splits.train, t.blur)
         train_data: Any = (train.blurred, train.sharp)
     else:  # a generalist: fresh draws per image and epoch, validation drawn once
-        splits.val = redraw(splits.val, t.family, args.seed)
-        train = redraw(splits.train, t.family, args.seed + 1)
-        o = t.options
-        pool = sharp_pool(
-            splits.train.sharp,
-            extra_photos=int(o.get("extra_photos", 0)),
-            augment_photos=bool(o.get("augment_photos")),
-            augment_faces=bool(o.get("augment_faces")),
-            seed=args.seed,
+        train_data, val, train = family_training(
+            splits.train, splits.val, t.family, t.options, args.seed
         )
-        train_data = FamilyPairs(pool, t.family, args.seed)
-        _say(t, f"training on {len(pool)} sharp images, degraded per epoch: {t.family.describe()}")
+        splits.val = val if val is not None else splits.val
+        _say(
+            t,
+            f"training on {len(train_data)} sharp images, degraded per epoch: "
+            f"{t.family.describe()}",
+        )
     method.prepare_model(model, train, splits.val, t.blur, resume=args.resume is not None)
     config = method.train_config()
     if info is not None:

@@ -28,6 +28,7 @@ from torch import nn
 import convae
 from benchmarks.degradation import check_trained_degradation, trained_on
 from benchmarks.extra_pairs import check_cnn_data, check_tta, check_tta_trained, cnn_training_pairs
+from benchmarks.family_pairs import family_training
 from benchmarks.methods.base import BlurLike, Method, MethodContext
 from benchmarks.pairs import PairSet
 
@@ -178,10 +179,19 @@ class CNNMethod(Method):
     # ------------------------------------------------------------------ Method API
     def fit(self, train: PairSet, val: PairSet, blur: BlurLike) -> None:
         """Train on `training_pairs` of ``train``, select the best epoch on ``val``;
-        ``blur`` only degrades extra photo crops (the network never sees it: blind)."""
+        ``blur`` only degrades extra photo crops (the network never sees it: blind). With a
+        ``family`` option (a `benchmarks.degradation.DegradationFamily`), train a generalist
+        instead: every training face degraded per epoch by its own draw
+        (`benchmarks.family_pairs.family_training`), ``val`` redrawn once from the family."""
         if self.model is not None and self.loaded_from is not None:
             return  # a checkpoint was loaded (--checkpoint): no retraining
-        train = self.training_pairs(train, blur)
+        family = self.ctx.options.get("family")  # a DegradationFamily: train a generalist
+        data: Any
+        if family is not None:
+            data, val, train = family_training(train, val, family, self.ctx.options, self.ctx.seed)
+        else:
+            train = self.training_pairs(train, blur)
+            data = (train.blurred, train.sharp)
         c = int(train.blurred.shape[1])
         model = self.build_model(c)
         self.prepare_model(model, train, val, blur)
@@ -189,7 +199,7 @@ class CNNMethod(Method):
         val_data = (val.blurred, val.sharp) if val is not None and len(val) else None
         result = convae.train(
             model,
-            (train.blurred, train.sharp),
+            data,
             val_data,
             self.train_config(),
             checkpoint_dir=work,
