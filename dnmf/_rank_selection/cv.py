@@ -1,22 +1,26 @@
-"""Masked multiplicative updates for every candidate × fold × restart at once (β = 2, blocks).
+"""Masked HALS for every candidate × fold × restart at once (β = 2, blocks).
 
 With the block hold-out pattern of `dnmf._rank_selection.holdout` (rows and columns shuffled
 into ``G`` groups; fold ``f`` hides the blocks ``(a, b(a))``, ``b(a) = (a + f) mod G``), the
-masked β = 2 update of ``dnmf.factorize(V, ranks, mask=M)`` needs no ``m × n`` work per fit:
+masked β = 2 fit of ``dnmf.factorize(V, ranks, mask=M, solver='hals')`` (HALS on the data
+filled in from the model, `dnmf._solvers.masked`) needs no ``m × n`` work per fit:
 
-* numerators: ``Pᵀ (M⊙V) Sᵀ`` comes from ``(M⊙V) Hᵀ`` and ``W1ᵀ (M⊙V)``, two dense products
+* linear terms: ``Pᵀ (M⊙V) Sᵀ`` comes from ``(M⊙V) Hᵀ`` and ``W1ᵀ (M⊙V)``, two dense products
   with the fold's masked copy of ``V``; every fit of every candidate goes into one batched
   product per sweep (one ``bmm`` over the folds, all fits of a fold side by side);
-* denominators: ``Pᵀ (M⊙(P Wl S)) Sᵀ = Σ_a (P_aᵀ P_a) Wl (S Sᵀ − S_b(a) S_b(a)ᵀ)``, where
-  ``P_a`` are the rows of group ``a`` and ``S_b`` the columns of group ``b``: products of
-  small Gram matrices, one per row or column group;
+* the filled-in part: a row of group ``a`` misses exactly the columns of group ``b(a)``, so
+  ``(1−M)⊙(P S)`` contributes ``P_a Wl S_b(a) S_b(a)ᵀ`` to that group's rows: small products
+  with ``S Sᵀ`` over one column group (and, for ``H`` and the middle layers, ``P_aᵀ P_a`` over
+  one row group), one per group;
+* the update itself is plain HALS (`dnmf._solvers.hals_kernels.hals_rows`, and
+  `dnmf._solvers.hals_kernels.cd_entries` for a middle layer) with the full Gram matrices;
 * the training loss ``½‖M⊙(V − P H)‖²`` follows from the same Gram matrices, as in
   ``dnmf._solvers.frobenius``.
 
-So a sweep costs what two products with ``V`` cost, for all fits together, instead of six
-products and several elementwise passes over ``m × n`` per fit (``dnmf._solvers.general``).
-The updates are the masked updates themselves (same order W1, …, Wk, H; same guarded step), so
-the fits equal the ones ``dnmf.factorize`` makes with that mask, up to rounding.
+So a sweep costs what two products with ``V`` cost, for all fits together, instead of the
+``m × n`` model products per block and fit of ``dnmf._solvers.masked``. The
+updates are the masked updates themselves (same order W1, …, Wk, H, rows in order), so the
+fits equal the ones ``dnmf.factorize(…, solver='hals')`` makes with that mask, up to rounding.
 
 Layout: rows and columns live in the padded, shuffled order of `BlockDesign` (group
 ``a`` is one slice of ``ma`` rows), so every per-group quantity is a view. Fits are ordered
@@ -32,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .._solvers.hals_kernels import cd_entries, hals_rows
 from .._solvers.linalg import _chain, _mm, _mT
 from .._solvers.loss import Penalties, squared_norm
 from .._solvers.update import SolverBase
@@ -147,9 +152,10 @@ class BlockCVSolver(SolverBase):
         return torch.cat(losses) if need_loss else None
 
     def _update_ws(self, c: int, active: torch.Tensor | None) -> None:
-        Ws, k = self.Ws[c], self.k
+        Ws, k, pen = self.Ws[c], self.k, self.pen
         A = _mT(self._dense_view(self.AT, self.ok, c))  # (M⊙V) Hᵀ, (B, G·ma, rk)
-        K = self._observed(self._grams(c), self.bidx)  # S Sᵀ over each row group's columns
+        Kfull = self._grams(c)
+        K = self._observed(Kfull, self.bidx)  # S Sᵀ over each row group's columns
         # Suffixes T_l = W(l+1)…Wk from the layers not yet updated, and T_l K T_lᵀ.
         T: list[torch.Tensor | None] = [None] * k
         for l in range(k - 2, -1, -1):
@@ -161,15 +167,25 @@ class BlockCVSolver(SolverBase):
         ]
         W1, T0 = Ws[0], T[0]
         num = A if T0 is None else _mm(A, _mT(T0))
-        den = torch.matmul(W1.unflatten(1, (self.design.G, self.design.ma)), SS[0])
-        self._step(W1, num, den.reshape(W1.shape), 0, active)
+        # Every block against the data with its held-out entries filled in from the model
+        # (dnmf._solvers.masked): Pᵀ V̂ Sᵀ = Pᵀ (M⊙V) Sᵀ + Σ_a Q_a W (R − R_a), R = S Sᵀ over
+        # every column, R_a over row group a's observed columns (Q_a = P_aᵀ P_a, P = I for W1).
+        full = Kfull.sum(dim=1)
+        R0 = full if T0 is None else _mm(_mm(T0, full), _mT(T0))
+        held = R0.unsqueeze(1) - SS[0]  # S Sᵀ over each row group's held-out columns
+        Wg = W1.unflatten(1, (self.design.G, self.design.ma))  # (B, G, ma, r1)
+        C = num + torch.matmul(Wg, held).flatten(1, 2)
+        hals_rows(_mT(W1), R0, _mT(C), l1=pen.l1[0], l2=pen.l2[0], active=active)
         Q = self._row_grams(W1)  # P_aᵀ P_a with P = W1
         Bp = _mm(_mT(W1), A)  # Pᵀ (M⊙V) Hᵀ for the next layer's P
         for l in range(1, k):
             W, Tl = Ws[l], T[l]
-            num = Bp if Tl is None else _mm(Bp, _mT(Tl))
-            den = torch.matmul(torch.matmul(Q, W[:, None]), SS[l]).sum(dim=1)
-            self._step(W, num, den, l, active)
+            R = full if Tl is None else _mm(_mm(Tl, full), _mT(Tl))
+            Bl = Bp if Tl is None else _mm(Bp, _mT(Tl))
+            Qall = Q.sum(dim=1)
+            seen = torch.matmul(torch.matmul(Q, W[:, None]), SS[l]).sum(dim=1)
+            Bl = Bl + _mm(_mm(Qall, W), R) - seen
+            cd_entries(W, Qall, R, Bl, l1=pen.l1[l], l2=pen.l2[l], active=active)
             if l < k - 1:
                 Bp = _mm(_mT(W), Bp)
             Q = torch.matmul(torch.matmul(_mT(W)[:, None], Q), W[:, None])
@@ -188,11 +204,12 @@ class BlockCVSolver(SolverBase):
             if R is not None:
                 Q = torch.matmul(torch.matmul(_mT(R)[:, None], Q), R[:, None])
         Krow = self._observed(Q, self.aidx)  # PᵀP over each column group's rows
-        if step:
+        if step:  # H against the filled data: Pᵀ V̂ = Pᵀ (M⊙V) + (PᵀP − Krow_b) H_b
             G, nb = self.design.G, self.design.nb
-            Hg = H.unflatten(-1, (G, nb)).transpose(1, 2)
-            den = torch.matmul(Krow, Hg).transpose(1, 2).reshape(H.shape)
-            self._step(H, num, den, k, active)
+            Qall = Q.sum(dim=1)
+            Hg = H.unflatten(-1, (G, nb)).transpose(1, 2)  # (B, G, rk, nb)
+            fill = torch.matmul(Qall.unsqueeze(1) - Krow, Hg).transpose(1, 2).reshape(H.shape)
+            hals_rows(H, Qall, num + fill, l1=self.pen.l1[k], l2=self.pen.l2[k], active=active)
             self.grams[c] = None
         self.rowgrams[c] = None  # the W factors change in the next sweep
         if not need_loss:

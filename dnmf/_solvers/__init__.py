@@ -17,9 +17,9 @@ and the one place that builds a solver and runs it (`make_solver`, `run_solver`)
 * ``'auto'`` (the default): for β = 2 ``'hals-acc-e'`` for one layer and ``'hals'`` for deep
   models (measured the fastest to an accurate answer at each depth:
   ``docs/results/nmf-speed.md``), with a mask too; else ``'mu'``. The coordinate-descent
-  solvers need the data only through ``V Hᵀ`` and ``Pᵀ V``; with a mask every row of ``V``
-  has its own Gram matrix (weighted HALS, `dnmf._solvers.masked`), and every β = 2 name
-  takes one.
+  solvers need the data only through ``V Hᵀ`` and ``Pᵀ V``; with a mask each block is updated
+  against the data filled in from the current model (`dnmf._solvers.masked`), and every
+  β = 2 name takes one.
 
 Inside the subpackage imports run one way: `linalg`, `loss`, `fpstate` at the bottom; then
 `update` (the multiplicative step and `SolverBase`) and `loop` (`iterate`, `SolverOutcome`);
@@ -66,9 +66,9 @@ def resolve_solver(solver: Any, beta: float, mask: torch.Tensor | None, layers: 
             return "mu"
         # Deep fits: plain HALS reached the deep targets sooner than the accelerated and
         # extrapolated variants in every run (their inner passes over the middle layers cost
-        # more than the iterations they save). With a mask the same choice: weighted HALS
-        # (dnmf._solvers.masked) reached the masked loss in fewer iterations and less time
-        # than the masked multiplicative updates (docs: notes, masked HALS).
+        # more than the iterations they save). With a mask the same choice: masked HALS
+        # (dnmf._solvers.masked) against the masked multiplicative updates is measured in
+        # docs/notes.md, "Masked HALS".
         return "hals-acc-e" if layers == 1 else "hals"
     if solver != "mu" and beta != 2:
         raise ValueError(
@@ -112,7 +112,7 @@ def make_solver(
     pen = penalties or Penalties.none(k + 1)
     flags = [True] * (k + 1) if update is None else list(update)
     extrapolated = extrapolation is not None and ExtrapolatedSolver.applies(k, flags, pen)
-    if mask is not None:  # weighted HALS (dnmf._solvers.masked)
+    if mask is not None:  # HALS on the filled-in data (dnmf._solvers.masked)
         if extrapolation is not None and extrapolated:
             return MaskedExtrapolatedSolver(
                 V, Ws, H, pen, flags, rule, accel, reduce, extrapolation, mask=mask

@@ -47,15 +47,7 @@ from dataclasses import dataclass
 import torch
 
 from .fpstate import raise_tiny_
-from .hals_kernels import (
-    ENTRY_COST,
-    cd_entries,
-    gram_times,
-    hals_rows,
-    sweep_cost,
-    tracked,
-    whals_rows,
-)
+from .hals_kernels import ENTRY_COST, cd_entries, hals_rows, sweep_cost, tracked
 from .linalg import _chain, _mm, _mT
 from .loop import SolverOutcome, iterate
 from .loss import Penalties, squared_norm
@@ -251,17 +243,14 @@ class BlockSolver(SolverBase):
     # -- blocks ------------------------------------------------------------------------------
     def _block(self, X, G, C, idx: int, active, shards: bool = False) -> None:
         """Minimize ``½⟨G, X Xᵀ⟩ − ⟨C, X⟩`` (+ penalties) over the rows of ``X`` in place,
-        repeated per the acceleration rule; ``shards``: ``X`` is column-split (``H``). ``G``
-        is one Gram matrix, or one per column of ``X`` (``(…, r, r, N)``: a mask)."""
+        repeated per the acceleration rule; ``shards``: ``X`` is column-split (``H``)."""
         l1, l2 = self.pen.l1[idx], self.pen.l2[idx]
         if self.rule == "mu":
-            step = tracked(X, lambda run: self._mu_step(X, C, gram_times(G, X), idx, run))
+            step = tracked(X, lambda run: self._mu_step(X, C, _mm(G, X), idx, run))
         else:
-            # one Gram matrix, or one per column of X (a mask: dnmf._solvers.masked)
-            rows = hals_rows if G.ndim == X.ndim else whals_rows
 
             def step(run, track):
-                return rows(X, G, C, l1=l1, l2=l2, active=run, track=track)
+                return hals_rows(X, G, C, l1=l1, l2=l2, active=run, track=track)
 
         self._repeat(step, idx, active, shards)
 

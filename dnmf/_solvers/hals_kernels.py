@@ -3,8 +3,6 @@
 * `hals_rows`: one HALS pass over the rows of a factor (``W1ᵀ`` or ``H``) against a Gram
   matrix, the rows in order (Gauss–Seidel); on the host a numpy loop over views of the
   tensors' memory.
-* `whals_rows`: the same pass with a mask, each column of the factor against its own Gram
-  matrix (weighted HALS); `weighted_grams` makes those matrices and `gram_times` applies them.
 * `cd_entries`: one pass of exact coordinate descent over the entries of a middle layer,
   coupled through ``Q ⊗ R``; on the host a float64 numpy loop.
 * `sweep_cost`: the cost of a pass in multiply-adds of a matrix product, which sets the
@@ -157,83 +155,6 @@ def _hals_rows_host(
         buf *= it
         row = X[t]
         row += buf
-        np.maximum(row, 0.0, out=row)
-    if before is None:
-        return 0.0
-    np.subtract(X, before, out=before)
-    flat = before.ravel()
-    return float(np.dot(flat, flat))
-
-
-def weighted_grams(F: torch.Tensor, M: torch.Tensor, *, transposed: bool = False) -> torch.Tensor:
-    """Per-column Gram matrices of a mask: ``out[…, k, l, i] = Σ_j M_ij F_kj F_lj``.
-
-    ``F`` is ``(…, r, n)``; ``M`` is ``(…, N, n)`` (or ``(…, n, N)`` with ``transposed``), the
-    result ``(…, r, r, N)``: the curvature of column ``i`` of a factor fitted to the rows of
-    ``M ⊙ V`` (for ``W1``: ``F = S`` the suffix, ``M`` the mask; for ``H``: ``F = Pᵀ`` the
-    prefix, ``M`` the mask's transpose). One product of the ``r² × n`` outer products of the
-    columns of ``F`` with the mask: ``r²·n·N`` multiply-adds, no ``N × n`` temporary."""
-    r, n = F.shape[-2], F.shape[-1]
-    K = (F.unsqueeze(-2) * F.unsqueeze(-3)).reshape(*F.shape[:-2], r * r, n)
-    G = _mm(K, M if transposed else M.transpose(-1, -2))
-    return G.reshape(*F.shape[:-2], r, r, G.shape[-1])
-
-
-def gram_times(G: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-    """``G X`` for one Gram matrix (``(…, r, r)``), or column by column for per-column Grams
-    (``(…, r, r, N)``, `weighted_grams`): ``out[…, k, i] = Σ_l G[…, k, l, i] X[…, l, i]``."""
-    if G.ndim == X.ndim:
-        return _mm(G, X)
-    return (G * X.unsqueeze(-3)).sum(dim=-2)
-
-
-def whals_rows(
-    X: torch.Tensor,
-    G: torch.Tensor,
-    C: torch.Tensor,
-    *,
-    l1: float = 0.0,
-    l2: float = 0.0,
-    active: torch.Tensor | None = None,
-    track: bool = False,
-) -> torch.Tensor | None:
-    """One weighted HALS pass over the rows of ``X`` (``(…, r, N)``, in place), each column
-    ``i`` with its own Gram matrix ``G[…, :, :, i]`` (`weighted_grams`): entry ``(t, i)``
-    becomes the exact minimizer of the masked loss with everything else fixed,
-
-        X_ti ← max(0, (C_ti − l1 − Σ_{k≠t} G_tk,i X_ki) / (G_tt,i + l2)),
-
-    the rows in order (Gauss–Seidel: the entries of a column are coupled through its own
-    Gram). A coordinate without curvature (no observed entry sees it) is left as it is. The
-    curvature is folded into the operands once per pass (``A = G / G_tt`` with a zero
-    diagonal, ``b = (C − l1) / G_tt``), so a row is three calls. ``active``, ``track``: as
-    `hals_rows`."""
-    inv = _inverse_curvature(G.diagonal(dim1=-3, dim2=-2) + l2, active).transpose(-1, -2)
-    A = G * inv.unsqueeze(-2)
-    A.diagonal(dim1=-3, dim2=-2).copy_((inv == 0).to(A.dtype).neg().transpose(-1, -2))
-    b = (C - l1 if l1 else C) * inv
-    if X.ndim == 2 and X.device.type == "cpu":
-        change = _whals_rows_host(X.detach().numpy(), A.numpy(), b.numpy(), track)
-        return torch.tensor(change, dtype=torch.float64) if track else None
-
-    def rows(_: torch.Tensor | None) -> None:
-        out = torch.empty_like(X[..., 0, :])
-        for t in range(X.shape[-2]):
-            torch.sub(b[..., t, :], (A[..., t, :, :] * X).sum(dim=-2), out=out)
-            torch.clamp_min(out, 0.0, out=X[..., t, :])
-
-    return tracked(X, rows)(None, track)
-
-
-def _whals_rows_host(X: np.ndarray, A: np.ndarray, b: np.ndarray, track: bool) -> float:
-    """`whals_rows` for one matrix on the CPU, on numpy views: three numpy calls a row (see
-    `_hals_rows_host`). Returns ``‖ΔX‖²`` when ``track``, else 0."""
-    before = X.copy() if track else None
-    buf = np.empty(X.shape[1], dtype=X.dtype)
-    for t in range(X.shape[0]):
-        np.einsum("kj,kj->j", A[t], X, out=buf)
-        row = X[t]
-        np.subtract(b[t], buf, out=row)
         np.maximum(row, 0.0, out=row)
     if before is None:
         return 0.0

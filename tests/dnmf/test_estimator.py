@@ -138,7 +138,7 @@ def test_codes_solvers_agree(X):
     np.testing.assert_allclose(hals.loss, mu.loss, rtol=1e-6)
     assert hals.loss <= mu.loss * (1 + 1e-9)
     np.testing.assert_allclose(est.transform(X), hals.H.T, atol=1e-3)
-    with pytest.raises(ValueError, match="solver='hals' solves beta=2 without a mask"):
+    with pytest.raises(ValueError, match="solver='hals' solves beta=2, got beta=1"):
         dnmf.solve_h(X.T, est.Ws_, solver="hals", beta=1)
     with pytest.raises(ValueError, match=r"solver must be one of \('auto', 'mu', 'mu-acc'"):
         dnmf.solve_h(X.T, est.Ws_, solver="cd")

@@ -428,7 +428,7 @@ def test_seeds_that_select_ranks_hands_its_fits_are_accepted():
     seed = int(sel.fit_seeds[0, 0])
     assert seed > 2**32
     E = sel.heldout_mask(0)
-    res = dnmf.factorize(V * ~E, 2, mask=(~E) * 1.0, seed=seed, max_iter=5, tol=0)
+    res = dnmf.factorize(V * ~E, 2, mask=(~E) * 1.0, seed=seed, max_iter=5, tol=0, solver="hals")
     assert 0.5 * ((V - res.reconstruct())[E] ** 2).sum() / E.sum() == pytest.approx(
         sel.heldout[0, 0, 0], rel=1e-9
     )

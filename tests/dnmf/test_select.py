@@ -24,7 +24,9 @@ def _planted(seed: int, m: int = 60, n: int = 50, r: int = 6, sigma: float = 0.1
 
 
 def _loop(V: np.ndarray, sel: dnmf.RankSelection, cand, **kw) -> np.ndarray:
-    """The same fits through the public API, one at a time: held-out loss per entry (F, S)."""
+    """The same fits through the public API, one at a time: held-out loss per entry (F, S).
+    β = 2 fits of a search are weighted HALS (``solver='hals'``), other β's ``'mu'``."""
+    kw.setdefault("solver", "hals" if kw.get("beta", 2) == 2 else "mu")
     F, S = sel.fit_seeds.shape
     out = np.zeros((F, S))
     for f in range(F):
