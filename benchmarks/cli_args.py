@@ -271,8 +271,9 @@ def sweep_flags(p: Parser) -> None:
         nargs="+",
         metavar="KERNEL[@NOISE,...]",
         help="the degradations scored: --kernel specs (levin09 alone: all eight), each at every "
-        "--grid-noise level or at the levels after '@' (default: the preset's grid; full: "
-        "gaussian:1 1.5 2 3 4 5 and levin09, noise 0 0.01 0.03)",
+        "--grid-noise level or at the levels after '@'; full, fast and smoke name the preset "
+        "grids (default: the preset's; full: gaussian:1 1.5 2 3 4 5 and levin09, noise 0 0.01 "
+        "0.03)",
     )
     g.add_argument(
         "--grid-noise",
@@ -284,12 +285,14 @@ def sweep_flags(p: Parser) -> None:
     g.add_argument(
         "--tune-images",
         type=positive_int,
-        help="validation images a non-blind method is re-tuned on per degradation (default 10)",
+        help="validation images a non-blind method is re-tuned on per degradation (default "
+        "10; the fast preset 5)",
     )
     g.add_argument(
         "--test-images",
-        type=positive_int,
-        help="test images scored per cell, spread over the test people (default: all; fast: 40)",
+        type=nonneg_int,
+        help="test images scored per cell, spread over the test people (0: all; default: all, "
+        "the fast preset 40)",
     )
     g.add_argument(
         "--baseline",

@@ -119,7 +119,8 @@ def restore_files(args: argparse.Namespace) -> list[Path]:
     degradation = degradation_from_flags(args)
     blur = degradation.blur
     options = {"tta": True} if getattr(args, "tta", False) else {}
-    check_options(options, blur)
+    if not cls.trainable_cnn:  # a CNN's --tta is checked against its training kernel at load;
+        check_options(options, blur)  # the images' kernel only describes them to a blind model
     files = collect_inputs(args.inputs)
     out = Path(args.out)
     targets = output_paths(files, out, args.overwrite)

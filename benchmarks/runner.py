@@ -63,9 +63,19 @@ def prepare(cfg: RunConfig) -> RunPlan:
         raise UserError(f"--threads must be an integer >= 1, got {cfg.threads}")
     degradation = degradation_from_flags(cfg, jpeg_quality=preset.jpeg_quality)
     options = cfg.method_options()
-    check_options(options, degradation.blur)  # e.g. --tta with an asymmetric kernel
+    check_options(_checked_here(options, names, cfg.checkpoints), degradation.blur)
     check_checkpoint_files(cfg.checkpoints)
     return RunPlan(cfg, preset, device, names, degradation, options)
+
+
+def _checked_here(options: dict[str, Any], names: list[str], checkpoints: dict[str, str]) -> dict:
+    """The options to check against the run's kernel. ``--tta`` is sound when the CNN's
+    *training* kernel is unchanged by flips: the run's own kernel for a CNN trained in the run
+    (or when no CNN row is loaded), a loaded checkpoint's when it is loaded (`CNNMethod.load`)."""
+    cnn = [n for n in names if get_method(n).trainable_cnn]
+    if not cnn or any(n not in checkpoints for n in cnn) or not options.get("tta"):
+        return options
+    return {k: v for k, v in options.items() if k != "tta"}
 
 
 # --------------------------------------------------------------------------- 2. data

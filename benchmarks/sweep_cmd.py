@@ -61,6 +61,7 @@ from benchmarks.sweep_plan import (
     PRESET_GRIDS,
     PRESET_METHODS,
     PRESET_TEST_IMAGES,
+    PRESET_TUNE_IMAGES,
     STATE,
     Fitted,
     SweepPlan,
@@ -107,7 +108,10 @@ def prepare_sweep(args: argparse.Namespace) -> SweepPlan:
         if cls.learns and not cls.checkpointable:
             raise UserError(f"{name} cannot be saved, so a sweep cannot fit it once and reuse it")
     check_checkpoint_files(checkpoints)
-    test_images = args.test_images or PRESET_TEST_IMAGES.get(preset.name)
+    test_images = (
+        PRESET_TEST_IMAGES.get(preset.name) if args.test_images is None else args.test_images
+    )
+    test_images = test_images or None  # 0: every test image
     baseline = args.baseline or ("wiener" if "wiener" in labels else "identity")
     if baseline not in labels:
         raise UserError(
@@ -128,7 +132,7 @@ def prepare_sweep(args: argparse.Namespace) -> SweepPlan:
         methods,
         checkpoints,
         options,
-        args.tune_images or DEFAULT_TUNE_IMAGES,
+        args.tune_images or PRESET_TUNE_IMAGES.get(preset.name, DEFAULT_TUNE_IMAGES),
         test_images,
         baseline,
         quiet=bool(args.quiet),

@@ -52,15 +52,20 @@ PRESET_GRIDS: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {
     ),
     "smoke": (("gaussian:1", "gaussian:3", "levin09:5@0.01"), (0.0,)),
 }
-#: The methods of a preset's sweep when ``--methods`` is not given (others: every method).
+#: ``--grid full`` (the matrix above), ``--grid fast``, ``--grid smoke``.
+NAMED_GRIDS = {"full": (FULL_GRID, FULL_NOISE), **PRESET_GRIDS}
+#: The methods of a preset's sweep when ``--methods`` is not given (others: every method). The
+#: fast preset keeps one method of each kind within its 10 minutes: the blurred input, Wiener,
+#: the Deep NMF prior and the U-Net (Richardson–Lucy and EPLL cost minutes per cell there).
 PRESET_METHODS: dict[str, tuple[str, ...]] = {
-    "fast": ("identity", "wiener", "richardson-lucy", "epll", "dnmf-prior", "convae-unet"),
+    "fast": ("identity", "wiener", "dnmf-prior", "convae-unet"),
     "smoke": ("identity", "wiener", "convae-unet"),
 }
 #: Test images scored per cell when ``--test-images`` is not given (None: every test image).
 PRESET_TEST_IMAGES: dict[str, int] = {"fast": 40}
-#: Validation images a non-blind method is re-tuned on in each cell.
+#: Validation images a non-blind method is re-tuned on in each cell (``--tune-images``).
 DEFAULT_TUNE_IMAGES = 10
+PRESET_TUNE_IMAGES: dict[str, int] = {"fast": 5, "smoke": 3}
 _LABEL = re.compile(r"^([a-z0-9][a-z0-9-]*)(@[A-Za-z0-9_.-]+)?$")
 
 
@@ -69,9 +74,15 @@ def expand_grid(
     items: list[str] | tuple[str, ...], noise: list[float] | tuple[float, ...], jpeg: int | None
 ) -> list[Degradation]:
     """The degradations of ``--grid`` items (``KERNEL`` at every ``noise`` level, or
-    ``KERNEL@N1,N2``; ``levin09`` alone names the eight Levin kernels), in order, each once."""
+    ``KERNEL@N1,N2``; ``levin09`` alone names the eight Levin kernels; ``full``, ``fast`` and
+    ``smoke`` name the preset grids, each with its own noise levels), in order, each once."""
     out: list[Degradation] = []
     for item in items:
+        if item in NAMED_GRIDS:
+            for d in expand_grid(*NAMED_GRIDS[item], jpeg):
+                if d not in out:
+                    out.append(d)
+            continue
         spec, at, levels = str(item).partition("@")
         if at:
             try:

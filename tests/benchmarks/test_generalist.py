@@ -211,3 +211,15 @@ def test_train_kernels_then_restore_warns_off_its_family(tmp_path):
     r = _cli(*args, "--out", str(tmp_path / "b"), "--kernel", "gaussian:1.5", cwd=tmp_path)
     assert r.returncode == 0 and "DegradationMismatchWarning" not in r.stderr, r.stderr
     assert (tmp_path / "a" / "face.png").is_file() and (tmp_path / "b" / "face.png").is_file()
+
+
+def test_run_checks_tta_against_the_kernel_a_cnn_is_trained_on():
+    from benchmarks.runner import _checked_here
+
+    opts = {"tta": True, "epochs": 1}
+    # a CNN trained in the run is trained on the run's kernel: checked against it
+    assert _checked_here(opts, ["identity", "convae-unet"], {}) == opts
+    assert _checked_here(opts, ["identity"], {}) == opts  # no CNN: the flag is still checked
+    # every CNN row loaded: each checkpoint's own training kernel is checked when it is loaded
+    loaded = _checked_here(opts, ["identity", "convae-unet"], {"convae-unet": "m.pt"})
+    assert loaded == {"epochs": 1}

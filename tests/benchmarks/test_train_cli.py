@@ -76,28 +76,3 @@ def test_train_extra_photos_and_model_args(tmp_path, run_cli):
     )
     assert r.returncode == 1 and "--model-arg" in r.stderr
     assert not bad.exists()  # no empty run folder left behind
-
-
-@pytest.mark.slow  # a CLI subprocess that loads every method
-def test_train_refuses_augment_faces_for_an_asymmetric_psf_before_making_a_folder(
-    tmp_path, run_cli
-):
-    import numpy as np
-
-    k = np.zeros((3, 3))
-    k[0, 0] = k[1, 1] = 1.0
-    k[0, 1] = 0.5  # no flip or quarter turn leaves it unchanged
-    np.save(tmp_path / "psf.npy", k)
-    out = tmp_path / "t"
-    r = run_cli(
-        "train",
-        "convae-unet",
-        "--preset",
-        "smoke",
-        "--augment-faces",
-        "--psf",
-        str(tmp_path / "psf.npy"),
-        "--out",
-        str(out),
-    )
-    assert r.returncode == 1 and "--augment-faces" in r.stderr and not out.exists()
