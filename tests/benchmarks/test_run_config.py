@@ -64,7 +64,8 @@ def test_check_options_asks_every_registered_method(monkeypatch):
 
 def test_cnn_hooks_refuse_and_describe_their_options():
     cnn = [c for c in registry().values() if c.trainable_cnn]
-    assert [c.name for c in cnn] == ["convae", "convae-unet"]
+    names = ["convae", "convae-unet", "dnmf-prior-unfolded", "dnmf-unfolded"]
+    assert [c.name for c in cnn] == names  # the unfolded Deep NMFs train in the same loop
     line = BlurOperator(torch.tensor([[1.0, 2.0, 0.0]]))  # changed by a left-right flip
     with pytest.raises(ValueError, match="--tta"):
         check_options({"tta": True}, line)
