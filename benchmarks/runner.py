@@ -106,7 +106,8 @@ def fit_and_restore(
     name: str, plan: RunPlan, splits: Splits, work_dir: Path
 ) -> tuple[MethodRun, torch.Tensor]:
     """``fit`` on the training/validation pairs (or ``load`` its checkpoint), then ``restore``
-    every test image; returns the run's record and the restorations (clipped to [0, 1])."""
+    every test image; returns the run's record and the restorations (checked to be finite by
+    `check_finite`, then clipped to [0, 1])."""
     cfg, test = plan.cfg, splits.test
     cls = get_method(name)
     method = cls(plan.context(work_dir))
@@ -122,13 +123,15 @@ def fit_and_restore(
     t0 = time.perf_counter()
     batches = test.blurred.split(RESTORE_BATCH)
     for yb in tqdm(batches, desc=f"restore {name}", disable=cfg.quiet, leave=False):
-        outputs.append(method.restore(yb, plan.blur).to("cpu", torch.float32).clamp(0, 1))
+        outputs.append(method.restore(yb, plan.blur).to("cpu", torch.float32))
     run = MethodRun(name, len(test), fit_seconds, time.perf_counter() - t0)
     x_hat = torch.cat(outputs)
     if x_hat.shape != test.sharp.shape:
         raise RuntimeError(
             f"method {name} returned {tuple(x_hat.shape)}, expected {tuple(test.sharp.shape)}"
         )
+    check_finite(name, x_hat, test.names)
+    x_hat = x_hat.clamp(0, 1)
     run.info = {
         "fit_seconds": run.fit_seconds,
         "restore_seconds": run.restore_seconds,
@@ -139,6 +142,30 @@ def fit_and_restore(
     }
     run.figures = method.figures(work_dir)
     return run, x_hat
+
+
+def check_finite(name: str, x_hat: torch.Tensor, names: list[str]) -> None:
+    """Refuse restorations holding NaN or infinity, naming the method and the first such image.
+
+    Checked before the clip to [0, 1], which would turn infinity into a white pixel and keep
+    NaN, whose PSNR then spoils every mean of the tables. The run stops instead, as on any
+    error: the staging folder goes, a run it would replace is kept."""
+    bad = ~torch.isfinite(x_hat.flatten(1))
+    per_image = bad.sum(dim=1)
+    hit = per_image.nonzero().flatten().tolist()
+    if not hit:
+        return
+    i = hit[0]
+    values = x_hat[i][bad[i].reshape(x_hat[i].shape)]
+    kinds = " and ".join(
+        k for k, has in (("NaN", values.isnan().any()), ("infinity", values.isinf().any())) if has
+    )
+    more = f", and {len(hit) - 1} more of the {len(names)} test images" if len(hit) > 1 else ""
+    raise UserError(
+        f"method {name} returned {kinds} for test image {names[i]!r} "
+        f"({int(per_image[i])} of {x_hat[i].numel()} values){more}; a restoration must be "
+        "finite, so the run stops before scoring it"
+    )
 
 
 # --------------------------------------------------------------------------- 4. metrics
