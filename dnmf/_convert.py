@@ -1,9 +1,10 @@
 """Conversion between the user's arrays and the solvers' tensors, for `dnmf`.
 
-Inputs become float tensors without a copy when possible (`to_tensor`); results go back
-in the kind of the input (`as_output`: numpy for numpy/scipy input, tensors for tensor
-input). Devices are checked here once, so a missing CUDA device is a ``ValueError`` naming
-``device`` rather than an assertion deep inside torch.
+Inputs become float tensors without a copy when possible (`to_tensor`), sparse input a
+`dnmf._solvers.sparse.SparseMatrix` (`to_sparse_matrix`, never densified) where the caller
+keeps it sparse; results go back in the kind of the input (`as_output`: numpy for
+numpy/scipy input, tensors for tensor input). Devices are checked here once, so a missing
+CUDA device is a ``ValueError`` naming ``device`` rather than an assertion deep inside torch.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from ._memory import check_fits
+from ._solvers.sparse import SparseMatrix
 
 try:  # scipy is a hard dependency of the project, but keep dnmf importable without it
     import scipy.sparse as _sp
@@ -164,12 +166,7 @@ def to_tensor(
     if t.is_complex():
         raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
     if dtype is None:
-        if t.dtype in _FLOAT_DTYPES:
-            dtype = t.dtype
-        elif t.dtype in (torch.float16, torch.bfloat16):
-            dtype = torch.float32
-        else:
-            dtype = torch.float64
+        dtype = _float_dtype(t.dtype)
     if device is None:
         device = t.device
     t = t.to(device=device, dtype=dtype)
@@ -178,11 +175,88 @@ def to_tensor(
     return t
 
 
+def is_sparse_input(x: Any) -> bool:
+    """Whether ``x`` is a scipy sparse matrix (or array) or a torch sparse tensor."""
+    if isinstance(x, torch.Tensor):
+        return x.layout != torch.strided
+    return _sp is not None and _sp.issparse(x)
+
+
+def to_sparse_matrix(
+    x: Any,
+    name: str,
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | None = None,
+) -> SparseMatrix:
+    """A scipy sparse matrix (any format) or a 2-D torch sparse tensor (COO, CSR, CSC, BSR,
+    BSC) as a `dnmf._solvers.sparse.SparseMatrix`, never densified: duplicates summed,
+    explicit zeros dropped. The dtype rules of `to_tensor` apply (float32/float64 kept,
+    integers and booleans become float64); ``device`` defaults to the input's (the CPU for
+    scipy). Memory: ``O(nnz + m + n)``."""
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+        if t.ndim != 2 or t.dense_dim() != 0:
+            raise ValueError(
+                f"{name} is a torch sparse tensor of shape {tuple(t.shape)}; sparse input must "
+                f"be one 2-D matrix (m, n): fit a batch one matrix at a time, or pass "
+                f"{name}.to_dense()"
+            )
+        coo = (t if t.layout == torch.sparse_coo else t.to_sparse()).coalesce()
+        rows, cols = coo.indices()
+        values = coo.values()
+        shape = tuple(int(s) for s in t.shape)
+    else:
+        if x.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D sparse matrix, got shape {x.shape}")
+        csr = _sp.csr_matrix(x, copy=True)  # ours to sum duplicates and sort in place
+        csr.sum_duplicates()  # also sorts the column indices of every row
+        csr.eliminate_zeros()
+        rows = torch.from_numpy(
+            np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(csr.indptr))
+        )
+        cols = torch.from_numpy(csr.indices.astype(np.int64))
+        values = torch.from_numpy(_real_values(np.asarray(csr.data), name))
+        shape = tuple(int(s) for s in csr.shape)
+    if values.is_complex():
+        raise TypeError(f"{name} must hold real numbers, got dtype {values.dtype}")
+    if dtype is None:
+        dtype = _float_dtype(values.dtype)
+    dev = values.device if device is None else device
+    if isinstance(x, torch.Tensor) and bool((values == 0).any()):  # explicit zeros: no work
+        keep = values != 0
+        rows, cols, values = rows[keep], cols[keep], values[keep]
+    return SparseMatrix.from_coo(
+        rows.to(dev), cols.to(dev), values.to(device=dev, dtype=dtype), shape
+    )
+
+
+def _real_values(arr: np.ndarray, name: str) -> np.ndarray:
+    """Stored values of a scipy matrix that torch takes: real numbers, float16 as float32."""
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(
+            f"{name} must hold real numbers (float32 or float64), got dtype {arr.dtype}"
+        )
+    if arr.dtype.kind == "f" and arr.dtype.itemsize == 2:
+        return arr.astype(np.float32)
+    return arr
+
+
+def _float_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32/float64 kept, half precision as float32, anything else float64."""
+    if dtype in _FLOAT_DTYPES:
+        return dtype
+    if dtype in (torch.float16, torch.bfloat16):
+        return torch.float32
+    return torch.float64
+
+
 def sparse_to_dense(x: Any, name: str) -> np.ndarray:
     """A scipy sparse matrix as a dense numpy array, after checking that it fits in memory.
 
-    dnmf has no sparse solver yet: sparse input is densified (``m × n`` values), which is
-    refused with `dnmf._memory.InsufficientMemoryError` when it exceeds the memory available.
+    For the functions that densify sparse input (`dnmf.select_ranks`, the distributed
+    solver): ``m × n`` values, refused with `dnmf._memory.InsufficientMemoryError` when they
+    exceed the memory available.
     """
     kind = f"scipy sparse ({x.format})"
     _check_dense_fits(x.shape, np.dtype(x.dtype).itemsize, None, name, kind)
@@ -197,10 +271,9 @@ def _check_dense_fits(
     check_fits(
         nbytes,
         device,
-        f"{name} is a {kind} matrix of shape {dims}: dnmf has no sparse solver yet and "
-        "densifies it, which",
-        "factorize a smaller matrix or a dense part of it (scikit-learn's NMF keeps sparse "
-        "input sparse)",
+        f"{name} is a {kind} matrix of shape {dims}: this function densifies it, which",
+        "factorize a smaller matrix or a dense part of it, or use dnmf.factorize, "
+        "dnmf.solve_h or dnmf.DeepNMF, which keep sparse input sparse",
     )
 
 

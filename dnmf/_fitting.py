@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from ._solvers import FitSettings, run_solver
 from ._solvers.loop import SolverOutcome
+from ._solvers.sparse import Data
 
 try:  # the one piece of scikit-learn dnmf uses: its warning class, so filters written for it work
     from sklearn.exceptions import ConvergenceWarning
@@ -24,8 +26,11 @@ except ImportError:  # pragma: no cover
         """Raised when the iteration budget ends before the convergence test passes."""
 
 
-#: ``init_fn(l, X, r)``: initial ``(W, H)`` of layer ``l`` with ``X ≈ W H`` and inner rank ``r``.
-InitFn = Callable[[int, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
+#: The data of a fit: a dense tensor, or (`dnmf.factorize`) possibly a sparse matrix.
+D = TypeVar("D", torch.Tensor, Data)
+#: ``init_fn(l, X, r)``: initial ``(W, H)`` of layer ``l`` with ``X ≈ W H`` and inner rank ``r``
+#: (``X`` is ``V`` itself for the first layer, the previous layer's codes after it).
+InitFn = Callable[[int, D, int], tuple[torch.Tensor, torch.Tensor]]
 Reduce = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -51,9 +56,9 @@ def warn_unconverged(out: SolverOutcome, fit: FitSettings, what: str) -> None:
 
 
 def initial_factors(
-    V: torch.Tensor,
+    V: D,
     ranks: Sequence[int],
-    init_fn: InitFn,
+    init_fn: InitFn[D],
     fit: FitSettings,
     *,
     mask: torch.Tensor | None = None,
@@ -66,17 +71,19 @@ def initial_factors(
     """
     if fit.pretrain is not False and len(ranks) > 1:
         return pretrain_layers(V, ranks, init_fn, fit, mask=mask, reduce=reduce)
-    Ws, X = [], V
+    Ws: list[torch.Tensor] = []
+    X = V
     for l, r in enumerate(ranks):
-        W_l, X = init_fn(l, X, r)
+        W_l, H_l = init_fn(l, X, r)
         Ws.append(W_l)
-    return Ws, X, []
+        X = H_l
+    return Ws, H_l, []
 
 
 def pretrain_layers(
-    V: torch.Tensor,
+    V: D,
     ranks: Sequence[int],
-    init_fn: InitFn,
+    init_fn: InitFn[D],
     fit: FitSettings,
     *,
     mask: torch.Tensor | None = None,

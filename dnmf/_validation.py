@@ -2,8 +2,11 @@
 
 Every public entry point funnels its arguments through these helpers, so each error names the
 parameter, what was given and what is allowed. Nothing here copies ``V`` unless it has to
-(a dtype or device change, a scipy sparse matrix, a non-strided layout). Conversion helpers
-(``to_tensor``, ``parse_device``, ...) live in ``dnmf._convert`` and are re-exported here.
+(a dtype or device change, a non-strided layout). Sparse input becomes a
+`dnmf._solvers.sparse.SparseMatrix` where the entry point keeps it sparse (`check_data` with
+``sparse=True``: `dnmf.factorize`, `dnmf.solve_h`, `dnmf.DeepNMF`), else it is densified.
+Conversion helpers (``to_tensor``, ``parse_device``, ...) live in ``dnmf._convert`` and are
+re-exported here.
 """
 
 from __future__ import annotations
@@ -11,21 +14,34 @@ from __future__ import annotations
 import numbers
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
 
 from ._convert import as_kind as as_kind  # re-exported: callers use val.<name>
 from ._convert import as_output as as_output
+from ._convert import is_sparse_input as is_sparse_input
 from ._convert import parse_device as parse_device
 from ._convert import parse_dtype as parse_dtype
 from ._convert import sparse_to_dense as sparse_to_dense
-from ._convert import split_masked, to_tensor
+from ._convert import split_masked, to_sparse_matrix, to_tensor
 from ._convert import to_numpy as to_numpy
 from ._memory import check_fits, factor_bytes
 from ._solvers import FitSettings, resolve_solver
 from ._solvers.loss import Penalties
+from ._solvers.sparse import SparseMatrix
+
+#: What a tensor-or-sparse ``V`` is once checked: a dense tensor, or a `SparseMatrix` for the
+#: entry points that keep sparse input sparse (`check_data(sparse=True)`).
+Data = torch.Tensor | SparseMatrix
+#: The β-divergences fitted on a sparse ``V`` (their loss has a closed form over the zeros).
+SPARSE_BETAS = (2.0, 1.0)
+
+
+def dense_hint(name: str = "V") -> str:
+    """How to fit what a sparse ``name`` does not support yet."""
+    return f"pass a dense array instead ({name}.toarray() for scipy, {name}.to_dense() for torch)"
 
 
 class InvalidParameterError(ValueError, TypeError):
@@ -37,13 +53,18 @@ BETA_NAMES = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
 INITS = ("nndsvd", "nndsvda", "nndsvdar", "random", "custom")
 
 
-def check_matrix(V: torch.Tensor, name: str = "V", *, allow_batch: bool = True) -> None:
-    """Shape, finiteness and sign checks for a data matrix (or a batch of them)."""
+def check_matrix(V: Data, name: str = "V", *, allow_batch: bool = True) -> None:
+    """Shape, finiteness and sign checks for a data matrix (or a batch of them; a sparse
+    matrix: its stored values)."""
     dims = "2-D (m, n) or 3-D (batch, m, n)" if allow_batch else "2-D (m, n)"
     if V.ndim not in ((2, 3) if allow_batch else (2,)):
         raise ValueError(f"{name} must be {dims}; got ndim={V.ndim} with shape {tuple(V.shape)}")
     if V.numel() == 0:
         raise ValueError(f"{name} is empty: shape {tuple(V.shape)}; every dimension must be >= 1")
+    if isinstance(V, SparseMatrix):
+        V = V.values  # the zeros are fine
+        if V.numel() == 0:
+            return
     # One pass, no temporaries: NaN propagates into the min/max, infinities show up in them.
     vmin_t, vmax_t = torch.aminmax(V)
     vmin, vmax = float(vmin_t), float(vmax_t)
@@ -72,6 +93,17 @@ def parse_beta(beta: Any, name: str = "beta") -> float:
             f"{name} must be a real number or one of {sorted(BETA_NAMES)}, got {beta!r}"
         )
     return float(beta)
+
+
+def check_sparse_beta(beta: float, name: str = "V", beta_name: str = "beta") -> None:
+    """A sparse ``name`` is fitted for β = 2 or 1 only (`SPARSE_BETAS`)."""
+    if beta in SPARSE_BETAS:
+        return
+    raise ValueError(
+        f"{beta_name}={beta:g} is not supported with a sparse {name}: sparse data is fitted "
+        "with beta=2 (Frobenius) or beta=1 (Kullback-Leibler); for another beta, "
+        + dense_hint(name)
+    )
 
 
 def check_beta_zeros(
@@ -163,9 +195,7 @@ def check_init(
         )
 
 
-def check_factors_fit(
-    V: torch.Tensor, ranks: list[int], *, gram: bool, batch: int | None = None
-) -> None:
+def check_factors_fit(V: Data, ranks: list[int], *, gram: bool, batch: int | None = None) -> None:
     """Refuse ranks whose factors would not fit in the memory of ``V``'s device, before any is
     allocated (`dnmf._memory.factor_bytes`; ``gram``: the solver keeps r × r Gram matrices;
     ``batch``: fits at once, default V's batch)."""
@@ -259,7 +289,7 @@ def parse_penalties(l1: Any, l2: Any, n_factors: int) -> Penalties:
 
 
 def check_fit_settings(
-    V: torch.Tensor,
+    V: Data,
     mask: torch.Tensor | None,
     ranks: list[int],
     *,
@@ -286,9 +316,14 @@ def check_fit_settings(
         loss_every = check_positive_int(loss_every, "loss_every")
     check_init(init, ranks, tuple(V.shape))
     pretrain_ = check_pretrain(pretrain)
-    check_beta_zeros(V, beta_, mask)
+    if isinstance(V, SparseMatrix):
+        check_sparse_beta(beta_)
+    else:
+        check_beta_zeros(V, beta_, mask)
     solver_ = resolve_solver(solver, beta_, mask, len(ranks))
-    check_factors_fit(V, ranks, gram=solver_ != "mu" or (beta_ == 2 and mask is None))
+    # No m × n work buffers: the β = 2 solvers without a mask, and every sparse fit.
+    gram = solver_ != "mu" or (beta_ == 2 and mask is None) or isinstance(V, SparseMatrix)
+    check_factors_fit(V, ranks, gram=gram)
     return FitSettings(
         beta=beta_,
         max_iter=max_iter_,
@@ -303,6 +338,32 @@ def check_fit_settings(
     )
 
 
+@overload
+def check_data(
+    V: Any,
+    mask: Any,
+    *,
+    dtype: torch.dtype | None,
+    device: torch.device | None,
+    name: str = ...,
+    allow_batch: bool = ...,
+    sparse: Literal[False] = ...,
+) -> tuple[torch.Tensor, torch.Tensor | None]: ...
+
+
+@overload
+def check_data(
+    V: Any,
+    mask: Any,
+    *,
+    dtype: torch.dtype | None,
+    device: torch.device | None,
+    name: str = ...,
+    allow_batch: bool = ...,
+    sparse: bool,
+) -> tuple[Data, torch.Tensor | None]: ...
+
+
 def check_data(
     V: Any,
     mask: Any,
@@ -311,13 +372,25 @@ def check_data(
     device: torch.device | None,
     name: str = "V",
     allow_batch: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+    sparse: bool = False,
+) -> tuple[Data, torch.Tensor | None]:
     """``V`` as a checked tensor and its mask (``None`` without one).
 
     A numpy masked array's mask becomes the mask (masked entries: weight 0); giving both a
-    masked array and ``mask`` is an error (`dnmf._convert.split_masked`).
+    masked array and ``mask`` is an error (`dnmf._convert.split_masked`). With ``sparse``, a
+    scipy sparse matrix or a torch sparse tensor becomes a `SparseMatrix` (never densified;
+    it takes no mask); without it, it is densified (`dnmf._convert.to_tensor`).
     """
     V, mask = split_masked(V, mask, name)
+    if sparse and is_sparse_input(V):
+        if mask is not None:
+            raise ValueError(
+                f"mask= is not supported with a sparse {name}; to fit with missing entries, "
+                + dense_hint(name)
+            )
+        Vs = to_sparse_matrix(V, name, dtype=dtype, device=device)
+        check_matrix(Vs, name, allow_batch=allow_batch)
+        return Vs, None
     Vt = to_tensor(V, name, dtype=dtype, device=device)
     check_matrix(Vt, name, allow_batch=allow_batch)
     return Vt, (check_mask(mask, Vt) if mask is not None else None)
@@ -337,7 +410,7 @@ def check_mask(mask: Any, V: torch.Tensor) -> torch.Tensor:
 
 
 def check_custom_factors(
-    Ws: Any, H: Any, V: torch.Tensor, ranks: list[int]
+    Ws: Any, H: Any, V: Data, ranks: list[int]
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Copy user factors to V's dtype/device and check their shapes and signs."""
     if Ws is None or H is None:
@@ -376,7 +449,7 @@ def check_factor(t: torch.Tensor, name: str) -> None:
         )
 
 
-def check_fixed_factors(Ws: Any, V: torch.Tensor) -> list[torch.Tensor]:
+def check_fixed_factors(Ws: Any, V: Data) -> list[torch.Tensor]:
     """The dictionary ``W1 … Wk`` of `dnmf.solve_h` on V's dtype and device (not copied
     when already there); 2-D factors of a batch are broadcast over it (expanded views)."""
     if isinstance(Ws, (np.ndarray, torch.Tensor)):
@@ -396,7 +469,7 @@ def check_fixed_factors(Ws: Any, V: torch.Tensor) -> list[torch.Tensor]:
     return Wt
 
 
-def check_start_codes(H: Any, V: torch.Tensor, rk: int) -> torch.Tensor:
+def check_start_codes(H: Any, V: Data, rk: int) -> torch.Tensor:
     """A copy of the user's starting codes ``H`` (``rk × n`` per matrix), checked."""
     Ht = to_tensor(H, "H", dtype=V.dtype, device=V.device).clone()
     want = (*V.shape[:-2], rk, V.shape[-1])

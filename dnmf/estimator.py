@@ -10,11 +10,13 @@ import numbers
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from . import _validation as val
-from ._solvers.loss import beta_divergence
+from ._solvers.loss import EPSILON, beta_divergence
+from ._solvers.sparse import frobenius_loss, kl_loss
 from .factorize import factorize, solve_h
 from .select import auto_ranks, parse_candidates
 
@@ -28,6 +30,9 @@ except ImportError:  # pragma: no cover - older scikit-learn
 
 class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Deep NMF ``X ≈ H (W1 W2 … Wk)ᵀ`` with nonnegative factors (HALS or multiplicative updates).
+
+    ``X`` may be a scipy sparse matrix: it is fitted through sparse products and never
+    densified (β = 2 or 1; ``transform`` without a mask), as `dnmf.factorize` does.
 
     Parameters
     ----------
@@ -130,27 +135,29 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     # -- helpers ---------------------------------------------------------------------------
-    def _check_X(self, X: Any, reset: bool) -> np.ndarray:
+    def _check_X(self, X: Any, reset: bool) -> Any:
+        """``X`` checked: a numpy array, or a scipy CSR/CSC matrix kept sparse (fitted
+        through sparse products, never densified; β = 2 or 1 only)."""
         X = _validate_data(
             self, X, accept_sparse=("csr", "csc"), dtype=[np.float64, np.float32], reset=reset
         )
-        if hasattr(X, "toarray"):  # densified (refused when it would not fit in memory)
-            X = val.sparse_to_dense(X, "X")
         xmin = float(X.min()) if X.size else 0.0
         if xmin < 0:  # scikit-learn's checks look for "Negative values in data"
             raise ValueError(
                 f"Negative values in data passed to DeepNMF (X): found {int((X < 0).sum())} "
                 f"negative entries (minimum {xmin:.6g}); X must be nonnegative"
             )
+        if val.is_sparse_input(X):
+            val.check_sparse_beta(val.parse_beta(self.beta_loss, "beta_loss"), "X", "beta_loss")
         return X
 
-    def _ranks(self, X: np.ndarray) -> list[int]:
+    def _ranks(self, X: Any) -> list[int]:
         self.__dict__.pop("cv_results_", None)  # a search of an earlier fit no longer applies
         if self.n_components is None:
             return [X.shape[1]]
         return val.parse_ranks(self.n_components)
 
-    def _searched_ranks(self, X: np.ndarray) -> list[int]:
+    def _searched_ranks(self, X: Any) -> list[int]:
         """``n_components='auto'``: the ranks masked cross-validation chooses (sets
         ``cv_results_``)."""
         init = self.init
@@ -164,7 +171,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.cv_results_ = sel.cv_results()
         return val.parse_ranks(best)
 
-    def _init_name(self, ranks: list[int], X: np.ndarray) -> str:
+    def _init_name(self, ranks: list[int], X: Any) -> str:
         if self.init is None:
             return "nndsvda" if ranks[0] <= min(X.shape) else "random"
         if self.init == "custom" or self.init not in val.INITS:
@@ -263,7 +270,15 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.reconstruction_err_ = self._error(X, codes)
         return codes
 
-    def _error(self, X: np.ndarray, codes: np.ndarray) -> float:
+    def _error(self, X: Any, codes: np.ndarray) -> float:
+        if val.is_sparse_input(X):  # from the products, never the dense model
+            Xs = val.to_sparse_matrix(X, "X")
+            L, R = (torch.from_numpy(a).to(Xs.dtype) for a in (codes, self.components_))
+            if self._beta == 2:
+                div = float(frobenius_loss(Xs, L, R))
+            else:
+                div = float(kl_loss(Xs, L, R, EPSILON))
+            return float(np.sqrt(2 * max(div, 0.0)))
         Xt = val.to_tensor(X, "X")  # read-only and Fortran-ordered arrays are fine
         L = val.to_tensor(codes @ self.components_, "X")
         div = float(beta_divergence(Xt, L, self._beta))
@@ -278,6 +293,11 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X, mask = val.split_masked(X, mask, "X")
         X = self._check_X(X, reset=False)
+        if mask is not None and val.is_sparse_input(X):
+            raise ValueError(
+                "transform(X, mask=) is not supported with a sparse X; to solve codes with "
+                "missing entries, " + val.dense_hint("X")
+            )
         if mask is not None:
             M = np.asarray(val.sparse_to_dense(mask, "mask") if hasattr(mask, "toarray") else mask)
             if M.shape != X.shape:

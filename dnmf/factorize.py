@@ -66,10 +66,14 @@ def factorize(
     ----------
     V : array (m, n) or (B, m, n)
         Nonnegative data, one sample per column (e.g. one flattened image per column). numpy
-        arrays, torch tensors and scipy sparse matrices (densified; a V at most 10 % nonzero
-        takes its products with the HALS solvers on the CPU as CSR) are accepted; float32 and
-        float64 are kept, other numbers become float64. A 3-D input factorizes ``B``
-        independent matrices at once; each converges on its own.
+        arrays, torch tensors, scipy sparse matrices (any format) and 2-D torch sparse tensors
+        (COO, CSR, CSC, BSR, BSC) are accepted; float32 and float64 are kept, other numbers
+        become float64. Sparse input is never densified: it is read only through the sparse
+        products ``V Hᵀ`` and ``Vᵀ W``, for β = 2 (every solver) and β = 1 (``'mu'``), without
+        a mask, on the CPU or a GPU (memory ``O(nnz + (m + n)·r)``); other β and masks are
+        refused (``ranks='auto'`` searches on a dense copy). A dense V at most 10 % nonzero
+        takes its products with the HALS solvers on the CPU as CSR. A 3-D input factorizes
+        ``B`` independent matrices at once; each converges on its own.
     ranks : int, sequence of int or 'auto'
         Inner ranks ``[r1, …, rk]``: ``W1`` is ``m × r1``, ``Wl`` is ``r(l-1) × rl`` and ``H`` is
         ``rk × n``. One rank is plain NMF. 'auto' chooses them among ``rank_candidates`` by
@@ -164,7 +168,7 @@ def factorize(
         )
     dev = val.parse_device(device)
     kind = val.as_kind(V)
-    Vt, M = val.check_data(V, mask, dtype=val.parse_dtype(dtype), device=dev)
+    Vt, M = val.check_data(V, mask, dtype=val.parse_dtype(dtype), device=dev, sparse=True)
     ranks_ = val.parse_ranks(ranks)
     fit = val.check_fit_settings(
         Vt,
@@ -246,7 +250,8 @@ def solve_h(
     Parameters
     ----------
     V : array (m, n) or (B, m, n)
-        Nonnegative data, samples as columns (as `factorize`).
+        Nonnegative data, samples as columns (as `factorize`; sparse input is kept sparse,
+        for β = 2 or 1 without a mask).
     Ws : array or sequence of arrays
         The fitted factors ``W1 … Wk`` (finite, nonnegative; never modified). A batch may share
         2-D factors, which are then broadcast.
@@ -277,11 +282,14 @@ def solve_h(
     """
     dev = val.parse_device(device)
     kind = val.as_kind(V)
-    Vt, M = val.check_data(V, mask, dtype=val.parse_dtype(dtype), device=dev)
+    Vt, M = val.check_data(V, mask, dtype=val.parse_dtype(dtype), device=dev, sparse=True)
     beta_, max_iter, tol, eps, check_every = val.check_solver_args(
         beta, max_iter, tol, eps, check_every
     )
-    val.check_beta_zeros(Vt, beta_, M)
+    if isinstance(Vt, torch.Tensor):
+        val.check_beta_zeros(Vt, beta_, M)
+    else:
+        val.check_sparse_beta(beta_)
     use_hals = resolve_solver(solver, beta_, M).startswith("hals")
     Wt = val.check_fixed_factors(Ws, Vt)
     rk = int(Wt[-1].shape[-1])
@@ -308,7 +316,7 @@ def solve_h(
 
 
 def _constant_codes(
-    V: torch.Tensor, Ws: list[torch.Tensor], mask: torch.Tensor | None, eps: float
+    V: val.Data, Ws: list[torch.Tensor], mask: torch.Tensor | None, eps: float
 ) -> torch.Tensor:
     """A constant start whose reconstruction has the data's mean: MU keeps the scale it starts
     at only up to a slow drift, so starting at the right one saves iterations."""
@@ -317,7 +325,9 @@ def _constant_codes(
         P = P @ W
     if mask is None:
         vmean = V.mean(dim=(-2, -1), keepdim=True)
-    else:  # the mean of the observed entries only: masked values must not matter
+    else:
+        # the mean of the observed entries only: masked values must not matter
+        assert isinstance(V, torch.Tensor)  # (a sparse V takes no mask)
         vmean = (mask * V).sum(dim=(-2, -1), keepdim=True) / mask.sum(dim=(-2, -1), keepdim=True)
     pmean = P.sum(dim=-1).mean(dim=-1, keepdim=True).unsqueeze(-1)
     scale = vmean / pmean.clamp_min(eps)

@@ -21,10 +21,14 @@ and the one place that builds a solver and runs it (`make_solver`, `run_solver`)
   against the data filled in from the current model (`dnmf._solvers.masked`), and every
   β = 2 name takes one.
 
+A sparse ``V`` (`dnmf._solvers.sparse.SparseMatrix`, CSR of ``V`` and of ``Vᵀ``) runs every
+β = 2 name through the same two products, as sparse @ dense products, and β = 1 with
+``'mu'`` through `dnmf._solvers.sparse.SparseKLSolver`; it takes no mask.
+
 Inside the subpackage imports run one way: `linalg`, `loss`, `fpstate` at the bottom; then
 `update` (the multiplicative step and `SolverBase`) and `loop` (`iterate`, `SolverOutcome`);
-then the solvers (`frobenius`, `general`, `mu`; `hals_kernels`, `hals`, `extrapolation`,
-`masked`) and
+then `sparse` (the sparse data and its KL solver); then the solvers (`frobenius`, `general`,
+`mu`; `hals_kernels`, `hals`, `extrapolation`, `masked`) and
 `settings` (`FitSettings`, what `run_solver` takes); then this registry. No module of the
 subpackage imports the registry, nor anything else of `dnmf`.
 """
@@ -43,6 +47,7 @@ from .loss import Penalties
 from .masked import MaskedBlockSolver, MaskedExtrapolatedSolver
 from .mu import mu_solver
 from .settings import FitSettings
+from .sparse import Data, SparseMatrix
 
 SOLVERS = ("auto", "mu", "mu-acc", "hals", "hals-acc", "hals-acc-e")
 _HALS_ACC = Acceleration(alpha=0.5, delta=0.1)
@@ -80,7 +85,7 @@ def resolve_solver(solver: Any, beta: float, mask: torch.Tensor | None, layers: 
 
 def make_solver(
     solver: str,
-    V: torch.Tensor,
+    V: Data,
     Ws: list[torch.Tensor],
     H: torch.Tensor,
     *,
@@ -113,6 +118,8 @@ def make_solver(
     flags = [True] * (k + 1) if update is None else list(update)
     extrapolated = extrapolation is not None and ExtrapolatedSolver.applies(k, flags, pen)
     if mask is not None:  # HALS on the filled-in data (dnmf._solvers.masked)
+        if isinstance(V, SparseMatrix):
+            raise ValueError("a sparse V takes no mask (the entry points refuse it first)")
         if extrapolation is not None and extrapolated:
             return MaskedExtrapolatedSolver(
                 V, Ws, H, pen, flags, rule, accel, reduce, extrapolation, mask=mask
@@ -124,7 +131,7 @@ def make_solver(
 
 
 def run_solver(
-    V: torch.Tensor,
+    V: Data,
     Ws: list[torch.Tensor],
     H: torch.Tensor,
     fit: FitSettings,

@@ -32,6 +32,7 @@ import torch
 from .hals import Acceleration, BlockSolver
 from .linalg import _mm, _mT
 from .loss import Penalties
+from .sparse import Data
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class ExtrapolatedSolver(BlockSolver):
 
     def __init__(
         self,
-        V: torch.Tensor,
+        V: Data,
         Ws: list[torch.Tensor],
         H: torch.Tensor,
         pen: Penalties,

@@ -10,6 +10,9 @@ denominator ``(PᵀP) Wl (S Sᵀ)``, all built from carried ``(m+n)·r``-sized p
 Gram matrices. The loss comes for free from ``‖V‖² − 2⟨PᵀV, H⟩ + ⟨PᵀP, H Hᵀ⟩``, accumulated
 in float64.
 
+A sparse ``V`` (`dnmf._solvers.sparse.SparseMatrix`) takes the same two products as sparse @
+dense products (``V Hᵀ``, and ``Wᵀ V`` as ``(Vᵀ W)ᵀ``), without the fused pass.
+
 With column shards (``reduce`` set) ``‖V‖²``, ``V Hᵀ``, ``H Hᵀ``, the loss's data term and
 ``H``'s penalty are summed over the shards.
 """
@@ -23,6 +26,7 @@ import torch
 
 from .linalg import _chain, _mm, _mT, _prod
 from .loss import Penalties, squared_norm
+from .sparse import Data, SparseMatrix
 from .update import SolverBase
 
 #: Default bytes of ``V`` per block of the fused first-layer pass (β = 2, CPU): blocks of about
@@ -43,7 +47,7 @@ class FrobeniusSolver(SolverBase):
 
     def __init__(
         self,
-        V: torch.Tensor,
+        V: Data,
         Ws: list[torch.Tensor],
         H: torch.Tensor,
         pen: Penalties,
@@ -54,7 +58,10 @@ class FrobeniusSolver(SolverBase):
     ) -> None:
         super().__init__(V, pen, update, eps, 2.0, reduce)
         self.k = len(Ws)
-        self.vnorm2 = self._sum(squared_norm(V))
+        self.sparse = isinstance(V, SparseMatrix)  # products through its two CSR
+        self.vnorm2 = (
+            V.squared_norm() if isinstance(V, SparseMatrix) else self._sum(squared_norm(V))
+        )
         self.A: torch.Tensor | None = None  # V Hᵀ for the current H
         self.G: torch.Tensor | None = None  # H Hᵀ for the current H
         self.fixed: tuple | None = None  # (PᵀV, PᵀP) while no W changes
@@ -84,6 +91,7 @@ class FrobeniusSolver(SolverBase):
             rows
             if (
                 not lead
+                and isinstance(V, torch.Tensor)  # not sparse
                 and reduce is None
                 and V.device.type == "cpu"
                 and V.stride(-1) == 1
@@ -100,17 +108,13 @@ class FrobeniusSolver(SolverBase):
         return 1 if any(self.update[: self.k]) else check_every
 
     def sweep(self, Ws, H, active, need_loss: bool):
-        V, k, upd = self.V, self.k, self.update
+        k, upd = self.k, self.update
         update_ws = any(upd[:k])
         if update_ws:
             self.fixed = None
             fused = bool(self.fused_rows) and upd[0] and upd[k]
             if self.A is None and not fused:
-                self.A = self._sum(
-                    _mT(_mm(H, _mT(V), out=self.bufA))
-                    if self.a_transposed
-                    else _mm(V, _mT(H), out=self.bufA)
-                )
+                self.A = self._sum(self._v_ht(H))
             if self.G is None:
                 self.G = self._sum(_mm(H, _mT(H), out=self.bufG))
             # Suffix factors T_l = W(l+1)…Wk and S_l Sᵀ_l = T_l (H Hᵀ) T_lᵀ, from the
@@ -191,15 +195,31 @@ class FrobeniusSolver(SolverBase):
         D = _mm(Wi, SS0, out=self.bufD1[..., rows, :])
         self._step(Wi, N, D, 0, active)
 
+    def _v_ht(self, H) -> torch.Tensor:
+        """V Hᵀ (``m × rk``; a transposed view for a CPU batch, see ``a_transposed``)."""
+        V = self.V
+        if self.sparse:
+            return V.mm(_mT(H))
+        if self.a_transposed:
+            return _mT(_mm(H, _mT(V), out=self.bufA))
+        return _mm(V, _mT(H), out=self.bufA)
+
+    def _wt_v(self, W, out=None) -> torch.Tensor:
+        """Wᵀ V (sparse input: ``(Vᵀ W)ᵀ``, a row-major sparse product)."""
+        if self.sparse:
+            WtV = _mT(self.V.tmm(W))
+            return WtV.contiguous() if out is None else out.copy_(WtV)
+        return _mm(_mT(W), self.V, out=out)
+
     def _ptv(self, Ws) -> torch.Tensor:
         """(W1…Wk)ᵀ V with the cheaper association: one product with V of inner size min(r1, rk)."""
-        V, W1, R = self.V, Ws[0], _chain(Ws[1:])
+        W1, R = Ws[0], _chain(Ws[1:])
         if R is None:
-            return _mm(_mT(W1), V, out=self.bufPtV)
+            return self._wt_v(W1, out=self.bufPtV)
         if W1.shape[-1] <= R.shape[-1]:
-            return _mm(_mT(R), _mm(_mT(W1), V), out=self.bufPtV)
+            return _mm(_mT(R), self._wt_v(W1), out=self.bufPtV)
         P = _mm(W1, R, out=self.bufP)  # bufP exists whenever there are 2+ layers
-        return _mm(_mT(P), V, out=self.bufPtV)
+        return self._wt_v(P, out=self.bufPtV)
 
     def _loss(self, PtV, Qf, Ws, H) -> torch.Tensor:
         # ½(‖V‖² − 2⟨PᵀV, H⟩ + ⟨PᵀP, HHᵀ⟩): products in the working dtype, sums in float64.

@@ -28,7 +28,8 @@ what the first sweep did (``‖ΔX_q‖ ≤ δ‖ΔX_1‖``); the costs are thos
 `dnmf._solvers.hals_kernels.sweep_cost`, where the two kernels live. The same inner loop with
 multiplicative steps (`dnmf._solvers.update.SolverBase`'s step, the reference update) is
 accelerated MU. On the CPU the products with ``V`` read a row-major or CSR copy (see
-`BlockSolver._wt_v`).
+`BlockSolver._wt_v`); sparse input (`dnmf._solvers.sparse.SparseMatrix`) brings its own CSR
+of ``V`` and of ``Vᵀ``, on any device.
 
 Batches freeze converged matrices (their curvature inverse is set to 0), and column shards
 (``reduce``) sum ``H Vᵀ``, ``H Hᵀ``, ``‖V‖²``, the loss and ``H``'s change over the shards, so
@@ -51,6 +52,7 @@ from .hals_kernels import ENTRY_COST, cd_entries, hals_rows, sweep_cost, tracked
 from .linalg import _chain, _mm, _mT
 from .loop import SolverOutcome, iterate
 from .loss import Penalties, squared_norm
+from .sparse import Data, is_sparse
 from .update import SolverBase
 
 
@@ -80,7 +82,7 @@ class BlockSolver(SolverBase):
 
     def __init__(
         self,
-        V: torch.Tensor,
+        V: Data,
         Ws: list[torch.Tensor],
         H: torch.Tensor,
         pen: Penalties,
@@ -102,20 +104,23 @@ class BlockSolver(SolverBase):
     def _prepare(self, V, Ws, H, update, reduce) -> list[float]:
         """Set up what the products with ``V`` read (`_wt_v`, `_h_vt`) and ``‖V‖²``; return
         every block's ``ρ`` (Gillis & Glineur): its products' multiply-adds over one sweep's."""
-        self.vnorm2 = self._sum(squared_norm(V))
+        sparse = is_sparse(V)
+        self.vnorm2 = V.squared_norm() if sparse else self._sum(squared_norm(V))
         on_host = V.device.type == "cpu" and V.layout == torch.strided
         self.host_dense = on_host and V.ndim == 2
         # The operands of the two products with V (see _wt_v); an H-only solve computes Pᵀ V
         # once and needs neither.
         self.Vs: torch.Tensor | None = None  # V as CSR when mostly zeros
         self.Vt: torch.Tensor | None = None  # Vᵀ, row-major or CSR
-        if self.host_dense and any(update[: len(Ws)]):
+        if sparse:  # sparse input (dnmf._solvers.sparse): its own CSR of V and of Vᵀ
+            self.Vs, self.Vt = V.csr, V.csr_t
+        elif self.host_dense and any(update[: len(Ws)]):
             # not CSR for shards: each shard's density would set its own inner budgets
             self.Vs, self.Vt = _product_operands(V, csr=reduce is None)
         # A CPU batch's H Vᵀ reads a row-major copy of every Vᵀ (bmm through the transposed
         # view is 1.2–1.7× slower, 8 × 2048 × 750 … 1024 × 32 × 32, two threads).
         self.batch_vt: torch.Tensor | None = None
-        if on_host and V.ndim >= 3 and any(update[: len(Ws)]) and _copy_fits(V):
+        if on_host and not sparse and V.ndim >= 3 and any(update[: len(Ws)]) and _copy_fits(V):
             self.batch_vt = _mT(V).contiguous()
         m, n_local = V.shape[-2], V.shape[-1]
         n = n_local
@@ -141,7 +146,7 @@ class BlockSolver(SolverBase):
 
     # -- the sweep ---------------------------------------------------------------------------
     def sweep(self, Ws, H, active, need_loss: bool):
-        V, k, upd = self.V, self.k, self.update
+        k, upd = self.k, self.update
         if any(upd[:k]):
             self.fixed = None
             Ht_V = self._sum(self._h_vt(H))  # rk × m
@@ -154,7 +159,7 @@ class BlockSolver(SolverBase):
                 T[l] = Wn if Tn is None else _mm(Wn, Tn)
                 SS[l] = _mm(_mm(Wn, SS[l + 1]), _mT(Wn))
             Bt = Ht_V  # (Pᵀ V Hᵀ)ᵀ = H Vᵀ P for the layers after the first, rk × r(l-1)
-            Q = V.new_empty(0)  # PᵀP, set after the first layer
+            Q = H.new_empty(0)  # PᵀP, set after the first layer
             if upd[0]:
                 Ws = [self._updated_w1(Ws[0], T[0], SS[0], Ht_V, active), *Ws[1:]]
             for l in range(k):
@@ -220,10 +225,11 @@ class BlockSolver(SolverBase):
 
     def _h_vt(self, H: torch.Tensor) -> torch.Tensor:
         """H Vᵀ = (V Hᵀ)ᵀ (``r × m``, row-major)."""
+        if self.Vs is not None:  # CSR (a mostly-zero dense V on the CPU, or sparse input)
+            return _mT(self.Vs @ _mT(H)).contiguous()
         if not self.host_dense:
             return _mm(H, _mT(self.V) if self.batch_vt is None else self.batch_vt)
-        V = self.V if self.Vs is None else self.Vs
-        return _mT(V @ _mT(H)).contiguous()
+        return _mT(self.V @ _mT(H)).contiguous()
 
     def _loss(self, PtV, Qf, Ws, H) -> torch.Tensor:
         # ½(‖V‖² − 2⟨PᵀV, H⟩ + ⟨PᵀP, HHᵀ⟩) + penalties, sums in float64 (as frobenius).

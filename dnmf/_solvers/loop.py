@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:  # the annotation only: the loop sits below the sparse module
+    from .sparse import Data
 
 
 @dataclass
@@ -52,7 +55,7 @@ class Sweeper(Protocol):
 
 def iterate(
     solver: Sweeper,
-    V: torch.Tensor,
+    V: Data,
     Ws: list[torch.Tensor],
     H: torch.Tensor,
     *,
@@ -82,7 +85,7 @@ def iterate(
 
 def _loop(
     solver: Sweeper,
-    V: torch.Tensor,
+    V: Data,
     Ws: list[torch.Tensor],
     H: torch.Tensor,
     max_iter: int,

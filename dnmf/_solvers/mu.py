@@ -33,10 +33,11 @@ from .frobenius import FUSED_BLOCK_BYTES, FrobeniusSolver
 from .general import GeneralSolver
 from .loop import SolverOutcome, iterate
 from .loss import EPSILON, Penalties
+from .sparse import Data, SparseKLSolver, SparseMatrix
 
 
 def mu_solver(
-    V: torch.Tensor,
+    V: Data,
     Ws: list[torch.Tensor],
     H: torch.Tensor,
     *,
@@ -47,14 +48,22 @@ def mu_solver(
     update: Sequence[bool] | None = None,
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
     fused_block_bytes: int = FUSED_BLOCK_BYTES,
-) -> FrobeniusSolver | GeneralSolver:
+) -> FrobeniusSolver | GeneralSolver | SparseKLSolver:
     """The multiplicative-update solver of a fit: `FrobeniusSolver` for β = 2 without a mask,
-    else `GeneralSolver` (arguments as `run_mu`)."""
+    `dnmf._solvers.sparse.SparseKLSolver` for β = 1 on a sparse ``V``, else `GeneralSolver`
+    (arguments as `run_mu`)."""
     k = len(Ws)
     pen = penalties or Penalties.none(k + 1)
     flags = [True] * (k + 1) if update is None else list(update)
     if beta == 2 and mask is None:
         return FrobeniusSolver(V, Ws, H, pen, flags, eps, reduce, fused_block_bytes)
+    if isinstance(V, SparseMatrix):
+        if beta != 1 or mask is not None:
+            raise ValueError(
+                f"a sparse V is fitted with beta=2 or 1 and no mask, got beta={beta:g}"
+                f"{' and a mask' if mask is not None else ''}"
+            )
+        return SparseKLSolver(V, Ws, H, pen, flags, eps, reduce)
     return GeneralSolver(V, Ws, H, beta, mask, pen, flags, eps, reduce)
 
 
