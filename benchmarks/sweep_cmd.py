@@ -51,7 +51,7 @@ from benchmarks.presets import preset_for
 from benchmarks.run_dir import RunFolder, is_tool_made
 from benchmarks.run_info import data_folder, default_out, resolve_device
 from benchmarks.run_plan import parse_checkpoints
-from benchmarks.runner import RESTORE_BATCH, check_checkpoint_files
+from benchmarks.runner import RESTORE_BATCH, check_checkpoint_files, check_finite
 from benchmarks.sweep_outputs import write_sweep
 from benchmarks.sweep_plan import (
     DEFAULT_TUNE_IMAGES,
@@ -327,7 +327,7 @@ def compute_cell(
     tune_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     outs = [
-        method.restore(yb, d.blur).to("cpu", torch.float32).clamp(0, 1)
+        method.restore(yb, d.blur).to("cpu", torch.float32)
         for yb in inputs.test.blurred.split(RESTORE_BATCH)
     ]
     restore_seconds = time.perf_counter() - t0
@@ -335,6 +335,8 @@ def compute_cell(
     want = tuple(inputs.test.sharp.shape)
     if tuple(x_hat.shape) != want:
         raise RuntimeError(f"method {label} returned {tuple(x_hat.shape)}, expected {want}")
+    check_finite(f"{label} under {d.label}", x_hat, inputs.test.names)  # before the clip
+    x_hat = x_hat.clamp(0, 1)
     scores = all_metrics(x_hat, inputs.test.sharp)
     test = inputs.test
     rows = [

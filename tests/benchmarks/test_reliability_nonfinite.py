@@ -106,3 +106,16 @@ def test_fault_method_returns_nonfinite(site):
     # nothing half-written: no new folder, no staging folder, lock or temporary file
     assert sorted(p.name for p in runs.iterdir()) == ["prev"]
     assert _tree(prev) == before  # the run --overwrite would have replaced is kept
+
+
+def test_fault_method_returns_nonfinite_in_a_sweep(site):
+    root, faces = site
+    out = root / "sweeps" / "s"
+    sweep = ["sweep", "--preset", "smoke", "--methods", "identity", "broken", "--quiet"]
+    argv = sweep + ["--data-dir", faces, "--grid", "gaussian:1", "--out", out]
+    (r,) = _batch([("nan", argv)])
+    assert r["rc"] == 1 and "Traceback" not in r["err"], r
+    (error,) = [ln for ln in r["err"].splitlines() if ln.startswith("error:")]
+    assert error.startswith("error: method broken under gaussian:1")
+    assert "returned NaN for test image '" in error and "stops before scoring" in error
+    assert not list(out.glob("cells/broken/*.json"))  # the bad cell is not kept as finished
