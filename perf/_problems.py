@@ -69,15 +69,18 @@ def planted_lowrank(m: int, n: int, rank: int, seed: int, dtype: str) -> np.ndar
     return V.astype(dtype, copy=False)
 
 
-def planted_layers(seed: int, ranks: tuple[int, ...], m: int = 60, n: int = 50) -> np.ndarray:
+def planted_layers(
+    seed: int, ranks: tuple[int, ...], m: int = 60, n: int = 50, noise: float = 0.1
+) -> np.ndarray:
     """``W1 … Wk H`` (float64) with sparse uniform factors (half the entries zero) plus
-    Gaussian noise of 10 % of the product's mean as its standard deviation, clipped at 0."""
+    Gaussian noise of ``noise`` times the product's mean as its standard deviation (default
+    10 %), clipped at 0."""
     rng = np.random.default_rng(seed)
     dims = [m, *ranks, n]
     X = np.eye(m)
     for a, b in zip(dims, dims[1:]):
         X = X @ (rng.random((a, b)) * (rng.random((a, b)) < 0.5))
-    return np.clip(X + 0.1 * X.mean() * rng.standard_normal((m, n)), 0, None)
+    return np.clip(X + noise * X.mean() * rng.standard_normal((m, n)), 0, None)
 
 
 def sparse_uniform(m: int, n: int, seed: int, density: float = 0.05) -> sp.csr_matrix:

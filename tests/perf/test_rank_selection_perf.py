@@ -38,6 +38,6 @@ def test_planted_script_small(tmp_path):
     finally:
         torch.set_num_threads(threads)
     res = json.loads(out.read_text())
-    assert set(res["hits"]) >= {"one_layer_rank6", "pure_noise (rank 1)"}
+    assert set(res["hits"]) >= {"one_layer_rank6", "pure_noise (rank 1)", "defaults_80x120_rank6"}
     assert len(res["one_layer_rank6"]["picks"]) == 1
     assert "chosen as planted" in out.with_suffix(".md").read_text()
