@@ -9,6 +9,7 @@ relative), and the figures (atoms before and after training).
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -90,13 +91,29 @@ class UnfoldedMethod(CNNMethod):
                 x = torch.cat([model(b) for b in val.blurred.split(self.infer_batch_size)])
             p, s = mean_scores(x, val.sharp)
             self.start.update(val_psnr_untrained=p, val_ssim_untrained=s)
+            if not self.ctx.quiet:  # train.json does not carry `start`: the log says it
+                print(
+                    f"{self.name}: untrained (the fitted model's restoration) validation PSNR "
+                    f"{p:.2f} dB, SSIM {s:.4f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     def info(self) -> dict[str, Any]:
         d = super().info()
         d["macs_per_image"] = None  # no convolutions: convae's MAC counter does not apply
         d["start"] = self.start
-        d["lr"] = self.result.config.get("lr") if self.result is not None else None
+        d["lr"] = self._config().get("lr")
         return d
+
+    def _config(self) -> dict[str, Any]:
+        """The training configuration: this run's, or the loaded checkpoint's."""
+        if self.result is not None:
+            return dict(self.result.config or {})
+        if self.model is None:
+            return {}
+        ckpt = getattr(convae.unwrap_model(self.model), "checkpoint", {}) or {}
+        return dict(ckpt.get("config") or {})
 
     def atom_panels(self, net: nn.Module) -> list[tuple[str, Any]]:
         """The panels of the before/after atom figure."""

@@ -76,7 +76,7 @@ class DNMFPriorUnfolded(UnfoldedMethod):
         tuning = hqs.Tuning()
         prior = hqs.fit_and_tune(
             self.ctx, f"{self.name}-init", DeepNMFPrior, settings,
-            (train, val, blur),  # type: ignore[arg-type]  (no val: no tuning)
+            (train, val, blur),  # type: ignore[arg-type]  # no val: no tuning
             weight_per_noise=DNMFPrior.weight_per_noise,
             weight_factors=DNMFPrior.weight_factors,
             max_val_images=DNMFPrior.max_val_images, tuning=tuning,

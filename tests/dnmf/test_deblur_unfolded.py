@@ -241,3 +241,37 @@ def test_multiplicative_step_keeps_entries_positive_and_adam_updates_the_rest():
     assert again.state_dict()["state"][0]["step"] == state["state"][0]["step"]
     with pytest.raises(ValueError, match="lr must be a finite number > 0"):
         MultiplicativeStep(groups, lr=0.0)
+
+
+# ---------------------------------------------------------------------------- devices
+def test_networks_train_on_the_device_as_on_the_cpu(kit, pairs, prior, device):
+    """Both networks moved to ``device`` (CUDA when present): the untrained restoration equals
+    the CPU one and one training step keeps the factors positive and finite there."""
+    blurred, sharp = pairs[0][:2], pairs[1][:2]
+    op = kit.ReflectBlur(sigma=1.2)
+    nets = [
+        (UnfoldedCoupled.from_coupled(_coupled(pairs), layers=3, nonneg=mode), None)
+        for mode in ("exp", "multiplicative")
+    ] + [(UnfoldedPrior.from_prior(prior, nonneg="multiplicative"), op)]
+    for net, blur in nets:
+        if blur is not None:
+            net.set_operator(blur)
+        with torch.no_grad():
+            want = net(blurred)
+        net.to(device)
+        with torch.no_grad():
+            got = net(blurred.to(device)).cpu()
+        assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+        opt = net.make_optimizer(0.05)
+        loss = (net(blurred.to(device)) - sharp.to(device)).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        for p in net.parameters():
+            assert p.device.type == device.type and bool(torch.isfinite(p).all())
+        factors = (
+            [f() for s in range(3) for f in net.factors(s)]
+            if isinstance(net, UnfoldedPrior)
+            else [net.stage_list()[0].dictionary(0), net.stage_list()[0].out()]
+        )
+        assert all(bool((W > 0).all()) for W in factors)
