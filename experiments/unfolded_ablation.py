@@ -15,7 +15,8 @@ and is scored on the validation faces::
 The variants change one thing each against the defaults (``default``: K = 5 layers, a k = 2
 model with ranks (32, 16), W2 untied per layer, started from the NMF fit, exp
 reparametrisation); the table groups them by the question they answer, with the default row
-repeated in every group. ``--only NAME ...`` runs some rows; a row already in
+repeated in every group; the default rows also leave their atoms before and after training
+and their training curve as figures. ``--only NAME ...`` runs some rows; a row already in
 ``ablation.json`` is kept, not rerun. Reference rows (``identity``, ``dnmf-coupled``) are rows
 like the others.
 """
@@ -33,6 +34,7 @@ import torch
 
 import convae
 from benchmarks.io_utils import write_json
+from benchmarks.methods import _fitted_models as common
 from benchmarks.methods import get_method
 from benchmarks.methods._tuning import mean_scores
 from benchmarks.methods._unfolded import UnfoldedMethod
@@ -73,6 +75,8 @@ PRIOR_VARIANTS: dict[str, tuple[str, str, dict[str, Any]]] = {
     ),
 }
 REFERENCES = ("identity", "dnmf-coupled")
+#: rows whose before/after atom figure and training curve are written beside the table
+FIGURE_ROWS = ("default", "prior-default")
 QUESTIONS = ("layers K", "depth k", "tied or untied", "start", "nonnegativity", "non-blind")
 
 
@@ -115,6 +119,14 @@ def run_variant(name: str, args: argparse.Namespace, data: tuple) -> dict[str, A
     epochs = args.prior_epochs if prior else args.epochs
     cfg = convae.TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=lr, seed=0)
     r = convae.train(model, (tr.blurred, tr.sharp), (va.blurred, va.sharp), cfg, progress=False)
+    if name in FIGURE_ROWS:  # what training did to the atoms, and the curve
+        out = Path(args.out)
+        common.plot_atoms(
+            out / f"{name}_atoms_before_after.png",
+            method.atom_panels(model),
+            f"{cls.name} at {args.size} px: atoms before and after {epochs} epochs (first 64)",
+        )
+        convae.plot_history(r.history, out / f"{name}_training_curve.png", title=f"{cls.name}")
     return {
         "variant": name,
         "question": question,

@@ -93,7 +93,9 @@ class UnfoldedMethod(CNNMethod):
             self.start.update(val_psnr_untrained=p, val_ssim_untrained=s)
             if not self.ctx.quiet:  # train.json does not carry `start`: the log says it
                 print(
-                    f"{self.name}: untrained (the fitted model's restoration) validation PSNR "
+                    f"{self.name}: started from the fitted model in "
+                    f"{self.start['init_seconds']:.0f} s (before the training budget); "
+                    f"untrained (the fitted model's restoration) validation PSNR "
                     f"{p:.2f} dB, SSIM {s:.4f}",
                     file=sys.stderr,
                     flush=True,

@@ -14,18 +14,18 @@ from experiments import unfolded_ablation as ablation
 def test_rows_are_scored_on_validation_grouped_and_kept(tiny_faces, tmp_path, capsys):
     base = ["--data-dir", str(tiny_faces), "--size", "32", "--max-images", "12", "--threads", "1"]
     base += ["--epochs", "1", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
-    assert ablation.main([*base, "--only", "identity", "K1", "random", "prior-tied"]) == 0
+    assert ablation.main([*base, "--only", "identity", "default", "random", "prior-tied"]) == 0
     record = json.loads((tmp_path / "out" / "ablation.json").read_text())
     rows = {r["variant"]: r for r in record["rows"]}
-    assert list(rows) == ["identity", "K1", "random", "prior-tied"]
+    assert list(rows) == ["identity", "default", "random", "prior-tied"]
     assert record["data"]["train"] > 0 and record["data"]["val"] > 0
     assert record["command"][3:6] == ["--data-dir", str(tiny_faces), "--size"]
-    k1 = rows["K1"]
-    assert k1["model_kwargs"]["layers"] == 1 and k1["model"] == "dnmf-unfolded"
-    assert k1["lr"] == ablation.DNMFUnfolded.train_lr  # the adapter's rate, as `train` uses
+    row = rows["default"]
+    assert row["model_kwargs"]["layers"] == 5 and row["model"] == "dnmf-unfolded"
+    assert row["lr"] == ablation.DNMFUnfolded.train_lr  # the adapter's rate, as `train` uses
     # untrained, the network is the fitted model, scored by the adapter; training moved it
-    assert k1["untrained"]["val_psnr"] == k1["init"]["val_psnr_untrained"]
-    assert k1["epochs"] == 1 and k1["val_psnr"] != k1["untrained"]["val_psnr"]
+    assert row["untrained"]["val_psnr"] == row["init"]["val_psnr_untrained"]
+    assert row["epochs"] == 1 and row["val_psnr"] != row["untrained"]["val_psnr"]
     assert rows["random"]["model_kwargs"]["init"] == "random" and rows["random"]["init"] == {
         "init": "random",
         "resume": False,
@@ -37,12 +37,15 @@ def test_rows_are_scored_on_validation_grouped_and_kept(tiny_faces, tmp_path, ca
     assert rows["prior-tied"]["model"] == "dnmf-prior-unfolded"
     assert rows["prior-tied"]["model_kwargs"]["untie"] == "none"
     md = (tmp_path / "out" / "ablation.md").read_text()
-    for heading in ("**References**", "**layers K**", "**start**", "**non-blind**"):
+    for heading in ("**References**", "**start**", "**non-blind**"):
         assert heading in md
+    assert md.count("[`default`]") == 1  # the start group's first row
+    for fig in ("default_atoms_before_after.png", "default_training_curve.png"):
+        assert (tmp_path / "out" / fig).stat().st_size > 1000
     # a rerun keeps the rows it has (nothing retrained) and adds the asked-for new one
     capsys.readouterr()
-    assert ablation.main([*base, "--only", "K1", "identity"]) == 0
-    assert "K1 ..." not in capsys.readouterr().out
+    assert ablation.main([*base, "--only", "default", "identity"]) == 0
+    assert "default ..." not in capsys.readouterr().out
     with pytest.raises(SystemExit) as e:
         ablation.main([*base, "--only", "K7"])
     assert e.value.code == 2 and "unknown rows ['K7']" in capsys.readouterr().err
