@@ -369,31 +369,31 @@ def _sparse(m, n):
 
 
 def test_bad_input_scipy_sparse_too_large_to_densify_is_refused(little_memory):
+    """The functions that densify sparse input refuse what would not fit; factorize and
+    DeepNMF keep it sparse and fit it in the same memory."""
     V = sp.csr_matrix(_sparse(200, 100))  # 160 kB dense
     with pytest.raises(MemoryError, match=r"V is a scipy sparse \(csr\) matrix of shape") as info:
-        dnmf.factorize(V, 2)
-    assert "no sparse solver yet and densifies it" in str(info.value)
+        dnmf.select_ranks(V, [1, 2])
+    assert "densifies it" in str(info.value)
     assert "memory available" in str(info.value)
-    with pytest.raises(MemoryError, match=r"X is a scipy sparse \(csr\) matrix"):
-        dnmf.DeepNMF(2).fit(V.T.tocsr())
-    small = _quiet(dnmf.factorize, sp.csr_matrix(_sparse(20, 10)), 2, seed=0, max_iter=5)
-    assert small.H.shape == (2, 10)
+    assert _quiet(dnmf.factorize, V, 2, seed=0, max_iter=5).H.shape == (2, 100)
+    assert _quiet(dnmf.DeepNMF(2, max_iter=5).fit, V.T.tocsr()).components_.shape == (2, 200)
 
 
 @pytest.mark.parametrize("layout", ["coo", "csr"])
-def test_bad_input_torch_sparse_is_densified_or_refused(layout, monkeypatch):
+def test_bad_input_torch_sparse_is_kept_sparse(layout, monkeypatch):
     V = _sparse(20, 10)
     T = torch.from_numpy(V)
     S = T.to_sparse() if layout == "coo" else T.to_sparse_csr()
     want = _quiet(dnmf.factorize, T, 2, seed=0, max_iter=5)
     got = _quiet(dnmf.factorize, S, 2, seed=0, max_iter=5)
     assert got.H.layout == torch.strided
-    torch.testing.assert_close(got.H, want.H, rtol=0, atol=0)
+    torch.testing.assert_close(got.H, want.H, rtol=1e-10, atol=1e-12)
     monkeypatch.setattr(_memory, "available_bytes", lambda device=None: 1000)
     with pytest.raises(
         MemoryError, match=rf"V is a torch sparse \(sparse_{layout}\) matrix of shape \(20, 10\)"
     ):
-        dnmf.factorize(S, 2)
+        dnmf.select_ranks(S, [1, 2])
 
 
 def test_available_memory_is_known_here():
