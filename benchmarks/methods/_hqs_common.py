@@ -11,13 +11,13 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from benchmarks.methods import _fitted_models as common
 from benchmarks.methods._tuning import best_index, mean_scores
-from benchmarks.methods.base import BlurLike, MethodContext
+from benchmarks.methods.base import BlurLike, Method, MethodContext
 from benchmarks.pairs import PairSet
 
 
@@ -121,3 +121,71 @@ def set_noise_level(
 def load_model(model_cls: Any, path: str | Path, ctx: MethodContext, what: str) -> Any:
     """``model_cls.load`` with the project's clear error for a file that is not a checkpoint."""
     return common.load_model_file(model_cls, path, torch.device(ctx.device), what)
+
+
+class HQSPriorMethod(Method):
+    """A patch prior learned from sharp patches, restored by half-quadratic splitting with the
+    known blur: what ``epll`` and ``dnmf-prior`` share (fit and tune, restore, save, load,
+    info). A subclass names its model class, settings per preset and the ``info`` key of the
+    prior's fit time."""
+
+    sees_psf = True
+    learns = True  # from sharp images only
+    checkpointable = True
+
+    model_class: ClassVar[Any]
+    #: the key of ``info()`` that holds the prior's fit seconds
+    fit_seconds_key: ClassVar[str]
+    settings: ClassVar[dict[str, Any]]
+    tiny_settings: ClassVar[dict[str, Any]]
+    small_settings: ClassVar[dict[str, Any]]
+    #: x-step weight per unit noise variance (``weight = f · this · σ̂²``, σ̂ measured on the
+    #: validation pairs) and the factors ``f`` tried on validation
+    weight_per_noise: ClassVar[float] = 0.16
+    weight_factors: ClassVar[list[float]] = [0.25, 0.5, 1.0, 2.0]
+    max_val_images: ClassVar[int] = 10
+
+    def __init__(self, ctx: MethodContext) -> None:
+        super().__init__(ctx)
+        self.model: Any = None
+        self.tuning = Tuning()
+
+    def model_settings(self) -> dict[str, Any]:
+        """The model's settings for the run's preset."""
+        return common.preset_settings(
+            self.ctx, self.name, self.settings, self.tiny_settings, self.small_settings
+        )
+
+    def fit(self, train: PairSet, val: PairSet, blur: BlurLike) -> None:
+        loaded = self.model if self.tuning.loaded_from is not None else None
+        self.model = fit_and_tune(
+            self.ctx, self.name, self.model_class, self.model_settings(), (train, val, blur),
+            weight_per_noise=self.weight_per_noise, weight_factors=self.weight_factors,
+            max_val_images=self.max_val_images, tuning=self.tuning, model=loaded,
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def restore(self, y: torch.Tensor, blur: BlurLike) -> torch.Tensor:
+        if self.model is None:
+            raise RuntimeError(f"{self.name}: call fit() or load() first")
+        y = y.to(torch.device(self.ctx.device), torch.float32)
+        return self.model.restore(y, blur).x.clamp(0, 1).to("cpu", torch.float32)
+
+    def save(self, path: str | Path) -> None:
+        if self.model is None:
+            raise RuntimeError(f"{self.name}: nothing to save, call fit() first")
+        self.model.save(path)
+
+    def load(self, path: str | Path) -> None:
+        self.model = load_model(self.model_class, path, self.ctx, self.name)
+        self.tuning.loaded_from = str(path)
+
+    def info(self) -> dict[str, Any]:
+        if self.model is None:
+            return {}
+        return {
+            "params": self.model.get_params(),
+            "n_parameters": self.model.n_parameters(),
+            self.fit_seconds_key: self.model.fit_seconds_,
+            **self.tuning.as_dict(),
+        }

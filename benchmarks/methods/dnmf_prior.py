@@ -16,24 +16,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
-
 from benchmarks.methods import _fitted_models as common
-from benchmarks.methods import _hqs_common as hqs
-from benchmarks.methods.base import BlurLike, Method, MethodContext
-from benchmarks.pairs import PairSet
+from benchmarks.methods._hqs_common import HQSPriorMethod
 from dnmf.deblur.prior import DeepNMFPrior
 
 
-class DNMFPrior(Method):
+class DNMFPrior(HQSPriorMethod):
     name = "dnmf-prior"
     description = (
         "non-blind: Deep NMF dictionary of sharp mean-removed patches (ON/OFF), "
         "half-quadratic splitting with the known blur and sparse codes of every patch"
     )
-    sees_psf = True
-    learns = True  # from sharp images only
-    checkpointable = True
+    model_class = DeepNMFPrior
+    fit_seconds_key = "dictionary_fit_seconds"
 
     settings: ClassVar[dict[str, Any]] = dict(
         size=6,
@@ -57,23 +52,11 @@ class DNMFPrior(Method):
     )
     #: the fast preset's 64 px run must stay within a few minutes for all methods together
     small_settings: ClassVar[dict[str, Any]] = dict(n_patches=10000, fit_iter=50, stride=2)
-    #: x-step weight per unit noise variance (``weight = f · this · σ̂²``, σ̂ measured on the
-    #: validation pairs) and the factors ``f`` tried on validation
-    weight_per_noise: ClassVar[float] = 0.16
-    weight_factors: ClassVar[list[float]] = [0.25, 0.5, 1.0, 2.0]
-    max_val_images: ClassVar[int] = 10
-
-    def __init__(self, ctx: MethodContext) -> None:
-        super().__init__(ctx)
-        self.model: DeepNMFPrior | None = None
-        self.tuning = hqs.Tuning()
 
     def model_settings(self) -> dict[str, Any]:
         """`DeepNMFPrior`'s settings for the run's preset; a key it does not take (in
         ``ctx.options["dnmf-prior_settings"]``) is a ``ValueError`` naming it."""
-        s = common.preset_settings(
-            self.ctx, self.name, self.settings, self.tiny_settings, self.small_settings
-        )
+        s = super().model_settings()
         known = set(DeepNMFPrior().get_params()) - {"seed"}  # the seed is the run's
         unknown = sorted(set(s) - known)
         if unknown:
@@ -83,44 +66,6 @@ class DNMFPrior(Method):
                 "solver='mu', is experiments/mu_prior.py)"
             )
         return s
-
-    # --------------------------------------------------------------- fit
-    def fit(self, train: PairSet, val: PairSet, blur: BlurLike) -> None:
-        loaded = self.model if self.tuning.loaded_from is not None else None
-        settings = self.model_settings()
-        self.model = hqs.fit_and_tune(
-            self.ctx, self.name, DeepNMFPrior, settings, (train, val, blur),
-            weight_per_noise=self.weight_per_noise, weight_factors=self.weight_factors,
-            max_val_images=self.max_val_images, tuning=self.tuning, model=loaded,
-        )  # fmt: skip
-
-    # --------------------------------------------------------------- restore
-    @torch.no_grad()
-    def restore(self, y: torch.Tensor, blur: BlurLike) -> torch.Tensor:
-        if self.model is None:
-            raise RuntimeError(f"{self.name}: call fit() or load() first")
-        y = y.to(torch.device(self.ctx.device), torch.float32)
-        return self.model.restore(y, blur).x.clamp(0, 1).to("cpu", torch.float32)
-
-    # --------------------------------------------------------------- persistence
-    def save(self, path: str | Path) -> None:
-        if self.model is None:
-            raise RuntimeError(f"{self.name}: nothing to save, call fit() first")
-        self.model.save(path)
-
-    def load(self, path: str | Path) -> None:
-        self.model = hqs.load_model(DeepNMFPrior, path, self.ctx, self.name)
-        self.tuning.loaded_from = str(path)
-
-    def info(self) -> dict[str, Any]:
-        if self.model is None:
-            return {}
-        return {
-            "params": self.model.get_params(),
-            "n_parameters": self.model.n_parameters(),
-            "dictionary_fit_seconds": self.model.fit_seconds_,
-            **self.tuning.as_dict(),
-        }
 
     def figures(self, out_dir: Path) -> list[Path]:
         m = self.model
