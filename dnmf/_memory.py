@@ -1,10 +1,13 @@
 """Will it fit? Memory estimates checked before dnmf allocates something large.
 
 A rank far above the data's size (``init='random'`` allows ranks above ``min(m, n)``, as
-scikit-learn does) or a large scipy/torch sparse matrix (densified: dnmf has no sparse
-solver) would otherwise fail deep inside torch or numpy, after minutes of swapping or with an
-allocation traceback. These helpers estimate the bytes from shapes and dtypes and refuse,
-with a message that says what needs how much, when it exceeds the memory available.
+scikit-learn does), or a large scipy/torch sparse matrix given to a function that densifies
+it (`dnmf.select_ranks`, so also the search of ``ranks='auto'``, and
+`dnmf.distributed.factorize_columns`; `dnmf.factorize`, `dnmf.solve_h` and `dnmf.DeepNMF` fit
+sparse input without densifying it), would otherwise fail deep inside torch or numpy, after
+minutes of swapping or with an allocation traceback. These helpers estimate the bytes from
+shapes and dtypes and refuse, with a message that says what needs how much, when it exceeds
+the memory available.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import resource
 import shutil
 import signal
 import stat
@@ -26,6 +27,8 @@ from replay import RUN, attempt, call, faces, row, run_module, said_of, tree
 import convae
 import dnmf
 from dnmf._io import CHECKSUM_KEY
+from dnmf._memory import format_bytes
+from dnmf.distributed import factorize_columns
 from dnmf.select import default_candidates
 from tests.benchmarks import diskfault
 from tests.benchmarks import test_reliability_report as damage
@@ -364,7 +367,8 @@ def tmpfs_disk_cases(t: Path, f8: Path) -> list[dict]:
 
 # --------------------------------------------------------------------------- 7
 def memory_cases(t: Path) -> list[dict]:
-    """Item 7: ranks and sparse input whose dense size cannot fit, refused before allocating."""
+    """Item 7: ranks whose factors cannot fit, refused before allocating; sparse input too large
+    to densify, fitted sparse by `factorize` and refused by the functions that densify it."""
 
     f3 = faces(t / "three", n=3)
     t0 = time.perf_counter()
@@ -380,12 +384,30 @@ def memory_cases(t: Path) -> list[dict]:
     dense = torch.from_numpy(small.toarray())
     coo = torch.sparse_coo_tensor(torch.tensor([[0], [0]]), torch.tensor([1.0]), (10**6,) * 2)
     shape = lambda res: f"a fit, H {tuple(res.H.shape)}"  # noqa: E731
+
+    def kept_sparse(case: dict, X: sp.csr_matrix | torch.Tensor) -> dict:
+        """The process's peak memory after a fit of ``X``, beside ``X``'s dense size."""
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+        item = X.element_size() if isinstance(X, torch.Tensor) else X.dtype.itemsize
+        dense = math.prod(X.shape) * item
+        case["after"] = (
+            f"never densified: the process's peak memory so far {format_bytes(peak)} "
+            f"(V dense: {format_bytes(dense)})"
+        )
+        return case
+
     rows += [
         lib(7, "`factorize(V, 100000, init='random')`, V 12288 x 3",
             lambda: dnmf.factorize(V, 100000, init="random")),
-        lib(7, "scipy CSR 10⁶ x 10⁵, 1000 nonzeros", lambda: dnmf.factorize(huge, 2)),
+        kept_sparse(lib(7, "scipy CSR 10⁶ x 10⁵, 1000 nonzeros: `factorize`",
+                        lambda: shape(dnmf.factorize(huge, 2, max_iter=5))), huge),
+        lib(7, "the same: `select_ranks`", lambda: dnmf.select_ranks(huge, [1, 2])),
+        lib(7, "the same: `dnmf.distributed.factorize_columns`",
+            lambda: factorize_columns(huge, 2)),
         lib(7, "scipy CSR 200 x 100 at 5 %", lambda: shape(dnmf.factorize(small, 2, max_iter=5))),
-        lib(7, "torch sparse COO 10⁶ x 10⁶", lambda: dnmf.factorize(coo, 2)),
+        kept_sparse(lib(7, "torch sparse COO 10⁶ x 10⁶, 1 nonzero: `factorize`",
+                        lambda: shape(dnmf.factorize(coo, 2, max_iter=5))), coo),
+        lib(7, "the same: `select_ranks`", lambda: dnmf.select_ranks(coo, [1, 2])),
         lib(7, "torch sparse COO 200 x 100",
             lambda: shape(dnmf.factorize(dense.to_sparse(), 2, max_iter=5))),
         lib(7, "torch sparse CSR 200 x 100",
