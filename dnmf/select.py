@@ -36,7 +36,7 @@ CV_ENGINES = ("auto", "gram", "masked")
 #: The update of every β = 2 fit of a search: plain masked HALS (`dnmf._solvers.masked`), the
 #: same in both engines. Not the extrapolated variant that ``'auto'`` runs for one layer: with
 #: held-out entries it can move a component onto them, where the masked loss
-#: does not see it (held-out losses 10⁴–10¹⁴ times the others' in 5 of 120 test fits).
+#: does not see it (held-out losses orders of magnitude above the others' in some test fits).
 CV_SOLVER = "hals"
 #: ``solver='auto'`` takes the batched Gram solver from this many entries of ``V`` on: below,
 #: its fixed cost per sweep (a few dozen small tensor ops per candidate) exceeds the masked

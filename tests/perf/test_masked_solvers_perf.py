@@ -31,8 +31,9 @@ def test_masked_solvers_script_small(tiny_faces, tmp_path):
         torch.set_num_threads(threads)
     res = json.loads(out.read_text())
     for rec in res["problems"].values():
-        reached = [r for r in rec["rows"].values() if r["iterations"] is not None]
-        assert reached  # the best solver reaches its own target by construction
+        reached = [r for r in rec["rows"].values() if r["iterations"][-1] is not None]
+        assert reached  # the best solver reaches every target by construction
+        assert min(r["final_over_best"] for r in rec["rows"].values()) >= 1.0
         for trace in rec["traces"].values():
             assert len(trace["train_loss"]) == 20 and trace["heldout_end"] > 0
     assert "iterations to target" in out.with_suffix(".md").read_text()
