@@ -17,8 +17,8 @@ Weighted HALS (every row of ``W1`` and column of ``H`` against its own Gram matr
 entries it observes) was tried first: it reaches a given training loss in fewer iterations,
 but the exact minimizer along a direction that only missing entries see is unbounded, and it
 moved whole components onto held-out entries (held-out losses orders of magnitude above the
-others' in some fits, and a wrong rank chosen); filling in keeps the missing entries at the model's own
-prediction, so nothing pulls them away (docs/notes.md, "Masked HALS").
+others' in some fits, and a wrong rank chosen); filling in keeps the missing entries at the
+model's own prediction, so nothing pulls them away (docs/notes.md, "Masked HALS").
 
 Each block costs one product ``Λ = P W S`` more than the unmasked update (``m × n`` work); the
 loss ``½ Σ M (V − P H)²`` comes from the ``Λ`` of the next sweep's first fill. A mask needs
