@@ -1,8 +1,8 @@
 """dnmf: Deep NMF ``V ≈ W1 W2 … Wk H`` with nonnegative factors, in torch (CPU or CUDA).
 
 The factors are fitted by exact block-coordinate descent (HALS: `factorize`'s and `DeepNMF`'s
-default for the Frobenius loss without a mask) or by multiplicative updates (any β-divergence,
-masks), as ``solver=`` chooses.
+default for the Frobenius loss, with a mask on the data filled in from the model) or by
+multiplicative updates (any β-divergence, masks), as ``solver=`` chooses.
 
 * `factorize` keeps the mathematical orientation: ``V`` is ``m × n`` with one sample per
   **column** (e.g. one flattened image per column).

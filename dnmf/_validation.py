@@ -106,6 +106,23 @@ def check_sparse_beta(beta: float, name: str = "V", beta_name: str = "beta") -> 
     )
 
 
+def _sparse_mask_message(name: str) -> str:
+    return (
+        f"mask= is not supported with a sparse {name}; to fit with missing entries, "
+        + dense_hint(name)
+    )
+
+
+def check_sparse_options(V: Any, mask: Any, beta: Any, name: str = "V") -> None:
+    """What a sparse ``name`` cannot take (a mask, a β other than 2 and 1), refused before any
+    work: ``ranks='auto'`` would otherwise run its whole search on a dense copy first."""
+    if not is_sparse_input(V):
+        return
+    if mask is not None:
+        raise ValueError(_sparse_mask_message(name))
+    check_sparse_beta(parse_beta(beta), name)
+
+
 def check_beta_zeros(
     V: torch.Tensor, beta: float, mask: torch.Tensor | None, name: str = "V"
 ) -> None:
@@ -384,10 +401,7 @@ def check_data(
     V, mask = split_masked(V, mask, name)
     if sparse and is_sparse_input(V):
         if mask is not None:
-            raise ValueError(
-                f"mask= is not supported with a sparse {name}; to fit with missing entries, "
-                + dense_hint(name)
-            )
+            raise ValueError(_sparse_mask_message(name))
         Vs = to_sparse_matrix(V, name, dtype=dtype, device=device)
         check_matrix(Vs, name, allow_batch=allow_batch)
         return Vs, None

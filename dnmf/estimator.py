@@ -55,8 +55,9 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Relative loss decrease under which the fit has converged (checked every 10 iterations).
         Codes (``transform``, and the final refinement in ``fit_transform``) are solved to
         ``tol / 100``: the loss is flat near the optimum, so a loose test would stop the codes
-        early. For β = 2 without a mask they are solved by HALS (exact coordinate descent on the
-        convex subproblem), else by multiplicative updates.
+        early. For β = 2 they are solved by HALS (exact coordinate descent on the convex
+        subproblem; with a mask, on the data filled in from the model), else by
+        multiplicative updates.
     transform_max_iter : int or None, default=None
         Iteration budget for solving the codes with the factors fixed (``None``: 5 × max_iter).
         These iterations are cheap for β = 2 (no product with the data).

@@ -104,9 +104,10 @@ def factorize(
         layers; one layer is scikit-learn's ``solver='cd'``); '-acc': each block repeated per
         product with ``V`` (Gillis & Glineur 2012); 'hals-acc-e': 'hals-acc' with
         extrapolation (Ang & Gillis 2019) wherever a fit is one layer without penalties (a
-        one-layer fit, each layer's pretraining). 'auto' is, for β = 2 without a mask,
-        'hals-acc-e' for one layer and 'hals' for deep models (the fastest to an accurate
-        answer at each depth), and 'mu' otherwise (masks need multiplicative updates).
+        one-layer fit, each layer's pretraining). 'auto' is, for β = 2, 'hals-acc-e' for one
+        layer and 'hals' for deep models (the fastest to an accurate answer at each depth;
+        with a mask each block is updated against the data filled in from the model), and
+        'mu' otherwise.
     mask : array of V's shape, optional
         Weights in [0, 1]; 0 marks a missing entry, ignored by the loss and the updates. A numpy
         masked array ``V`` brings its own: its masked entries are missing (weight 0, their
@@ -146,6 +147,7 @@ def factorize(
     FactorizationResult
     """
     val.check_callback(callback)  # before a rank search or pretraining spends any time
+    val.check_sparse_options(V, mask, beta)
     selection = None
     if isinstance(ranks, str):
         ranks, selection = auto_ranks(

@@ -202,6 +202,20 @@ def test_refusals_name_the_parameter():
         dnmf.factorize(batch, 3)
 
 
+def test_rank_search_refusals_come_before_the_search(monkeypatch):
+    fz = sys.modules["dnmf.factorize"]  # the module (the package's name is the function)
+
+    def search(*args, **kwargs):  # the dense search must not start
+        raise AssertionError("the rank search ran")
+
+    monkeypatch.setattr(fz, "auto_ranks", search)
+    V = sp.csr_matrix(_data())
+    with pytest.raises(ValueError, match=r"mask= is not supported with a sparse V"):
+        dnmf.factorize(V, "auto", mask=np.ones(V.shape))
+    with pytest.raises(ValueError, match=r"beta=0.5 is not supported with a sparse V"):
+        dnmf.factorize(V, "auto", beta=0.5)
+
+
 def test_estimator_refusals_name_the_parameter():
     X = sp.csr_matrix(_data(70, 40))
     with pytest.raises(ValueError, match=r"beta_loss=0.5 is not supported with a sparse X"):
