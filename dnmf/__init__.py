@@ -26,6 +26,7 @@ from .factorize import (
     load,
     solve_h,
 )
+from .online import MiniBatchDeepNMF
 from .select import RankSelection, rank_grid, select_ranks
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "DeepNMF",
     "EPSILON",
     "FactorizationResult",
+    "MiniBatchDeepNMF",
     "RankSelection",
     "beta_divergence",
     "check_ranks",
