@@ -124,7 +124,7 @@ def run_variant(name: str, args: argparse.Namespace, data: tuple) -> dict[str, A
         common.plot_atoms(
             out / f"{name}_atoms_before_after.png",
             method.atom_panels(model),
-            f"{cls.name} at {args.size} px: atoms before and after {epochs} epochs (first 64)",
+            f"{cls.name} at {args.size} px: atoms before and after {epochs} epochs (at most 64)",
         )
         convae.plot_history(r.history, out / f"{name}_training_curve.png", title=f"{cls.name}")
     return {
@@ -236,7 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         json.loads(done_path.read_text()) if done_path.is_file() else {"rows": []}
     )
     given = sys.argv[1:] if argv is None else list(argv)
-    record["command"] = ["python", "-m", "experiments.unfolded_ablation", *given]
+    # every command that added rows, in order (a rerun of some rows appends its own)
+    record.setdefault("commands", []).append(
+        ["python", "-m", "experiments.unfolded_ablation", *given]
+    )
     record["settings"] = {k: v for k, v in vars(args).items() if k not in ("only",)}
     rows: list[dict[str, Any]] = record["rows"]
     names = args.only or rows_known

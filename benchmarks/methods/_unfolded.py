@@ -129,7 +129,7 @@ class UnfoldedMethod(CNNMethod):
             common.plot_atoms(
                 Path(out_dir) / ATOMS_FIG,
                 self.atom_panels(convae.unwrap_model(self.model)),
-                f"{self.name}: atoms before and after training (first 64)",
+                f"{self.name}: atoms before and after training (at most 64)",
             )
         )
         return out

@@ -255,11 +255,18 @@ class UnfoldedCoupled(nn.Module):
     # ------------------------------------------------------------------ initialisation
     @torch.no_grad()
     def reset_random(self, generator: torch.Generator | None = None) -> None:
-        """Random nonnegative factors (uniform on [0.5, 1.5]); the output dictionary's two
-        halves equal (small), so the network starts as the identity."""
+        """Random nonnegative factors (uniform on [0.5, 1.5], every column scaled to unit
+        norm); the output dictionary's two halves equal (small), so the network starts as the
+        identity.
+
+        Unit columns keep the codes of order one: with raw entries near 1 the product
+        ``W1 W2`` has columns of norm near ``r1·√m``, the codes come out near 1e-3, and the
+        output dictionary's gradient (``∝ h``) is then too small for training to leave the
+        identity (the first layers get no gradient at all until the two halves differ)."""
         for st in self.stage_list():
             factors = [st.first_factor(0), *st.deep_factors(0)]
             Ws = [0.5 + torch.rand(f.raw.shape, generator=generator) for f in factors]
+            Ws = [W / W.norm(dim=0, keepdim=True) for W in Ws]
             m_out, r = st.out.raw.shape
             half = 0.01 * torch.rand(m_out // 2, r, generator=generator)
             st.set_factors(Ws, torch.cat([half, half]))

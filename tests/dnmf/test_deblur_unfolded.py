@@ -92,11 +92,25 @@ def test_training_moves_every_parameter_and_keeps_factors_nonnegative(pairs):
         assert not torch.equal(b0, b1)  # the figure's "before" stays what it started as
 
 
-def test_random_start_returns_its_input(pairs):
+def test_random_start_returns_its_input_then_leaves_it(pairs):
     torch.manual_seed(0)
     net = UnfoldedCoupled(in_channels=3, size=4, context=2, stride=2, ranks=(8, 4), init="random")
+    blurred, sharp = pairs
     with torch.no_grad():
-        assert torch.allclose(net(pairs[0]), pairs[0], atol=1e-6)
+        assert torch.allclose(net(blurred), blurred, atol=1e-6)
+    # unit-norm random factors keep the codes of order one, so a few steps leave the identity
+    # (with raw entries near 1 the codes were near 1e-3 and training did not move it)
+    opt = net.make_optimizer(0.1)
+    losses = []
+    for _ in range(4):
+        loss = (net(blurred) - sharp).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    with torch.no_grad():
+        assert (net(blurred) - blurred).abs().mean() > 1e-3
+    assert losses[-1] < losses[0]
 
 
 def test_bad_input_network_settings_are_refused(pairs):

@@ -19,7 +19,7 @@ def test_rows_are_scored_on_validation_grouped_and_kept(tiny_faces, tmp_path, ca
     rows = {r["variant"]: r for r in record["rows"]}
     assert list(rows) == ["identity", "default", "random", "prior-tied"]
     assert record["data"]["train"] > 0 and record["data"]["val"] > 0
-    assert record["command"][3:6] == ["--data-dir", str(tiny_faces), "--size"]
+    assert record["commands"][0][3:6] == ["--data-dir", str(tiny_faces), "--size"]
     row = rows["default"]
     assert row["model_kwargs"]["layers"] == 5 and row["model"] == "dnmf-unfolded"
     assert row["lr"] == ablation.DNMFUnfolded.train_lr  # the adapter's rate, as `train` uses
@@ -46,6 +46,8 @@ def test_rows_are_scored_on_validation_grouped_and_kept(tiny_faces, tmp_path, ca
     capsys.readouterr()
     assert ablation.main([*base, "--only", "default", "identity"]) == 0
     assert "default ..." not in capsys.readouterr().out
+    record = json.loads((tmp_path / "out" / "ablation.json").read_text())
+    assert len(record["commands"]) == 1 and len(record["rows"]) == 4  # nothing added
     with pytest.raises(SystemExit) as e:
         ablation.main([*base, "--only", "K7"])
     assert e.value.code == 2 and "unknown rows ['K7']" in capsys.readouterr().err
