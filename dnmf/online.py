@@ -23,6 +23,7 @@ converted and moved to ``device``.
 
 from __future__ import annotations
 
+import mmap
 import numbers
 import warnings
 from collections.abc import Iterable, Iterator
@@ -89,11 +90,50 @@ class _Rows:
         self.X, self.n, self.name = X, int(shape[0]), name
         self.width = int(shape[1])
         self.one_shot = False
+        self.mapping = _shared_mapping(X)
 
     def batches(self, size: int) -> Iterator[tuple[Any, str]]:
+        """``(X[i:j], name)`` for every block of ``size`` rows; the pages of a memory-mapped
+        block are released once the caller is done with it (asks for the next one, or
+        stops)."""
         for i in range(0, self.n, size):
             j = min(i + size, self.n)
-            yield self.X[i:j], f"{self.name}[{i}:{j}]"
+            block = self.X[i:j]
+            try:
+                yield block, f"{self.name}[{i}:{j}]"
+            finally:
+                if self.mapping is not None:
+                    _release(self.mapping, block)
+
+
+def _shared_mapping(X: Any) -> mmap.mmap | None:
+    """The file mapping under a memory-mapped ``X`` whose pages `_release` may drop: shared
+    mappings only (``np.memmap`` modes 'r' and 'r+'; a copy-on-write 'c' mapping holds the
+    user's edits in its pages), where the platform has ``madvise``."""
+    if not isinstance(X, np.memmap) or X.mode == "c" or not hasattr(mmap, "MADV_DONTNEED"):
+        return None
+    base = X.base
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None)
+    return base
+
+
+def _release(mapping: mmap.mmap, block: np.ndarray) -> None:
+    """Drop the pages of ``block`` (a view into ``mapping``) from this process's resident
+    memory: the pages a mapping has read stay resident (and count in its RSS) until the
+    mapping closes, so a pass over a memory-mapped file would otherwise end with the whole
+    file resident. Reading them again faults them back in from the page cache."""
+    if block.size == 0:
+        return
+    whole = np.frombuffer(mapping, dtype=np.uint8)
+    start = block.ctypes.data - whole.ctypes.data
+    del whole  # no buffer export may outlive this call (the mapping could not close)
+    reach = [(d - 1) * st for d, st in zip(block.shape, block.strides)]  # per axis, signed
+    low = max(0, start + sum(r for r in reach if r < 0))
+    end = min(len(mapping), start + sum(r for r in reach if r > 0) + block.itemsize)
+    low -= low % mmap.PAGESIZE
+    if end > low:
+        mapping.madvise(mmap.MADV_DONTNEED, low, end - low)
 
 
 class _Chunks:

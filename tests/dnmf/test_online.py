@@ -5,6 +5,7 @@ scikit-learn estimator protocol."""
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -290,6 +291,50 @@ def test_memory_mapped_input_is_read_a_minibatch_at_a_time(tmp_path, data):
     codes = est.transform(reader)
     assert codes.shape == (len(data), 3) and max(j - i for i, j in reader.slices) <= 25
     np.testing.assert_allclose(codes, in_memory.transform(data), rtol=1e-12, atol=1e-14)
+
+
+def _mapped_kib(path) -> int:
+    """Resident KiB of this process's mappings of the file ``path`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split(maxsplit=1)[0]
+            if "-" in head and all(c in "0123456789abcdef-" for c in head):
+                inside = line.rstrip().endswith(str(path))
+            elif inside and line.startswith("Rss:"):
+                total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads Linux's /proc")
+def test_memory_mapped_pages_are_released_after_each_minibatch(tmp_path):
+    """After a pass over a memory-mapped file, at most about a minibatch of it stays resident
+    (without the release the whole file would: every page read stays in the mapping)."""
+    path = tmp_path / "X.npy"
+    rng = np.random.default_rng(0)
+    np.save(path, rng.random((2048, 1024), dtype=np.float32))  # 8 MiB
+    X = np.load(path, mmap_mode="r")
+    est = dnmf.MiniBatchDeepNMF(
+        2, batch_size=128, max_iter=1, code_max_iter=2, random_state=0, **EXACT
+    )
+    est.fit(X)  # a minibatch is 512 KiB
+    assert _mapped_kib(path) <= 1024
+    est.transform(X)
+    assert _mapped_kib(path) <= 1024
+
+
+def test_copy_on_write_maps_keep_their_edits(tmp_path, data):
+    """A mode='c' memmap holds the user's edits in its own pages: they are never released,
+    so every pass sees the edited values."""
+    path = tmp_path / "X.npy"
+    np.save(path, data)
+    X = np.load(path, mmap_mode="c")
+    X *= 2.0  # in the private pages only
+    kw = dict(batch_size=25, max_iter=3, code_max_iter=5, random_state=0, **EXACT)
+    edited = dnmf.MiniBatchDeepNMF(3, **kw).fit(X)
+    np.testing.assert_array_equal(
+        edited.components_, dnmf.MiniBatchDeepNMF(3, **kw).fit(2.0 * data).components_
+    )
 
 
 def test_sparse_rows_stay_sparse(monkeypatch, data, rel):
