@@ -29,8 +29,8 @@ Inside the subpackage imports run one way: `linalg`, `loss`, `fpstate` at the bo
 `update` (the multiplicative step and `SolverBase`) and `loop` (`iterate`, `SolverOutcome`);
 then `sparse` (the sparse data and its KL solver); then the solvers (`frobenius`, `general`,
 `mu`; `hals_kernels`, `hals`, `extrapolation`, `masked`; `online`, the minibatch statistics'
-dictionary updates) and `settings` (`FitSettings`, what `run_solver` takes); then this registry. No module of the
-subpackage imports the registry, nor anything else of `dnmf`.
+dictionary updates) and `settings` (`FitSettings`, what `run_solver` takes); then this
+registry. No module of the subpackage imports the registry, nor anything else of `dnmf`.
 """
 
 from __future__ import annotations
