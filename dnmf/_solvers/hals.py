@@ -27,9 +27,10 @@ cost ratio in multiply-adds, and stops as soon as a sweep changes it by at most 
 what the first sweep did (``‖ΔX_q‖ ≤ δ‖ΔX_1‖``); the costs are those of
 `dnmf._solvers.hals_kernels.sweep_cost`, where the two kernels live. The same inner loop with
 multiplicative steps (`dnmf._solvers.update.SolverBase`'s step, the reference update) is
-accelerated MU. On the CPU the products with ``V`` read a row-major or CSR copy (see
-`BlockSolver._wt_v`); sparse input (`dnmf._solvers.sparse.SparseMatrix`) brings its own CSR
-of ``V`` and of ``Vᵀ``, on any device.
+accelerated MU. On the CPU the products with ``V`` read row-major or CSR copies of ``V``
+and ``Vᵀ`` (see `BlockSolver._wt_v`; from the same start a column-major ``V`` is fitted as
+its row-major copy is, bit for bit); sparse input (`dnmf._solvers.sparse.SparseMatrix`)
+brings its own CSR of ``V`` and of ``Vᵀ``, on any device.
 
 Batches freeze converged matrices (their curvature inverse is set to 0), and column shards
 (``reduce``) sum ``H Vᵀ``, ``H Hᵀ``, ``‖V‖²``, the loss and ``H``'s change over the shards, so
@@ -105,7 +106,6 @@ class BlockSolver(SolverBase):
         """Set up what the products with ``V`` read (`_wt_v`, `_h_vt`) and ``‖V‖²``; return
         every block's ``ρ`` (Gillis & Glineur): its products' multiply-adds over one sweep's."""
         sparse = is_sparse(V)
-        self.vnorm2 = V.squared_norm() if sparse else self._sum(squared_norm(V))
         on_host = V.device.type == "cpu" and V.layout == torch.strided
         self.host_dense = on_host and V.ndim == 2
         # The operands of the two products with V (see _wt_v); an H-only solve computes Pᵀ V
@@ -117,6 +117,20 @@ class BlockSolver(SolverBase):
         elif self.host_dense and any(update[: len(Ws)]):
             # not CSR for shards: each shard's density would set its own inner budgets
             self.Vs, self.Vt = _product_operands(V, csr=reduce is None)
+        # A column-major V (the transpose of a row-major array: Vᵀ above is then V's own
+        # memory) gets a row-major copy for V Hᵀ, as a row-major V gets one of Vᵀ: MKL's
+        # product of a column-major V with the transposed thin Hᵀ is 4-5x slower (100000 × 200,
+        # rank 10, one thread); with the copy both products read what a row-major V's read,
+        # and the iterations are the row-major V's to the last bit.
+        self.Vr: torch.Tensor | None = None  # V, row-major, when V is column-major
+        if self.Vs is None and self.Vt is not None and _column_major(V) and _copy_fits(V):
+            self.Vr = V.contiguous()
+        # ‖V‖² from the row-major copy too: a sum's order follows the memory's
+        self.vnorm2 = (
+            V.squared_norm()
+            if sparse
+            else self._sum(squared_norm(V if self.Vr is None else self.Vr))
+        )
         # A CPU batch's H Vᵀ reads a row-major copy of every Vᵀ (bmm through the transposed
         # view is 1.2–1.7× slower, 8 × 2048 × 750 … 1024 × 32 × 32, two threads).
         self.batch_vt: torch.Tensor | None = None
@@ -229,6 +243,10 @@ class BlockSolver(SolverBase):
             return _mT(self.Vs @ _mT(H)).contiguous()
         if not self.host_dense:
             return _mm(H, _mT(self.V) if self.batch_vt is None else self.batch_vt)
+        if self.Vr is not None:
+            return _mT(self.Vr @ _mT(H)).contiguous()
+        if _column_major(self.V):  # no room for the copy: Hᵀ row-major halves the product
+            return _mT(self.V @ _mT(H).contiguous()).contiguous()
         return _mT(self.V @ _mT(H)).contiguous()
 
     def _loss(self, PtV, Qf, Ws, H) -> torch.Tensor:
@@ -328,6 +346,12 @@ def _product_operands(
     if not _copy_fits(V):
         return None, None
     return None, V.T.contiguous()
+
+
+def _column_major(V: torch.Tensor) -> bool:
+    """Whether the 2-D ``V`` is column-major and not also row-major (a single row or column
+    is both)."""
+    return V.ndim == 2 and V.T.is_contiguous() and not V.is_contiguous()
 
 
 def _copy_fits(V: torch.Tensor) -> bool:
