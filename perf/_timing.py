@@ -4,7 +4,8 @@ machine the times came from.
 * `interleaved`: every function once per round, the order rotated from round to round and a
   rest before each timed call, so a slow spell of a shared machine hits every method alike;
 * `time_round_robin`: one warm-up each, then the median of `interleaved` rounds;
-* `environment`: the versions, threads, BLAS and device a result's JSON records.
+* `environment`: the versions, threads, BLAS and device a result's JSON records;
+* `busy_core`: a CPU-bound process pinned to one core while a timing runs (a shared machine).
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -121,3 +125,47 @@ def environment(threads: int, device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
     return env
+
+
+#: The busy process: it spins on its core and ends by itself once its parent is gone (a parent
+#: killed by a signal runs no cleanup; the loop checks every few tens of milliseconds).
+BUSY_LOOP = """
+import os, sys
+core, parent = int(sys.argv[1]), int(sys.argv[2])
+os.sched_setaffinity(0, {core})
+n = 0
+while True:
+    n += 1
+    if n % 200000 == 0 and os.getppid() != parent:
+        break
+"""
+
+
+def check_core(core: int) -> int:
+    """``core`` if this process may run on it (``os.sched_getaffinity``), else a ValueError
+    naming the cores it may use."""
+    if not hasattr(os, "sched_getaffinity"):
+        raise ValueError("pinning a process to a core needs Linux (os.sched_setaffinity)")
+    allowed = sorted(os.sched_getaffinity(0))
+    if core not in allowed:
+        raise ValueError(f"core {core} is not one this process may use ({allowed})")
+    return core
+
+
+@contextmanager
+def busy_core(core: int) -> Iterator[subprocess.Popen]:
+    """A CPU-bound Python process pinned to ``core`` for the duration of the block (yields
+    its ``Popen``); it is killed and reaped when the block ends, by an exception too, and ends
+    by itself if this process dies without running the block's end."""
+    check_core(core)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BUSY_LOOP, str(core), str(os.getpid())],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        os.sched_setaffinity(proc.pid, {core})  # pinned now, not once its interpreter is up
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()

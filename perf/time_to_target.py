@@ -24,6 +24,26 @@ Every library gets the same matrix ``V`` (scikit-learn's ``X`` is ``V``, so its 
 
 The deep targets take long to compute; ``--targets FILE`` keeps them (read when the settings
 match, written otherwise). Results are one JSON file, a markdown table and a PNG.
+
+The workload cases (run with ``--only``; ``--scale`` shrinks them, see
+`perf._workloads.sized`) run every fit in a process of its own and add each row's peak
+resident memory (``getrusage``; `perf._isolated`). Their target is the final loss of
+scikit-learn's own fit with its defaults (whose time to it is that fit's), and dnmf's default
+call races to it:
+
+* ``sparse-20k``/``sparse-20k-f32``/``sparse-200k``: 20000 × 20000 (float64 and float32) and
+  200000 × 20000 CSR matrices with 0.05 % uniform nonzeros, rank 20, scikit-learn's
+  ``NMF()`` (``cd``, NNDSVDa) against ``dnmf.factorize(V, 20)`` on the scipy matrix;
+* ``kl-counts``: Poisson counts, 3000 × 5000 at 1 % nonzero (CSR), rank 20, β = 1:
+  ``NMF(solver='mu', beta_loss='kullback-leibler')`` against ``factorize(V, 20, beta=1)``;
+* ``dense-tall``: 100000 × 200 dense, column-major, rank 10;
+* ``minibatch-memmap``: 200000 × 1000 float32 written to a ``.npy`` file and memory-mapped,
+  rank 20, ``MiniBatchNMF`` against ``dnmf.MiniBatchDeepNMF`` (batch 1024, forget factor 0.7);
+* ``rank-selection-defaults``: ``dnmf.select_ranks`` with its defaults on the planted rank-6
+  80 × 120 problem (noise 5 % of the mean, candidates 2…10), seconds and choice per seed.
+
+``--busy-core N`` keeps a CPU-bound process pinned to core ``N`` running for the whole run
+(`perf._timing.busy_core`): the times of a shared machine.
 """
 
 from __future__ import annotations
@@ -31,11 +51,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,9 +67,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from perf import _cli, _problems
+from perf import _cli, _isolated, _problems, _workloads
 from perf import _traces as tr
-from perf._timing import environment, interleaved
+from perf._timing import busy_core, check_core, environment, interleaved
 
 FORMAT_VERSION = 1
 LEVELS = (1.0, 1.001)  # the target, and 0.1 % above it
@@ -407,6 +430,167 @@ def _from_sklearn_start(V, Xs, r, target, cap, solver: str, device: str = "cpu")
     return tr.dnmf_fit(V, r, rec, solver, init="custom", Ws=[W0], H=H0, device=device)
 
 
+# -------------------------------------------------------------------------- workload cases
+def run_workload(
+    name: str,
+    scale: float,
+    rounds: int,
+    cap_factor: float,
+    threads: int,
+    seed: int,
+    scratch: Path,
+    log: Callable[[str], None] | None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """A workload case (`perf._workloads.WORKLOADS`): its matrix written to ``scratch``, the
+    reference fit once for the target, then the reference and the traced rows in interleaved
+    rounds, every fit in its own process (dnmf's on ``device``)."""
+    log = log or (lambda s: None)
+    w = _workloads.sized(name, scale)
+    p = _workloads.prepare(name, w, seed, scratch)
+    case: dict[str, Any] = {
+        "about": w.about,
+        "shape": list(p.shape),
+        "nnz": p.nnz,
+        "dtype": p.dtype,
+        "rank": w.rank,
+        "beta": w.beta,
+        "matrix_mib": p.nbytes / 2**20,
+    }
+    first = _isolated.call(
+        _workloads.run_row, p, w.reference, w.rank, w.beta, 0.0, 0.0, threads=threads
+    )
+    if first.error is not None:
+        log(f"{name}: the reference fit failed: {first.error}")
+        return {**case, "error": f"{w.reference}: {first.error}", "methods": []}
+    ref = first.value
+    target, cap = ref.loss, max(cap_factor * ref.seconds, 2.0)
+    case.update(
+        target=target,
+        reference={
+            "method": w.reference,
+            "seconds": ref.seconds,
+            "n_iter": ref.n_iter,
+            "cap_seconds": cap,
+            "peak_rss_mib": first.peak_rss_mib,
+            "start_rss_mib": first.start_rss_mib,
+        },
+    )
+    log(f"{name}: target {target:.6e} ({w.reference} {ref.seconds:.2f} s, {ref.n_iter} its)")
+    methods = [w.reference, *w.rows]
+    fns = [
+        lambda m=m: _isolated.call(
+            _workloads.run_row, p, m, w.rank, w.beta, target, cap, device, threads=threads
+        )
+        for m in methods
+    ]
+    rows = [_workload_row(m, r, target) for m, r in zip(methods, interleaved(fns, rounds))]
+    _workload_ratios(rows)
+    for m in rows:
+        log(
+            f"  {m['method']:<26} to target {_fmt(m['seconds_to_1'])} s, peak "
+            f"{_fmt(m['peak_rss_mib'], '.0f')} MiB" + (f" ({m['error']})" if m["error"] else "")
+        )
+    case["methods"] = rows
+    return case
+
+
+def _workload_row(name: str, runs: list[tuple[float, Any]], target: float) -> dict[str, Any]:
+    """Per-round reach times and memory of one row: a reference's time to the target is its
+    whole fit (it ends at its final loss), a traced row's is read from its trace."""
+    rounds, trace = [], None
+    for wall, iso in runs:
+        row: dict[str, Any] = {
+            "wall_seconds": wall,
+            "peak_rss_mib": iso.peak_rss_mib,
+            "start_rss_mib": iso.start_rss_mib,
+            "error": iso.error,
+            "final_loss": None,
+            "final_over_target": None,
+        }
+        for lv in LEVELS:
+            row[f"seconds_to_{lv:g}"] = row[f"iters_to_{lv:g}"] = None
+        v = iso.value
+        if isinstance(v, _workloads.Reference):
+            row.update(final_loss=v.loss, final_over_target=v.loss / target, stop="budget")
+            for lv in LEVELS:
+                row[f"seconds_to_{lv:g}"], row[f"iters_to_{lv:g}"] = v.seconds, v.n_iter
+            v = tr.Trace(seconds=[v.seconds], iters=[v.n_iter], losses=[v.loss])
+        elif isinstance(v, tr.Trace) and v.losses:
+            row.update(stop=v.stop, **v.extra)
+            row["final_loss"] = float(v.losses[-1])
+            row["final_over_target"] = float(v.losses[-1]) / target
+            for lv in LEVELS:
+                row[f"seconds_to_{lv:g}"], row[f"iters_to_{lv:g}"] = reach(v, target, lv)
+        if trace is None and isinstance(v, tr.Trace):
+            trace = v
+        rounds.append(row)
+    out: dict[str, Any] = {"method": name, "rounds": rounds}
+    out["trace"] = _thin(trace, target) if trace is not None else _thin(tr.Trace(), target)
+    for lv in LEVELS:
+        got = [r[f"seconds_to_{lv:g}"] for r in rounds]
+        out[f"seconds_to_{lv:g}"] = statistics.median(got) if None not in got else None
+        out[f"iters_to_{lv:g}"] = rounds[0][f"iters_to_{lv:g}"]
+    for key in ("final_loss", "final_over_target", "start_rss_mib"):
+        out[key] = rounds[0][key]
+    peaks = [r["peak_rss_mib"] for r in rounds if r["peak_rss_mib"] is not None]
+    out["peak_rss_mib"] = max(peaks) if peaks else None
+    out["error"] = next((r["error"] for r in rounds if r["error"]), None)
+    return out
+
+
+def _workload_ratios(rows: list[dict[str, Any]]) -> None:
+    """Per-round ratio of each row's time to the target to the reference's (the first row)
+    in the same round, median over rounds; None unless every round has both."""
+    base = rows[0]
+    for m in rows:
+        for lv in LEVELS:
+            pairs = [
+                (a[f"seconds_to_{lv:g}"], b[f"seconds_to_{lv:g}"])
+                for a, b in zip(m["rounds"], base["rounds"])
+            ]
+            vals = [a / b for a, b in pairs if a is not None and b]
+            m[f"ratio_to_sklearn_{lv:g}"] = (
+                statistics.median(vals) if vals and len(vals) == len(pairs) else None
+            )
+
+
+def run_selection(
+    seeds: int, threads: int, log: Callable[[str], None] | None, device: str = "cpu"
+) -> dict[str, Any]:
+    """``rank-selection-defaults``: one `dnmf.select_ranks` with its defaults per seed (the
+    problem's seed and the search's), each in its own process, its fits on ``device``."""
+    log = log or (lambda s: None)
+    sel = _workloads.SELECTION
+    runs = []
+    for s in range(seeds):
+        iso = _isolated.call(
+            _workloads.select_defaults,
+            s,
+            sel["m"],
+            sel["n"],
+            sel["noise"],
+            sel["candidates"],
+            device,
+            threads=threads,
+        )
+        row = {"seed": s, "best": None, "seconds": None, **(iso.value or {})}
+        row.update(peak_rss_mib=iso.peak_rss_mib, error=iso.error)
+        runs.append(row)
+        log(f"rank selection seed {s}: chose {row['best']} ({_fmt(row['seconds'], '.1f')} s)")
+    secs = [r["seconds"] for r in runs if r["seconds"] is not None]
+    return {
+        "about": f"planted rank {sel['planted']}, {sel['m']}×{sel['n']}, noise "
+        f"{100 * sel['noise']:g} % of the mean, candidates {sel['candidates'][0]}–"
+        f"{sel['candidates'][-1]}, select_ranks' defaults",
+        "planted": sel["planted"],
+        "candidates": sel["candidates"],
+        "seeds": runs,
+        "hits": sum(r["best"] == sel["planted"] for r in runs),
+        "max_seconds": max(secs) if secs else None,
+    }
+
+
 def _fmt(x: float | None, spec: str = ".2f") -> str:
     return "–" if x is None else format(x, spec)
 
@@ -426,25 +610,37 @@ def run_time_to_target(
     log: Callable[[str], None] | None = print,
     progress: Callable[[dict[str, Any]], None] | None = None,
     faces: np.ndarray | None = None,
+    scale: float | None = None,
+    busy: int | None = None,
+    scratch: Path | None = None,
+    selection_seeds: int = 10,
 ) -> dict[str, Any]:
-    """Run the cases (``only``: a subset of `CASES`) and return the JSON-ready dict;
-    ``progress(partial)`` gets the results so far after every case. dnmf fits on
-    ``device``; scikit-learn and torchnmf run on the host CPU with ``threads`` threads.
-    ``faces``: the face matrix already read (else read from ``faces_dir`` when a face case
-    runs)."""
+    """Run the cases (``only``: a subset of `ALL_CASES`; default `CASES`) and return the
+    JSON-ready dict; ``progress(partial)`` gets the results so far after every case. dnmf
+    fits on ``device``; scikit-learn and torchnmf run on the host CPU with ``threads``
+    threads. ``faces``: the face matrix already read (else read from ``faces_dir`` when a
+    face case runs). The workload cases run at ``scale`` (default 1; 0.1 with ``quick``) and
+    write their matrices to a temporary folder in ``scratch`` (default: the system's),
+    removed at the end; ``rank-selection-defaults`` runs ``selection_seeds`` seeds. ``busy``:
+    a core that a CPU-bound process holds for the whole run (`perf._timing.busy_core`)."""
     from threadpoolctl import threadpool_limits
 
     dev = check_device(device)
     unknown = sorted(set(only or ()) - set(cases_of(quick)))
     if unknown:
         raise ValueError(f"unknown cases {unknown}; the cases are {list(cases_of(quick))}")
+    if busy is not None:
+        check_core(busy)
+    scale = (0.1 if quick else 1.0) if scale is None else scale
+    if not (scale > 0 and np.isfinite(scale)):
+        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
 
     log = log or (lambda s: None)
     torch.set_num_threads(threads)
     cache = read_targets(targets)
 
     def want(name: str) -> bool:
-        return only is None or name in only
+        return name in only if only is not None else name in CASES
 
     deep_iters, pretrain = (1000, 50) if quick else (5000, 100)
     batch = (32, 64, 96, 8) if quick else (256, 64, 96, 8)
@@ -463,6 +659,9 @@ def run_time_to_target(
             "seed": seed,
             "levels": list(LEVELS),
             "device": str(dev),
+            "scale": scale,
+            "selection_seeds": selection_seeds,
+            "busy_core": busy,
         },
         "environment": environment(threads, dev),
         "not_installed": [m for m in SINGLE_METHODS if m not in installed_methods()],
@@ -474,8 +673,14 @@ def run_time_to_target(
             out["markdown"] = to_markdown(out)
             progress(out)
 
-    with threadpool_limits(limits=threads):
-        _warm_up(str(dev))
+    with ExitStack() as stack:
+        if busy is not None:
+            proc = stack.enter_context(busy_core(busy))
+            out["busy"] = {"core": busy, "pid": proc.pid}
+            log(f"a CPU-bound process (pid {proc.pid}) holds core {busy}")
+        stack.enter_context(threadpool_limits(limits=threads))
+        if any(want(c) for c in CASES):  # the workload cases warm up in their own processes
+            _warm_up(str(dev))
         if faces is None and any(want(c) for c in FACE_CASES):
             faces = _problems.faces(faces_dir, flag="--faces-dir")
         for case in make_cases(quick, faces, seed, str(dev)):
@@ -490,6 +695,18 @@ def run_time_to_target(
                 done()
         if want("batched"):
             results["batched"] = run_batched(*batch, rounds, cap_factor, seed, log, str(dev))
+            done()
+        if any(want(c) for c in _workloads.WORKLOADS):
+            folder = Path(tempfile.mkdtemp(prefix="time-to-target-", dir=scratch))
+            stack.callback(shutil.rmtree, folder, ignore_errors=True)
+            for name in _workloads.WORKLOADS:
+                if want(name):
+                    results[name] = run_workload(
+                        name, scale, rounds, cap_factor, threads, seed, folder, log, str(dev)
+                    )
+                    done()
+        if want(SELECTION_CASE):
+            results[SELECTION_CASE] = run_selection(selection_seeds, threads, log, str(dev))
     if targets is not None and cache:
         from benchmarks.io_utils import write_json
 
@@ -501,13 +718,18 @@ def run_time_to_target(
 FACE_CASES = ("faces-r64", "faces-r16", "deep-k2", "deep-k3")
 DEEP_FULL = {"deep-k2": [64, 32], "deep-k3": [64, 32, 16]}
 DEEP_QUICK = {"deep-k2": [16, 8], "deep-k3": [16, 8, 4]}
-#: Every case's name, in the order they run (``--only`` picks among them).
+#: The cases a run without ``--only`` runs, in the order they run.
 CASES = ("faces-r64", "faces-r16", "lowrank", "sparse", "deep-k2", "deep-k3", "batched")
+SELECTION_CASE = "rank-selection-defaults"
+#: The workload cases (`perf._workloads`), run when ``--only`` names them, after `CASES`.
+WORKLOAD_CASES = (*_workloads.WORKLOADS, SELECTION_CASE)
+#: Every case ``--only`` can pick.
+ALL_CASES = CASES + WORKLOAD_CASES
 
 
 def cases_of(quick: bool) -> tuple[str, ...]:
-    """The cases a run has: all of `CASES`, less ``faces-r64`` with ``quick``."""
-    return tuple(c for c in CASES if not (quick and c == "faces-r64"))
+    """The cases a run can have: all of `ALL_CASES`, less ``faces-r64`` with ``quick``."""
+    return tuple(c for c in ALL_CASES if not (quick and c == "faces-r64"))
 
 
 def check_device(device: str) -> torch.device:
@@ -548,10 +770,23 @@ def to_markdown(out: dict[str, Any]) -> str:
     if out.get("not_installed"):
         missing = ", ".join(out["not_installed"])
         lines += [f"Not installed here, so not timed: {missing} (`pip install -e '.[bench]'`).", ""]
+    busy = out.get("config", {}).get("busy_core")
+    if busy is not None:
+        lines += [
+            f"A CPU-bound process pinned to core {busy} ran for the whole run "
+            f"(`--busy-core {busy}`).",
+            "",
+        ]
     for name, c in out["cases"].items():
         deep = name.startswith("deep")
         if name == "batched":
             lines += _batched_markdown(c)
+            continue
+        if name in _workloads.WORKLOADS:
+            lines += _workload_markdown(name, c)
+            continue
+        if name == SELECTION_CASE:
+            lines += _selection_markdown(c)
             continue
         ref = "dnmf mu" if deep else "scikit-learn NMF()"
         lines += [
@@ -609,6 +844,60 @@ def _batched_markdown(c: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _workload_markdown(name: str, c: dict[str, Any]) -> list[str]:
+    """A workload case: seconds to the target, × the reference, memory of every row."""
+    m, n = c["shape"]
+    what = f"{m}×{n}"
+    if c.get("nnz") is not None:
+        what += f", {c['nnz']} nonzeros ({100 * c['nnz'] / (m * n):.3g} %)"
+    what += f", {c['dtype']}, rank {c['rank']}, β = {c['beta']:g}, matrix {c['matrix_mib']:.1f} MiB"
+    if "error" in c:
+        return [f"**{name}** — {c['about']}, {what}: no target ({c['error']})", ""]
+    ref = c["reference"]
+    lines = [
+        f"**{name}** — {c['about']}, {what}; target {c['target']:.6e}, the final loss of "
+        f"scikit-learn's `{ref['method'].removeprefix('sklearn ')}` ({ref['seconds']:.2f} s, "
+        f"{ref['n_iter']} iterations, peak RSS {_fmt(ref['peak_rss_mib'], '.0f')} MiB when it "
+        "set the target)",
+        "",
+        "| method | seconds to target | × scikit-learn | iterations | seconds to 1.001× | "
+        "final / target | peak RSS (MiB) | RSS at start (MiB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in c["methods"]:
+        if r["error"]:
+            lines.append(
+                f"| {r['method']} | failed: {r['error']} | – | – | – | – "
+                f"| {_fmt(r['peak_rss_mib'], '.0f')} | {_fmt(r['start_rss_mib'], '.0f')} |"
+            )
+            continue
+        its = r["iters_to_1"] if r["iters_to_1"] is not None else "–"
+        lines.append(
+            f"| {r['method']} | {_fmt(r['seconds_to_1'])} | {_fmt(r['ratio_to_sklearn_1'])} "
+            f"| {its} | {_fmt(r['seconds_to_1.001'])} | {_fmt(r['final_over_target'], '.5f')} "
+            f"| {_fmt(r['peak_rss_mib'], '.0f')} | {_fmt(r['start_rss_mib'], '.0f')} |"
+        )
+    return [*lines, ""]
+
+
+def _selection_markdown(c: dict[str, Any]) -> list[str]:
+    n = len(c["seeds"])
+    lines = [
+        f"**{SELECTION_CASE}** — {c['about']}: the planted rank chosen in {c['hits']} of {n} "
+        f"seeds, the slowest search {_fmt(c['max_seconds'], '.1f')} s",
+        "",
+        "| seed | chosen rank | seconds | peak RSS (MiB) |",
+        "|---|---|---|---|",
+    ]
+    for r in c["seeds"]:
+        chosen = r["best"] if r["error"] is None else f"failed: {r['error']}"
+        lines.append(
+            f"| {r['seed']} | {chosen} | {_fmt(r['seconds'], '.2f')} "
+            f"| {_fmt(r['peak_rss_mib'], '.0f')} |"
+        )
+    return [*lines, ""]
+
+
 def plot(out: dict[str, Any], path: Path) -> None:
     """Loss / target against seconds (log axes), one panel per case, the first round."""
     import matplotlib
@@ -617,7 +906,9 @@ def plot(out: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 
-    cases = list(out["cases"].items())
+    cases = [(k, c) for k, c in out["cases"].items() if c.get("methods")]  # loss traces
+    if not cases:  # e.g. only the rank search: an empty figure says so
+        cases = [("no loss traces in this run", {"methods": []})]
     cols = min(4, len(cases))
     rows = (len(cases) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
@@ -627,7 +918,13 @@ def plot(out: dict[str, Any], path: Path) -> None:
             t = m["trace"]
             # a batch's trace holds its worst matrix's ratio to that matrix's own target
             y = np.asarray(t["losses"]) / (1.0 if name == "batched" else float(tgt))
-            ax.plot(np.maximum(t["seconds"], 1e-3), y, label=m["method"], lw=1.2)
+            ax.plot(
+                np.maximum(t["seconds"], 1e-3),
+                y,
+                label=m["method"],
+                lw=1.2,
+                marker="o" if len(y) == 1 else None,
+            )
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
         ax.set(xscale="log", yscale="log", title=name, xlabel="seconds", ylabel="loss / target")
         # a span under a decade would label every minor tick, and they overlap along x
@@ -678,9 +975,39 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         nargs="+",
         default=None,
-        choices=CASES,
+        choices=ALL_CASES,
         metavar="CASE",
-        help=f"run only these cases: {', '.join(CASES)} (--quick has no faces-r64)",
+        help=f"run only these cases: {', '.join(ALL_CASES)} (--quick has no faces-r64; "
+        f"without --only: {', '.join(CASES)})",
+    )
+    p.add_argument(
+        "--scale",
+        type=_cli.finite_positive_float,
+        default=None,
+        help="size of the workload cases sparse-20k … minibatch-memmap: rows and columns "
+        "(dense-tall's rows only) times this, a sparse matrix's density divided by it "
+        "(default 1; 0.1 with --quick)",
+    )
+    p.add_argument(
+        "--selection-seeds",
+        type=_cli.positive_int,
+        default=10,
+        help="seeds of rank-selection-defaults (default 10)",
+    )
+    p.add_argument(
+        "--busy-core",
+        type=_cli.nonneg_int,
+        default=None,
+        metavar="CORE",
+        help="keep a CPU-bound process pinned to this core running for the whole run (the "
+        "times of a shared machine); it is stopped when the run ends, however it ends",
+    )
+    p.add_argument(
+        "--scratch",
+        type=_cli.existing_folder,
+        default=None,
+        help="folder for the workload cases' matrices (a temporary folder in it, removed "
+        "at the end; default: the system's temporary folder)",
     )
     p.add_argument(
         "--device",
@@ -702,6 +1029,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--device: {e}")
     if a.quick and a.only and "faces-r64" in a.only:
         p.error(f"--only faces-r64: not a --quick case (those are {', '.join(cases_of(True))})")
+    if a.busy_core is not None:
+        try:
+            check_core(a.busy_core)
+        except ValueError as e:
+            p.error(f"--busy-core: {e}")
     from benchmarks.io_utils import write_json, write_text
 
     with _cli.refusing(p):  # the inputs, read before any output exists
@@ -726,6 +1058,10 @@ def main(argv: list[str] | None = None) -> int:
             device=a.device,
             log=lambda s: print(s, file=sys.stderr, flush=True),
             faces=faces,
+            scale=a.scale,
+            busy=a.busy_core,
+            scratch=a.scratch,
+            selection_seeds=a.selection_seeds,
         )
         write_json(a.out / "result.json", out)
         write_text(a.out / "result.md", out["markdown"] + "\n")
