@@ -28,7 +28,39 @@ except ImportError:  # pragma: no cover - older scikit-learn
         return est._validate_data(X, **kw)
 
 
-class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class CodesTransformerMixin:
+    """What the Deep NMF estimators share in code space: ``inverse_transform`` (codes back
+    to features through ``components_``), the output width and scikit-learn's tags
+    (nonnegative input, sparse accepted, float32/float64 preserved)."""
+
+    n_components_: int
+    components_: np.ndarray
+
+    def inverse_transform(self, X: Any) -> np.ndarray:
+        """Map codes (n_samples, rk) back to feature space: ``X @ components_``."""
+        check_is_fitted(self)
+        X = check_array(X, accept_sparse=("csr", "csc"), dtype=[np.float64, np.float32])
+        if X.ndim != 2 or X.shape[1] != self.n_components_:
+            raise ValueError(
+                f"X must have shape (n_samples, {self.n_components_}) (the codes), got {X.shape}"
+            )
+        return np.asarray(X @ self.components_.astype(X.dtype, copy=False))
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.components_.shape[0]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()  # type: ignore[misc]  # the estimator base follows in the MRO
+        tags.input_tags.positive_only = True
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+class DeepNMF(
+    CodesTransformerMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
     """Deep NMF ``X ≈ H (W1 W2 … Wk)ᵀ`` with nonnegative factors (HALS or multiplicative updates).
 
     ``X`` may be a scipy sparse matrix: it is fitted through sparse products and never
@@ -313,24 +345,3 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             **self._code_keywords(),
         )
         return np.ascontiguousarray(res.H.T)
-
-    def inverse_transform(self, X: Any) -> np.ndarray:
-        """Map codes (n_samples, rk) back to feature space: ``X @ components_``."""
-        check_is_fitted(self)
-        X = check_array(X, accept_sparse=("csr", "csc"), dtype=[np.float64, np.float32])
-        if X.ndim != 2 or X.shape[1] != self.n_components_:
-            raise ValueError(
-                f"X must have shape (n_samples, {self.n_components_}) (the codes), got {X.shape}"
-            )
-        return np.asarray(X @ self.components_.astype(X.dtype, copy=False))
-
-    @property
-    def _n_features_out(self) -> int:
-        return self.components_.shape[0]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.positive_only = True
-        tags.input_tags.sparse = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
 from . import _validation as val
 from ._fitting import ConvergenceWarning, initial_factors
@@ -42,6 +42,7 @@ from ._solvers.linalg import _mT, _prod
 from ._solvers.loss import EPSILON, Penalties
 from ._solvers.online import FrobeniusStatistics, KLStatistics
 from ._solvers.sparse import Data
+from .estimator import CodesTransformerMixin
 from .factorize import _constant_codes
 
 try:  # scipy is a hard dependency of the project, but keep dnmf importable without it
@@ -163,7 +164,9 @@ class _Chunks:
             yield from rows.batches(size)
 
 
-class MiniBatchDeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class MiniBatchDeepNMF(
+    CodesTransformerMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
     """Deep NMF ``X ≈ H (W1 … Wk)ᵀ`` fitted online from minibatches of rows (out of core).
 
     The estimator API of scikit-learn's ``MiniBatchNMF``: `fit` passes over ``X`` a
@@ -620,27 +623,6 @@ class MiniBatchDeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             parts.append(H.T.cpu().numpy())
             total += loss
         return np.ascontiguousarray(np.concatenate(parts)), total
-
-    def inverse_transform(self, X: Any) -> np.ndarray:
-        """Map codes (n_samples, rk) back to feature space: ``X @ components_``."""
-        check_is_fitted(self)
-        X = check_array(X, accept_sparse=("csr", "csc"), dtype=[np.float64, np.float32])
-        if X.ndim != 2 or X.shape[1] != self.n_components_:
-            raise ValueError(
-                f"X must have shape (n_samples, {self.n_components_}) (the codes), got {X.shape}"
-            )
-        return np.asarray(X @ self.components_.astype(X.dtype, copy=False))
-
-    @property
-    def _n_features_out(self) -> int:
-        return self.components_.shape[0]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.positive_only = True
-        tags.input_tags.sparse = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
 
 
 class _Monitor:
